@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: MIT
+# The two commands of the README:
+#   make run    installs what is missing, builds, serves examples/hello.lua on 127.0.0.1:8080
+#   make test   installs what is missing, builds, runs every test (ctest, then busted)
+# and for development: make test-asan, make test-valgrind, make format.
+
+BUILD ?= build
+WERROR ?= OFF
+JOBS ?= $(shell nproc)
+DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev lua-busted lua-socket curl
+
+.PHONY: all deps build run test test-asan test-valgrind format clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh $(DEBS)
+
+build: deps
+	cmake -S . -B $(BUILD) -DRILL_WERROR=$(WERROR) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	$(BUILD)/rill examples/hello.lua --listen 127.0.0.1:8080
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure
+	./scripts/busted.sh
+
+# The end-to-end specs against an AddressSanitizer + UBSan build of rill.
+test-asan: deps
+	cmake -S . -B build-asan -DRILL_SANITIZE=ON -DRILL_WERROR=$(WERROR) >/dev/null
+	cmake --build build-asan -j$(JOBS)
+	cmake -S . -B $(BUILD) >/dev/null && cmake --build $(BUILD) -j$(JOBS)
+	RILL_BIN=build-asan/rill ./scripts/busted.sh
+
+# The end-to-end specs with rill under valgrind (streaming and disconnect paths).
+test-valgrind: build
+	@./scripts/deps.sh valgrind
+	RILL_BIN="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite $(BUILD)/rill" \
+	  RILL_TEST_TIMEOUT=60 ./scripts/busted.sh spec/e2e_core_spec.lua
+
+format:
+	clang-format -i src/*.c src/*.h tests/*.c
+
+clean:
+	rm -rf $(BUILD) build-asan

@@ -1,0 +1,72 @@
+-- SPDX-License-Identifier: MIT
+-- Runs a handler and turns what it returns into a response through `out`:
+-- rill.core.out on the server, a collector in rill.test. Each request runs
+-- this in its own coroutine (src/server.c).
+local co = require "rill.coroutine"
+
+local type, tostring, error, getmetatable = type, tostring, error, getmetatable
+local close_body = co.close
+
+-- Closes the body iterator when the stream ends, fails or is cancelled.
+local Closer = { __close = function(c) close_body(c.body) end }
+
+local function is_callable(v)
+  if type(v) == "function" then
+    return true
+  end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function send_list(out, status, headers, list)
+  if out.start(status, headers) then
+    for i = 1, #list do
+      local chunk = list[i]
+      if type(chunk) ~= "string" then
+        error(("body[%d] is a %s, expected a string"):format(i, type(chunk)), 0)
+      end
+      out.write(chunk)
+    end
+  end
+  return out.finish()
+end
+
+local function send_lazy(out, status, headers, body)
+  local closer <close> = setmetatable({ body = body }, Closer)
+  if out.start(status, headers) then
+    local chunk = body()
+    while chunk ~= nil do
+      local t = type(chunk)
+      if t == "number" then
+        chunk = tostring(chunk)
+      elseif t ~= "string" then
+        error(("body iterator returned a %s, expected a string or nil"):format(t), 0)
+      end
+      out.write(chunk)
+      chunk = body()
+    end
+  end
+  return out.finish()
+end
+
+return function(handler, req, out)
+  local res = handler(req)
+  local t = type(res)
+  if t == "string" then
+    return out.reply(200, nil, res)
+  elseif res == nil then
+    return out.reply(204, nil, nil)
+  elseif t ~= "table" then
+    error(("handler returned a %s, expected a string, a table or nil"):format(t), 0)
+  end
+  local status, headers, body = res.status or 200, res.headers, res.body
+  local bt = type(body)
+  if body == nil or bt == "string" then
+    return out.reply(status, headers, body)
+  elseif is_callable(body) then
+    return send_lazy(out, status, headers, body)
+  elseif bt == "table" then
+    return send_list(out, status, headers, body)
+  end
+  error(("response body is a %s, expected a string, a list of strings or an iterator"):format(bt), 0)
+end

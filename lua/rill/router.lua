@@ -1,0 +1,436 @@
+-- SPDX-License-Identifier: MIT
+-- rill.router: Lapis-style path routing for rill handlers.
+--
+--   local router = require "rill.router"
+--   local app = router.new {
+--     ["GET /"] = function(req) return "home" end,
+--     ["GET /users/:id[%d]"] = function(req) return req.params.id end,
+--   }
+--   app:post("/users", create_user)
+--   return app(req)            -- the router is itself a handler
+--
+-- Each route path is compiled once, when it is added, into one or more
+-- anchored Lua patterns (one per combination of optional groups). Static
+-- routes are kept in a hash table keyed by exact path.
+
+local M = {}
+
+local RANK_STATIC, RANK_PARAM, RANK_SPLAT = 1, 2, 3
+local MAX_VARIANTS = 64   -- combinations of optional groups per route
+local MAX_CAPTURES = 32   -- LUAI_MAXCAPTURES in a stock Lua build
+local MAX_DEPTH = 16      -- nesting of optional groups
+local TEXT_PLAIN = "text/plain; charset=utf-8"
+local EMPTY = {}
+
+local methods = {}
+local Router = { __index = methods, __name = "rill.router" }
+
+-- Raised inside the parser and caught by compile(), so deep recursion can
+-- bail out without threading `nil, err` through every level.
+local ParseError = {}
+
+local function fail(msg)
+  error(setmetatable({ msg = msg }, ParseError), 0)
+end
+
+local function is_callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function lua_escape(s)
+  return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
+end
+
+-- Finds the end of a ":name[class]" body starting at i (just past '[').
+-- '%' escapes the next character, exactly as in a Lua character class,
+-- so "[%]]" is a class containing ']'.
+local function scan_class(s, i)
+  local j = i
+  while j <= #s do
+    local c = s:sub(j, j)
+    if c == "%" then
+      j = j + 2
+    elseif c == "]" then
+      local body = s:sub(i, j - 1)
+      if body == "" or body == "^" then
+        fail("empty character class at position " .. (i - 1))
+      end
+      if not pcall(string.find, "", "[" .. body .. "]") then
+        fail("invalid character class '[" .. body .. "]'")
+      end
+      return body, j + 1
+    else
+      j = j + 1
+    end
+  end
+  fail("unterminated '[' at position " .. (i - 1))
+end
+
+-- Records a capture name, rejecting duplicates so params never overwrite
+-- each other silently. '*' is recorded under the name "splat".
+local function add_name(st, name, is_splat)
+  if st.names[name] then
+    if is_splat or name == "splat" then
+      fail(st.splat and "more than one '*'" or "':splat' clashes with '*'")
+    end
+    fail("duplicate parameter '" .. name .. "'")
+  end
+  st.names[name] = true
+  st.captures = st.captures + 1
+  if st.captures > MAX_CAPTURES then fail("too many parameters") end
+end
+
+-- Recursive descent over a route path. Returns the node list and the index
+-- where it stopped: at a ')' closing this group, or just past the end.
+local function parse_seq(s, i, st, depth)
+  if depth > MAX_DEPTH then fail("optional groups nested too deeply") end
+  local seq, lit = {}, {}
+  local function flush()
+    if #lit > 0 then
+      seq[#seq + 1] = { lit = table.concat(lit) }
+      lit = {}
+    end
+  end
+  while i <= #s do
+    local c = s:sub(i, i)
+    if c == "(" then
+      flush()
+      local inner, j = parse_seq(s, i + 1, st, depth + 1)
+      if s:sub(j, j) ~= ")" then fail("unbalanced '(' at position " .. i) end
+      if #inner == 0 then fail("empty optional group at position " .. i) end
+      seq[#seq + 1] = { opt = inner }
+      st.optional = true
+      i = j + 1
+    elseif c == ")" then
+      if depth == 0 then fail("unbalanced ')' at position " .. i) end
+      break
+    elseif c == ":" then
+      flush()
+      local name = s:match("^[%a_][%w_]*", i + 1)
+      if not name then fail("':' without a parameter name at position " .. i) end
+      local class
+      i = i + 1 + #name
+      if s:sub(i, i) == "[" then class, i = scan_class(s, i + 1) end
+      add_name(st, name, false)
+      seq[#seq + 1] = { param = name, class = class }
+    elseif c == "*" then
+      flush()
+      add_name(st, "splat", true)
+      st.splat = true
+      seq[#seq + 1] = { splat = true }
+      i = i + 1
+    elseif c == "[" or c == "]" then
+      fail("unexpected '" .. c .. "' at position " .. i
+        .. " (brackets are only allowed right after a :param)")
+    else
+      lit[#lit + 1] = c
+      st.literals = st.literals + 1
+      i = i + 1
+    end
+  end
+  flush()
+  return seq, i
+end
+
+local function piece(node)
+  if node.lit then return { pattern = lua_escape(node.lit), names = {} } end
+  if node.splat then return { pattern = "(.*)", names = { "splat" } } end
+  local class = node.class and ("[" .. node.class .. "]") or "[^/]"
+  return { pattern = "(" .. class .. "+)", names = { node.param } }
+end
+
+local function join(a, b)
+  local names = table.move(a.names, 1, #a.names, 1, {})
+  table.move(b.names, 1, #b.names, #names + 1, names)
+  return { pattern = a.pattern .. b.pattern, names = names }
+end
+
+-- Turns a node list into every combination of present/absent optional
+-- groups, "present" first so the most specific reading is tried first.
+local function expand(seq)
+  local variants = { { pattern = "", names = {} } }
+  for _, node in ipairs(seq) do
+    local options
+    if node.opt then
+      options = expand(node.opt)
+      options[#options + 1] = { pattern = "", names = {} }
+    else
+      options = { piece(node) }
+    end
+    local product = {}
+    for _, v in ipairs(variants) do
+      for _, o in ipairs(options) do product[#product + 1] = join(v, o) end
+    end
+    if #product > MAX_VARIANTS then fail("too many optional groups") end
+    variants = product
+  end
+  return variants
+end
+
+-- Compiles a route path into { rank, literals, variants }, or nil, err.
+local function compile(path)
+  if path:sub(1, 1) ~= "/" then return nil, "pattern must start with '/'" end
+  local st = { names = {}, captures = 0, literals = 0 }
+  local ok, seq = pcall(parse_seq, path, 1, st, 0)
+  if not ok then
+    if getmetatable(seq) == ParseError then return nil, seq.msg end
+    error(seq, 0)
+  end
+  local ok2, variants = pcall(expand, seq)
+  if not ok2 then
+    if getmetatable(variants) == ParseError then return nil, variants.msg end
+    error(variants, 0)
+  end
+  for _, v in ipairs(variants) do v.pattern = "^" .. v.pattern .. "$" end
+  local rank = RANK_PARAM
+  if st.splat then
+    rank = RANK_SPLAT
+  elseif st.captures == 0 and not st.optional then
+    rank = RANK_STATIC
+  end
+  return { rank = rank, literals = st.literals, variants = variants }
+end
+
+-- "GET|post" -> set { GET = true, POST = true } and canonical key "GET|POST".
+local function parse_methods(spec)
+  local set, list = {}, {}
+  for part in (spec .. "|"):gmatch("([^|]*)|") do
+    if not part:match("^%a[%w_-]*$") then
+      return nil, "invalid method '" .. part .. "'"
+    end
+    part = part:upper()
+    if not set[part] then
+      set[part] = true
+      list[#list + 1] = part
+    end
+  end
+  table.sort(list)
+  return set, table.concat(list, "|")
+end
+
+-- Splits a table key like "GET|POST /form" into its method spec (or nil)
+-- and path.
+local function split_key(key)
+  local k = key:match("^%s*(.-)%s*$")
+  if k:sub(1, 1) == "/" then return nil, k end
+  local spec, path = k:match("^(%S+)%s+(.*)$")
+  if not spec then return nil, nil, "pattern must start with '/'" end
+  return spec, path
+end
+
+-- Total order on routes, so precedence never depends on insertion or
+-- `pairs` order: rank, then more literal characters, then pattern string,
+-- then method-specific before any-method, then method list.
+local function before(a, b)
+  if a.rank ~= b.rank then return a.rank < b.rank end
+  if a.literals ~= b.literals then return a.literals > b.literals end
+  if a.path ~= b.path then return a.path < b.path end
+  if a.any ~= b.any then return b.any end
+  return a.method_key < b.method_key
+end
+
+-- Validates and registers one route. Returns true, or nil plus the
+-- offending argument (1 method, 2 path, 3 handler) and a message.
+local function add_route(self, spec, path, handler)
+  local display = (spec and spec .. " " or "") .. path
+  local set, key = nil, ""
+  if spec ~= nil then
+    set, key = parse_methods(spec)
+    if not set then return nil, 1, ("route '%s': %s"):format(display, key) end
+  end
+  local route, err = compile(path)
+  if not route then return nil, 2, ("route '%s': %s"):format(display, err) end
+  if not is_callable(handler) then
+    return nil, 3, ("route '%s': handler must be a function or callable table, got %s")
+      :format(display, type(handler))
+  end
+  local id = key .. " " .. path
+  if self._ids[id] then
+    return nil, 2, ("route '%s': duplicate route"):format(display)
+  end
+  self._ids[id] = true
+  route.path, route.handler = path, handler
+  route.any, route.methods, route.method_key = set == nil, set or EMPTY, key
+  self._routes[#self._routes + 1] = route
+  self._dirty = true
+  return true
+end
+
+-- Sorts routes and splits them into the static hash and the ordered
+-- pattern list. Done lazily on the first request after a change.
+local function rebuild(self)
+  table.sort(self._routes, before)
+  local static, dynamic = {}, {}
+  for _, r in ipairs(self._routes) do
+    if r.rank == RANK_STATIC then
+      local list = static[r.path] or {}
+      static[r.path] = list
+      list[#list + 1] = r
+    else
+      dynamic[#dynamic + 1] = r
+    end
+  end
+  self._static, self._dynamic, self._dirty = static, dynamic, false
+end
+
+local function bind(names, ...)
+  if (...) == nil then return nil end
+  local params = {}
+  for i = 1, #names do params[names[i]] = select(i, ...) end
+  return params
+end
+
+local function match_path(route, path)
+  if route.rank == RANK_STATIC then return {} end -- hashed by exact path
+  local variants = route.variants
+  for i = 1, #variants do
+    local v = variants[i]
+    local params = bind(v.names, path:match(v.pattern))
+    if params then return params end
+  end
+  return nil
+end
+
+-- Walks routes in precedence order. Returns the first route that matches
+-- both path and method; routes matching only the path are collected in
+-- `miss` for the HEAD->GET fallback and the Allow header of a 405.
+local function scan(routes, path, method, miss)
+  for i = 1, #routes do
+    local route = routes[i]
+    local params = match_path(route, path)
+    if params then
+      if route.any or route.methods[method] then return route, params, miss end
+      miss = miss or { allowed = {} }
+      if method == "HEAD" and not miss.route and route.methods.GET then
+        miss.route, miss.params = route, params
+      end
+      for m in pairs(route.methods) do miss.allowed[m] = true end
+    end
+  end
+  return nil, nil, miss
+end
+
+local function not_found()
+  return {
+    status = 404,
+    headers = { ["content-type"] = TEXT_PLAIN },
+    body = "not found\n",
+  }
+end
+
+local function method_not_allowed(allowed)
+  if allowed.GET then allowed.HEAD = true end
+  local list = {}
+  for m in pairs(allowed) do list[#list + 1] = m end
+  table.sort(list)
+  return {
+    status = 405,
+    headers = { ["allow"] = table.concat(list, ", "), ["content-type"] = TEXT_PLAIN },
+    body = "method not allowed\n",
+  }
+end
+
+local function dispatch(self, req)
+  local t = type(req)
+  if t ~= "table" and t ~= "userdata" then
+    error(("bad argument #1 to 'router' (request expected, got %s)"):format(t), 2)
+  end
+  local method, path = req.method, req.path
+  if type(method) ~= "string" or type(path) ~= "string" then
+    error("bad argument #1 to 'router' (request needs string 'method' and 'path')", 2)
+  end
+  if self._dirty then rebuild(self) end
+  local route, params, miss = scan(self._static[path] or EMPTY, path, method, nil)
+  if not route then route, params, miss = scan(self._dynamic, path, method, miss) end
+  if not route and miss and miss.route then route, params = miss.route, miss.params end
+  if route then
+    req.params = params
+    return route.handler(req)
+  end
+  if miss then return method_not_allowed(miss.allowed) end
+  return not_found()
+end
+
+Router.__call = dispatch
+
+local function check_self(self, fname)
+  if getmetatable(self) ~= Router then
+    error(("calling '%s' on bad self (router expected, got %s)"):format(fname, type(self)), 3)
+  end
+end
+
+-- app:add(method, path, handler); method nil (any) or "GET" / "GET|POST".
+function methods.add(self, method, path, handler)
+  check_self(self, "add")
+  if method ~= nil and type(method) ~= "string" then
+    error(("bad argument #1 to 'add' (string or nil expected, got %s)"):format(type(method)), 2)
+  end
+  if type(path) ~= "string" then
+    error(("bad argument #2 to 'add' (string expected, got %s)"):format(type(path)), 2)
+  end
+  local ok, arg, msg = add_route(self, method, path, handler)
+  if not ok then error(("bad argument #%d to 'add' (%s)"):format(arg, msg), 2) end
+  return self
+end
+
+for _, name in ipairs { "get", "post", "put", "delete", "patch", "options" } do
+  local verb = name:upper()
+  methods[name] = function(self, path, handler)
+    check_self(self, name)
+    if type(path) ~= "string" then
+      error(("bad argument #1 to '%s' (string expected, got %s)"):format(name, type(path)), 2)
+    end
+    local ok, arg, msg = add_route(self, verb, path, handler)
+    if not ok then error(("bad argument #%d to '%s' (%s)"):format(arg - 1, name, msg), 2) end
+    return self
+  end
+end
+
+-- Builds a router from a routes table; returns it, or nil and a message.
+-- Keys are visited in sorted order so the reported error is deterministic.
+local function build(routes, fname)
+  local self = setmetatable({ _routes = {}, _ids = {}, _static = {}, _dynamic = {},
+    _dirty = false }, Router)
+  if routes == nil then return self end
+  if type(routes) ~= "table" then
+    return nil, ("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(routes))
+  end
+  local keys = {}
+  for k in pairs(routes) do
+    if type(k) ~= "string" then
+      return nil, ("bad argument #1 to '%s' (route keys must be strings, got %s)")
+        :format(fname, type(k))
+    end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  for _, key in ipairs(keys) do
+    local spec, path, err = split_key(key)
+    local ok, msg
+    if path then
+      local _
+      ok, _, msg = add_route(self, spec, path, routes[key])
+    else
+      msg = ("route '%s': %s"):format(key, err)
+    end
+    if not ok then return nil, ("bad argument #1 to '%s' (%s)"):format(fname, msg) end
+  end
+  return self
+end
+
+-- Creates a router. `routes` maps "METHOD|METHOD /pattern" keys to handlers.
+function M.new(routes)
+  local self, err = build(routes, "new")
+  if not self then error(err, 2) end
+  return self
+end
+
+return setmetatable(M, {
+  __call = function(_, routes)
+    local self, err = build(routes, "router")
+    if not self then error(err, 2) end
+    return self
+  end,
+})

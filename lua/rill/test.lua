@@ -1,0 +1,406 @@
+-- SPDX-License-Identifier: MIT
+-- Helpers for busted specs of rill apps.
+--
+--   local t = require "rill.test"
+--   local srv = t.server("app.lua")     -- spawns rill on 127.0.0.1:0
+--   local res = srv:get("/")            -- { status, headers, body }
+--   local s = srv:open("/stream")       -- read a streamed body chunk by chunk
+--   local chunk = s:chunk(2)            -- waits up to 2 s
+--   srv:stop()                          -- SIGTERM, then the exit status
+--
+--   local res = t.call(handler, { method = "GET", path = "/x?a=1" })  -- in-process
+--
+-- A spawned server is killed when the spec ends however it ends: stop() in
+-- teardown, the garbage collector, or the kernel when the test process dies.
+require "rill" -- effect-aware coroutines for in-process calls
+local core = require "rill.core"
+local respond = require "rill.respond"
+local socket = require "socket"
+
+local M = {}
+
+-- The rill executable: $RILL_BIN, else build/rill in the current directory.
+-- Words separated by spaces are a command prefix: "valgrind -q build/rill".
+M.bin = os.getenv("RILL_BIN") or "build/rill"
+
+-- Seconds a spec waits for the server at most (slow under valgrind).
+local DEFAULT_TIMEOUT = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
+
+---------------------------------------------------------------------------
+-- HTTP/1.1 client on LuaSocket: enough to read streams chunk by chunk.
+
+local Stream = {}
+Stream.__index = Stream
+
+local function fail(self, err)
+  self.err = err
+  return nil, err
+end
+
+-- Reads one line (CRLF or LF stripped), keeping a partial line across timeouts.
+function Stream:line(timeout)
+  self.sock:settimeout(timeout or self.timeout)
+  local line, err, partial = self.sock:receive("*l", self.pending)
+  self.pending = nil
+  if not line then
+    self.pending = partial ~= "" and partial or nil
+    return fail(self, err)
+  end
+  return line
+end
+
+function Stream:bytes(n, timeout)
+  self.sock:settimeout(timeout or self.timeout)
+  local data, err, partial = self.sock:receive(n - #(self.pending or ""), self.pending)
+  self.pending = nil
+  if not data then
+    self.pending = partial ~= "" and partial or nil
+    return fail(self, err)
+  end
+  return data
+end
+
+local function add_header(headers, name, value)
+  name = name:lower()
+  local old = headers[name]
+  if old == nil then
+    headers[name] = value
+  elseif type(old) == "table" then
+    old[#old + 1] = value
+  else
+    headers[name] = { old, value }
+  end
+end
+
+-- Reads the status line and headers.
+function Stream:head(timeout)
+  local line, err = self:line(timeout)
+  if not line then
+    return nil, err
+  end
+  self.status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
+  self.headers = core.headers({})
+  while true do
+    line, err = self:line(timeout)
+    if not line then
+      return nil, err
+    end
+    if line == "" then
+      break
+    end
+    local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+    add_header(self.headers, name, value)
+  end
+  local te = self.headers["transfer-encoding"]
+  self.chunked = te ~= nil and te:lower() == "chunked"
+  self.length = tonumber(self.headers["content-length"])
+  if self.status == 204 or self.status == 304 or self.method == "HEAD" then
+    self.length = 0
+  end
+  return self
+end
+
+-- The next piece of the body: a whole chunk when chunked, else what arrives.
+-- nil, "end" after the body; nil, "timeout"; nil, "closed" when the
+-- connection closed before a chunked body's end (truncation).
+function Stream:chunk(timeout)
+  if self.done then
+    return nil, "end"
+  end
+  if self.chunked then
+    local size_line, err = self:line(timeout)
+    if not size_line then
+      return nil, err
+    end
+    local size = tonumber(size_line:match("^%x+"), 16)
+    if size == 0 then
+      repeat
+        size_line = self:line(timeout)
+      until size_line == "" or size_line == nil
+      self.done = true
+      return nil, "end"
+    end
+    local data
+    data, err = self:bytes(size + 2, timeout)
+    if not data then
+      return nil, err
+    end
+    return data:sub(1, size)
+  end
+  if self.length then
+    if self.length == 0 then
+      self.done = true
+      return nil, "end"
+    end
+    local data, err = self:bytes(self.length, timeout)
+    if not data then
+      return nil, err
+    end
+    self.done = true
+    return data
+  end
+  self.sock:settimeout(timeout or self.timeout)
+  local data, err, partial = self.sock:receive(4096)
+  if data or (partial and partial ~= "") then
+    return data or partial
+  end
+  if err == "closed" then
+    self.done = true
+    return nil, "end"
+  end
+  return nil, err
+end
+
+-- Reads the rest of the body. Returns body, chunks, and the reason it ended
+-- ("end", or "closed" for a truncated chunked body, or "timeout").
+function Stream:rest(timeout)
+  local chunks = {}
+  while true do
+    local c, err = self:chunk(timeout)
+    if not c then
+      return table.concat(chunks), chunks, err
+    end
+    chunks[#chunks + 1] = c
+  end
+end
+
+function Stream:close()
+  if self.sock then
+    self.sock:close()
+    self.sock = nil
+  end
+end
+
+Stream.__close = Stream.close
+Stream.__gc = Stream.close
+
+local function format_request(opts)
+  local method = opts.method or "GET"
+  local lines = { ("%s %s HTTP/1.1"):format(method, opts.path or "/") }
+  local headers = opts.headers or {}
+  local has = {}
+  for name, value in pairs(headers) do
+    has[name:lower()] = true
+    local values = type(value) == "table" and value or { value }
+    for _, v in ipairs(values) do
+      lines[#lines + 1] = name .. ": " .. v
+    end
+  end
+  if not has.host then
+    lines[#lines + 1] = "Host: " .. (opts.host or "127.0.0.1")
+  end
+  if opts.body and not has["content-length"] then
+    lines[#lines + 1] = "Content-Length: " .. #opts.body
+  end
+  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (opts.body or "")
+end
+
+-- Opens a connection to host:port, sends the request, reads the head.
+function M.open(host, port, opts)
+  local sock = assert(socket.tcp())
+  sock:settimeout(opts.timeout or DEFAULT_TIMEOUT)
+  local ok, err = sock:connect(host, port)
+  if not ok then
+    sock:close()
+    return nil, "connect: " .. err
+  end
+  local s = setmetatable({ sock = sock, timeout = opts.timeout or DEFAULT_TIMEOUT, method = opts.method }, Stream)
+  sock:send(format_request(opts))
+  local _, herr = s:head()
+  if herr then
+    s:close()
+    return nil, herr
+  end
+  return s
+end
+
+---------------------------------------------------------------------------
+-- A rill server spawned for a spec.
+
+local Server = {}
+Server.__index = Server
+
+-- Spawns rill on app with --listen 127.0.0.1:0 (and opts.args), and waits for
+-- its "rill listening on" line: never a probe connection.
+function M.server(app, opts)
+  opts = opts or {}
+  local argv = {}
+  for word in M.bin:gmatch("%S+") do
+    argv[#argv + 1] = word
+  end
+  for _, a in ipairs({ app, "--listen", "127.0.0.1:0", table.unpack(opts.args or {}) }) do
+    argv[#argv + 1] = a
+  end
+  local proc = core.spawn(argv)
+  local line, err = proc:wait_for("rill listening on ", opts.timeout or DEFAULT_TIMEOUT)
+  if not line then
+    local log = proc:log()
+    proc:close()
+    error(("rill did not start on %s (%s):\n%s"):format(app, err, log), 2)
+  end
+  local host, port = line:match("http://([^/]+):(%d+)$")
+  return setmetatable({ proc = proc, host = host, port = tonumber(port), mark = 1 }, Server)
+end
+
+-- Sends a request and reads the whole response: { status, headers, body, chunks, ending }.
+function Server:request(opts)
+  local s = assert(M.open(self.host, self.port, opts))
+  local body, chunks, ending = s:rest(opts.timeout)
+  s:close()
+  return { status = s.status, headers = s.headers, body = body, chunks = chunks, ending = ending }
+end
+
+function Server:get(path, headers)
+  return self:request({ path = path, headers = headers })
+end
+
+-- Sends a request and returns the stream after its head, to read chunk by chunk.
+function Server:open(path, opts)
+  opts = opts or {}
+  opts.path = path
+  return assert(M.open(self.host, self.port, opts))
+end
+
+-- A connected LuaSocket for raw bytes.
+function Server:connect()
+  local sock = assert(socket.tcp())
+  sock:settimeout(DEFAULT_TIMEOUT)
+  assert(sock:connect(self.host, self.port))
+  return sock
+end
+
+-- Everything the server wrote to stderr so far.
+function Server:log()
+  return self.proc:log()
+end
+
+-- Waits for a stderr line containing text, written after the last wait.
+function Server:wait_log(text, timeout)
+  local line, next_pos = self.proc:wait_for(text, timeout or DEFAULT_TIMEOUT, self.mark)
+  if line then
+    self.mark = next_pos
+  end
+  return line
+end
+
+-- The server's counters (SIGUSR1 prints them): requests, active, streams,
+-- tasks, errors, lua_kb, fds.
+function Server:stats()
+  self.proc:kill("USR1")
+  local line = self:wait_log("rill: stats ")
+  assert(line, "no stats line from the server")
+  local stats = {}
+  for k, v in line:gmatch("(%w+)=(%-?%d+)") do
+    stats[k] = tonumber(v)
+  end
+  return stats
+end
+
+-- Polls stats until check(stats) is true or the timeout passes; returns the
+-- last stats. For counters that settle after the loop processes closes.
+function Server:settle(check, timeout)
+  local deadline = core.now() + (timeout or DEFAULT_TIMEOUT)
+  local stats = self:stats()
+  while not check(stats) and core.now() < deadline do
+    socket.select(nil, nil, 0.02)
+    stats = self:stats()
+  end
+  return stats
+end
+
+function Server:pid()
+  return self.proc:pid()
+end
+
+-- Sends sig (default TERM) and waits for the exit; returns the exit status.
+function Server:stop(sig, timeout)
+  if self.stopped then
+    return self.status
+  end
+  self.proc:kill(sig or "TERM")
+  local status = self.proc:wait(timeout or DEFAULT_TIMEOUT)
+  if not status then
+    self.proc:kill("KILL")
+    status = self.proc:wait()
+  end
+  self.stopped, self.status = true, status
+  self.proc:close()
+  return status
+end
+
+Server.__close = function(self)
+  self:stop("KILL")
+end
+
+---------------------------------------------------------------------------
+-- In process: a handler called with a fake request, effects driven by rill.run.
+
+local function split_target(target)
+  local path, query = target:match("^([^?]*)%??(.*)$")
+  return path, query
+end
+
+-- A fake req with the fields a real one has.
+function M.request(fields)
+  fields = fields or {}
+  local path, query = split_target(fields.path or "/")
+  local headers = core.headers({})
+  for name, value in pairs(fields.headers or {}) do
+    headers[name:lower()] = value
+  end
+  return {
+    method = fields.method or "GET",
+    path = path,
+    target = fields.path or "/",
+    query = fields.query or core.query(query),
+    headers = headers,
+    body = fields.body or "",
+    remote_addr = fields.remote_addr or "127.0.0.1",
+    remote_port = fields.remote_port or 0,
+    id = fields.id or "test",
+  }
+end
+
+local function check_status(status)
+  if math.type(status) ~= "integer" or status < 100 or status > 599 then
+    error(("response status must be an integer from 100 to 599 (got %s)"):format(tostring(status)), 0)
+  end
+end
+
+local function copy_headers(headers, with_body)
+  local out = core.headers({})
+  for name, value in pairs(headers or {}) do
+    out[name:lower()] = value
+  end
+  if with_body and out["content-type"] == nil then
+    out["content-type"] = "text/plain; charset=utf-8"
+  end
+  return out
+end
+
+-- Calls handler with a fake request (fields as for M.request) in a rill.run
+-- task, so effects work. Returns { status, headers, body, chunks, streamed }.
+function M.call(handler, fields)
+  local req = M.request(fields)
+  local res = { chunks = {} }
+  local out = {}
+  function out.reply(status, headers, body)
+    check_status(status)
+    res.status, res.headers, res.body = status, copy_headers(headers, body ~= nil), body or ""
+  end
+  function out.start(status, headers)
+    check_status(status)
+    res.status, res.headers, res.streamed = status, copy_headers(headers, true), true
+    return status >= 200 and status ~= 204 and status ~= 304 and req.method ~= "HEAD"
+  end
+  function out.write(chunk)
+    res.chunks[#res.chunks + 1] = chunk
+  end
+  function out.finish()
+    res.body = table.concat(res.chunks)
+  end
+  core.run(respond, handler, req, out)
+  return res
+end
+
+return M

@@ -1,0 +1,244 @@
+-- SPDX-License-Identifier: MIT
+-- End to end: a spawned rill serving spec/apps/core.lua.
+local test = require "rill.test"
+
+local function rss_kb(pid)
+  local f = assert(io.open("/proc/" .. pid .. "/status"))
+  local kb = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
+  f:close()
+  return kb
+end
+
+describe("rill core, end to end", function()
+  local srv
+  setup(function() srv = test.server("spec/apps/core.lua") end)
+  teardown(function() srv:stop() end)
+
+  describe("response bodies", function()
+    it("sends a string as 200 text/plain utf-8 with Content-Length", function()
+      local res = srv:get("/hello")
+      assert.same(200, res.status)
+      assert.same("hello world\n", res.body)
+      assert.same("12", res.headers["content-length"])
+      assert.same("text/plain; charset=utf-8", res.headers["content-type"])
+    end)
+
+    it("sends a table's status, headers (a list repeats the header) and body", function()
+      local res = srv:get("/table")
+      assert.same(201, res.status)
+      assert.same("made\n", res.body)
+      assert.same("text/x-test", res.headers["content-type"])
+      assert.same({ "1", "2" }, res.headers["x-multi"])
+    end)
+
+    it("sends a list body as chunks", function()
+      local res = srv:get("/list")
+      assert.same("chunked", res.headers["transfer-encoding"])
+      assert.same({ "a", "b", "c" }, res.chunks)
+      assert.same("end", res.ending)
+    end)
+
+    it("sends each value of a function iterator as its own chunk", function()
+      local res = srv:get("/lazy")
+      assert.same({ "line 1\n", "line 2\n", "line 3\n" }, res.chunks)
+      assert.same("end", res.ending)
+    end)
+
+    it("answers 204 with no body when the handler returns nothing", function()
+      local res = srv:get("/none")
+      assert.same(204, res.status)
+      assert.same("", res.body)
+      assert.is_nil(res.headers["content-type"])
+    end)
+
+    it("sends a table with no body as an empty reply", function()
+      local res = srv:get("/redirect")
+      assert.same(302, res.status)
+      assert.same("/hello", res.headers.location)
+      assert.same("0", res.headers["content-length"])
+    end)
+
+    it("sends headers but no body for HEAD on a streamed route", function()
+      local res = srv:request({ method = "HEAD", path = "/lazy" })
+      assert.same(200, res.status)
+      assert.same("", res.body)
+    end)
+  end)
+
+  describe("the request", function()
+    it("decodes the query string, with lists for repeated keys", function()
+      local res = srv:get("/query?a=1&b=x%20y&a=2&c=d+e&flag")
+      assert.same("a=1,2\nb=x y\nc=d e\nflag=\n", res.body)
+    end)
+
+    it("gives headers with case-insensitive lookup, lists for repeats, method, path and peer", function()
+      local res = srv:get("/headers", { Accept = "text/x", ["X-Multi"] = { "p", "q" }, ["X-Request-Id"] = "abc-123" })
+      assert.same("accept=text/x\naddr=127.0.0.1\nid=abc-123\nmethod=GET\nmulti=p,q\npath=/headers\n", res.body)
+    end)
+
+    it("takes the request id from traceparent, or generates one", function()
+      local tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+      assert.matches("id=4bf92f3577b34da6a3ce929d0e0e4736\n", srv:get("/headers", { traceparent = tp }).body, 1, true)
+      local a = srv:get("/headers").body:match("id=(%w+)")
+      local b = srv:get("/headers").body:match("id=(%w+)")
+      assert.is_truthy(a)
+      assert.are_not.equal(a, b)
+    end)
+
+    it("gives the request body", function()
+      local body = ("0123456789"):rep(1000)
+      local res = srv:request({ method = "POST", path = "/echo", body = body })
+      assert.same(200, res.status)
+      assert.same(body, res.body)
+    end)
+
+    it("routes with params, 404 and 405 with Allow", function()
+      assert.same("user 42\n", srv:get("/users/42").body)
+      assert.same(404, srv:get("/users/abc").status)
+      local res = srv:request({ method = "DELETE", path = "/hello" })
+      assert.same(405, res.status)
+      assert.same("GET, HEAD", res.headers.allow)
+    end)
+  end)
+
+  describe("streaming", function()
+    it("delivers chunk 1 before the handler produces chunk 2", function()
+      local s = srv:open("/gated")
+      assert.same("first\n", s:chunk(5)) -- the producer is blocked until /release
+      assert.is_nil(srv:log():find("gated: producing second", 1, true))
+      assert.same("released\n", srv:get("/release").body)
+      assert.same("second\n", s:chunk(5))
+      assert.same("end", select(2, s:chunk(5)))
+      s:close()
+    end)
+
+    it("runs effects inside the user's nested coroutines", function()
+      local res = srv:get("/nested")
+      assert.same({ "n1\n", "n2\n", "n3\n", "true resumed\n" }, res.chunks)
+      assert.same("end", res.ending)
+    end)
+
+    it("resumes a handler after rill.sleep", function()
+      local res = srv:get("/sleep?s=0.05")
+      assert.same(200, res.status)
+      assert.same("slept\n", res.body)
+    end)
+
+    it("stops pulling a fast iterator while the client does not read", function()
+      local s = srv:open("/flood")
+      assert.is_truthy(s:chunk(5))
+      -- the client reads nothing more: the stream must park, not buffer
+      local stats = srv:settle(function(st) return st.blocked == 1 end)
+      assert.same(1, stats.blocked)
+      local produced = tonumber(srv:get("/produced").body)
+      local again = tonumber(srv:get("/produced").body)
+      assert.same(produced, again) -- parked: nothing pulled meanwhile
+      -- 64 KiB chunks: the server's high-water mark plus the kernel's socket
+      -- buffers hold at most a few MiB, far from unbounded
+      assert.is_true(produced * 64 < 32 * 1024, "produced " .. produced .. " chunks")
+      assert.is_true(rss_kb(srv:pid()) < 64 * 1024)
+      -- reading again unparks it
+      for _ = 1, 200 do assert.is_truthy(s:chunk(5)) end
+      assert.is_true(tonumber(srv:get("/produced").body) > produced)
+      s:close()
+      srv:settle(function(st) return st.streams == 0 end)
+    end)
+  end)
+
+  describe("errors", function()
+    it("answers 500 without the traceback, logs it, and keeps serving", function()
+      local res = srv:get("/error")
+      assert.same(500, res.status)
+      assert.matches("^internal server error %(request %w+%)\n$", res.body)
+      assert.is_nil(res.body:find("boom", 1, true))
+      assert.is_truthy(srv:wait_log("boom"))
+      assert.is_truthy(srv:wait_log("stack traceback"))
+      assert.same("hello world\n", srv:get("/hello").body)
+    end)
+
+    it("closes the connection without the last chunk after an error mid-stream", function()
+      local res = srv:get("/error-mid")
+      assert.same(200, res.status)
+      assert.same({ "partial\n" }, res.chunks)
+      assert.same("closed", res.ending) -- truncated, never a clean end
+      assert.is_truthy(srv:wait_log("mid-stream failure"))
+      assert.same("hello world\n", srv:get("/hello").body)
+    end)
+
+    it("names the argument of a misused effect", function()
+      assert.same(500, srv:get("/sleep?s=abc").status)
+      assert.is_truthy(srv:wait_log("bad argument #1 to 'sleep'"))
+    end)
+
+    it("answers 500 for a bad status, a header with a newline, or a bad return value", function()
+      assert.same(500, srv:get("/bad-status").status)
+      assert.is_truthy(srv:wait_log("response status must be an integer from 100 to 599"))
+      assert.same(500, srv:get("/bad-header").status)
+      assert.is_truthy(srv:wait_log("header 'x-a' has a newline"))
+      assert.same(500, srv:get("/bad-return").status)
+      assert.is_truthy(srv:wait_log("handler returned a boolean"))
+    end)
+  end)
+
+  describe("client disconnects", function()
+    it("closes 200 streams whose clients left, and frees everything", function()
+      local before = srv:settle(function(st) return st.streams == 0 and st.active == 0 end)
+      local closed0 = tonumber(srv:get("/closed").body)
+      local streams = {}
+      for i = 1, 200 do
+        streams[i] = srv:open("/forever")
+        assert.same("tick\n", streams[i]:chunk(5))
+      end
+      assert.same(200, srv:stats().streams)
+      for i = 1, 200 do streams[i]:close() end
+      local after = srv:settle(function(st) return st.streams == 0 and st.active == 0 and st.fds == before.fds end)
+      assert.same(0, after.streams)
+      assert.same(0, after.active)
+      assert.same(before.tasks, after.tasks)
+      assert.same(before.fds, after.fds)
+      assert.same(closed0 + 200, tonumber(srv:get("/closed").body)) -- every <close> ran
+      assert.same("hello world\n", srv:get("/hello").body)
+    end)
+
+    it("notices a client leaving while the handler waits before its first byte", function()
+      local closed0 = tonumber(srv:get("/closed").body)
+      local sock = srv:connect()
+      sock:send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.is_truthy(srv:wait_log("wait: started"))
+      sock:close()
+      -- the handler sleeps 30 s: only the close can end it this soon
+      local st = srv:settle(function(s) return s.active == 0 end, 5)
+      assert.same(0, st.active)
+      assert.same(closed0 + 1, tonumber(srv:get("/closed").body))
+    end)
+  end)
+end)
+
+describe("graceful shutdown", function()
+  it("finishes in-flight requests, ends streams cleanly, and exits 0", function()
+    local srv = test.server("spec/apps/core.lua", { args = { "--grace", "5" } })
+    local stream = srv:open("/forever")
+    assert.same("tick\n", stream:chunk(5))
+    local slow = srv:connect()
+    slow:send("GET /sleep?s=0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+    srv:settle(function(st) return st.active == 2 end)
+    srv.proc:kill("TERM")
+    assert.is_truthy(srv:wait_log("shutting down"))
+    -- the slow request still gets its answer
+    slow:settimeout(5)
+    local status = slow:receive("*l")
+    assert.same("HTTP/1.1 200 OK", status)
+    slow:close()
+    -- the stream ends with its terminating chunk
+    local _, _, ending = stream:rest(5)
+    assert.same("end", ending)
+    stream:close()
+    assert.same(0, srv:stop())
+  end)
+
+  it("exits 0 on SIGINT when idle", function()
+    local srv = test.server("spec/apps/core.lua")
+    assert.same("hello world\n", srv:get("/hello").body)
+    assert.same(0, srv:stop("INT"))
+  end)
+end)

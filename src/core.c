@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The rill.core table: effects, the response functions the driver uses, the
+ * request/headers metatables, and rill.run, which drives the event loop from
+ * a plain Lua (busted) until a function's coroutine is done.
+ */
+#include <lauxlib.h>
+#include <time.h>
+
+#include "effects.h"
+#include "sched.h"
+
+struct run_state {
+    struct rill_task task; /* first member */
+    lua_State *caller;
+    int finished, status, nres;
+};
+
+/* Moves the results (or the error object) to the caller of rill.run. */
+static void on_run_done(struct rill_task *t, int status, int nres)
+{
+    struct run_state *rs = (struct run_state *)t;
+    rs->finished = 1;
+    rs->status = status;
+    rs->nres = nres;
+    if (status == LUA_OK) {
+        lua_xmove(t->co, rs->caller, nres);
+    } else if (status != RILL_CANCELLED) {
+        lua_pop(t->co, 1); /* the traceback: the caller gets the error itself */
+        lua_xmove(t->co, rs->caller, 1);
+    }
+    rill_task_release(t);
+}
+
+/* rill.run(fn, ...): runs fn in a task, looping until it returns; gives its results. */
+static int core_run(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    struct rill_worker *w = rill_worker_get(L);
+    if (w->current)
+        return luaL_error(L, "rill.run cannot be called inside a handler or another rill.run");
+    int nargs = lua_gettop(L) - 1;
+    struct run_state rs = {0};
+    rill_task_init(&rs.task, w, on_run_done);
+    rs.caller = L;
+    lua_State *co = rill_task_open(&rs.task);
+    lua_xmove(L, co, nargs + 1);
+    rill_task_resume(&rs.task, nargs);
+    while (!rs.finished) {
+        if (event_base_loop(w->base, EVLOOP_ONCE) != 0 && !rs.finished) {
+            rill_task_cancel(&rs.task);
+            rill_task_release(&rs.task);
+            return luaL_error(L, "rill.run: the function waits on something that cannot happen");
+        }
+    }
+    if (rs.status == RILL_CANCELLED)
+        return luaL_error(L, "rill.run: the function was cancelled");
+    if (rs.status != LUA_OK)
+        return lua_error(L);
+    return rs.nres;
+}
+
+/* rill.now(): monotonic seconds, for deadlines in tests and handlers. */
+static int core_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"run", core_run},
+    {"now", core_now},
+    {NULL, NULL},
+};
+
+int rill_open_core(lua_State *L)
+{
+    luaL_newlib(L, core_funcs);
+    lua_pushlightuserdata(L, rill_effect_tag());
+    lua_setfield(L, -2, "EFFECT");
+#ifdef RILL_VERSION
+    lua_pushliteral(L, RILL_VERSION);
+    lua_setfield(L, -2, "version");
+#endif
+    rill_open_sleep(L);
+    rill_open_response(L);
+    rill_open_request(L);
+    rill_open_process(L);
+    return 1;
+}

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_EFFECTS_H
+#define RILL_EFFECTS_H
+#include <lua.h>
+
+/* Each adds its functions to the rill.core table on the top of the stack. */
+void rill_open_sleep(lua_State *L);
+void rill_open_response(lua_State *L);
+void rill_open_request(lua_State *L);
+void rill_open_process(lua_State *L);
+
+int rill_open_core(lua_State *L);
+
+#endif

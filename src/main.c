@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/* rill [options] app.lua: the command line, the Lua state, the app, the server. */
+#include <getopt.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "effects.h"
+#include "embed.h"
+#include "server.h"
+
+#define EXIT_USAGE 2
+
+static void usage(FILE *out)
+{
+    fputs("usage: rill [options] app.lua\n"
+          "\n"
+          "Runs the handler that app.lua returns (a function, or a router).\n"
+          "\n"
+          "options:\n"
+          "  -l, --listen HOST:PORT    address to listen on (default 127.0.0.1:8080;\n"
+          "                            port 0 picks a free port, printed when ready)\n"
+          "      --grace SECONDS       at SIGINT/SIGTERM, time in-flight requests get\n"
+          "                            to finish (default 10); streams end at once\n"
+          "      --max-body-bytes N    largest request body (default 1048576)\n"
+          "      --max-header-bytes N  largest request line + headers (default 32768)\n"
+          "  -h, --help                this help\n"
+          "  -v, --version             the version\n"
+          "\n"
+          "When ready, rill prints \"rill listening on http://HOST:PORT\" to stderr.\n"
+          "SIGUSR1 prints a stats line to stderr.\n",
+          out);
+}
+
+/* HOST:PORT, [V6]:PORT or :PORT. The host part is copied into host. */
+static int parse_listen(const char *arg, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(arg, ':');
+    if (!colon)
+        return -1;
+    size_t hl = (size_t)(colon - arg);
+    const char *h = arg;
+    if (hl >= 2 && arg[0] == '[' && arg[hl - 1] == ']')
+        h++, hl -= 2;
+    if (hl >= cap)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (hl == 0)
+        strcpy(host, "0.0.0.0");
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static int parse_size(const char *arg, size_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (*end || end == arg || arg[0] == '-')
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int load_embedded(lua_State *L)
+{
+    const struct rill_embedded *e = lua_touserdata(L, lua_upvalueindex(1));
+    if (luaL_loadbuffer(L, e->source, e->len, e->chunkname) != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* The Lua side of rill is compiled in (cmake/embed.cmake): no LUA_PATH needed. */
+static void preload(lua_State *L)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (const struct rill_embedded *e = rill_embedded; e->module; e++) {
+        lua_pushlightuserdata(L, (void *)e);
+        lua_pushcclosure(L, load_embedded, 1);
+        lua_setfield(L, -2, e->module);
+    }
+    lua_pop(L, 1);
+    luaL_requiref(L, "rill.core", rill_open_core, 0);
+    lua_pop(L, 1);
+}
+
+/* Modules next to the app are found first. */
+static void add_app_dir(lua_State *L, const char *app)
+{
+    const char *slash = strrchr(app, '/');
+    lua_getglobal(L, "package");
+    if (slash)
+        lua_pushlstring(L, app, (size_t)(slash - app));
+    else
+        lua_pushliteral(L, ".");
+    const char *dir = lua_tostring(L, -1);
+    lua_getfield(L, -2, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+    lua_setfield(L, -4, "path");
+    lua_pop(L, 3);
+}
+
+static int is_handler(lua_State *L, int idx)
+{
+    if (lua_isfunction(L, idx))
+        return 1;
+    if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+        lua_pop(L, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Leaves the app's handler on the stack, or prints one line and returns -1. */
+static int load_app(lua_State *L, const char *app)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "rill"); /* installs the effect-aware coroutine.wrap/resume */
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        fprintf(stderr, "rill: cannot load the rill library: %s\n", lua_tostring(L, -1));
+        return -1;
+    }
+    if (luaL_loadfile(L, app) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stderr, "rill: cannot load %s: %s\n", app, msg ? msg : "(error object)");
+        return -1;
+    }
+    if (!is_handler(L, -1)) {
+        fprintf(stderr, "rill: %s must return a handler (a function or a router), got %s\n", app,
+                luaL_typename(L, -1));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, 'l'},
+        {"grace", required_argument, 0, 'g'},
+        {"max-body-bytes", required_argument, 0, 'B'},
+        {"max-header-bytes", required_argument, 0, 'H'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'v'},
+        {0, 0, 0, 0},
+    };
+    char host[256] = "127.0.0.1";
+    struct rill_server_config cfg = {host, 8080, 10.0, 32 * 1024, 1024 * 1024};
+    int c;
+    while ((c = getopt_long(argc, argv, "l:hv", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'l':
+            if (parse_listen(optarg, host, sizeof host, &cfg.port) != 0) {
+                fprintf(stderr, "rill: --listen wants HOST:PORT, got '%s'\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'g':
+            cfg.grace = strtod(optarg, &end);
+            if (*end || cfg.grace < 0) {
+                fprintf(stderr, "rill: --grace wants seconds, got '%s'\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'B':
+        case 'H':
+            if (parse_size(optarg, c == 'B' ? &cfg.max_body_bytes : &cfg.max_header_bytes)) {
+                fprintf(stderr, "rill: --%s wants a number of bytes, got '%s'\n",
+                        c == 'B' ? "max-body-bytes" : "max-header-bytes", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'v':
+            printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *app = argv[optind];
+
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    preload(L);
+    struct rill_worker *w = rill_worker_get(L);
+    add_app_dir(L, app);
+    if (load_app(L, app) != 0)
+        return EXIT_USAGE;
+
+    char err[512];
+    struct rill_server *s = rill_server_start(w, &cfg, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "rill: %s\n", err);
+        return 1;
+    }
+    rill_server_run(s);
+    rill_server_free(s);
+    lua_close(L);
+    rill_worker_free();
+    return 0;
+}

@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Lua view of a request, `req`. Fields are computed on first access and
+ * cached in the userdata's uservalue table, so a handler that reads nothing
+ * costs one small userdata. The router's req.params and any field a handler
+ * sets land in the same table.
+ */
+#include "request.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "urlcode.h"
+
+#define REQUEST_MT "rill.request"
+#define HEADERS_MT "rill.headers"
+
+struct req_view {
+    struct rill_request *r; /* NULL once the request is over */
+};
+
+struct rill_request *rill_request_current(lua_State *L)
+{
+    struct rill_task *t = rill_task_check(L);
+    if (!t->owner_is_request)
+        luaL_error(L, "no HTTP request here (this code runs in rill.run)");
+    return (struct rill_request *)t;
+}
+
+/* ---- request id ---------------------------------------------------------- */
+
+static int id_char_ok(int c)
+{
+    return isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':' || c == '/' || c == '+' ||
+           c == '=';
+}
+
+/* An incoming id is taken as is when short and made of safe characters only. */
+static int copy_id(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len == 0 || len >= cap || len > 64)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!id_char_ok((unsigned char)src[i]))
+            return 0;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return 1;
+}
+
+/* traceparent: "00-<32 hex trace id>-<16 hex parent>-<2 hex flags>"; we keep the trace id. */
+static int trace_id(char *dst, size_t cap, const char *tp)
+{
+    if (strlen(tp) < 55 || tp[2] != '-' || tp[35] != '-')
+        return 0;
+    for (int i = 3; i < 35; i++)
+        if (!isxdigit((unsigned char)tp[i]))
+            return 0;
+    return copy_id(dst, cap, tp + 3, 32);
+}
+
+const char *rill_request_id(struct rill_request *r)
+{
+    static unsigned long counter;
+    if (r->id[0] || !r->req)
+        return r->id[0] ? r->id : "-";
+    struct evkeyvalq *h = evhttp_request_get_input_headers(r->req);
+    const char *v = evhttp_find_header(h, "X-Request-Id");
+    if (v && copy_id(r->id, sizeof r->id, v, strlen(v)))
+        return r->id;
+    v = evhttp_find_header(h, "traceparent");
+    if (v && trace_id(r->id, sizeof r->id, v))
+        return r->id;
+    snprintf(r->id, sizeof r->id, "%05x%011lx", (unsigned)getpid() & 0xfffff, ++counter);
+    return r->id;
+}
+
+/* ---- fields ---------------------------------------------------------------- */
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    }
+    return "UNKNOWN";
+}
+
+/* Appends value to t[key], turning a repeated key into a list. Stack: key value → (empty). */
+static void add_multi(lua_State *L, int t)
+{
+    lua_pushvalue(L, -2);
+    int old = lua_rawget(L, t); /* key value old */
+    if (old == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_rawset(L, t);
+        return;
+    }
+    if (old != LUA_TTABLE) { /* the second value: a list of both */
+        lua_createtable(L, 2, 0);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 1); /* key value list */
+        lua_pushvalue(L, -3);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, t);
+    }
+    lua_insert(L, -2); /* key list value */
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+}
+
+static void push_decoded(lua_State *L, const char *s, size_t len, int flags)
+{
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, len);
+    ssize_t n = rill_url_decode(out, s, len, flags);
+    luaL_pushresultsize(&b, (size_t)(n < 0 ? 0 : n));
+}
+
+static void query_pair(const char *k, size_t kl, const char *v, size_t vl, int has_value, void *arg)
+{
+    lua_State *L = arg;
+    (void)has_value;
+    push_decoded(L, k, kl, RILL_URL_PLUS);
+    push_decoded(L, v, vl, RILL_URL_PLUS);
+    add_multi(L, lua_absindex(L, -3));
+}
+
+static void push_query(lua_State *L, struct evhttp_request *req)
+{
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    lua_newtable(L);
+    if (q)
+        rill_query_split(q, strlen(q), query_pair, L);
+}
+
+/* rill.core.query(s): a query string decoded as req.query is (for fake requests). */
+static int core_query(lua_State *L)
+{
+    size_t len;
+    const char *q = luaL_checklstring(L, 1, &len);
+    lua_newtable(L);
+    rill_query_split(q, len, query_pair, L);
+    return 1;
+}
+
+static void push_path(lua_State *L, struct evhttp_request *req)
+{
+    const char *p = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    if (!p || !*p)
+        p = "/";
+    push_decoded(L, p, strlen(p), 0);
+}
+
+static void push_headers(lua_State *L, struct evhttp_request *req)
+{
+    struct evkeyval *kv;
+    lua_newtable(L);
+    int t = lua_gettop(L);
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    {
+        luaL_Buffer b;
+        size_t n = strlen(kv->key);
+        char *low = luaL_buffinitsize(L, &b, n);
+        for (size_t i = 0; i < n; i++)
+            low[i] = (char)tolower((unsigned char)kv->key[i]);
+        luaL_pushresultsize(&b, n);
+        lua_pushstring(L, kv->value);
+        add_multi(L, t);
+    }
+    luaL_setmetatable(L, HEADERS_MT);
+}
+
+static void push_body(lua_State *L, struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    lua_pushlstring(L, n ? (const char *)evbuffer_pullup(in, -1) : "", n);
+}
+
+static void push_peer(lua_State *L, struct evhttp_request *req, int want_port)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    if (want_port)
+        lua_pushinteger(L, port);
+    else
+        lua_pushstring(L, addr ? addr : "");
+}
+
+/* Pushes field `key` of r, or returns 0 when there is no such field. */
+static int push_field(lua_State *L, struct rill_request *r, const char *key)
+{
+    struct evhttp_request *req = r->req;
+    if (strcmp(key, "method") == 0)
+        lua_pushstring(L, method_name(evhttp_request_get_command(req)));
+    else if (strcmp(key, "path") == 0)
+        push_path(L, req);
+    else if (strcmp(key, "target") == 0)
+        lua_pushstring(L, evhttp_request_get_uri(req));
+    else if (strcmp(key, "query") == 0)
+        push_query(L, req);
+    else if (strcmp(key, "headers") == 0)
+        push_headers(L, req);
+    else if (strcmp(key, "body") == 0)
+        push_body(L, req);
+    else if (strcmp(key, "remote_addr") == 0)
+        push_peer(L, req, 0);
+    else if (strcmp(key, "remote_port") == 0)
+        push_peer(L, req, 1);
+    else if (strcmp(key, "id") == 0)
+        lua_pushstring(L, rill_request_id(r));
+    else
+        return 0;
+    return 1;
+}
+
+/* ---- metamethods ---------------------------------------------------------- */
+
+static struct req_view *check_view(lua_State *L)
+{
+    return luaL_checkudata(L, 1, REQUEST_MT);
+}
+
+/* Stack: view → pushes its cache table, creating it on first use. */
+static int push_cache(lua_State *L, int create)
+{
+    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE)
+        return 1;
+    lua_pop(L, 1);
+    if (!create)
+        return 0;
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+    return 1;
+}
+
+static int request_index(lua_State *L)
+{
+    struct req_view *v = check_view(L);
+    if (push_cache(L, 0)) {
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, -2) != LUA_TNIL)
+            return 1;
+        lua_pop(L, 2);
+    }
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    const char *key = lua_tostring(L, 2);
+    if (!v->r || !v->r->req) {
+        if (strcmp(key, "params") == 0)
+            return 0;
+        return luaL_error(L, "request field '%s' read after the request ended", key);
+    }
+    if (!push_field(L, v->r, key))
+        return 0; /* unknown fields are nil, like a table */
+    push_cache(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int request_newindex(lua_State *L)
+{
+    check_view(L);
+    push_cache(L, 1);
+    lua_insert(L, 2);
+    lua_rawset(L, 2);
+    return 0;
+}
+
+static int request_gc(lua_State *L)
+{
+    struct req_view *v = check_view(L);
+    if (v->r)
+        v->r->view = NULL;
+    v->r = NULL;
+    return 0;
+}
+
+static int request_tostring(lua_State *L)
+{
+    struct req_view *v = check_view(L);
+    if (v->r && v->r->req)
+        lua_pushfstring(L, "rill.request (%s %s)",
+                        method_name(evhttp_request_get_command(v->r->req)),
+                        evhttp_request_get_uri(v->r->req));
+    else
+        lua_pushliteral(L, "rill.request (ended)");
+    return 1;
+}
+
+/* headers["Content-Type"] finds "content-type": names are stored lower-case. */
+static int headers_index(lua_State *L)
+{
+    size_t n;
+    const char *k = lua_tolstring(L, 2, &n);
+    if (!k || lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    luaL_Buffer b;
+    char *low = luaL_buffinitsize(L, &b, n);
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)k[i]);
+    luaL_pushresultsize(&b, n);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+void rill_request_push(lua_State *L, struct rill_request *r)
+{
+    struct req_view *v = lua_newuserdatauv(L, sizeof *v, 1);
+    v->r = r;
+    r->view = v;
+    luaL_setmetatable(L, REQUEST_MT);
+}
+
+void rill_request_detach(struct rill_request *r)
+{
+    if (r->view)
+        r->view->r = NULL;
+    r->view = NULL;
+}
+
+static const luaL_Reg request_meta[] = {
+    {"__index", request_index},
+    {"__newindex", request_newindex},
+    {"__gc", request_gc},
+    {"__tostring", request_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg headers_meta[] = {
+    {"__index", headers_index},
+    {NULL, NULL},
+};
+
+/* Registers the metatables, and rill.core.headers(t) which gives any table the lookup. */
+static int headers_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaL_setmetatable(L, HEADERS_MT);
+    return 1;
+}
+
+void rill_open_request(lua_State *L)
+{
+    luaL_newmetatable(L, REQUEST_MT);
+    luaL_setfuncs(L, request_meta, 0);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, HEADERS_MT);
+    luaL_setfuncs(L, headers_meta, 0);
+    lua_pop(L, 1);
+    lua_pushcfunction(L, headers_new);
+    lua_setfield(L, -2, "headers");
+    lua_pushcfunction(L, core_query);
+    lua_setfield(L, -2, "query");
+}

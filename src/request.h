@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_REQUEST_H
+#define RILL_REQUEST_H
+#include <event2/http.h>
+#include <lua.h>
+
+#include "sched.h"
+
+struct rill_server;
+struct req_view;
+
+/*
+ * One HTTP request being handled: owns its task (the handler coroutine) and
+ * borrows evhttp's request until it is handed back (reply sent, stream ended,
+ * or client gone). Created and freed only by server.c.
+ */
+struct rill_request {
+    struct rill_task task; /* first member: the task of a request is the request */
+    struct rill_server *srv;
+    struct evhttp_request *req; /* NULL once handed back to evhttp */
+    struct req_view *view;      /* the Lua `req`, while it lives */
+    struct rill_request *prev, *next;
+    char id[72];
+    unsigned responded : 1;  /* a reply was sent or started */
+    unsigned streaming : 1;  /* a chunked reply is open */
+    unsigned watching : 1;   /* our close callback is armed */
+    unsigned wait_drain : 1; /* the body waits for the client to read */
+    unsigned gone : 1;       /* the client disconnected */
+    unsigned completed : 1;  /* evhttp flushed the reply */
+};
+
+/* The request of the running handler; raises outside one (e.g. in rill.run). */
+struct rill_request *rill_request_current(lua_State *L);
+/* Pushes the Lua view `req` of r: fields are computed on first access. */
+void rill_request_push(lua_State *L, struct rill_request *r);
+/* Cuts the Lua view off r (the request is over: uncached fields raise). */
+void rill_request_detach(struct rill_request *r);
+/* The request id: from x-request-id or traceparent when valid, else generated. */
+const char *rill_request_id(struct rill_request *r);
+
+#endif

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * From what a handler returns to bytes on the wire. lua/rill/respond.lua
+ * decides the shape; these functions (rill.core.out) talk to evhttp:
+ * reply(status, headers, body) for a whole body, start/write/finish for a
+ * chunked one. write() parks the body when the client is slow: above
+ * RILL_OUT_HIGH queued bytes the coroutine waits until evhttp's write
+ * callback reports the buffer drained to RILL_OUT_LOW.
+ */
+#include "response.h"
+
+#include <event2/bufferevent.h>
+#include <event2/http_struct.h>
+#include <lauxlib.h>
+#include <string.h>
+
+
+static struct bufferevent *request_bev(struct rill_request *r)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
+    return evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+}
+
+/*
+ * evhttp stops reading while the handler runs, so a client that leaves is not
+ * seen. We re-enable reading with no read callback, as evhttp itself does
+ * while it writes a reply: EOF then reaches evhttp's error callback, which
+ * detaches the request and calls the close callback server.c armed. The input
+ * mark bounds what a client can pile up meanwhile.
+ */
+void rill_response_watch_close(struct rill_request *r)
+{
+    struct bufferevent *bev = request_bev(r);
+    bufferevent_data_cb writecb;
+    bufferevent_event_cb eventcb;
+    void *cbarg;
+    if (!bev)
+        return;
+    r->watching = 1;
+    bufferevent_getcb(bev, NULL, &writecb, &eventcb, &cbarg);
+    bufferevent_setcb(bev, NULL, writecb, eventcb, cbarg);
+    bufferevent_setwatermark(bev, EV_READ, 0, RILL_IN_HIGH);
+    bufferevent_enable(bev, EV_READ);
+}
+
+/*
+ * Before the request goes back to evhttp: the connection may serve another
+ * one, and evhttp's own end-of-reply callback must see the output empty.
+ */
+static void unwatch(struct rill_request *r)
+{
+    struct bufferevent *bev = request_bev(r);
+    r->watching = 0;
+    if (bev)
+        bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
+}
+
+/* ---- headers --------------------------------------------------------------- */
+
+static int is_token_char(unsigned char c)
+{
+    return c > 32 && c < 127 && !strchr("\"(),/:;<=>?@[\\]{}", c);
+}
+
+static void add_header(lua_State *L, struct evkeyvalq *h, const char *name, int vidx)
+{
+    size_t len;
+    int t = lua_type(L, vidx);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_error(L, "header '%s' has a %s value (string, number or list expected)", name,
+                   lua_typename(L, t));
+    const char *v = lua_tolstring(L, vidx, &len);
+    if (strlen(v) != len || evhttp_add_header(h, name, v) != 0)
+        luaL_error(L, "header '%s' has a newline or NUL in its value", name);
+}
+
+/* Copies a Lua headers table (name → value or list of values) into h. */
+static void set_headers(lua_State *L, int idx, struct evkeyvalq *h)
+{
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_argexpected(L, lua_type(L, idx) == LUA_TTABLE, idx, "table");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "header names must be strings (got a %s)", luaL_typename(L, -2));
+        const char *name = lua_tostring(L, -2);
+        for (const char *p = name; *p; p++)
+            if (!is_token_char((unsigned char)*p))
+                luaL_error(L, "invalid header name '%s'", name);
+        if (!*name)
+            luaL_error(L, "empty header name");
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_Integer n = luaL_len(L, -1);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                add_header(L, h, name, lua_gettop(L));
+                lua_pop(L, 1);
+            }
+        } else {
+            add_header(L, h, name, lua_gettop(L));
+        }
+        lua_pop(L, 1);
+    }
+}
+
+static int check_status(lua_State *L, int idx)
+{
+    int ok;
+    lua_Integer s = lua_tointegerx(L, idx, &ok);
+    if (!ok || s < 100 || s > 599)
+        luaL_error(L, "response status must be an integer from 100 to 599 (got %s)",
+                   luaL_tolstring(L, idx, NULL));
+    return (int)s;
+}
+
+/* evhttp's own default is text/html in ISO-8859-1 (notes/evhttp.md, landmine 17). */
+static void default_content_type(struct evkeyvalq *h)
+{
+    if (!evhttp_find_header(h, "Content-Type"))
+        evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+}
+
+/* Prepares the status and headers of r from Lua arguments 1 and 2. */
+static int prepare_head(lua_State *L, struct rill_request *r, int has_body)
+{
+    int status = check_status(L, 1);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    set_headers(L, 2, h);
+    if (has_body)
+        default_content_type(h);
+    return status;
+}
+
+/* ---- rill.core.out ----------------------------------------------------------- */
+
+static struct rill_request *out_request(lua_State *L)
+{
+    struct rill_request *r = rill_request_current(L);
+    if (!r->req)
+        luaL_error(L, "the response was already sent");
+    return r;
+}
+
+/* out.reply(status, headers, body): the whole response at once, with Content-Length. */
+static int out_reply(lua_State *L)
+{
+    struct rill_request *r = out_request(L);
+    size_t len = 0;
+    const char *body = luaL_optlstring(L, 3, NULL, &len);
+    int status = prepare_head(L, r, body != NULL);
+    struct evbuffer *buf = NULL;
+    if (body) {
+        buf = r->task.w->scratch;
+        evbuffer_add(buf, body, len);
+    }
+    unwatch(r);
+    r->responded = 1;
+    evhttp_send_reply(r->req, status, NULL, buf);
+    r->req = NULL; /* evhttp frees it once written */
+    return 0;
+}
+
+/* out.start(status, headers) → whether a body may follow (not for HEAD, 204, 304). */
+static int out_start(lua_State *L)
+{
+    struct rill_request *r = out_request(L);
+    int status = prepare_head(L, r, 1);
+    int body = status >= 200 && status != 204 && status != 304 &&
+               evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD;
+    evhttp_send_reply_start(r->req, status, NULL);
+    r->responded = r->streaming = 1;
+    r->task.w->stats.streams++;
+    struct bufferevent *bev = request_bev(r);
+    if (bev) {
+        bufferevent_setwatermark(bev, EV_WRITE, RILL_OUT_LOW, 0);
+        bufferevent_setwatermark(bev, EV_READ, 0, RILL_IN_HIGH); /* notes Q2: unread input */
+    }
+    lua_pushboolean(L, body);
+    return 1;
+}
+
+static void on_drain(struct evhttp_connection *evcon, void *arg)
+{
+    struct rill_request *r = arg;
+    (void)evcon;
+    if (!r->wait_drain)
+        return; /* evhttp calls this on every drain, waited for or not */
+    r->wait_drain = 0;
+    r->task.w->stats.blocked--;
+    rill_task_resume(&r->task, 0);
+}
+
+static void drain_cancel(struct rill_task *t)
+{
+    ((struct rill_request *)t)->wait_drain = 0;
+    t->w->stats.blocked--;
+}
+
+/* out.write(chunk): one chunk of the chunked encoding; waits while the client is behind. */
+static int out_write(lua_State *L)
+{
+    struct rill_request *r = out_request(L);
+    size_t len;
+    const char *chunk = luaL_checklstring(L, 1, &len);
+    if (!r->streaming)
+        return luaL_error(L, "write before the response started");
+    if (len == 0)
+        return 0; /* an empty chunk would end the body */
+    struct evbuffer *buf = r->task.w->scratch;
+    evbuffer_add(buf, chunk, len);
+    /* always the _with_cb variant: a plain call would reset the callback (notes Q1) */
+    evhttp_send_reply_chunk_with_cb(r->req, buf, on_drain, r);
+    evbuffer_drain(buf, evbuffer_get_length(buf)); /* left over when the client is gone */
+    struct bufferevent *bev = request_bev(r);
+    if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > RILL_OUT_HIGH) {
+        r->wait_drain = 1;
+        r->task.w->stats.blocked++;
+        return rill_task_wait(L, &r->task, drain_cancel);
+    }
+    return 0;
+}
+
+/* out.finish(): the terminating chunk. */
+static int out_finish(lua_State *L)
+{
+    struct rill_request *r = out_request(L);
+    if (!r->streaming)
+        return luaL_error(L, "finish before the response started");
+    rill_response_end(r, 1);
+    return 0;
+}
+
+void rill_response_end(struct rill_request *r, int clean)
+{
+    struct evhttp_request *req = r->req;
+    unwatch(r);
+    if (!clean) {
+        /*
+         * evhttp has no call to drop a stream. Clearing `chunked` makes
+         * reply_end add no terminating chunk, and "Connection: close" makes it
+         * close the connection once the queued chunks are flushed.
+         */
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        req->chunked = 0;
+        evhttp_remove_header(h, "Connection");
+        evhttp_add_header(h, "Connection", "close");
+    }
+    r->streaming = 0;
+    r->req = NULL;
+    r->task.w->stats.streams--;
+    evhttp_send_reply_end(req);
+}
+
+void rill_response_error(struct rill_request *r, int status, const char *what)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    struct evbuffer *buf = r->task.w->scratch;
+    evhttp_clear_headers(h); /* whatever a failed reply had set */
+    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+    if (status == 503)
+        evhttp_add_header(h, "Connection", "close");
+    evbuffer_add_printf(buf, "%s (request %s)\n", what, rill_request_id(r));
+    unwatch(r);
+    r->responded = 1;
+    evhttp_send_reply(r->req, status, NULL, buf);
+    r->req = NULL;
+}
+
+static const luaL_Reg out_funcs[] = {
+    {"reply", out_reply},
+    {"start", out_start},
+    {"write", out_write},
+    {"finish", out_finish},
+    {NULL, NULL},
+};
+
+void rill_open_response(lua_State *L)
+{
+    luaL_newlib(L, out_funcs);
+    lua_setfield(L, -2, "out");
+}

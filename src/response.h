@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_RESPONSE_H
+#define RILL_RESPONSE_H
+#include "request.h"
+
+/* Output buffer marks of a streamed body (backpressure, notes/evhttp.md Q1). */
+#define RILL_OUT_HIGH (256 * 1024) /* above it the body iterator is not pulled */
+#define RILL_OUT_LOW (64 * 1024)   /* drained below it, pulling resumes */
+#define RILL_IN_HIGH (16 * 1024)   /* unread client input kept while a handler runs */
+
+/* A short plain-text error reply (500, 503), when nothing was sent yet. */
+void rill_response_error(struct rill_request *r, int status, const char *what);
+/*
+ * Ends an open stream: cleanly (terminating chunk) or not (the connection is
+ * closed after what was already queued, so the client sees truncation).
+ */
+void rill_response_end(struct rill_request *r, int clean);
+/* Arms close detection while a handler waits before its first byte (notes Q2). */
+void rill_response_watch_close(struct rill_request *r);
+
+#endif

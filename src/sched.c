@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scheduler: resumes task coroutines from libevent callbacks.
+ *
+ * Yield protocol: an effect (rill.sleep, a body write that waits for the
+ * client to drain, ...) arms a libevent event, stores an undo hook in
+ * t->cancel and yields the effect tag. A user's own coroutine.resume/wrap
+ * pass that tag up to the task (lua/rill/coroutine.lua), so lua_resume here
+ * sees it whatever the nesting. The event's callback later resumes the task
+ * with the effect's results, which travel back down to the effect's caller.
+ */
+#include "sched.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <string.h>
+
+#include "compat.h"
+#include "log.h"
+
+static char effect_tag;
+
+void *rill_effect_tag(void)
+{
+    return &effect_tag;
+}
+
+void rill_task_init(struct rill_task *t, struct rill_worker *w, rill_done_fn done)
+{
+    memset(t, 0, sizeof *t);
+    t->w = w;
+    t->done = done;
+    t->ref = LUA_NOREF;
+    evtimer_assign(&t->timer, w->base, NULL, t);
+}
+
+lua_State *rill_task_open(struct rill_task *t)
+{
+    struct rill_worker *w = t->w;
+    lua_State *L = w->L;
+    if (w->npool > 0) {
+        t->ref = w->pool[--w->npool];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+        t->co = lua_tothread(L, -1);
+        lua_pop(L, 1);
+    } else {
+        t->co = lua_newthread(L);
+        t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    w->stats.tasks++;
+    return t->co;
+}
+
+void rill_task_release(struct rill_task *t)
+{
+    struct rill_worker *w = t->w;
+    if (t->ref == LUA_NOREF)
+        return;
+    evtimer_del(&t->timer);
+    lua_settop(t->co, 0);
+    if (lua_status(t->co) == LUA_OK && w->npool < RILL_THREAD_POOL)
+        w->pool[w->npool++] = t->ref; /* a finished coroutine can run a new function */
+    else
+        luaL_unref(w->L, LUA_REGISTRYINDEX, t->ref);
+    t->ref = LUA_NOREF;
+    t->co = NULL;
+    w->stats.tasks--;
+}
+
+static void run_cancel_hook(struct rill_task *t)
+{
+    rill_cancel_fn cancel = t->cancel;
+    t->cancel = NULL;
+    if (cancel)
+        cancel(t);
+}
+
+/*
+ * Closes t->co so its <close> variables run, and logs an error a __close
+ * handler raised. After an error, 5.4.4's lua_resetthread returns the
+ * original status again; with has_original, that error is on the main
+ * thread's stack (below the traceback) and is no news.
+ */
+static void close_coroutine(struct rill_task *t, int has_original)
+{
+    lua_State *co = t->co, *L = t->w->L;
+    int status = rill_closethread(co, L);
+    if (status != LUA_OK) {
+        lua_xmove(co, L, 1);
+        if (!has_original || !lua_rawequal(L, -1, -3)) {
+            const char *msg = lua_tostring(L, -1);
+            rill_log("error while closing a handler: %s", msg ? msg : "(not a string)");
+        }
+        lua_pop(L, 1);
+    }
+    lua_settop(co, 0);
+}
+
+void rill_task_cancel(struct rill_task *t)
+{
+    if (t->running) {
+        t->closing = 1; /* the resume in progress finishes the job */
+        return;
+    }
+    run_cancel_hook(t);
+    close_coroutine(t, 0);
+}
+
+/*
+ * After an error: leaves [error object, traceback] on t->co, with the
+ * coroutine closed so its <close> variables have run.
+ */
+static void collect_error(struct rill_task *t)
+{
+    lua_State *L = t->w->L, *co = t->co;
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1); /* L: errobj */
+    int described = !lua_isstring(L, -1);
+    const char *msg = described
+                          ? lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1))
+                          : lua_tostring(L, -1);
+    luaL_traceback(L, co, msg, 0); /* L: errobj [description] traceback */
+    if (described)
+        lua_remove(L, -2);
+    close_coroutine(t, 1); /* L: errobj traceback */
+    lua_xmove(L, co, 2);
+}
+
+static int yield_is_effect(lua_State *co, int nres)
+{
+    return nres >= 1 && lua_touserdata(co, -nres) == &effect_tag;
+}
+
+int rill_task_resume(struct rill_task *t, int nargs)
+{
+    struct rill_worker *w = t->w;
+    struct rill_task *outer = w->current;
+    int nres = 0;
+
+    t->cancel = NULL;
+    w->current = t;
+    t->running = 1;
+    int status = lua_resume(t->co, w->L, nargs, &nres);
+    t->running = 0;
+    w->current = outer;
+
+    if (status == LUA_YIELD && yield_is_effect(t->co, nres)) {
+        lua_pop(t->co, nres);
+        if (!t->closing)
+            return 1;
+        rill_task_cancel(t);
+        t->done(t, RILL_CANCELLED, 0);
+        return 0;
+    }
+    if (status == LUA_YIELD) { /* a bare coroutine.yield at the top of a handler */
+        lua_pop(t->co, nres);
+        lua_pushliteral(t->co, "attempt to yield from a handler (use coroutine.wrap for "
+                               "generators; rill effects yield by themselves)");
+        status = LUA_ERRRUN;
+    }
+    if (t->closing) {
+        close_coroutine(t, 0);
+        t->done(t, RILL_CANCELLED, 0);
+        return 0;
+    }
+    if (status != LUA_OK) {
+        collect_error(t);
+        nres = 2;
+    }
+    t->done(t, status, nres);
+    return 0;
+}
+
+struct rill_task *rill_task_check(lua_State *L)
+{
+    struct rill_worker *w = rill_worker_get(L);
+    if (!w->current)
+        luaL_error(L, "rill effects can only be used inside a request handler or rill.run");
+    return w->current;
+}
+
+int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel)
+{
+    t->cancel = cancel;
+    lua_pushlightuserdata(L, &effect_tag);
+    return lua_yield(L, 1);
+}
+
+void rill_timer_add(struct event *ev, double seconds)
+{
+    struct timeval tv;
+    tv.tv_sec = (time_t)seconds;
+    tv.tv_usec = (suseconds_t)((seconds - floor(seconds)) * 1e6);
+    evtimer_add(ev, &tv);
+}

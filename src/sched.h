@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_SCHED_H
+#define RILL_SCHED_H
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <lua.h>
+
+#include "worker.h"
+
+struct rill_task;
+typedef void (*rill_cancel_fn)(struct rill_task *t);
+
+/*
+ * Ending of a task. status is LUA_OK (nres results on t->co), an error status
+ * (t->co holds the error object and a traceback string), or RILL_CANCELLED.
+ * The owner may free t inside it.
+ */
+#define RILL_CANCELLED (-1)
+typedef void (*rill_done_fn)(struct rill_task *t, int status, int nres);
+
+/* A coroutine driven by the event loop: a request's handler, or rill.run's function. */
+struct rill_task {
+    struct rill_worker *w;
+    lua_State *co;
+    int ref;               /* registry ref anchoring co */
+    rill_cancel_fn cancel; /* undoes the pending effect, if any */
+    rill_done_fn done;
+    struct event timer; /* for rill.sleep and deferred work */
+    unsigned running : 1;
+    unsigned closing : 1;          /* cancel asked for while running */
+    unsigned owner_is_request : 1; /* the task is a struct rill_request */
+};
+
+void rill_task_init(struct rill_task *t, struct rill_worker *w, rill_done_fn done);
+/* Gives the task a coroutine (from the pool when possible). */
+lua_State *rill_task_open(struct rill_task *t);
+/*
+ * Resumes t->co with nargs values on its stack (a function and its arguments
+ * the first time). Returns 1 if the task now waits on an effect, 0 if it ended
+ * (done was called and t may be gone).
+ */
+int rill_task_resume(struct rill_task *t, int nargs);
+/* Closes the coroutine (its <close> variables run) and undoes the pending effect. */
+void rill_task_cancel(struct rill_task *t);
+/* Gives the coroutine back (to the pool). */
+void rill_task_release(struct rill_task *t);
+
+/* The task the calling code runs in; raises when outside a handler or rill.run. */
+struct rill_task *rill_task_check(lua_State *L);
+/* For an effect: parks the caller until a callback resumes t. Use as `return rill_task_wait(...)`. */
+int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel);
+/* The tag effects yield: user coroutines pass it through (lua/rill/coroutine.lua). */
+void *rill_effect_tag(void);
+
+void rill_timer_add(struct event *ev, double seconds);
+
+#endif

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The evhttp server and the request lifecycle. A request lives from the
+ * gencb until evhttp is done with it: the reply is flushed (on_complete) or
+ * the client left (close callback). Its handler task may end before that
+ * (reply queued) or after (client gone mid-stream); r is freed here only,
+ * when both are over, so no callback ever sees freed state.
+ */
+#include "server.h"
+
+#include <dirent.h>
+#include <event2/http.h>
+#include <lauxlib.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "response.h"
+
+struct rill_server {
+    struct rill_worker *w;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct rill_request *live; /* every request not yet freed */
+    int active;
+    int handler_ref, driver_ref, out_ref;
+    double grace;
+    int draining;
+    struct event *signals[3];
+    struct event *grace_timer;
+};
+
+/* ---- lifecycle -------------------------------------------------------------- */
+
+static void request_free(struct rill_request *r)
+{
+    struct rill_server *s = r->srv;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->live = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    s->active--;
+    rill_request_detach(r);
+    free(r);
+    if (s->draining && s->active == 0)
+        event_base_loopexit(s->w->base, NULL);
+}
+
+static int task_live(struct rill_request *r)
+{
+    return r->task.ref != LUA_NOREF;
+}
+
+/* Frees r once both its task and evhttp are done with it. */
+static void maybe_free(struct rill_request *r)
+{
+    if (!task_live(r) && !r->task.running && (r->completed || r->gone))
+        request_free(r);
+}
+
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+    struct rill_request *r = arg;
+    (void)req;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, NULL, NULL); /* per connection: notes Q2 */
+    r->completed = 1;
+    r->req = NULL;
+    maybe_free(r);
+}
+
+static void log_error(struct rill_request *r, int nres)
+{
+    lua_State *co = r->task.co;
+    const char *tb = lua_tostring(co, -1);
+    (void)nres;
+    rill_log("request %s: handler error: %s", rill_request_id(r), tb ? tb : "?");
+    r->task.w->stats.errors++;
+}
+
+/* The handler's task ended: make sure a reply is queued, then wait for evhttp. */
+static void on_task_done(struct rill_task *t, int status, int nres)
+{
+    struct rill_request *r = (struct rill_request *)t;
+    if (status != LUA_OK && status != RILL_CANCELLED)
+        log_error(r, nres);
+    else if (status == LUA_OK && r->req && !r->streaming && !r->responded)
+        rill_log("request %s: the handler ended without a response", rill_request_id(r));
+    if (r->req && !r->gone) {
+        if (r->streaming)
+            rill_response_end(r, status == LUA_OK); /* an error mid-stream truncates it */
+        else if (!r->responded)
+            rill_response_error(r, 500, "internal server error");
+    }
+    rill_task_release(t);
+    maybe_free(r);
+}
+
+void rill_server_client_gone(struct rill_request *r)
+{
+    r->gone = 1;
+    if (r->req && !evhttp_request_get_connection(r->req))
+        evhttp_send_reply_end(r->req); /* detached: ours to free (notes Q2, landmine 7) */
+    r->req = NULL;
+    if (r->streaming)
+        r->task.w->stats.streams--;
+    r->streaming = 0;
+    if (task_live(r) && !r->task.running) {
+        rill_task_cancel(&r->task); /* <close> variables run, the effect is undone */
+        rill_task_release(&r->task);
+    } else if (task_live(r)) {
+        rill_task_cancel(&r->task); /* finished by the resume in progress */
+        return;
+    }
+    maybe_free(r);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    rill_server_client_gone(arg);
+}
+
+static struct rill_request *request_new(struct rill_server *s, struct evhttp_request *req)
+{
+    struct rill_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    rill_task_init(&r->task, s->w, on_task_done);
+    r->task.owner_is_request = 1;
+    r->srv = s;
+    r->req = req;
+    r->next = s->live;
+    if (s->live)
+        s->live->prev = r;
+    s->live = r;
+    s->active++;
+    s->w->stats.requests++;
+    return r;
+}
+
+static void reply_plain(struct evhttp_request *req, int status, const char *body, int close)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    struct evbuffer *buf = evbuffer_new();
+    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+    if (close)
+        evhttp_add_header(h, "Connection", "close");
+    evbuffer_add(buf, body, strlen(body));
+    evhttp_send_reply(req, status, NULL, buf);
+    evbuffer_free(buf);
+}
+
+/* evhttp's gencb: every request starts here. */
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct rill_server *s = arg;
+    if (s->draining) {
+        reply_plain(req, 503, "shutting down\n", 1);
+        return;
+    }
+    struct rill_request *r = request_new(s, req);
+    if (!r) {
+        reply_plain(req, 503, "out of memory\n", 1);
+        return;
+    }
+    /* both stay armed until evhttp is done with the request */
+    evhttp_request_set_on_complete_cb(req, on_complete, r);
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_close, r);
+    lua_State *co = rill_task_open(&r->task);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, s->driver_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, s->handler_ref);
+    rill_request_push(co, r);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, s->out_ref);
+    if (rill_task_resume(&r->task, 3) && !r->responded)
+        rill_response_watch_close(r); /* waiting before the first byte */
+}
+
+/* ---- shutdown ----------------------------------------------------------------- */
+
+/* Ends r now: streams cleanly, handlers still computing with a 503. */
+static void request_stop(struct rill_request *r)
+{
+    if (task_live(r)) {
+        rill_task_cancel(&r->task);
+        rill_task_release(&r->task);
+    }
+    if (r->req && r->streaming)
+        rill_response_end(r, 1);
+    else if (r->req && !r->responded)
+        rill_response_error(r, 503, "shutting down");
+    maybe_free(r);
+}
+
+static void stop_all(struct rill_server *s, int streams_only)
+{
+    struct rill_request *r = s->live, *next;
+    for (; r; r = next) {
+        next = r->next;
+        if (!streams_only || r->streaming)
+            request_stop(r);
+    }
+}
+
+static void on_grace_over(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_server *s = arg;
+    struct timeval last = {1, 0};
+    (void)fd, (void)what;
+    if (s->active > 0) {
+        rill_log("grace period over: stopping %d request(s)", s->active);
+        stop_all(s, 0);
+    }
+    event_base_loopexit(s->w->base, &last); /* a last second to flush what was queued */
+}
+
+static void begin_shutdown(struct rill_server *s)
+{
+    if (s->draining) {
+        rill_log("second signal: exiting now");
+        event_base_loopbreak(s->w->base);
+        return;
+    }
+    s->draining = 1;
+    if (s->bound)
+        evhttp_del_accept_socket(s->http, s->bound); /* stop accepting */
+    s->bound = NULL;
+    stop_all(s, 1); /* streams end now; other requests get the grace period */
+    rill_log("shutting down: %d request(s) in flight", s->active);
+    if (s->active == 0) {
+        event_base_loopexit(s->w->base, NULL);
+        return;
+    }
+    s->grace_timer = evtimer_new(s->w->base, on_grace_over, s);
+    rill_timer_add(s->grace_timer, s->grace);
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the directory itself */
+}
+
+static void print_stats(struct rill_server *s)
+{
+    struct rill_stats *st = &s->w->stats;
+    rill_log("stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
+             "fds=%d",
+             st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
+             lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds());
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    if (sig == SIGUSR1)
+        print_stats(arg);
+    else
+        begin_shutdown(arg);
+}
+
+/* ---- start ----------------------------------------------------------------------- */
+
+/* Our own listening socket: TCP_NODELAY set here is inherited by accepted sockets. */
+static evutil_socket_t listen_on(const char *host, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *ai;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(host, service, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    evutil_socket_t fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* SSE lines go out at once */
+    }
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static void announce(evutil_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    int v6 = ss.ss_family == AF_INET6;
+    fprintf(stderr, "rill listening on http://%s%s%s:%s\n", v6 ? "[" : "", host, v6 ? "]" : "",
+            port);
+    fflush(stderr);
+}
+
+/* The driver (lua/rill/respond.lua) and rill.core.out, anchored for every request. */
+static int load_refs(struct rill_server *s, char *err, size_t errlen)
+{
+    lua_State *L = s->w->L;
+    s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "rill.respond");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    s->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "rill.core");
+    lua_getfield(L, -1, "out");
+    s->out_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 2);
+    return 0;
+}
+
+static void configure(struct rill_server *s, const struct rill_server_config *cfg)
+{
+    evhttp_set_gencb(s->http, on_request, s);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes);
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
+    evhttp_set_default_content_type(s->http, "text/plain; charset=utf-8");
+    const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
+    for (int i = 0; i < 3; i++) {
+        s->signals[i] = evsignal_new(s->w->base, sigs[i], on_signal, s);
+        event_add(s->signals[i], NULL);
+    }
+}
+
+struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_server_config *cfg,
+                                      char *err, size_t errlen)
+{
+    struct rill_server *s = calloc(1, sizeof *s);
+    s->w = w;
+    s->grace = cfg->grace;
+    if (load_refs(s, err, errlen) != 0)
+        goto fail;
+    evutil_socket_t fd = listen_on(cfg->host, cfg->port, err, errlen);
+    if (fd < 0)
+        goto fail;
+    s->http = evhttp_new(w->base);
+    configure(s, cfg);
+    s->bound = evhttp_accept_socket_with_handle(s->http, fd);
+    if (!s->bound) {
+        snprintf(err, errlen, "cannot accept on the listening socket");
+        close(fd);
+        goto fail;
+    }
+    w->server = s;
+    announce(fd);
+    return s;
+fail:
+    rill_server_free(s);
+    return NULL;
+}
+
+void rill_server_run(struct rill_server *s)
+{
+    event_base_dispatch(s->w->base);
+}
+
+void rill_server_free(struct rill_server *s)
+{
+    if (!s)
+        return;
+    stop_all(s, 0);
+    for (int i = 0; i < 3; i++)
+        if (s->signals[i])
+            event_free(s->signals[i]);
+    if (s->grace_timer)
+        event_free(s->grace_timer);
+    if (s->http)
+        evhttp_free(s->http); /* closes idle keep-alive connections */
+    while (s->live) {        /* requests evhttp still held are gone with it */
+        struct rill_request *r = s->live;
+        r->gone = 1;
+        r->req = NULL;
+        request_free(r);
+    }
+    s->w->server = NULL;
+    free(s);
+}

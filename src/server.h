@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_SERVER_H
+#define RILL_SERVER_H
+#include <stddef.h>
+
+#include "request.h"
+#include "worker.h"
+
+struct rill_server_config {
+    const char *host;
+    int port;                /* 0: an ephemeral port */
+    double grace;            /* seconds in-flight requests get at shutdown */
+    size_t max_header_bytes; /* request line + headers */
+    size_t max_body_bytes;
+};
+
+struct rill_server;
+
+/*
+ * Binds, and prints "rill listening on http://HOST:PORT" to stderr. The
+ * handler is on the top of w->L's stack (popped). NULL with a message in err.
+ */
+struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_server_config *cfg,
+                                      char *err, size_t errlen);
+/* Runs the loop until a signal's graceful shutdown is over. */
+void rill_server_run(struct rill_server *s);
+void rill_server_free(struct rill_server *s);
+
+/* evhttp's close callback of r's connection (response.c arms it). */
+void rill_server_client_gone(struct rill_request *r);
+
+#endif

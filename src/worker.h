@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_WORKER_H
+#define RILL_WORKER_H
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <lua.h>
+
+struct rill_task;
+struct rill_server;
+
+#define RILL_THREAD_POOL 256 /* finished coroutines kept for reuse */
+
+struct rill_stats {
+    long requests; /* handled since start */
+    long errors;   /* handler errors */
+    int tasks;     /* live coroutines (requests and rill.run) */
+    int streams;   /* responses streaming right now */
+    int blocked;   /* of which waiting for a slow client to read */
+};
+
+/*
+ * One event loop and one Lua state: the unit of concurrency. The rill executable
+ * has exactly one per process; the rill.core module makes one on first use.
+ */
+struct rill_worker {
+    struct event_base *base;
+    lua_State *L;              /* the main thread */
+    struct rill_task *current; /* the task being resumed, if any */
+    struct rill_server *server;
+    struct evbuffer *scratch; /* reused to hand bytes to evhttp */
+    struct rill_stats stats;
+    int pool[RILL_THREAD_POOL]; /* registry refs of idle coroutines */
+    int npool;
+};
+
+/* The worker of this process, created with L on first call. */
+struct rill_worker *rill_worker_get(lua_State *L);
+void rill_worker_free(void);
+
+#endif
