@@ -7,9 +7,9 @@
 BUILD ?= build
 WERROR ?= OFF
 JOBS ?= $(shell nproc)
-DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev lua-busted lua-socket curl
+DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev lua-busted lua-socket valgrind
 
-.PHONY: all deps build run test test-asan test-valgrind format clean
+.PHONY: all deps build build-asan run test test-asan test-valgrind format clean
 
 all: build
 
@@ -23,22 +23,26 @@ build: deps
 run: build
 	$(BUILD)/rill examples/hello.lua --listen 127.0.0.1:8080
 
+# Every test: C units, all specs, then the end-to-end specs again against an
+# ASan+UBSan build and under valgrind (a leak or invalid access fails them).
 test: build
 	cd $(BUILD) && ctest --output-on-failure
 	./scripts/busted.sh
+	$(MAKE) --no-print-directory test-asan test-valgrind
 
-# The end-to-end specs against an AddressSanitizer + UBSan build of rill.
-test-asan: deps
+E2E_SPECS = spec/e2e_core_spec.lua spec/examples_spec.lua
+
+build-asan: deps
 	cmake -S . -B build-asan -DRILL_SANITIZE=ON -DRILL_WERROR=$(WERROR) >/dev/null
 	cmake --build build-asan -j$(JOBS)
-	cmake -S . -B $(BUILD) >/dev/null && cmake --build $(BUILD) -j$(JOBS)
-	RILL_BIN=build-asan/rill ./scripts/busted.sh
 
-# The end-to-end specs with rill under valgrind (streaming and disconnect paths).
+test-asan: build build-asan
+	RILL_BIN=build-asan/rill ./scripts/busted.sh $(E2E_SPECS)
+
 test-valgrind: build
 	@./scripts/deps.sh valgrind
 	RILL_BIN="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite $(BUILD)/rill" \
-	  RILL_TEST_TIMEOUT=60 ./scripts/busted.sh spec/e2e_core_spec.lua
+	  RILL_TEST_TIMEOUT=60 ./scripts/busted.sh $(E2E_SPECS)
 
 format:
 	clang-format -i src/*.c src/*.h tests/*.c

@@ -12,7 +12,7 @@ end
 describe("rill core, end to end", function()
   local srv
   setup(function() srv = test.server("spec/apps/core.lua") end)
-  teardown(function() srv:stop() end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
 
   describe("response bodies", function()
     it("sends a string as 200 text/plain utf-8 with Content-Length", function()
@@ -233,7 +233,7 @@ describe("graceful shutdown", function()
     local _, _, ending = stream:rest(5)
     assert.same("end", ending)
     stream:close()
-    assert.same(0, srv:stop())
+    assert.same(0, srv:wait())
   end)
 
   it("exits 0 on SIGINT when idle", function()

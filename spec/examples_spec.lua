@@ -5,7 +5,7 @@ local test = require "rill.test"
 describe("examples/hello.lua", function()
   local srv
   setup(function() srv = test.server("examples/hello.lua") end)
-  teardown(function() srv:stop() end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
 
   it("answers hello world", function()
     local res = srv:get("/")
@@ -17,7 +17,7 @@ end)
 describe("examples/clock.lua", function()
   local srv
   setup(function() srv = test.server("examples/clock.lua") end)
-  teardown(function() srv:stop() end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
 
   it("streams one timestamp line per chunk", function()
     local s = srv:open("/?n=2")
@@ -38,7 +38,7 @@ end)
 describe("examples/router.lua", function()
   local srv
   setup(function() srv = test.server("examples/router.lua") end)
-  teardown(function() srv:stop() end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
 
   it("routes params, optional segments and splats", function()
     assert.same("ada\n", srv:get("/users/1").body)

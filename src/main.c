@@ -179,15 +179,11 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
+        case 'h': usage(stdout); return 0;
         case 'v':
             printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
             return 0;
-        default:
-            usage(stderr);
-            return EXIT_USAGE;
+        default: usage(stderr); return EXIT_USAGE;
         }
     }
     if (optind != argc - 1) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * rill.core.spawn(argv): a child process whose stderr we read line by line
+ * rill.core.spawn(argv): a child process whose output we read line by line
  * with timeouts. rill.test uses it to run a server on port 0, wait for its
  * "rill listening on" line, and kill it however the spec ends: __gc and
  * __close kill it, and PR_SET_PDEATHSIG kills it if the test process dies.
@@ -23,9 +23,9 @@
 #define PROCESS_MT "rill.process"
 
 struct process {
-    pid_t pid;   /* 0 once reaped */
-    int err_fd;  /* read end of the child's stderr, -1 when closed */
-    int status;  /* wait status once reaped */
+    pid_t pid;  /* 0 once reaped */
+    int err_fd; /* read end of the child's stderr, -1 when closed */
+    int status; /* wait status once reaped */
 };
 
 static struct process *check_process(lua_State *L)
@@ -40,12 +40,13 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* In the child: stderr to the pipe, die with the parent, exec. Never returns. */
+/* In the child: stdout and stderr to the pipe, die with the parent, exec. Never returns. */
 static void exec_child(int err_w, char **argv)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
+    dup2(err_w, 1);
     dup2(err_w, 2);
     execvp(argv[0], argv);
     dprintf(2, "rill.test: cannot run %s: %s\n", argv[0], strerror(errno));

@@ -14,7 +14,6 @@
 #include <lauxlib.h>
 #include <string.h>
 
-
 static struct bufferevent *request_bev(struct rill_request *r)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
@@ -268,11 +267,8 @@ void rill_response_error(struct rill_request *r, int status, const char *what)
 }
 
 static const luaL_Reg out_funcs[] = {
-    {"reply", out_reply},
-    {"start", out_start},
-    {"write", out_write},
-    {"finish", out_finish},
-    {NULL, NULL},
+    {"reply", out_reply},   {"start", out_start}, {"write", out_write},
+    {"finish", out_finish}, {NULL, NULL},
 };
 
 void rill_open_response(lua_State *L)

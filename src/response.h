@@ -5,8 +5,8 @@
 
 /* Output buffer marks of a streamed body (backpressure, notes/evhttp.md Q1). */
 #define RILL_OUT_HIGH (256 * 1024) /* above it the body iterator is not pulled */
-#define RILL_OUT_LOW (64 * 1024)   /* drained below it, pulling resumes */
-#define RILL_IN_HIGH (16 * 1024)   /* unread client input kept while a handler runs */
+#define RILL_OUT_LOW  (64 * 1024)  /* drained below it, pulling resumes */
+#define RILL_IN_HIGH  (16 * 1024)  /* unread client input kept while a handler runs */
 
 /* A short plain-text error reply (500, 503), when nothing was sent yet. */
 void rill_response_error(struct rill_request *r, int status, const char *what);

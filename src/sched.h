@@ -47,7 +47,8 @@ void rill_task_release(struct rill_task *t);
 
 /* The task the calling code runs in; raises when outside a handler or rill.run. */
 struct rill_task *rill_task_check(lua_State *L);
-/* For an effect: parks the caller until a callback resumes t. Use as `return rill_task_wait(...)`. */
+/* For an effect: parks the caller until a callback resumes t. Use as `return rill_task_wait(...)`.
+ */
 int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel);
 /* The tag effects yield: user coroutines pass it through (lua/rill/coroutine.lua). */
 void *rill_effect_tag(void);

@@ -398,11 +398,14 @@ void rill_server_free(struct rill_server *s)
     for (int i = 0; i < 3; i++)
         if (s->signals[i])
             event_free(s->signals[i]);
+    /* shutting down already: a late signal must not kill the cleanup */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     if (s->grace_timer)
         event_free(s->grace_timer);
     if (s->http)
         evhttp_free(s->http); /* closes idle keep-alive connections */
-    while (s->live) {        /* requests evhttp still held are gone with it */
+    while (s->live) {         /* requests evhttp still held are gone with it */
         struct rill_request *r = s->live;
         r->gone = 1;
         r->req = NULL;

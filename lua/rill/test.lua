@@ -312,7 +312,22 @@ function Server:pid()
   return self.proc:pid()
 end
 
+-- Waits for the server to exit by itself; returns its exit status (-N for
+-- signal N), or nil, "timeout".
+function Server:wait(timeout)
+  if self.stopped then
+    return self.status
+  end
+  local status, err = self.proc:wait(timeout or DEFAULT_TIMEOUT)
+  if status then
+    self.stopped, self.status = true, status
+    self.proc:close()
+  end
+  return status, err
+end
+
 -- Sends sig (default TERM) and waits for the exit; returns the exit status.
+-- Kills the server if it has not exited within the timeout.
 function Server:stop(sig, timeout)
   if self.stopped then
     return self.status

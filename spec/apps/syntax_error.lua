@@ -1,0 +1,5 @@
+-- SPDX-License-Identifier: MIT
+-- Fixture: an app that does not compile.
+return function(req)
+  return "unclosed
+end
