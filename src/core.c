@@ -88,5 +88,6 @@ int rill_open_core(lua_State *L)
     rill_open_response(L);
     rill_open_request(L);
     rill_open_process(L);
+    rill_open_fetch(L);
     return 1;
 }

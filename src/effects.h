@@ -8,6 +8,10 @@ void rill_open_sleep(lua_State *L);
 void rill_open_response(lua_State *L);
 void rill_open_request(lua_State *L);
 void rill_open_process(lua_State *L);
+void rill_open_fetch(lua_State *L);
+
+/* t[key] = value, or a list when key repeats. Stack: key value → (popped); t absolute. */
+void rill_table_add_multi(lua_State *L, int t);
 
 int rill_open_core(lua_State *L);
 

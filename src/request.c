@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "effects.h"
 #include "urlcode.h"
 
 #define REQUEST_MT "rill.request"
@@ -100,7 +101,7 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 }
 
 /* Appends value to t[key], turning a repeated key into a list. Stack: key value → (empty). */
-static void add_multi(lua_State *L, int t)
+void rill_table_add_multi(lua_State *L, int t)
 {
     lua_pushvalue(L, -2);
     int old = lua_rawget(L, t); /* key value old */
@@ -136,7 +137,7 @@ static void query_pair(const char *k, size_t kl, const char *v, size_t vl, int h
     (void)has_value;
     push_decoded(L, k, kl, RILL_URL_PLUS);
     push_decoded(L, v, vl, RILL_URL_PLUS);
-    add_multi(L, lua_absindex(L, -3));
+    rill_table_add_multi(L, lua_absindex(L, -3));
 }
 
 static void push_query(lua_State *L, struct evhttp_request *req)
@@ -179,7 +180,7 @@ static void push_headers(lua_State *L, struct evhttp_request *req)
             low[i] = (char)tolower((unsigned char)kv->key[i]);
         luaL_pushresultsize(&b, n);
         lua_pushstring(L, kv->value);
-        add_multi(L, t);
+        rill_table_add_multi(L, t);
     }
     luaL_setmetatable(L, HEADERS_MT);
 }

@@ -51,11 +51,45 @@ lua_State *rill_task_open(struct rill_task *t)
     return t->co;
 }
 
+void rill_resource_add(struct rill_task *t, struct rill_resource *res)
+{
+    res->owner = t;
+    res->prev = NULL;
+    res->next = t->resources;
+    if (t->resources)
+        t->resources->prev = res;
+    t->resources = res;
+}
+
+void rill_resource_remove(struct rill_resource *res)
+{
+    if (!res->owner)
+        return;
+    if (res->prev)
+        res->prev->next = res->next;
+    else
+        res->owner->resources = res->next;
+    if (res->next)
+        res->next->prev = res->prev;
+    res->owner = NULL;
+    res->prev = res->next = NULL;
+}
+
+static void close_resources(struct rill_task *t)
+{
+    while (t->resources) {
+        struct rill_resource *res = t->resources;
+        rill_resource_remove(res);
+        res->close(res);
+    }
+}
+
 void rill_task_release(struct rill_task *t)
 {
     struct rill_worker *w = t->w;
     if (t->ref == LUA_NOREF)
         return;
+    close_resources(t);
     evtimer_del(&t->timer);
     lua_settop(t->co, 0);
     if (lua_status(t->co) == LUA_OK && w->npool < RILL_THREAD_POOL)
@@ -181,9 +215,15 @@ struct rill_task *rill_task_check(lua_State *L)
 
 int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel)
 {
+    return rill_task_waitk(L, t, cancel, 0, NULL);
+}
+
+int rill_task_waitk(lua_State *L, struct rill_task *t, rill_cancel_fn cancel, lua_KContext ctx,
+                    lua_KFunction k)
+{
     t->cancel = cancel;
     lua_pushlightuserdata(L, &effect_tag);
-    return lua_yield(L, 1);
+    return lua_yieldk(L, 1, ctx, k);
 }
 
 void rill_timer_add(struct event *ev, double seconds)

@@ -11,6 +11,16 @@ struct rill_task;
 typedef void (*rill_cancel_fn)(struct rill_task *t);
 
 /*
+ * Something a task opened (an upstream fetch, ...): closed when the task ends
+ * if the handler did not close it, so nothing outlives its request.
+ */
+struct rill_resource {
+    void (*close)(struct rill_resource *res);
+    struct rill_resource *prev, *next;
+    struct rill_task *owner;
+};
+
+/*
  * Ending of a task. status is LUA_OK (nres results on t->co), an error status
  * (t->co holds the error object and a traceback string), or RILL_CANCELLED.
  * The owner may free t inside it.
@@ -24,7 +34,9 @@ struct rill_task {
     lua_State *co;
     int ref;               /* registry ref anchoring co */
     rill_cancel_fn cancel; /* undoes the pending effect, if any */
+    void *wait_arg;        /* what the pending effect waits on, for cancel */
     rill_done_fn done;
+    struct rill_resource *resources;
     struct event timer; /* for rill.sleep and deferred work */
     unsigned running : 1;
     unsigned closing : 1;          /* cancel asked for while running */
@@ -50,6 +62,12 @@ struct rill_task *rill_task_check(lua_State *L);
 /* For an effect: parks the caller until a callback resumes t. Use as `return rill_task_wait(...)`.
  */
 int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel);
+/* The same, continuing in k (with the caller's stack kept) when a callback resumes t. */
+int rill_task_waitk(lua_State *L, struct rill_task *t, rill_cancel_fn cancel, lua_KContext ctx,
+                    lua_KFunction k);
+/* Links res to t (closed at the latest when t is released); unlinks it. */
+void rill_resource_add(struct rill_task *t, struct rill_resource *res);
+void rill_resource_remove(struct rill_resource *res);
 /* The tag effects yield: user coroutines pass it through (lua/rill/coroutine.lua). */
 void *rill_effect_tag(void);
 

@@ -9,6 +9,7 @@ coroutine_ext.install() -- effects then work inside the user's coroutine.wrap ge
 return {
   version = core.version,
   sleep = core.sleep, -- rill.sleep(seconds): an effect
+  fetch = core.fetch, -- rill.fetch(url, opts): an upstream response, after its head
   now = core.now, -- monotonic seconds
   run = core.run, -- rill.run(fn, ...): drive the loop until fn returns (tests, scripts)
   router = router.new, -- rill.router { ["GET /x/:id"] = handler, ... }

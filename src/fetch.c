@@ -1,0 +1,696 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rill.fetch(url, opts): an HTTP/1.1 request to an upstream, as an effect.
+ *
+ * Our own client on a bufferevent rather than evhttp's: the connect error is
+ * the socket's own (refused, unreachable), DNS is a step of its own, body
+ * bytes reach Lua as they arrive (httpresp.c never holds a chunk), and
+ * pausing the upstream is just bufferevent_disable (notes/evhttp.md Q7 lists
+ * the evhttp client's pitfalls we avoid).
+ *
+ * Lifetime: the object is a userdata, valid (closed) before it acquires
+ * anything. It is a resource of the task that opened it, closed when that
+ * task ends, so an abandoned or cancelled fetch closes its connection. A
+ * reader parks its task in f->waiter; callbacks wake it and the reader's
+ * continuation looks at the state again.
+ */
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/http.h>
+#include <lauxlib.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "effects.h"
+#include "httpresp.h"
+#include "sched.h"
+
+#define FETCH_MT       "rill.fetch"
+#define FETCH_HIGH     (256 * 1024) /* buffered body bytes above which the upstream is paused */
+#define FETCH_LOW      (64 * 1024)
+#define FETCH_MAX_READ (8 * 1024 * 1024) /* default cap of :read() */
+
+enum phase { P_CLOSED, P_RESOLVING, P_CONNECTING, P_HEAD, P_BODY, P_DONE, P_FAILED };
+
+struct fetch {
+    struct rill_resource res; /* first member */
+    struct rill_worker *w;
+    enum phase phase;
+    struct rill_task *waiter;
+    struct evdns_getaddrinfo_request *dns_req;
+    struct bufferevent *bev;
+    struct event *timer;
+    struct evbuffer *body; /* received, not yet read */
+    struct rill_resp_parser parser;
+    double idle_timeout;
+    size_t max_read;
+    int paused;
+    int self_ref; /* registry ref while the handler waits on the head (keeps the userdata) */
+    char error[256];
+    const char *code;
+    char host[256];
+    int port;
+    struct evbuffer *request; /* the bytes to send once connected */
+};
+
+static struct evdns_base *dns_base(struct rill_worker *w)
+{
+    static struct evdns_base *dns;
+    if (!dns)
+        dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    return dns;
+}
+
+/* ---- state changes ------------------------------------------------------- */
+
+static void wake(struct fetch *f)
+{
+    struct rill_task *t = f->waiter;
+    if (!t)
+        return;
+    f->waiter = NULL;
+    rill_task_resume(t, 0);
+}
+
+/* Frees the connection side; the userdata itself stays until collected. */
+static void release_io(struct fetch *f)
+{
+    if (f->dns_req)
+        evdns_getaddrinfo_cancel(f->dns_req); /* its callback runs now, with CANCEL */
+    f->dns_req = NULL;
+    if (f->bev)
+        bufferevent_free(f->bev);
+    f->bev = NULL;
+    if (f->timer)
+        event_free(f->timer);
+    f->timer = NULL;
+    if (f->request)
+        evbuffer_free(f->request);
+    f->request = NULL;
+}
+
+static void fail(struct fetch *f, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct fetch *f, const char *code, const char *fmt, ...)
+{
+    if (f->phase == P_FAILED || f->phase == P_CLOSED)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->error, sizeof f->error, fmt, ap);
+    va_end(ap);
+    f->code = code;
+    f->phase = P_FAILED;
+    release_io(f);
+    wake(f);
+}
+
+static void arm_timer(struct fetch *f, double seconds)
+{
+    if (f->timer && seconds > 0)
+        rill_timer_add(f->timer, seconds);
+    else if (f->timer)
+        evtimer_del(f->timer);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct fetch *f = arg;
+    (void)fd, (void)what;
+    if (f->phase == P_BODY)
+        fail(f, "timeout", "%s:%d: no data for %g s", f->host, f->port, f->idle_timeout);
+    else
+        fail(f, "timeout", "%s:%d: no response in time", f->host, f->port);
+}
+
+/* ---- parser callbacks -------------------------------------------------------- */
+
+static void on_resp_header(void *arg, const char *n, size_t nl, const char *v, size_t vl);
+
+static void on_resp_head(void *arg, int status)
+{
+    struct fetch *f = arg;
+    (void)status;
+    f->phase = P_BODY;
+    arm_timer(f, f->idle_timeout);
+    wake(f);
+}
+
+static void on_resp_body(void *arg, const char *data, size_t len)
+{
+    struct fetch *f = arg;
+    evbuffer_add(f->body, data, len);
+    if (!f->paused && evbuffer_get_length(f->body) > FETCH_HIGH && f->bev) {
+        bufferevent_disable(f->bev, EV_READ); /* the reader is behind: stop reading upstream */
+        f->paused = 1;
+    }
+    wake(f);
+}
+
+static void on_resp_done(void *arg)
+{
+    struct fetch *f = arg;
+    f->phase = P_DONE;
+    release_io(f); /* one request per connection: close it now */
+    wake(f);
+}
+
+static const struct rill_resp_handler resp_handler = {
+    on_resp_header,
+    on_resp_head,
+    on_resp_body,
+    on_resp_done,
+};
+
+/* ---- socket callbacks --------------------------------------------------------- */
+
+static void feed(struct fetch *f, struct evbuffer *in)
+{
+    while (evbuffer_get_length(in) > 0 && f->bev) {
+        struct evbuffer_iovec v;
+        evbuffer_peek(in, -1, NULL, &v, 1);
+        size_t n = v.iov_len;
+        int rc = rill_resp_feed(&f->parser, v.iov_base, n);
+        if (f->bev)
+            evbuffer_drain(in, n);
+        if (rc != 0) {
+            fail(f, "protocol", "%s:%d: %s", f->host, f->port, f->parser.error);
+            return;
+        }
+    }
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct fetch *f = arg;
+    if (f->phase == P_BODY)
+        arm_timer(f, f->idle_timeout);
+    feed(f, bufferevent_get_input(bev));
+}
+
+static const char *errno_code(int err)
+{
+    switch (err) {
+    case ECONNREFUSED: return "refused";
+    case ETIMEDOUT: return "timeout";
+    case EHOSTUNREACH:
+    case ENETUNREACH: return "unreachable";
+    default: return "reset";
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct fetch *f = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (what & BEV_EVENT_CONNECTED) {
+        f->phase = P_HEAD;
+        bufferevent_write_buffer(bev, f->request);
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+        return;
+    }
+    if (f->phase == P_CONNECTING) {
+        fail(f, errno_code(err), "connect %s:%d: %s", f->host, f->port,
+             evutil_socket_error_to_string(err));
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        feed(f, bufferevent_get_input(bev));
+        if (f->bev && rill_resp_eof(&f->parser) != 0)
+            fail(f, "truncated", "%s:%d: %s", f->host, f->port, f->parser.error);
+        return;
+    }
+    fail(f, errno_code(err), "%s:%d: %s", f->host, f->port, evutil_socket_error_to_string(err));
+}
+
+static void connect_to(struct fetch *f, const struct sockaddr *sa, int salen)
+{
+    f->phase = P_CONNECTING;
+    f->bev = bufferevent_socket_new(f->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(f->bev, on_read, NULL, on_event, f);
+    if (bufferevent_socket_connect(f->bev, sa, salen) != 0) {
+        int err = EVUTIL_SOCKET_ERROR();
+        fail(f, errno_code(err), "connect %s:%d: %s", f->host, f->port,
+             evutil_socket_error_to_string(err));
+    }
+}
+
+static void on_resolved(int result, struct evutil_addrinfo *ai, void *arg)
+{
+    struct fetch *f = arg;
+    if (result == EVUTIL_EAI_CANCEL)
+        return; /* release_io cancelled us: f may be going away */
+    f->dns_req = NULL;
+    if (result != 0 || !ai) {
+        fail(f, "dns", "resolve %s: %s", f->host, evutil_gai_strerror(result));
+        return;
+    }
+    connect_to(f, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+}
+
+/* Starts DNS (or connects at once to a numeric address). */
+static void start(struct fetch *f)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char numeric[300];
+    snprintf(numeric, sizeof numeric, strchr(f->host, ':') ? "[%s]:%d" : "%s:%d", f->host, f->port);
+    if (evutil_parse_sockaddr_port(numeric, (struct sockaddr *)&ss, &len) == 0) {
+        connect_to(f, (struct sockaddr *)&ss, len);
+        return;
+    }
+    struct evutil_addrinfo hints = {0};
+    char port[8];
+    snprintf(port, sizeof port, "%d", f->port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    f->phase = P_RESOLVING;
+    f->dns_req = evdns_getaddrinfo(dns_base(f->w), f->host, port, &hints, on_resolved, f);
+}
+
+/* ---- the Lua object ------------------------------------------------------------ */
+
+static struct fetch *check_fetch(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, FETCH_MT);
+}
+
+static void fetch_close_res(struct rill_resource *res)
+{
+    struct fetch *f = (struct fetch *)res;
+    release_io(f);
+    if (f->body)
+        evbuffer_free(f->body);
+    f->body = NULL;
+    if (f->phase != P_FAILED)
+        f->phase = P_CLOSED;
+    if (f->self_ref != LUA_NOREF)
+        luaL_unref(f->w->L, LUA_REGISTRYINDEX, f->self_ref);
+    f->self_ref = LUA_NOREF;
+    f->waiter = NULL;
+}
+
+/* __gc, __close and up:close(): idempotent. */
+static int fetch_close(lua_State *L)
+{
+    struct fetch *f = check_fetch(L, 1);
+    rill_resource_remove(&f->res);
+    fetch_close_res(&f->res);
+    return 0;
+}
+
+static void on_resp_header(void *arg, const char *n, size_t nl, const char *v, size_t vl)
+{
+    struct fetch *f = arg;
+    lua_State *L = f->w->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, f->self_ref);
+    lua_getiuservalue(L, -1, 1);
+    lua_getfield(L, -1, "headers"); /* ud uv headers */
+    luaL_Buffer b;
+    char *low = luaL_buffinitsize(L, &b, nl);
+    for (size_t i = 0; i < nl; i++)
+        low[i] = (char)((n[i] >= 'A' && n[i] <= 'Z') ? n[i] - 'A' + 'a' : n[i]);
+    luaL_pushresultsize(&b, nl);
+    lua_pushlstring(L, v, vl);
+    rill_table_add_multi(L, lua_absindex(L, -3));
+    lua_pop(L, 3);
+}
+
+static void fetch_cancel(struct rill_task *t)
+{
+    struct fetch *f = t->wait_arg;
+    if (f && f->waiter == t)
+        f->waiter = NULL;
+}
+
+/* Parks the running task on f; k continues when a callback wakes it. */
+static int wait_on(lua_State *L, struct fetch *f, lua_KFunction k)
+{
+    struct rill_task *t = rill_task_check(L);
+    if (f->waiter && f->waiter != t)
+        return luaL_error(L, "another handler is already reading this fetch");
+    if (f->paused && f->bev) { /* a reader that needs more: read upstream again */
+        bufferevent_enable(f->bev, EV_READ);
+        f->paused = 0;
+    }
+    f->waiter = t;
+    t->wait_arg = f;
+    return rill_task_waitk(L, t, fetch_cancel, 0, k);
+}
+
+/* After a reader took bytes: read upstream again once the backlog is small. */
+static void consumed(struct fetch *f)
+{
+    if (f->paused && f->bev && evbuffer_get_length(f->body) < FETCH_LOW) {
+        bufferevent_enable(f->bev, EV_READ);
+        f->paused = 0;
+    }
+}
+
+static void push_taken(lua_State *L, struct fetch *f, size_t n)
+{
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, n);
+    evbuffer_remove(f->body, p, n);
+    luaL_pushresultsize(&b, n);
+    consumed(f);
+}
+
+/* Readers raise on failure, so a relayed stream is never cut short silently. */
+static int raise_failure(lua_State *L, struct fetch *f)
+{
+    if (f->phase == P_FAILED)
+        return luaL_error(L, "fetch failed (%s): %s", f->code, f->error);
+    return luaL_error(L, "attempt to read a closed fetch");
+}
+
+/* ---- rill.fetch ------------------------------------------------------------------ */
+
+static int fetch_head_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct fetch *f = check_fetch(L, 3); /* url, opts, f */
+    (void)status, (void)ctx;
+    if (f->phase == P_FAILED || f->phase == P_CLOSED) {
+        lua_pushnil(L);
+        lua_pushstring(L, f->phase == P_FAILED ? f->error : "closed");
+        lua_pushstring(L, f->phase == P_FAILED ? f->code : "closed");
+        return 3;
+    }
+    if (f->phase < P_BODY)
+        return wait_on(L, f, fetch_head_k);
+    lua_getiuservalue(L, 3, 1);
+    lua_pushinteger(L, f->parser.status);
+    lua_setfield(L, -2, "status");
+    lua_pop(L, 1);
+    lua_settop(L, 3);
+    return 1;
+}
+
+static double opt_seconds(lua_State *L, const char *field, double dflt)
+{
+    double v = dflt;
+    if (lua_getfield(L, 2, field) != LUA_TNIL) {
+        v = lua_tonumber(L, -1);
+        if (!lua_isnumber(L, -1) || v < 0)
+            luaL_error(L, "bad argument #2 to 'fetch' (%s must be a number of seconds)", field);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* The request line, headers and body, from the URL and opts (stack: url, opts). */
+static void build_request(lua_State *L, struct fetch *f, const char *target, int head_only)
+{
+    const char *method = "GET";
+    if (lua_getfield(L, 2, "method") != LUA_TNIL)
+        method = luaL_checkstring(L, -1);
+    for (const char *c = method; *c; c++)
+        if (*c < 'A' || *c > 'Z')
+            luaL_error(L, "bad argument #2 to 'fetch' (method must be upper-case letters)");
+    size_t blen = 0;
+    const char *body = NULL;
+    if (lua_getfield(L, 2, "body") != LUA_TNIL)
+        body = luaL_checklstring(L, -1, &blen);
+    f->request = evbuffer_new();
+    evbuffer_add_printf(f->request, "%s %s HTTP/1.1\r\n", method, target);
+    int has_host = 0, has_ua = 0;
+    if (lua_getfield(L, 2, "headers") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+            if (lua_type(L, -2) != LUA_TSTRING || !v || strpbrk(k, "\r\n: ") || strpbrk(v, "\r\n"))
+                luaL_error(L, "bad argument #2 to 'fetch' (invalid header '%s')", k ? k : "?");
+            has_host |= strcasecmp(k, "host") == 0;
+            has_ua |= strcasecmp(k, "user-agent") == 0;
+            evbuffer_add_printf(f->request, "%s: %s\r\n", k, v);
+            lua_pop(L, 1);
+        }
+    }
+    if (!has_host)
+        evbuffer_add_printf(f->request, (f->port == 80 ? "Host: %s\r\n" : "Host: %s:%d\r\n"),
+                            f->host, f->port);
+    if (!has_ua)
+        evbuffer_add_printf(f->request, "User-Agent: rill/%s\r\n", RILL_VERSION);
+    if (body)
+        evbuffer_add_printf(f->request, "Content-Length: %zu\r\n", blen);
+    evbuffer_add_printf(f->request, "Connection: close\r\n\r\n");
+    if (body)
+        evbuffer_add(f->request, body, blen);
+    lua_pop(L, 3);
+    rill_resp_init(&f->parser, &resp_handler, f, head_only || strcmp(method, "HEAD") == 0);
+}
+
+/* Host, port and target of an http URL; raises naming argument #1. */
+static const char *parse_url(lua_State *L, struct fetch *f, const char *url)
+{
+    struct evhttp_uri *u = evhttp_uri_parse(url);
+    const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
+    const char *host = u ? evhttp_uri_get_host(u) : NULL;
+    if (!u || !scheme || !host || !*host) {
+        if (u)
+            evhttp_uri_free(u);
+        luaL_argerror(L, 1, "not an absolute http URL");
+    }
+    if (strcasecmp(scheme, "http") != 0) {
+        lua_pushfstring(L, "unsupported scheme '%s'", scheme);
+        evhttp_uri_free(u);
+        luaL_argerror(L, 1, lua_tostring(L, -1));
+    }
+    snprintf(f->host, sizeof f->host, "%s", host);
+    f->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
+    const char *path = evhttp_uri_get_path(u), *query = evhttp_uri_get_query(u);
+    lua_pushfstring(L, "%s%s%s", path && *path ? path : "/", query ? "?" : "", query ? query : "");
+    evhttp_uri_free(u);
+    return lua_tostring(L, -1);
+}
+
+static struct fetch *new_fetch(lua_State *L, struct rill_worker *w)
+{
+    struct fetch *f = lua_newuserdatauv(L, sizeof *f, 1);
+    memset(f, 0, sizeof *f);
+    f->res.close = fetch_close_res;
+    f->w = w;
+    f->phase = P_CLOSED;
+    f->self_ref = LUA_NOREF;
+    luaL_setmetatable(L, FETCH_MT);
+    lua_createtable(L, 0, 4);
+    lua_newtable(L);
+    luaL_setmetatable(L, "rill.headers");
+    lua_setfield(L, -2, "headers");
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "url");
+    lua_setiuservalue(L, -2, 1);
+    return f;
+}
+
+/* rill.fetch(url [, opts]) → response after its head, or nil, err, code. */
+static int fetch_call(lua_State *L)
+{
+    const char *url = luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    else {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    lua_settop(L, 2);
+    struct rill_task *t = rill_task_check(L);
+    struct fetch *f = new_fetch(L, t->w);      /* 3 */
+    const char *target = parse_url(L, f, url); /* 4 */
+    build_request(L, f, target, 0);
+    double timeout = opt_seconds(L, "timeout", 30);
+    f->idle_timeout = opt_seconds(L, "idle_timeout", 0);
+    f->max_read = (size_t)opt_seconds(L, "max_body", FETCH_MAX_READ);
+    lua_settop(L, 3);
+
+    f->body = evbuffer_new();
+    f->timer = evtimer_new(t->w->base, on_timeout, f);
+    lua_pushvalue(L, 3);
+    f->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    rill_resource_add(t, &f->res);
+    arm_timer(f, timeout);
+    start(f);
+    return fetch_head_k(L, LUA_OK, 0);
+}
+
+/* ---- readers ------------------------------------------------------------------------ */
+
+static int read_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct fetch *f = check_fetch(L, 1);
+    (void)status, (void)ctx;
+    size_t have = f->body ? evbuffer_get_length(f->body) : 0;
+    if (have > f->max_read) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "body larger than %d bytes", (int)f->max_read);
+        lua_pushliteral(L, "too_large");
+        return 3;
+    }
+    if (f->phase == P_DONE) {
+        push_taken(L, f, have);
+        return 1;
+    }
+    if (f->phase == P_FAILED || f->phase == P_CLOSED) {
+        lua_pushnil(L);
+        lua_pushstring(L, f->phase == P_FAILED ? f->error : "closed");
+        lua_pushstring(L, f->phase == P_FAILED ? f->code : "closed");
+        return 3;
+    }
+    if (f->bev && f->paused) { /* read() wants it all: no pausing */
+        bufferevent_enable(f->bev, EV_READ);
+        f->paused = 0;
+    }
+    return wait_on(L, f, read_k);
+}
+
+/* up:read() → the whole body, or nil, err, code. */
+static int fetch_read(lua_State *L)
+{
+    check_fetch(L, 1);
+    lua_settop(L, 1);
+    return read_k(L, LUA_OK, 0);
+}
+
+static int chunks_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct fetch *f = check_fetch(L, lua_upvalueindex(1));
+    (void)status, (void)ctx;
+    size_t have = f->body ? evbuffer_get_length(f->body) : 0;
+    if (have > 0) {
+        push_taken(L, f, have);
+        return 1;
+    }
+    if (f->phase == P_DONE)
+        return 0;
+    if (f->phase == P_FAILED || f->phase == P_CLOSED)
+        return raise_failure(L, f);
+    return wait_on(L, f, chunks_k);
+}
+
+static int lines_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct fetch *f = check_fetch(L, lua_upvalueindex(1));
+    size_t max_line = (size_t)lua_tointeger(L, lua_upvalueindex(2));
+    (void)status, (void)ctx;
+    size_t have = f->body ? evbuffer_get_length(f->body) : 0;
+    if (have > 0) {
+        struct evbuffer_ptr nl = evbuffer_search(f->body, "\n", 1, NULL);
+        if (nl.pos >= 0) {
+            push_taken(L, f, (size_t)nl.pos + 1); /* the line with its terminator */
+            return 1;
+        }
+        if (f->phase == P_DONE) {
+            push_taken(L, f, have); /* a final line without a terminator */
+            return 1;
+        }
+        if (have > max_line)
+            return luaL_error(L, "fetch: a line longer than %d bytes", (int)max_line);
+    }
+    if (f->phase == P_DONE)
+        return 0;
+    if (f->phase == P_FAILED || f->phase == P_CLOSED)
+        return raise_failure(L, f);
+    return wait_on(L, f, lines_k);
+}
+
+static int iter_chunks(lua_State *L)
+{
+    return chunks_k(L, LUA_OK, 0);
+}
+
+static int iter_lines(lua_State *L)
+{
+    return lines_k(L, LUA_OK, 0);
+}
+
+/*
+ * Returns iterator, nil, nil, up: in a generic for, leaving the loop closes
+ * the fetch (the fourth value is to-be-closed), as io.lines does.
+ */
+static int push_iterator(lua_State *L, lua_CFunction iter, int nup)
+{
+    lua_pushcclosure(L, iter, nup);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushvalue(L, 1);
+    return 4;
+}
+
+/* up:chunks() → iterator of body pieces as they arrive. */
+static int fetch_chunks(lua_State *L)
+{
+    check_fetch(L, 1);
+    lua_pushvalue(L, 1);
+    return push_iterator(L, iter_chunks, 1);
+}
+
+/* up:lines([max_line]) → iterator of lines, each with its terminator. */
+static int fetch_lines(lua_State *L)
+{
+    check_fetch(L, 1);
+    lua_Integer max_line = luaL_optinteger(L, 2, 1024 * 1024);
+    luaL_argcheck(L, max_line > 0, 2, "max_line must be positive");
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, max_line);
+    return push_iterator(L, iter_lines, 2);
+}
+
+/* Fields (status, headers, url, error, code) and methods. */
+static int fetch_index(lua_State *L)
+{
+    struct fetch *f = check_fetch(L, 1);
+    if (lua_getfield(L, lua_upvalueindex(1), luaL_checkstring(L, 2)) != LUA_TNIL)
+        return 1;
+    const char *key = lua_tostring(L, 2);
+    if (strcmp(key, "error") == 0) {
+        lua_pushstring(L, f->phase == P_FAILED ? f->error : NULL);
+        return 1;
+    }
+    if (strcmp(key, "code") == 0) {
+        lua_pushstring(L, f->phase == P_FAILED ? f->code : NULL);
+        return 1;
+    }
+    lua_getiuservalue(L, 1, 1);
+    lua_getfield(L, -1, key);
+    return 1;
+}
+
+static int fetch_tostring(lua_State *L)
+{
+    struct fetch *f = check_fetch(L, 1);
+    lua_pushfstring(L, "rill.fetch (%s:%d, %s)", f->host, f->port,
+                    f->phase == P_DONE     ? "done"
+                    : f->phase == P_FAILED ? "failed"
+                    : f->phase == P_CLOSED ? "closed"
+                                           : "open");
+    return 1;
+}
+
+static const luaL_Reg fetch_methods[] = {
+    {"read", fetch_read}, {"chunks", fetch_chunks}, {"lines", fetch_lines}, {"close", fetch_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg fetch_meta[] = {
+    {"__gc", fetch_close},
+    {"__close", fetch_close},
+    {"__tostring", fetch_tostring},
+    {NULL, NULL},
+};
+
+void rill_open_fetch(lua_State *L)
+{
+    luaL_newmetatable(L, FETCH_MT);
+    luaL_setfuncs(L, fetch_meta, 0);
+    luaL_newlib(L, fetch_methods);
+    lua_pushcclosure(L, fetch_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, fetch_call);
+    lua_setfield(L, -2, "fetch");
+}
