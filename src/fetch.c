@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
+#include <event2/event_struct.h>
 #include <event2/http.h>
 #include <lauxlib.h>
 #include <netinet/in.h>
@@ -40,6 +41,7 @@ struct fetch {
     struct rill_worker *w;
     enum phase phase;
     struct rill_task *waiter;
+    struct event wake_ev; /* wakes the waiter from the loop, never inside a parse */
     struct evdns_getaddrinfo_request *dns_req;
     struct bufferevent *bev;
     struct event *timer;
@@ -66,13 +68,26 @@ static struct evdns_base *dns_base(struct rill_worker *w)
 
 /* ---- state changes ------------------------------------------------------- */
 
-static void wake(struct fetch *f)
+static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
+    struct fetch *f = arg;
     struct rill_task *t = f->waiter;
+    (void)fd, (void)what;
     if (!t)
         return;
     f->waiter = NULL;
     rill_task_resume(t, 0);
+}
+
+/*
+ * The reader runs Lua, which may close this fetch: so it runs from its own
+ * event, after the parser and the socket callbacks have returned. Several
+ * pieces of one read also make a single wake-up.
+ */
+static void wake(struct fetch *f)
+{
+    if (f->waiter)
+        event_active(&f->wake_ev, EV_TIMEOUT, 1);
 }
 
 /* Frees the connection side; the userdata itself stays until collected. */
@@ -293,6 +308,7 @@ static void fetch_close_res(struct rill_resource *res)
         luaL_unref(f->w->L, LUA_REGISTRYINDEX, f->self_ref);
     f->self_ref = LUA_NOREF;
     f->waiter = NULL;
+    event_del(&f->wake_ev);
 }
 
 /* __gc, __close and up:close(): idempotent. */
@@ -477,6 +493,7 @@ static struct fetch *new_fetch(lua_State *L, struct rill_worker *w)
     f->w = w;
     f->phase = P_CLOSED;
     f->self_ref = LUA_NOREF;
+    event_assign(&f->wake_ev, w->base, -1, 0, on_wake, f);
     luaL_setmetatable(L, FETCH_MT);
     lua_createtable(L, 0, 4);
     lua_newtable(L);

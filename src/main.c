@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "effects.h"
 #include "embed.h"
@@ -108,6 +109,16 @@ static void add_app_dir(lua_State *L, const char *app)
     lua_pop(L, 3);
 }
 
+/* Thousands of streams need thousands of descriptors: take what the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static int is_handler(lua_State *L, int idx)
 {
     if (lua_isfunction(L, idx))
@@ -191,6 +202,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *app = argv[optind];
+    raise_fd_limit();
 
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);

@@ -1,0 +1,41 @@
+-- SPDX-License-Identifier: MIT
+-- Fixture: relays the upstream named by ?up= in several ways.
+local rill = require "rill"
+
+local function fail(err, code)
+  return { status = 502, body = ("%s %s\n"):format(code, err) }
+end
+
+return rill.router {
+  ["GET /lines"] = function(req)
+    local up, err, code = rill.fetch(req.query.up)
+    if not up then return fail(err, code) end
+    return { status = up.status, headers = { ["content-type"] = up.headers["content-type"] }, body = up:lines() }
+  end,
+  ["GET /chunks"] = function(req)
+    local up, err, code = rill.fetch(req.query.up)
+    if not up then return fail(err, code) end
+    return { status = up.status, body = up:chunks() }
+  end,
+  ["GET /read"] = function(req)
+    local up, err, code = rill.fetch(req.query.up, { idle_timeout = tonumber(req.query.idle), max_body = tonumber(req.query.max) })
+    if not up then return fail(err, code) end
+    local body, rerr, rcode = up:read()
+    if not body then return fail(rerr, rcode) end
+    return ("%d %s %s"):format(up.status, up.headers["content-type"], body)
+  end,
+  ["GET /post"] = function(req)
+    local up = assert(rill.fetch(req.query.up, { method = "POST", body = "payload", headers = { ["X-Test"] = "yes" } }))
+    return up.headers["x-method"] .. " " .. up.headers["x-got"] .. " " .. up:read()
+  end,
+  ["GET /status"] = function(req)
+    local up, err, code = rill.fetch(req.query.up, { timeout = tonumber(req.query.timeout) })
+    if not up then return fail(err, code) end
+    return tostring(up.status)
+  end,
+  -- fetches, then answers without reading the body
+  ["GET /abandon"] = function(req)
+    local up = assert(rill.fetch(req.query.up))
+    return "abandoned " .. up.status .. "\n"
+  end,
+}

@@ -1,0 +1,140 @@
+-- SPDX-License-Identifier: MIT
+-- rill.fetch end to end: spec/apps/proxy.lua relays spec/apps/upstream.lua.
+local test = require "rill.test"
+local url = require "socket.url"
+
+describe("rill.fetch", function()
+  local upstream, proxy, up
+  setup(function()
+    upstream = test.server("spec/apps/upstream.lua")
+    proxy = test.server("spec/apps/proxy.lua")
+    up = ("http://127.0.0.1:%d"):format(upstream.port)
+  end)
+  teardown(function()
+    assert.same(0, proxy:stop(), proxy:log())
+    assert.same(0, upstream:stop(), upstream:log())
+  end)
+
+  local function via(route, path, extra)
+    return ("/%s?up=%s%s"):format(route, url.escape(up .. path), extra or "")
+  end
+
+  local function event(i)
+    return ("id: %d\ndata: %d %s\n\n"):format(i, i, ("x"):rep(20000))
+  end
+
+  it("relays a slow event stream as it arrives, byte for byte", function()
+    local s = proxy:open(via("lines", "/events"))
+    assert.same(200, s.status)
+    assert.same("text/event-stream", s.headers["content-type"])
+    -- event 0 (3 lines) arrives while the upstream cannot have sent event 2
+    local got = {}
+    while #table.concat(got) < #event(0) do got[#got + 1] = assert(s:chunk(5)) end
+    assert.same(event(0), table.concat(got))
+    assert.is_nil(upstream:log():find("upstream: sending 2", 1, true))
+    assert.same("released\n", upstream:get("/release").body)
+    local rest, _, ending = s:rest(5)
+    assert.same("end", ending)
+    local want = {}
+    for i = 1, 9 do want[#want + 1] = event(i) end
+    assert.same(table.concat(want), rest)
+    s:close()
+  end)
+
+  it("relays chunks as they arrive", function()
+    local s = proxy:open(via("chunks", "/forever"))
+    assert.same("tick\n", s:chunk(5))
+    assert.same("tick\n", s:chunk(5))
+    s:close()
+  end)
+
+  it("gives status and headers before the body, and reads a whole body", function()
+    local res = proxy:get(via("read", "/json"))
+    assert.same('200 application/json {"ok":true}', res.body)
+  end)
+
+  it("sends the method, headers and body of the request", function()
+    assert.same("POST yes payload", proxy:get(via("post", "/echo")).body)
+  end)
+
+  it("keeps line terminators and delivers a last line without one", function()
+    local res = proxy:get(via("lines", "/unterminated"))
+    assert.same({ "a\n", "b\r\n", "no newline" }, res.chunks)
+  end)
+
+  it("answers connection refused with an error value", function()
+    local res = proxy:get("/read?up=" .. url.escape("http://127.0.0.1:9/"))
+    assert.same(502, res.status)
+    assert.matches("^refused connect 127.0.0.1:9: ", res.body)
+  end)
+
+  it("answers a name that does not resolve with a dns error", function()
+    local res = proxy:get("/read?up=" .. url.escape("http://no-such-host.invalid/"))
+    assert.same(502, res.status)
+    assert.matches("^dns resolve no%-such%-host%.invalid: ", res.body)
+  end)
+
+  it("times out an upstream that sends no head", function()
+    local res = proxy:get(via("status", "/slow-head", "&timeout=0.2"))
+    assert.same(502, res.status)
+    assert.matches("^timeout .*no response in time", res.body)
+  end)
+
+  it("times out an upstream that stalls between bytes", function()
+    local res = proxy:get(via("read", "/stall", "&idle=0.2"))
+    assert.same(502, res.status)
+    assert.matches("^timeout .*no data for 0.2 s", res.body)
+  end)
+
+  it("reports a truncated upstream body", function()
+    local res = proxy:get(via("read", "/truncated"))
+    assert.same(502, res.status)
+    assert.matches("^truncated .*truncated body", res.body)
+  end)
+
+  it("truncates the relayed stream when the upstream is truncated", function()
+    local res = proxy:get(via("lines", "/truncated"))
+    assert.same({ "partial\n" }, res.chunks)
+    assert.same("closed", res.ending) -- never a clean end
+    assert.is_truthy(proxy:wait_log("fetch failed (truncated)"))
+  end)
+
+  it("refuses a body larger than max_body", function()
+    local res = proxy:get(via("read", "/big", "&max=1000000"))
+    assert.same(502, res.status)
+    assert.matches("^too_large body larger than 1000000 bytes", res.body)
+  end)
+
+  it("closes the upstream within a second of the client leaving", function()
+    local s = proxy:open(via("chunks", "/forever"))
+    assert.same("tick\n", s:chunk(5))
+    s:close()
+    assert.is_truthy(upstream:wait_log("upstream: forever closed", 1))
+    local st = proxy:settle(function(x) return x.active == 0 end)
+    assert.same(0, st.active)
+  end)
+
+  it("closes the upstream when the handler ends without reading the body", function()
+    assert.same("abandoned 200\n", proxy:get(via("abandon", "/forever")).body)
+    assert.is_truthy(upstream:wait_log("upstream: forever closed", 1))
+  end)
+
+  it("runs 1,000 fetches at once in one worker", function()
+    local before = proxy:stats()
+    local socks = {}
+    for i = 1, 1000 do
+      socks[i] = proxy:connect()
+      socks[i]:send(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n"):format(via("read", "/json")))
+    end
+    local ok = 0
+    for i = 1, 1000 do
+      socks[i]:settimeout(20)
+      local status = socks[i]:receive("*l")
+      if status == "HTTP/1.1 200 OK" then ok = ok + 1 end
+      socks[i]:close()
+    end
+    assert.same(1000, ok)
+    local after = proxy:settle(function(x) return x.active == 0 and x.fds == before.fds end)
+    assert.same(before.fds, after.fds)
+  end)
+end)
