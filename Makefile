@@ -7,7 +7,7 @@
 BUILD ?= build
 WERROR ?= OFF
 JOBS ?= $(shell nproc)
-DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev lua-busted lua-socket valgrind
+DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev lua-busted lua-socket lua-sec openssl valgrind
 
 .PHONY: all deps build build-asan run test test-asan test-valgrind format clean
 

@@ -138,3 +138,68 @@ describe("rill.fetch", function()
     assert.same(before.fds, after.fds)
   end)
 end)
+
+describe("rill.fetch over https", function()
+  local core = require "rill.core"
+  local dir, tls, proxy, base
+
+  -- a self-signed certificate for localhost and 127.0.0.1, and one for another name
+  local function make_cert(name, san)
+    local cmd = ("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=%s -addext subjectAltName=%s "
+      .. "-keyout %s/%s.key -out %s/%s.pem 2>/dev/null"):format(name, san, dir, name, dir, name)
+    assert(os.execute(cmd))
+  end
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    make_cert("localhost", "DNS:localhost,IP:127.0.0.1")
+    make_cert("other", "DNS:other.example")
+    tls = core.spawn({ "lua5.4", "spec/support/tls_upstream.lua", dir .. "/localhost.pem", dir .. "/localhost.key" })
+    local line = assert(tls:wait_for("tls upstream listening on", 10), tls:log())
+    base = "https://127.0.0.1:" .. line:match("(%d+)$")
+    proxy = test.server("spec/apps/proxy.lua")
+  end)
+  teardown(function()
+    assert.same(0, proxy:stop(), proxy:log())
+    tls:close()
+    os.execute("rm -rf " .. dir)
+  end)
+
+  local function via(path, extra)
+    return ("/tls?up=%s%s"):format(url.escape(base .. path), extra or "")
+  end
+
+  it("fetches from a server whose certificate the given CA file vouches for", function()
+    local res = proxy:get(via("/hello", "&ca=" .. url.escape(dir .. "/localhost.pem")))
+    assert.same(200, res.status)
+    assert.same("hello\n", res.body)
+  end)
+
+  it("streams an https event stream as it arrives", function()
+    local s = proxy:open(via("/events", "&ca=" .. url.escape(dir .. "/localhost.pem")))
+    assert.same("data: tls 1\n", s:chunk(5))
+    assert.same("\n", s:chunk(5))
+    local rest, _, ending = s:rest(5)
+    assert.same("data: tls 2\n\ndata: tls 3\n\n", rest)
+    assert.same("end", ending)
+    s:close()
+  end)
+
+  it("refuses a certificate no trusted CA signed, with a tls error", function()
+    local res = proxy:get(via("/hello"))
+    assert.same(502, res.status)
+    assert.matches("^tls tls 127.0.0.1:%d+: certificate: self.signed certificate", res.body)
+  end)
+
+  it("refuses a certificate for another host name", function()
+    local res = proxy:get(via("/hello", "&ca=" .. url.escape(dir .. "/other.pem")))
+    assert.same(502, res.status)
+    assert.matches("^tls ", res.body)
+  end)
+
+  it("skips the checks only when asked with insecure", function()
+    assert.same("hello\n", proxy:get(via("/hello", "&insecure=1")).body)
+  end)
+end)

@@ -15,12 +15,17 @@
  * continuation looks at the state again.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event_struct.h>
 #include <event2/http.h>
 #include <lauxlib.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -55,6 +60,9 @@ struct fetch {
     const char *code;
     char host[256];
     int port;
+    int tls;                  /* https */
+    SSL_CTX *ssl_ctx;         /* set for https: the default store, or opts.ca_file's */
+    int insecure;             /* opts.insecure: no certificate check (tests only) */
     struct evbuffer *request; /* the bytes to send once connected */
 };
 
@@ -218,6 +226,27 @@ static const char *errno_code(int err)
     }
 }
 
+/* A TLS error (handshake, certificate): reports it and returns 1. */
+static int tls_failed(struct fetch *f, struct bufferevent *bev)
+{
+    unsigned long e = bufferevent_get_openssl_error(bev);
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (!e)
+        return 0;
+    if (verify != X509_V_OK) {
+        fail(f, "tls", "tls %s:%d: certificate: %s", f->host, f->port,
+             X509_verify_cert_error_string(verify));
+    } else {
+        char buf[160];
+        ERR_error_string_n(e, buf, sizeof buf);
+        fail(f, "tls", "tls %s:%d: %s", f->host, f->port, buf);
+    }
+    while (bufferevent_get_openssl_error(bev))
+        ; /* the rest of the queue belongs to this failure too */
+    return 1;
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct fetch *f = arg;
@@ -228,6 +257,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         bufferevent_enable(bev, EV_READ | EV_WRITE);
         return;
     }
+    if (f->tls && tls_failed(f, bev))
+        return;
     if (f->phase == P_CONNECTING) {
         fail(f, errno_code(err), "connect %s:%d: %s", f->host, f->port,
              evutil_socket_error_to_string(err));
@@ -242,10 +273,51 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     fail(f, errno_code(err), "%s:%d: %s", f->host, f->port, evutil_socket_error_to_string(err));
 }
 
+/*
+ * An SSL for f->host: SNI for names, and unless insecure, the peer's chain
+ * checked against the store and its name (or IP address) against the host.
+ */
+static SSL *new_ssl(struct fetch *f)
+{
+    SSL *ssl = SSL_new(f->ssl_ctx);
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, f->host, ip) == 1 || inet_pton(AF_INET6, f->host, ip) == 1;
+    if (!ssl)
+        return NULL;
+    if (!is_ip)
+        SSL_set_tlsext_host_name(ssl, f->host);
+    if (f->insecure)
+        return ssl;
+    SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+    if (is_ip)
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), f->host);
+    else
+        SSL_set1_host(ssl, f->host);
+    return ssl;
+}
+
+static struct bufferevent *new_bev(struct fetch *f)
+{
+    if (!f->tls)
+        return bufferevent_socket_new(f->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = new_ssl(f);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        f->w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1); /* servers that skip close_notify */
+    return bev;
+}
+
 static void connect_to(struct fetch *f, const struct sockaddr *sa, int salen)
 {
     f->phase = P_CONNECTING;
-    f->bev = bufferevent_socket_new(f->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    f->bev = new_bev(f);
+    if (!f->bev) {
+        fail(f, "tls", "%s:%d: cannot set up TLS", f->host, f->port);
+        return;
+    }
     bufferevent_setcb(f->bev, on_read, NULL, on_event, f);
     if (bufferevent_socket_connect(f->bev, sa, salen) != 0) {
         int err = EVUTIL_SOCKET_ERROR();
@@ -309,6 +381,9 @@ static void fetch_close_res(struct rill_resource *res)
     f->self_ref = LUA_NOREF;
     f->waiter = NULL;
     event_del(&f->wake_ev);
+    if (f->ssl_ctx)
+        SSL_CTX_free(f->ssl_ctx);
+    f->ssl_ctx = NULL;
 }
 
 /* __gc, __close and up:close(): idempotent. */
@@ -448,7 +523,8 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
         }
     }
     if (!has_host)
-        evbuffer_add_printf(f->request, (f->port == 80 ? "Host: %s\r\n" : "Host: %s:%d\r\n"),
+        evbuffer_add_printf(f->request,
+                            (f->port == (f->tls ? 443 : 80) ? "Host: %s\r\n" : "Host: %s:%d\r\n"),
                             f->host, f->port);
     if (!has_ua)
         evbuffer_add_printf(f->request, "User-Agent: rill/%s\r\n", RILL_VERSION);
@@ -470,15 +546,16 @@ static const char *parse_url(lua_State *L, struct fetch *f, const char *url)
     if (!u || !scheme || !host || !*host) {
         if (u)
             evhttp_uri_free(u);
-        luaL_argerror(L, 1, "not an absolute http URL");
+        luaL_argerror(L, 1, "not an absolute http or https URL");
     }
-    if (strcasecmp(scheme, "http") != 0) {
+    f->tls = strcasecmp(scheme, "https") == 0;
+    if (!f->tls && strcasecmp(scheme, "http") != 0) {
         lua_pushfstring(L, "unsupported scheme '%s'", scheme);
         evhttp_uri_free(u);
         luaL_argerror(L, 1, lua_tostring(L, -1));
     }
     snprintf(f->host, sizeof f->host, "%s", host);
-    f->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
+    f->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : f->tls ? 443 : 80;
     const char *path = evhttp_uri_get_path(u), *query = evhttp_uri_get_query(u);
     lua_pushfstring(L, "%s%s%s", path && *path ? path : "/", query ? "?" : "", query ? query : "");
     evhttp_uri_free(u);
@@ -505,6 +582,36 @@ static struct fetch *new_fetch(lua_State *L, struct rill_worker *w)
     return f;
 }
 
+/* The system's CA store, loaded once per worker. */
+static SSL_CTX *default_ctx(void)
+{
+    static SSL_CTX *ctx;
+    if (!ctx) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_default_verify_paths(ctx);
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    }
+    return ctx;
+}
+
+/* opts.ca_file (trust this PEM file instead of the system store) and opts.insecure. */
+static void tls_options(lua_State *L, struct fetch *f)
+{
+    f->insecure = lua_getfield(L, 2, "insecure") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    if (lua_getfield(L, 2, "ca_file") == LUA_TNIL) {
+        f->ssl_ctx = default_ctx();
+        SSL_CTX_up_ref(f->ssl_ctx);
+    } else {
+        const char *path = luaL_checkstring(L, -1);
+        f->ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (!f->ssl_ctx || SSL_CTX_load_verify_locations(f->ssl_ctx, path, NULL) != 1) {
+            ERR_clear_error();
+            luaL_error(L, "bad argument #2 to 'fetch' (cannot load ca_file '%s')", path);
+        }
+    }
+    lua_pop(L, 2);
+}
+
 /* rill.fetch(url [, opts]) → response after its head, or nil, err, code. */
 static int fetch_call(lua_State *L)
 {
@@ -524,6 +631,8 @@ static int fetch_call(lua_State *L)
     f->idle_timeout = opt_seconds(L, "idle_timeout", 0);
     f->max_read = (size_t)opt_seconds(L, "max_body", FETCH_MAX_READ);
     lua_settop(L, 3);
+    if (f->tls)
+        tls_options(L, f);
 
     f->body = evbuffer_new();
     f->timer = evtimer_new(t->w->base, on_timeout, f);

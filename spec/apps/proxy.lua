@@ -33,6 +33,12 @@ return rill.router {
     if not up then return fail(err, code) end
     return tostring(up.status)
   end,
+  -- https: ?ca= a PEM file to trust, ?insecure=1
+  ["GET /tls"] = function(req)
+    local up, err, code = rill.fetch(req.query.up, { ca_file = req.query.ca, insecure = req.query.insecure == "1" })
+    if not up then return fail(err, code) end
+    return { status = up.status, body = up:lines() }
+  end,
   -- fetches, then answers without reading the body
   ["GET /abandon"] = function(req)
     local up = assert(rill.fetch(req.query.up))
