@@ -7,7 +7,7 @@
 BUILD ?= build
 WERROR ?= OFF
 JOBS ?= $(shell nproc)
-DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev lua-busted lua-socket lua-sec openssl valgrind
+DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev zlib1g-dev lua-busted lua-socket lua-sec lua-zlib openssl valgrind
 
 .PHONY: all deps build build-asan run test test-asan test-valgrind format clean
 
@@ -45,6 +45,7 @@ test-valgrind: build
 	  RILL_TEST_TIMEOUT=60 ./scripts/busted.sh $(E2E_SPECS)
 
 format:
+	@./scripts/deps.sh clang-format
 	clang-format -i src/*.c src/*.h tests/*.c
 
 clean:

@@ -56,6 +56,15 @@ describe("rill core, end to end", function()
       assert.same(302, res.status)
       assert.same("/hello", res.headers.location)
       assert.same("0", res.headers["content-length"])
+      assert.is_nil(res.headers["content-type"]) -- no body, no type
+    end)
+
+    it("answers HEAD with the headers GET would send, without the body", function()
+      local res = srv:request({ method = "HEAD", path = "/hello" })
+      assert.same(200, res.status)
+      assert.same("12", res.headers["content-length"])
+      assert.same("text/plain; charset=utf-8", res.headers["content-type"])
+      assert.same("", res.body)
     end)
 
     it("sends headers but no body for HEAD on a streamed route", function()
@@ -163,6 +172,12 @@ describe("rill core, end to end", function()
       assert.same("closed", res.ending) -- truncated, never a clean end
       assert.is_truthy(srv:wait_log("mid-stream failure"))
       assert.same("hello world\n", srv:get("/hello").body)
+    end)
+
+    it("finds a log line written before a stats request", function()
+      assert.same(500, srv:get("/error").status)
+      srv:stats()
+      assert.is_truthy(srv:wait_log("boom"))
     end)
 
     it("names the argument of a misused effect", function()

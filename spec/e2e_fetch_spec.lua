@@ -119,6 +119,39 @@ describe("rill.fetch", function()
     assert.is_truthy(upstream:wait_log("upstream: forever closed", 1))
   end)
 
+  it("decodes a gzip upstream incrementally, each flushed block at once", function()
+    local s = proxy:open(via("gunzip", "/gzip"))
+    assert.same("none", s.headers["x-encoding"]) -- the decoded body has no encoding
+    assert.same("data: one\n", s:chunk(5)) -- before the upstream produced event two
+    assert.same("\n", s:chunk(5))
+    assert.same("released\n", upstream:get("/gzip-release").body)
+    local rest, _, ending = s:rest(5)
+    assert.same("data: two\n\n", rest)
+    assert.same("end", ending)
+    s:close()
+  end)
+
+  it("passes gzip bytes through untouched unless asked to decode", function()
+    assert.matches("^gzip %d+$", proxy:get(via("raw-encoding", "/gzip-bad")).body)
+  end)
+
+  it("answers corrupt gzip before the body with a protocol error", function()
+    local res = proxy:get(via("gunzip", "/gzip-bad"))
+    assert.same(502, res.status)
+    assert.matches("^protocol .*gzip: incorrect header check", res.body)
+  end)
+
+  it("truncates a relay whose gzip data turns corrupt mid-stream", function()
+    local s = proxy:open(via("gunzip", "/gzip-corrupt"))
+    assert.same("data: one\n", s:chunk(5))
+    assert.same("\n", s:chunk(5))
+    assert.same("released\n", upstream:get("/gzip-release").body)
+    local _, _, ending = s:rest(5)
+    assert.same("closed", ending)
+    s:close()
+    assert.is_truthy(proxy:wait_log("fetch failed (protocol)"))
+  end)
+
   it("runs 1,000 fetches at once in one worker", function()
     local before = proxy:stats()
     local socks = {}

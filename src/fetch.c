@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <zlib.h>
 
 #include "effects.h"
 #include "httpresp.h"
@@ -64,6 +65,10 @@ struct fetch {
     SSL_CTX *ssl_ctx;         /* set for https: the default store, or opts.ca_file's */
     int insecure;             /* opts.insecure: no certificate check (tests only) */
     struct evbuffer *request; /* the bytes to send once connected */
+    int decompress;           /* opts.decompress: ask for gzip and decode it */
+    int gzipped;              /* the response is Content-Encoding: gzip */
+    int gzip_end;             /* the gzip stream is complete */
+    z_stream z;
 };
 
 static struct evdns_base *dns_base(struct rill_worker *w)
@@ -154,19 +159,75 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void on_resp_header(void *arg, const char *n, size_t nl, const char *v, size_t vl);
 
+/* The headers describe the gzip bytes; the reader gets the decoded ones. */
+static void start_gunzip(struct fetch *f)
+{
+    lua_State *L = f->w->L;
+    if (inflateInit2(&f->z, 16 + MAX_WBITS) != Z_OK) {
+        fail(f, "protocol", "%s:%d: cannot start gzip decoding", f->host, f->port);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, f->self_ref);
+    lua_getiuservalue(L, -1, 1);
+    lua_getfield(L, -1, "headers");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "content-encoding");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "content-length");
+    lua_pop(L, 3);
+}
+
 static void on_resp_head(void *arg, int status)
 {
     struct fetch *f = arg;
     (void)status;
+    if (f->gzipped)
+        start_gunzip(f);
     f->phase = P_BODY;
     arm_timer(f, f->idle_timeout);
     wake(f);
 }
 
+/* Decodes as much as the bytes at hand allow: a flushed gzip block comes out whole. */
+static int gunzip(struct fetch *f, const char *data, size_t len)
+{
+    f->z.next_in = (Bytef *)data;
+    f->z.avail_in = (uInt)len;
+    for (;;) {
+        struct evbuffer_iovec v;
+        evbuffer_reserve_space(f->body, 16384, &v, 1);
+        f->z.next_out = v.iov_base;
+        f->z.avail_out = (uInt)v.iov_len;
+        int rc = inflate(&f->z, Z_NO_FLUSH);
+        v.iov_len -= f->z.avail_out;
+        evbuffer_commit_space(f->body, &v, 1);
+        if (rc == Z_STREAM_END && f->z.avail_in > 0) {
+            inflateReset(&f->z); /* another gzip member follows */
+            continue;
+        }
+        if (rc == Z_STREAM_END) {
+            f->gzip_end = 1;
+            return 0;
+        }
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            fail(f, "protocol", "%s:%d: gzip: %s", f->host, f->port,
+                 f->z.msg ? f->z.msg : "bad data");
+            return -1;
+        }
+        if (f->z.avail_in == 0 && f->z.avail_out > 0)
+            return 0;
+    }
+}
+
 static void on_resp_body(void *arg, const char *data, size_t len)
 {
     struct fetch *f = arg;
-    evbuffer_add(f->body, data, len);
+    if (f->phase != P_BODY)
+        return; /* failed during this feed */
+    if (!f->gzipped)
+        evbuffer_add(f->body, data, len);
+    else if (gunzip(f, data, len) != 0)
+        return;
     if (!f->paused && evbuffer_get_length(f->body) > FETCH_HIGH && f->bev) {
         bufferevent_disable(f->bev, EV_READ); /* the reader is behind: stop reading upstream */
         f->paused = 1;
@@ -177,6 +238,10 @@ static void on_resp_body(void *arg, const char *data, size_t len)
 static void on_resp_done(void *arg)
 {
     struct fetch *f = arg;
+    if (f->gzipped && !f->gzip_end) {
+        fail(f, "truncated", "%s:%d: the gzip stream ended early", f->host, f->port);
+        return;
+    }
     f->phase = P_DONE;
     release_io(f); /* one request per connection: close it now */
     wake(f);
@@ -384,6 +449,9 @@ static void fetch_close_res(struct rill_resource *res)
     if (f->ssl_ctx)
         SSL_CTX_free(f->ssl_ctx);
     f->ssl_ctx = NULL;
+    if (f->gzipped)
+        inflateEnd(&f->z);
+    f->gzipped = 0;
 }
 
 /* __gc, __close and up:close(): idempotent. */
@@ -399,6 +467,10 @@ static void on_resp_header(void *arg, const char *n, size_t nl, const char *v, s
 {
     struct fetch *f = arg;
     lua_State *L = f->w->L;
+    if (f->decompress && nl == 16 && strncasecmp(n, "content-encoding", nl) == 0 &&
+        ((vl == 4 && strncasecmp(v, "gzip", 4) == 0) ||
+         (vl == 6 && strncasecmp(v, "x-gzip", 6) == 0)))
+        f->gzipped = 1;
     lua_rawgeti(L, LUA_REGISTRYINDEX, f->self_ref);
     lua_getiuservalue(L, -1, 1);
     lua_getfield(L, -1, "headers"); /* ud uv headers */
@@ -509,7 +581,7 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
         body = luaL_checklstring(L, -1, &blen);
     f->request = evbuffer_new();
     evbuffer_add_printf(f->request, "%s %s HTTP/1.1\r\n", method, target);
-    int has_host = 0, has_ua = 0;
+    int has_host = 0, has_ua = 0, has_ae = 0;
     if (lua_getfield(L, 2, "headers") == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
@@ -518,6 +590,7 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
                 luaL_error(L, "bad argument #2 to 'fetch' (invalid header '%s')", k ? k : "?");
             has_host |= strcasecmp(k, "host") == 0;
             has_ua |= strcasecmp(k, "user-agent") == 0;
+            has_ae |= strcasecmp(k, "accept-encoding") == 0;
             evbuffer_add_printf(f->request, "%s: %s\r\n", k, v);
             lua_pop(L, 1);
         }
@@ -528,6 +601,8 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
                             f->host, f->port);
     if (!has_ua)
         evbuffer_add_printf(f->request, "User-Agent: rill/%s\r\n", RILL_VERSION);
+    if (f->decompress && !has_ae)
+        evbuffer_add_printf(f->request, "Accept-Encoding: gzip\r\n");
     if (body)
         evbuffer_add_printf(f->request, "Content-Length: %zu\r\n", blen);
     evbuffer_add_printf(f->request, "Connection: close\r\n\r\n");
@@ -626,6 +701,8 @@ static int fetch_call(lua_State *L)
     struct rill_task *t = rill_task_check(L);
     struct fetch *f = new_fetch(L, t->w);      /* 3 */
     const char *target = parse_url(L, f, url); /* 4 */
+    f->decompress = lua_getfield(L, 2, "decompress") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 1);
     build_request(L, f, target, 0);
     double timeout = opt_seconds(L, "timeout", 30);
     f->idle_timeout = opt_seconds(L, "idle_timeout", 0);

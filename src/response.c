@@ -12,6 +12,7 @@
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
 #include <lauxlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static struct bufferevent *request_bev(struct rill_request *r)
@@ -149,7 +150,11 @@ static int out_reply(lua_State *L)
     const char *body = luaL_optlstring(L, 3, NULL, &len);
     int status = prepare_head(L, r, body != NULL);
     struct evbuffer *buf = NULL;
-    if (body) {
+    if (body && evhttp_request_get_command(r->req) == EVHTTP_REQ_HEAD) {
+        char n[24]; /* evhttp sends no length for HEAD: say what GET would send */
+        snprintf(n, sizeof n, "%zu", len);
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Length", n);
+    } else if (body) {
         buf = r->task.w->scratch;
         evbuffer_add(buf, body, len);
     }
@@ -164,9 +169,10 @@ static int out_reply(lua_State *L)
 static int out_start(lua_State *L)
 {
     struct rill_request *r = out_request(L);
-    int status = prepare_head(L, r, 1);
-    int body = status >= 200 && status != 204 && status != 304 &&
-               evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD;
+    int status = check_status(L, 1);
+    int has_body = status >= 200 && status != 204 && status != 304;
+    prepare_head(L, r, has_body);
+    int body = has_body && evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD;
     evhttp_send_reply_start(r->req, status, NULL);
     r->responded = r->streaming = 1;
     r->task.w->stats.streams++;

@@ -350,7 +350,7 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
-    evhttp_set_default_content_type(s->http, "text/plain; charset=utf-8");
+    evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
     const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
     for (int i = 0; i < 3; i++) {
         s->signals[i] = evsignal_new(s->w->base, sigs[i], on_signal, s);

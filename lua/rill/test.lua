@@ -284,11 +284,13 @@ function Server:wait_log(text, timeout)
 end
 
 -- The server's counters (SIGUSR1 prints them): requests, active, streams,
--- tasks, errors, lua_kb, fds.
+-- blocked, tasks, errors, lua_kb, fds. Stats lines are searched from their
+-- own position, so they never make wait_log skip a line.
 function Server:stats()
   self.proc:kill("USR1")
-  local line = self:wait_log("rill: stats ")
+  local line, next_pos = self.proc:wait_for("rill: stats ", DEFAULT_TIMEOUT, self.stats_mark or 1)
   assert(line, "no stats line from the server")
+  self.stats_mark = next_pos
   local stats = {}
   for k, v in line:gmatch("(%w+)=(%-?%d+)") do
     stats[k] = tonumber(v)

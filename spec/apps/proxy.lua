@@ -33,6 +33,16 @@ return rill.router {
     if not up then return fail(err, code) end
     return tostring(up.status)
   end,
+  -- decodes a gzip upstream as it arrives
+  ["GET /gunzip"] = function(req)
+    local up, err, code = rill.fetch(req.query.up, { decompress = true })
+    if not up then return fail(err, code) end
+    return { status = up.status, headers = { ["x-encoding"] = up.headers["content-encoding"] or "none" }, body = up:lines() }
+  end,
+  ["GET /raw-encoding"] = function(req)
+    local up = assert(rill.fetch(req.query.up))
+    return up.headers["content-encoding"] .. " " .. #up:read()
+  end,
   -- https: ?ca= a PEM file to trust, ?insecure=1
   ["GET /tls"] = function(req)
     local up, err, code = rill.fetch(req.query.up, { ca_file = req.query.ca, insecure = req.query.insecure == "1" })

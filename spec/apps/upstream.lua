@@ -3,6 +3,7 @@
 local rill = require "rill"
 
 local released = false
+local gzip_released = false
 
 -- An SSE event padded well past 16 KiB, so no buffer granularity hides batching.
 local function event(i)
@@ -28,6 +29,37 @@ return rill.router {
     }
   end,
   ["GET /release"] = function() released = true; return "released\n" end,
+  -- gzip with a sync flush per event; event two waits for /gzip-release
+  ["GET /gzip"] = function()
+    local deflate = require("zlib").deflate(6, 31)
+    gzip_released = false
+    return {
+      headers = { ["content-encoding"] = "gzip", ["content-type"] = "text/event-stream" },
+      body = coroutine.wrap(function()
+        coroutine.yield(deflate("data: one\n\n", "sync"))
+        while not gzip_released do rill.sleep(0.005) end
+        coroutine.yield(deflate("data: two\n\n", "sync"))
+        coroutine.yield(deflate("", "finish"))
+      end),
+    }
+  end,
+  ["GET /gzip-release"] = function() gzip_released = true; return "released\n" end,
+  ["GET /gzip-bad"] = function()
+    return { headers = { ["content-encoding"] = "gzip" }, body = "this is not gzip at all" }
+  end,
+  -- a good first block, then (after /gzip-release) bytes that are not gzip
+  ["GET /gzip-corrupt"] = function()
+    local deflate = require("zlib").deflate(6, 31)
+    gzip_released = false
+    return {
+      headers = { ["content-encoding"] = "gzip" },
+      body = coroutine.wrap(function()
+        coroutine.yield(deflate("data: one\n\n", "sync"))
+        while not gzip_released do rill.sleep(0.005) end
+        coroutine.yield(("\255"):rep(64))
+      end),
+    }
+  end,
   ["GET /forever"] = function()
     return { body = coroutine.wrap(function()
       local mark <close> = setmetatable({}, { __close = function() io.stderr:write("upstream: forever closed\n") end })
