@@ -167,8 +167,36 @@ describe("rill.fetch", function()
       socks[i]:close()
     end
     assert.same(1000, ok)
-    local after = proxy:settle(function(x) return x.active == 0 and x.fds == before.fds end)
-    assert.same(before.fds, after.fds)
+    -- what is left open is exactly the idle connections kept for reuse
+    local function settled(x) return x.active == 0 and x.fds - x.idle == before.fds - before.idle end
+    local after = proxy:settle(settled)
+    assert.same(before.fds - before.idle, after.fds - after.idle)
+    assert.is_true(after.idle <= 64)
+  end)
+
+  it("reuses the connection for sequential requests to one upstream", function()
+    local a, b = proxy:get(via("twice", "/port")).body:match("^(%d+) (%d+)$")
+    assert.is_truthy(a)
+    assert.same(a, b)
+  end)
+
+  it("retries on a new connection when a reused one closes before answering", function()
+    local core = require "rill.core"
+    local raw <close> = core.spawn({ "lua5.4", "spec/support/raw_upstream.lua" })
+    local line = assert(raw:wait_for("raw upstream listening on", 10))
+    local raw_up = url.escape("http://127.0.0.1:" .. line:match("(%d+)$") .. "/once")
+    -- the second fetch goes out on conn 1, which the upstream then closes unanswered
+    assert.same("conn 1 conn 2", proxy:get("/twice?up=" .. raw_up).body)
+    assert.is_truthy(raw:wait_for("closing connection 1 on its request 2", 5))
+  end)
+
+  it("answers a response that is not HTTP with a protocol error", function()
+    local core = require "rill.core"
+    local raw <close> = core.spawn({ "lua5.4", "spec/support/raw_upstream.lua" })
+    local line = assert(raw:wait_for("raw upstream listening on", 10))
+    local res = proxy:get("/read?up=" .. url.escape("http://127.0.0.1:" .. line:match("(%d+)$") .. "/garbage"))
+    assert.same(502, res.status)
+    assert.matches("^protocol .*malformed status line", res.body)
   end)
 end)
 

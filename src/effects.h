@@ -10,6 +10,9 @@ void rill_open_request(lua_State *L);
 void rill_open_process(lua_State *L);
 void rill_open_fetch(lua_State *L);
 
+/* Idle upstream connections kept for reuse (stats). */
+int rill_fetch_idle_connections(void);
+
 /* t[key] = value, or a list when key repeats. Stack: key value → (popped); t absolute. */
 void rill_table_add_multi(lua_State *L, int t);
 

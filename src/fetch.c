@@ -66,6 +66,9 @@ struct fetch {
     int insecure;             /* opts.insecure: no certificate check (tests only) */
     struct evbuffer *request; /* the bytes to send once connected */
     int decompress;           /* opts.decompress: ask for gzip and decode it */
+    int poolable;             /* plain http, idempotent method: the connection may be reused */
+    int reused;               /* this request went out on a pooled connection */
+    int got_bytes;            /* the upstream sent something for this request */
     int gzipped;              /* the response is Content-Encoding: gzip */
     int gzip_end;             /* the gzip stream is complete */
     z_stream z;
@@ -103,13 +106,113 @@ static void wake(struct fetch *f)
         event_active(&f->wake_ev, EV_TIMEOUT, 1);
 }
 
-/* Frees the connection side; the userdata itself stays until collected. */
+/* ---- idle connections ----------------------------------------------------------------
+ * Sequential requests to one plain-http upstream reuse its connection. An idle
+ * connection must stay silent: any byte, EOF or error drops it, and so does
+ * its idle timer.
+ */
+
+#define POOL_SLOTS        64
+#define POOL_IDLE_SECONDS 15.0
+
+struct idle_conn {
+    struct bufferevent *bev;
+    struct event timer;
+    unsigned long parked; /* when, in parking order: a full pool drops the oldest */
+    char key[280];
+};
+
+static unsigned long parked_count;
+
+static struct idle_conn pool[POOL_SLOTS];
+
+static void pool_drop(struct idle_conn *c)
+{
+    event_del(&c->timer);
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+}
+
+static void on_idle_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    pool_drop(arg);
+}
+
+static void on_idle_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev, (void)what;
+    pool_drop(arg);
+}
+
+static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    pool_drop(arg);
+}
+
+static void pool_key(const struct fetch *f, char *key, size_t cap)
+{
+    snprintf(key, cap, "%s|%d", f->host, f->port);
+}
+
+/* Parks f's connection in a free slot, or in the oldest one's place. */
+static void pool_put(struct fetch *f)
+{
+    struct idle_conn *c = &pool[0];
+    for (int i = 0; i < POOL_SLOTS && c->bev; i++)
+        if (!pool[i].bev || pool[i].parked < c->parked)
+            c = &pool[i];
+    if (c->bev)
+        pool_drop(c);
+    c->bev = f->bev;
+    c->parked = ++parked_count;
+    pool_key(f, c->key, sizeof c->key);
+    bufferevent_setcb(c->bev, on_idle_read, NULL, on_idle_event, c);
+    bufferevent_enable(c->bev, EV_READ);
+    evtimer_assign(&c->timer, f->w->base, on_idle_timeout, c);
+    rill_timer_add(&c->timer, POOL_IDLE_SECONDS);
+}
+
+int rill_fetch_idle_connections(void)
+{
+    int n = 0;
+    for (int i = 0; i < POOL_SLOTS; i++)
+        n += pool[i].bev != NULL;
+    return n;
+}
+
+static struct bufferevent *pool_take(const struct fetch *f)
+{
+    char key[280];
+    pool_key(f, key, sizeof key);
+    for (int i = 0; i < POOL_SLOTS; i++) {
+        struct idle_conn *c = &pool[i];
+        if (c->bev && strcmp(c->key, key) == 0) {
+            struct bufferevent *bev = c->bev;
+            event_del(&c->timer);
+            c->bev = NULL;
+            return bev;
+        }
+    }
+    return NULL;
+}
+
+static int reusable(struct fetch *f)
+{
+    return f->poolable && f->phase == P_DONE && rill_resp_reusable(&f->parser) &&
+           evbuffer_get_length(bufferevent_get_input(f->bev)) == 0;
+}
+
+/* Frees the connection side (or parks the connection); the userdata stays until collected. */
 static void release_io(struct fetch *f)
 {
     if (f->dns_req)
         evdns_getaddrinfo_cancel(f->dns_req); /* its callback runs now, with CANCEL */
     f->dns_req = NULL;
-    if (f->bev)
+    if (f->bev && reusable(f))
+        pool_put(f);
+    else if (f->bev)
         bufferevent_free(f->bev);
     f->bev = NULL;
     if (f->timer)
@@ -242,8 +345,7 @@ static void on_resp_done(void *arg)
         fail(f, "truncated", "%s:%d: the gzip stream ended early", f->host, f->port);
         return;
     }
-    f->phase = P_DONE;
-    release_io(f); /* one request per connection: close it now */
+    f->phase = P_DONE; /* feed() then releases or parks the connection */
     wake(f);
 }
 
@@ -256,25 +358,29 @@ static const struct rill_resp_handler resp_handler = {
 
 /* ---- socket callbacks --------------------------------------------------------- */
 
+/* Parses what arrived; a complete response then releases the connection. */
 static void feed(struct fetch *f, struct evbuffer *in)
 {
-    while (evbuffer_get_length(in) > 0 && f->bev) {
+    while (evbuffer_get_length(in) > 0 && (f->phase == P_HEAD || f->phase == P_BODY)) {
         struct evbuffer_iovec v;
         evbuffer_peek(in, -1, NULL, &v, 1);
         size_t n = v.iov_len;
         int rc = rill_resp_feed(&f->parser, v.iov_base, n);
-        if (f->bev)
-            evbuffer_drain(in, n);
+        evbuffer_drain(in,
+                       n); /* still valid: a freed bufferevent lives until its callback returns */
         if (rc != 0) {
             fail(f, "protocol", "%s:%d: %s", f->host, f->port, f->parser.error);
             return;
         }
     }
+    if (f->phase == P_DONE)
+        release_io(f);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
     struct fetch *f = arg;
+    f->got_bytes = 1;
     if (f->phase == P_BODY)
         arm_timer(f, f->idle_timeout);
     feed(f, bufferevent_get_input(bev));
@@ -289,6 +395,25 @@ static const char *errno_code(int err)
     case ENETUNREACH: return "unreachable";
     default: return "reset";
     }
+}
+
+/* Sends the request (a copy: a retry may need it again). */
+static void send_request(struct fetch *f)
+{
+    size_t n = evbuffer_get_length(f->request);
+    f->phase = P_HEAD;
+    bufferevent_write(f->bev, evbuffer_pullup(f->request, -1), n);
+    bufferevent_enable(f->bev, EV_READ | EV_WRITE);
+}
+
+static void start_fresh(struct fetch *f);
+
+static void retry_fresh(struct fetch *f)
+{
+    bufferevent_free(f->bev);
+    f->bev = NULL;
+    f->reused = 0;
+    start_fresh(f);
 }
 
 /* A TLS error (handshake, certificate): reports it and returns 1. */
@@ -317,9 +442,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct fetch *f = arg;
     int err = EVUTIL_SOCKET_ERROR();
     if (what & BEV_EVENT_CONNECTED) {
-        f->phase = P_HEAD;
-        bufferevent_write_buffer(bev, f->request);
-        bufferevent_enable(bev, EV_READ | EV_WRITE);
+        send_request(f);
+        return;
+    }
+    if (f->reused && !f->got_bytes && f->phase == P_HEAD) {
+        retry_fresh(f); /* the server had closed the idle connection meanwhile */
         return;
     }
     if (f->tls && tls_failed(f, bev))
@@ -333,6 +460,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         feed(f, bufferevent_get_input(bev));
         if (f->bev && rill_resp_eof(&f->parser) != 0)
             fail(f, "truncated", "%s:%d: %s", f->host, f->port, f->parser.error);
+        else if (f->bev)
+            release_io(f); /* a close-delimited body ended */
         return;
     }
     fail(f, errno_code(err), "%s:%d: %s", f->host, f->port, evutil_socket_error_to_string(err));
@@ -406,7 +535,7 @@ static void on_resolved(int result, struct evutil_addrinfo *ai, void *arg)
 }
 
 /* Starts DNS (or connects at once to a numeric address). */
-static void start(struct fetch *f)
+static void start_fresh(struct fetch *f)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
@@ -423,6 +552,20 @@ static void start(struct fetch *f)
     hints.ai_socktype = SOCK_STREAM;
     f->phase = P_RESOLVING;
     f->dns_req = evdns_getaddrinfo(dns_base(f->w), f->host, port, &hints, on_resolved, f);
+}
+
+/* On an idle pooled connection when there is one, else a new one. */
+static void start(struct fetch *f)
+{
+    struct bufferevent *bev = f->poolable ? pool_take(f) : NULL;
+    if (!bev) {
+        start_fresh(f);
+        return;
+    }
+    f->bev = bev;
+    f->reused = 1;
+    bufferevent_setcb(bev, on_read, NULL, on_event, f);
+    send_request(f);
 }
 
 /* ---- the Lua object ------------------------------------------------------------ */
@@ -605,7 +748,10 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
         evbuffer_add_printf(f->request, "Accept-Encoding: gzip\r\n");
     if (body)
         evbuffer_add_printf(f->request, "Content-Length: %zu\r\n", blen);
-    evbuffer_add_printf(f->request, "Connection: close\r\n\r\n");
+    static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", NULL};
+    for (int i = 0; idempotent[i] && !f->tls; i++)
+        f->poolable |= strcmp(method, idempotent[i]) == 0;
+    evbuffer_add_printf(f->request, f->poolable ? "\r\n" : "Connection: close\r\n\r\n");
     if (body)
         evbuffer_add(f->request, body, blen);
     lua_pop(L, 3);

@@ -70,6 +70,7 @@ static int parse_status(struct rill_resp_parser *p, const char *l, size_t n)
         !is_digits(l + 9, 3) || (n > 12 && l[12] != ' '))
         return fail(p, "malformed status line");
     p->status = (int)to_number(l + 9, 3);
+    p->minor = l[7] - '0';
     if (p->status < 100)
         return fail(p, "malformed status line");
     p->te_chunked = p->te_other = p->cl_seen = p->cl_conflict = 0;
@@ -140,6 +141,8 @@ static int parse_header(struct rill_resp_parser *p, const char *l, size_t n)
     for (size_t i = 0; i < vlen; i++)
         if (((unsigned char)v[i] < ' ' && v[i] != '\t') || v[i] == 127)
             return fail(p, "control character in a header value");
+    if (ieq(l, nlen, "connection") && ieq(v, vlen, "close"))
+        p->conn_close = 1;
     if (ieq(l, nlen, "transfer-encoding"))
         note_te(p, v, vlen);
     else if (ieq(l, nlen, "content-length"))
@@ -295,8 +298,10 @@ int rill_resp_feed(struct rill_resp_parser *p, const char *buf, size_t len)
         size_t used;
         if (p->state == S_ERROR)
             return -1;
-        if (p->state == S_DONE)
-            return 0; /* bytes after the response are not ours */
+        if (p->state == S_DONE) {
+            p->extra += len; /* bytes after the response are not ours */
+            return 0;
+        }
         if (in_line_state(p->state))
             used = take_line(p, buf, len);
         else
@@ -325,6 +330,12 @@ int rill_resp_eof(struct rill_resp_parser *p)
 int rill_resp_complete(const struct rill_resp_parser *p)
 {
     return p->state == S_DONE;
+}
+
+int rill_resp_reusable(const struct rill_resp_parser *p)
+{
+    return p->state == S_DONE && p->minor == 1 && !p->conn_close && p->extra == 0 &&
+           p->framing != RILL_RESP_CLOSE;
 }
 
 enum rill_resp_framing rill_resp_framing(const struct rill_resp_parser *p)

@@ -30,6 +30,9 @@ struct rill_resp_parser {
     enum rill_resp_framing framing;
     long long remaining; /* bytes left in the body or the current chunk */
     int te_chunked, te_other, cl_seen, cl_conflict;
+    int minor;      /* HTTP/1.minor of the response */
+    int conn_close; /* the response said Connection: close */
+    size_t extra;   /* bytes fed after the response ended */
     long long content_length;
     size_t head_bytes;
     size_t line_len;
@@ -48,6 +51,11 @@ int rill_resp_feed(struct rill_resp_parser *p, const char *buf, size_t len);
 int rill_resp_eof(struct rill_resp_parser *p);
 /* 1 once done was called. */
 int rill_resp_complete(const struct rill_resp_parser *p);
+/*
+ * 1 when the connection can carry another request: a complete HTTP/1.1
+ * response, framed by length or chunks, no Connection: close, no stray bytes.
+ */
+int rill_resp_reusable(const struct rill_resp_parser *p);
 /* The framing the head chose (valid after head). */
 enum rill_resp_framing rill_resp_framing(const struct rill_resp_parser *p);
 

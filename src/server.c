@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "effects.h"
 #include "log.h"
 #include "response.h"
 
@@ -261,9 +262,9 @@ static void print_stats(struct rill_server *s)
 {
     struct rill_stats *st = &s->w->stats;
     rill_log("stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
-             "fds=%d",
+             "fds=%d idle=%d",
              st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
-             lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds());
+             lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections());
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -153,8 +153,30 @@ static void test_errors(void)
     expect_error(longline, 0, "too long");
 }
 
+static void test_reuse(void)
+{
+    struct rill_resp_parser p;
+    struct seen s = {0};
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    rill_resp_init(&p, &handler, &s, 0);
+    CHECK(rill_resp_feed(&p, ok, strlen(ok)) == 0 && rill_resp_reusable(&p));
+    rill_resp_init(&p, &handler, &s, 0);
+    CHECK(rill_resp_feed(&p, ok, strlen(ok)) == 0 && rill_resp_feed(&p, "x", 1) == 0);
+    CHECK(!rill_resp_reusable(&p)); /* stray bytes */
+    const char *closing = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    rill_resp_init(&p, &handler, &s, 0);
+    CHECK(rill_resp_feed(&p, closing, strlen(closing)) == 0 && !rill_resp_reusable(&p));
+    const char *old = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+    rill_resp_init(&p, &handler, &s, 0);
+    CHECK(rill_resp_feed(&p, old, strlen(old)) == 0 && !rill_resp_reusable(&p));
+    const char *partial = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok";
+    rill_resp_init(&p, &handler, &s, 0);
+    CHECK(rill_resp_feed(&p, partial, strlen(partial)) == 0 && !rill_resp_reusable(&p));
+}
+
 int main(void)
 {
+    test_reuse();
     test_framing();
     test_streaming();
     test_errors();

@@ -49,6 +49,12 @@ return rill.router {
     if not up then return fail(err, code) end
     return { status = up.status, body = up:lines() }
   end,
+  -- two requests one after the other
+  ["GET /twice"] = function(req)
+    local a = assert(rill.fetch(req.query.up)):read()
+    local b = assert(rill.fetch(req.query.up)):read()
+    return a .. " " .. b
+  end,
   -- fetches, then answers without reading the body
   ["GET /abandon"] = function(req)
     local up = assert(rill.fetch(req.query.up))

@@ -66,6 +66,7 @@ return rill.router {
       while true do coroutine.yield("tick\n"); rill.sleep(0.01) end
     end) }
   end,
+  ["GET /port"] = function(req) return tostring(req.remote_port) end,
   ["GET /json"] = function()
     return { headers = { ["content-type"] = "application/json" }, body = '{"ok":true}' }
   end,
