@@ -264,3 +264,86 @@ describe("rill.fetch over https", function()
     assert.same("hello\n", proxy:get(via("/hello", "&insecure=1")).body)
   end)
 end)
+
+describe("server-sent events from an upstream", function()
+  local upstream, proxy, up
+  setup(function()
+    upstream = test.server("spec/apps/upstream.lua")
+    proxy = test.server("spec/apps/proxy.lua")
+    up = ("http://127.0.0.1:%d"):format(upstream.port)
+  end)
+  teardown(function()
+    assert.same(0, proxy:stop(), proxy:log())
+    assert.same(0, upstream:stop(), upstream:log())
+  end)
+
+  -- the events of an encoded stream (our encoder writes LF line ends)
+  local function parse(body)
+    local events = {}
+    for block in body:gmatch("(.-)\n\n") do
+      local ev = {}
+      for name, value in block:gmatch("([^:\n]*): ?([^\n]*)") do
+        ev[name] = ev[name] and (ev[name] .. "\n" .. value) or value
+      end
+      events[#events + 1] = ev
+    end
+    return events
+  end
+
+  local function data_of(events)
+    local out = {}
+    for _, ev in ipairs(events) do
+      if ev.data then out[#out + 1] = ev.data end
+    end
+    return out
+  end
+
+  it("parses events and passes id and retry blocks through", function()
+    local res = proxy:get(("/events?up=%s"):format(url.escape(up .. "/resumable")))
+    local events = parse(res.body)
+    assert.same({ retry = "10" }, events[1]) -- the BOM was stripped, the retry block kept
+    assert.same({ id = "1", data = "event 1" }, events[2])
+    assert.same({ "event 1", "event 2", "event 3" }, data_of(events)) -- the partial event is dropped
+  end)
+
+  it("follows an upstream through drops: every event once, in order", function()
+    local res = proxy:get(("/follow?up=%s"):format(url.escape(up .. "/resumable")))
+    assert.same("end", res.ending) -- the upstream's 204 ends the follow
+    local want = {}
+    for i = 1, 10 do want[i] = "event " .. i end
+    assert.same(want, data_of(parse(res.body)))
+    assert.is_nil(res.body:find("partial", 1, true))
+    -- each reconnect resumed from the last complete event's id
+    for _, from in ipairs({ "start", "3", "6", "9", "10" }) do
+      assert.is_truthy(upstream:wait_log("upstream: resumable from " .. from), from)
+    end
+  end)
+
+  it("resumes from the client's own Last-Event-ID", function()
+    local res = proxy:request({ path = ("/follow?up=%s"):format(url.escape(up .. "/resumable")),
+      headers = { ["Last-Event-ID"] = "7" } })
+    assert.same({ "event 8", "event 9", "event 10" }, data_of(parse(res.body)))
+  end)
+
+  it("stops when the upstream answers 204", function()
+    local res = proxy:get(("/follow?up=%s"):format(url.escape(up .. "/no-content")))
+    assert.same(200, res.status)
+    assert.same("", res.body)
+    assert.same("end", res.ending)
+  end)
+
+  it("fails like a browser on an answer that is not an event stream", function()
+    local res = proxy:get(("/follow?up=%s"):format(url.escape(up .. "/json")))
+    assert.same("closed", res.ending)
+    assert.is_truthy(proxy:wait_log("upstream answered 200 application/json"))
+  end)
+
+  it("does not spin on an upstream that answers empty streams", function()
+    local s = proxy:open(("/follow?up=%s"):format(url.escape(up .. "/empty-stream")))
+    assert.is_nil(s:chunk(0.5)) -- half a second of nothing to relay
+    s:close()
+    -- with a 10 ms floor doubling up to 5 s, half a second holds a handful of attempts
+    local hits = tonumber(upstream:get("/empty-hits").body)
+    assert.is_true(hits >= 2 and hits <= 10, "hits: " .. hits)
+  end)
+end)

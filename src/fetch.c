@@ -33,6 +33,7 @@
 
 #include "effects.h"
 #include "httpresp.h"
+#include "sse_parse.h"
 #include "sched.h"
 
 #define FETCH_MT       "rill.fetch"
@@ -61,16 +62,18 @@ struct fetch {
     const char *code;
     char host[256];
     int port;
-    int tls;                  /* https */
-    SSL_CTX *ssl_ctx;         /* set for https: the default store, or opts.ca_file's */
-    int insecure;             /* opts.insecure: no certificate check (tests only) */
-    struct evbuffer *request; /* the bytes to send once connected */
-    int decompress;           /* opts.decompress: ask for gzip and decode it */
-    int poolable;             /* plain http, idempotent method: the connection may be reused */
-    int reused;               /* this request went out on a pooled connection */
-    int got_bytes;            /* the upstream sent something for this request */
-    int gzipped;              /* the response is Content-Encoding: gzip */
-    int gzip_end;             /* the gzip stream is complete */
+    int tls;                     /* https */
+    SSL_CTX *ssl_ctx;            /* set for https: the default store, or opts.ca_file's */
+    int insecure;                /* opts.insecure: no certificate check (tests only) */
+    struct evbuffer *request;    /* the bytes to send once connected */
+    int decompress;              /* opts.decompress: ask for gzip and decode it */
+    int poolable;                /* plain http, idempotent method: the connection may be reused */
+    int reused;                  /* this request went out on a pooled connection */
+    int got_bytes;               /* the upstream sent something for this request */
+    struct rill_sse_parser *sse; /* for :events(), created on first use */
+    lua_Integer sse_head, sse_tail; /* parsed events queued in uservalue.sse_queue */
+    int gzipped;                    /* the response is Content-Encoding: gzip */
+    int gzip_end;                   /* the gzip stream is complete */
     z_stream z;
 };
 
@@ -595,6 +598,9 @@ static void fetch_close_res(struct rill_resource *res)
     if (f->gzipped)
         inflateEnd(&f->z);
     f->gzipped = 0;
+    if (f->sse)
+        rill_sse_free(f->sse);
+    f->sse = NULL;
 }
 
 /* __gc, __close and up:close(): idempotent. */
@@ -947,6 +953,119 @@ static int lines_k(lua_State *L, int status, lua_KContext ctx)
     return wait_on(L, f, lines_k);
 }
 
+static int push_iterator(lua_State *L, lua_CFunction iter, int nup);
+
+/* Sets ev.id when this block changed the last event id (stack: ..., uv, queue, event). */
+static void set_changed_id(lua_State *L, const struct rill_sse_event *ev)
+{
+    lua_pushlstring(L, ev->id, ev->id_len);
+    lua_getfield(L, -4, "sse_last_id");
+    int same = lua_rawequal(L, -1, -2) || (ev->id_len == 0 && lua_isnil(L, -1));
+    lua_pop(L, 1);
+    if (same) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -5, "sse_last_id");
+    lua_setfield(L, -2, "id");
+}
+
+/*
+ * Queues one parsed event as a table: {data=, event=, id=, retry=}. data is
+ * nil for a block that fires no event; id is there when the block changed
+ * the last event id, so a relay re-sends exactly what moves the client.
+ */
+static int on_sse_event(const struct rill_sse_event *ev, void *arg)
+{
+    lua_State *L = arg; /* stack: ..., uv, queue */
+    struct fetch *f = check_fetch(L, lua_upvalueindex(1));
+    lua_createtable(L, 0, 4);
+    if (ev->fires) {
+        lua_pushlstring(L, ev->data, ev->data_len);
+        lua_setfield(L, -2, "data");
+    }
+    if (!(ev->type_len == 7 && memcmp(ev->type, "message", 7) == 0)) {
+        lua_pushlstring(L, ev->type, ev->type_len);
+        lua_setfield(L, -2, "event");
+    }
+    set_changed_id(L, ev);
+    if (ev->retry >= 0) {
+        lua_pushinteger(L, ev->retry);
+        lua_setfield(L, -2, "retry");
+    }
+    lua_rawseti(L, -2, ++f->sse_tail);
+    return 0;
+}
+
+/* Feeds buffered body bytes to the SSE parser until an event is queued. */
+static void parse_events(lua_State *L, struct fetch *f)
+{
+    while (f->sse_head == f->sse_tail && evbuffer_get_length(f->body) > 0) {
+        struct evbuffer_iovec v;
+        evbuffer_peek(f->body, -1, NULL, &v, 1);
+        int rc = rill_sse_feed(f->sse, v.iov_base, v.iov_len, on_sse_event, L);
+        evbuffer_drain(f->body, v.iov_len);
+        consumed(f);
+        if (rc == RILL_SSE_TOO_BIG)
+            luaL_error(L, "fetch: an event stream event larger than %d bytes",
+                       (int)lua_tointeger(L, lua_upvalueindex(2)));
+        if (rc != 0)
+            luaL_error(L, "fetch: out of memory parsing events");
+    }
+}
+
+static int events_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct fetch *f = check_fetch(L, lua_upvalueindex(1));
+    (void)status, (void)ctx;
+    lua_getiuservalue(L, lua_upvalueindex(1), 1);
+    lua_getfield(L, -1, "sse_queue");
+    if (f->body)
+        parse_events(L, f);
+    if (f->sse_head < f->sse_tail) {
+        lua_rawgeti(L, -1, ++f->sse_head);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, f->sse_head);
+        return 1;
+    }
+    lua_pop(L, 2);
+    if (f->phase == P_DONE)
+        return 0; /* an event without its blank line is dropped, as browsers do */
+    if (f->phase == P_FAILED || f->phase == P_CLOSED)
+        return raise_failure(L, f);
+    return wait_on(L, f, events_k);
+}
+
+static int iter_events(lua_State *L)
+{
+    return events_k(L, LUA_OK, 0);
+}
+
+/*
+ * up:events([max_event_bytes]) → iterator of parsed server-sent events, as
+ * browsers parse them (WHATWG; src/sse_parse.c). Blocks that only move the
+ * id or retry come through too, with data nil, so a relay passes them on.
+ */
+static int fetch_events(lua_State *L)
+{
+    struct fetch *f = check_fetch(L, 1);
+    lua_Integer max = luaL_optinteger(L, 2, RILL_SSE_DEFAULT_MAX);
+    luaL_argcheck(L, max > 0, 2, "max_event_bytes must be positive");
+    if (f->sse)
+        return luaL_error(L, "events() was already called on this fetch");
+    f->sse = rill_sse_new((size_t)max);
+    if (!f->sse)
+        return luaL_error(L, "out of memory");
+    lua_getiuservalue(L, 1, 1);
+    lua_newtable(L);
+    lua_setfield(L, -2, "sse_queue");
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, max);
+    return push_iterator(L, iter_events, 2);
+}
+
 static int iter_chunks(lua_State *L)
 {
     return chunks_k(L, LUA_OK, 0);
@@ -1021,8 +1140,8 @@ static int fetch_tostring(lua_State *L)
 }
 
 static const luaL_Reg fetch_methods[] = {
-    {"read", fetch_read}, {"chunks", fetch_chunks}, {"lines", fetch_lines}, {"close", fetch_close},
-    {NULL, NULL},
+    {"read", fetch_read},     {"chunks", fetch_chunks}, {"lines", fetch_lines},
+    {"events", fetch_events}, {"close", fetch_close},   {NULL, NULL},
 };
 
 static const luaL_Reg fetch_meta[] = {

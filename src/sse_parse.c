@@ -15,7 +15,7 @@ enum line_mode {
     M_START, /* no byte yet: a line end here is a blank line */
     M_NAME,  /* reading the field name, before any colon */
     M_DATA,  /* a data value: streamed straight into p->data */
-    M_EVENT, /* event, id, retry values: collected in p->val */
+    M_EVENT, /* M_EVENT, M_ID, M_RETRY: the value is collected in p->val */
     M_ID,
     M_RETRY,
     M_SKIP, /* a comment or an unknown field: bytes dropped, never stored */

@@ -32,8 +32,9 @@ struct rill_sse_event {
     size_t data_len;
     const char *id; /* the committed lastEventId after this dispatch ("" at first) */
     size_t id_len;
-    long long retry; /* last valid retry (ms) since the previous dispatch, or -1 */
-    int fires;       /* 1: a MessageEvent fires; 0: id/retry/event-only block */
+    /* the last valid retry since the previous dispatch, in ms (clamped to LLONG_MAX), or -1 */
+    long long retry;
+    int fires; /* 1: a MessageEvent fires; 0: an id/retry/event-only block */
 };
 
 /*

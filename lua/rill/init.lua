@@ -3,6 +3,7 @@
 local core = require "rill.core"
 local coroutine_ext = require "rill.coroutine"
 local router = require "rill.router"
+local sse = require "rill.sse"
 
 coroutine_ext.install() -- effects then work inside the user's coroutine.wrap generators
 
@@ -13,4 +14,5 @@ return {
   now = core.now, -- monotonic seconds
   run = core.run, -- rill.run(fn, ...): drive the loop until fn returns (tests, scripts)
   router = router.new, -- rill.router { ["GET /x/:id"] = handler, ... }
+  sse = sse, -- rill.sse.encode(event), rill.sse.follow(url, opts)
 }

@@ -2,6 +2,13 @@
 -- Fixture: relays the upstream named by ?up= in several ways.
 local rill = require "rill"
 
+-- the encoded events of an iterator of event tables
+local function encoded(events)
+  return coroutine.wrap(function()
+    for ev in events do coroutine.yield(rill.sse.encode(ev)) end
+  end)
+end
+
 local function fail(err, code)
   return { status = 502, body = ("%s %s\n"):format(code, err) }
 end
@@ -48,6 +55,16 @@ return rill.router {
     local up, err, code = rill.fetch(req.query.up, { ca_file = req.query.ca, insecure = req.query.insecure == "1" })
     if not up then return fail(err, code) end
     return { status = up.status, body = up:lines() }
+  end,
+  -- parsed events, re-encoded
+  ["GET /events"] = function(req)
+    local up = assert(rill.fetch(req.query.up))
+    return { headers = { ["content-type"] = "text/event-stream" }, body = encoded(up:events()) }
+  end,
+  -- follows the upstream through drops, resuming with Last-Event-ID
+  ["GET /follow"] = function(req)
+    local events = rill.sse.follow(req.query.up, { last_event_id = req.headers["last-event-id"], min_delay = 0.01 })
+    return { headers = { ["content-type"] = "text/event-stream" }, body = encoded(events) }
   end,
   -- two requests one after the other
   ["GET /twice"] = function(req)

@@ -4,6 +4,7 @@ local rill = require "rill"
 
 local released = false
 local gzip_released = false
+local empty_hits = 0
 
 -- An SSE event padded well past 16 KiB, so no buffer granularity hides batching.
 local function event(i)
@@ -29,6 +30,33 @@ return rill.router {
     }
   end,
   ["GET /release"] = function() released = true; return "released\n" end,
+  -- ids 1..10, resuming after Last-Event-ID; drops every connection after
+  -- three events, in the middle of a fourth; 204 once everything was sent
+  ["GET /resumable"] = function(req)
+    local last = tonumber(req.headers["last-event-id"]) or 0
+    io.stderr:write(("upstream: resumable from %s\n"):format(req.headers["last-event-id"] or "start"))
+    if last >= 10 then return { status = 204 } end
+    return {
+      headers = { ["content-type"] = "text/event-stream; charset=utf-8" },
+      body = coroutine.wrap(function()
+        coroutine.yield("\239\187\191retry: 10\n\n") -- a BOM opens each response
+        for i = last + 1, math.min(last + 3, 10) do
+          coroutine.yield(("id: %d\ndata: event %d\n\n"):format(i, i))
+        end
+        if last + 3 < 10 then
+          coroutine.yield(("id: %d\ndata: partial"):format(last + 4))
+          rill.sleep(0.001)
+          error("drop mid-event")
+        end
+      end),
+    }
+  end,
+  ["GET /empty-stream"] = function()
+    empty_hits = empty_hits + 1
+    return { headers = { ["content-type"] = "text/event-stream" }, body = "" }
+  end,
+  ["GET /empty-hits"] = function() return tostring(empty_hits) end,
+  ["GET /no-content"] = function() return { status = 204 } end,
   -- gzip with a sync flush per event; event two waits for /gzip-release
   ["GET /gzip"] = function()
     local deflate = require("zlib").deflate(6, 31)

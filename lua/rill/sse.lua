@@ -1,0 +1,205 @@
+-- SPDX-License-Identifier: MIT
+-- Server-sent events: an encoder exact to the WHATWG parsing rules, and
+-- follow(), a resumable client of an upstream event stream.
+local core = require "rill.core"
+local wrap = require("rill.coroutine").wrap
+
+local type, tostring, error, tointeger = type, tostring, error, math.tointeger
+local concat = table.concat
+
+local M = {}
+
+-- Splits text on CRLF, CR and LF (the three line ends of the format).
+local function split_lines(text)
+  local lines, n, pos = {}, 0, 1
+  while true do
+    local s, e = text:find("\r\n?", pos)
+    local lf = text:find("\n", pos, true)
+    if lf and (not s or lf < s) then
+      s, e = lf, lf
+    end
+    n = n + 1
+    if not s then
+      lines[n] = text:sub(pos)
+      return lines
+    end
+    lines[n] = text:sub(pos, s - 1)
+    pos = e + 1
+  end
+end
+
+local function check_field(name, value)
+  if value:find("[\r\n]") then
+    error(("sse: the %s field cannot contain a line break"):format(name), 3)
+  end
+end
+
+-- Encodes one event: a table {event=, data=, id=, retry=, comment=} or a
+-- string (the data). data is split on every line end into data: lines; a
+-- field that cannot be encoded raises rather than corrupt the stream. A
+-- table with no data (id or retry only) encodes a block that moves the
+-- client's state without firing an event.
+function M.encode(ev)
+  if type(ev) == "string" then
+    ev = { data = ev }
+  elseif type(ev) ~= "table" then
+    error(("sse: bad event (table or string expected, got %s)"):format(type(ev)), 2)
+  end
+  local out, n = {}, 0
+  if ev.comment ~= nil then
+    for _, line in ipairs(split_lines(tostring(ev.comment))) do
+      n = n + 1
+      out[n] = ": " .. line .. "\n"
+    end
+  end
+  if ev.event ~= nil then
+    local name = tostring(ev.event)
+    check_field("event", name)
+    n = n + 1
+    out[n] = "event: " .. name .. "\n"
+  end
+  if ev.id ~= nil then
+    local id = tostring(ev.id)
+    check_field("id", id)
+    if id:find("\0", 1, true) then
+      error("sse: the id field cannot contain NUL (browsers would ignore it)", 2)
+    end
+    n = n + 1
+    out[n] = "id: " .. id .. "\n"
+  end
+  if ev.retry ~= nil then
+    local ms = tointeger(ev.retry)
+    if not ms or ms < 0 then
+      error("sse: retry must be a non-negative integer of milliseconds", 2)
+    end
+    n = n + 1
+    out[n] = "retry: " .. ms .. "\n"
+  end
+  if ev.data ~= nil then
+    for _, line in ipairs(split_lines(tostring(ev.data))) do
+      n = n + 1
+      out[n] = "data: " .. line .. "\n"
+    end
+  end
+  if n == 0 then
+    error("sse: an event needs data, id, retry, event or comment", 2)
+  end
+  n = n + 1
+  out[n] = "\n"
+  return concat(out)
+end
+
+---------------------------------------------------------------------------
+-- follow(url, opts): an upstream event stream followed as a browser's
+-- EventSource would, for as long as the caller keeps pulling.
+
+local DEFAULTS = { min_delay = 0.1, max_delay = 5 }
+
+local function is_event_stream(content_type)
+  local essence = type(content_type) == "string" and content_type:match("^%s*([^;%s]+)")
+  return essence ~= nil and essence:lower() == "text/event-stream"
+end
+
+local function option(opts, name)
+  local v = opts[name]
+  if v == nil then
+    return DEFAULTS[name]
+  end
+  if type(v) ~= "number" or v < 0 then
+    error(("bad argument #2 to 'follow' (%s must be a number of seconds)"):format(name), 3)
+  end
+  return v
+end
+
+-- One connection: yields its events and returns how it ended ("done",
+-- "dropped", "stop") and whether any event came through.
+local function connect(url, opts, state, yield)
+  local headers = { accept = "text/event-stream", ["cache-control"] = "no-cache" }
+  for k, v in pairs(opts.headers or {}) do
+    headers[k] = v
+  end
+  if state.cursor and state.cursor ~= "" then
+    headers["last-event-id"] = state.cursor
+  end
+  local up, err = core.fetch(url, { headers = headers, timeout = opts.timeout, idle_timeout = opts.idle_timeout })
+  if not up then
+    state.last_error = err
+    return "dropped", false
+  end
+  local up_closer <close> = up
+  if up.status == 204 then
+    return "stop", false -- the upstream's way to say: do not reconnect
+  end
+  if up.status ~= 200 or not is_event_stream(up.headers["content-type"]) then
+    state.last_error = ("upstream answered %d %s"):format(up.status, tostring(up.headers["content-type"]))
+    return opts.retry_on_error and "dropped" or "fail", false
+  end
+  local progressed = false
+  local ok, perr = pcall(function()
+    for ev in up:events(opts.max_event_bytes) do
+      if ev.id ~= nil then
+        state.cursor = ev.id -- committed at a blank line: the resume point
+      end
+      if ev.retry then
+        state.retry = ev.retry / 1000
+      end
+      progressed = true
+      yield(ev)
+    end
+  end)
+  if not ok then
+    state.last_error = perr
+  end
+  return "dropped", progressed
+end
+
+-- The next wait: the upstream's retry: if it gave one, else a ladder from
+-- min_delay doubling to max_delay, back to the start after progress. Never
+-- below min_delay, so an upstream that answers empty streams cannot spin us.
+local function next_delay(state, opts, progressed)
+  if progressed then
+    state.ladder = opts.min_delay
+  else
+    state.ladder = math.min((state.ladder or opts.min_delay) * 2, opts.max_delay)
+  end
+  return math.max(state.retry or state.ladder, opts.min_delay)
+end
+
+-- Follows an upstream event stream and returns an iterator of its events
+-- (tables as from fetch:events()). When the stream drops or ends, it
+-- reconnects with Last-Event-ID set to the id committed by the last complete
+-- event, after the upstream's retry: or a backoff ladder, and goes on for as
+-- long as the caller pulls (a handler's client stays). It stops on 204. A
+-- non-200 or non-text/event-stream answer fails as in a browser (the
+-- iterator raises) unless opts.retry_on_error, which backs off and retries.
+-- opts: last_event_id, headers, min_delay (0.1 s), max_delay (5 s),
+-- timeout, idle_timeout, max_event_bytes, retry_on_error.
+function M.follow(url, opts)
+  if type(url) ~= "string" then
+    error(("bad argument #1 to 'follow' (string expected, got %s)"):format(type(url)), 2)
+  end
+  opts = opts or {}
+  local settings = {
+    headers = opts.headers,
+    timeout = opts.timeout,
+    idle_timeout = opts.idle_timeout,
+    max_event_bytes = opts.max_event_bytes,
+    retry_on_error = opts.retry_on_error,
+    min_delay = option(opts, "min_delay"),
+    max_delay = option(opts, "max_delay"),
+  }
+  local state = { cursor = opts.last_event_id }
+  return wrap(function()
+    while true do
+      local ending, progressed = connect(url, settings, state, coroutine.yield)
+      if ending == "stop" then
+        return
+      elseif ending == "fail" then
+        error("sse.follow " .. url .. ": " .. state.last_error, 0)
+      end
+      core.sleep(next_delay(state, settings, progressed))
+    end
+  end)
+end
+
+return M
