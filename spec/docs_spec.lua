@@ -9,6 +9,8 @@
 --   <!-- spec: GET /hello/ada => hello ada -->
 -- with a body containing the text after "=>". A spec example (first line
 -- "-- spec/x_spec.lua", or a line starting with "describe(") only compiles.
+-- A block marked <!-- example: examples/x.lua --> must be that file, byte
+-- for byte (spec/examples_spec.lua runs the file).
 local rill = require "rill"
 local t = require "rill.test"
 
@@ -27,6 +29,13 @@ local function parse_mark(line)
   if body == "fragment" then
     return { fragment = true }
   end
+  if body:match("^example:") then
+    local path = body:match("^example:%s*(examples/[%w_%-]+%.lua)$")
+    if not path then
+      return { bad = "malformed mark '" .. body .. "' (want 'example: examples/name.lua')" }
+    end
+    return { example = path }
+  end
   if body:match("^spec:") then
     local method, path, expect = body:match("^spec:%s*(%u+)%s+(/%S*)%s+=>%s*(.-)$")
     if not method or expect == "" then
@@ -38,7 +47,11 @@ local function parse_mark(line)
 end
 
 local function new_marks()
-  return { fragment = false, specs = {}, line = nil }
+  return { fragment = false, specs = {}, line = nil, example = nil }
+end
+
+local function has_marks(marks)
+  return marks.fragment or #marks.specs > 0 or marks.example ~= nil
 end
 
 -- What a block is: "spec" (a busted example), "app" (a whole app), or "code".
@@ -86,7 +99,7 @@ local function extract(text, file)
       local lang = line:match("^%s*```%s*([%w_+%-]*)%s*$")
       local mark = not lang and parse_mark(line)
       if lang then
-        if lang ~= "lua" and (marks.fragment or #marks.specs > 0) then
+        if lang ~= "lua" and has_marks(marks) then
           problem(n, "a fragment or spec mark before a block that is not ```lua")
         end
         open = { file = file, line = n, lang = lang, lines = {}, marks = marks }
@@ -98,9 +111,11 @@ local function extract(text, file)
           marks.fragment = true
         elseif mark.spec then
           marks.specs[#marks.specs + 1] = mark.spec
+        elseif mark.example then
+          marks.example = mark.example
         end
       else
-        if marks.fragment or #marks.specs > 0 then
+        if has_marks(marks) then
           problem(n - 1, "a fragment or spec mark not right before a ```lua fence")
         end
         marks = new_marks()
@@ -110,7 +125,7 @@ local function extract(text, file)
   if open then
     problem(open.line, "a code block that never closes")
   end
-  if marks.fragment or #marks.specs > 0 then
+  if has_marks(marks) then
     problem(n, "a fragment or spec mark at the end of the file")
   end
   for _, b in ipairs(blocks) do
@@ -227,6 +242,14 @@ describe("the docs checker", function()
     assert.same("code", only_block("```lua\nlocal x = 1\n```\n").kind)
   end)
 
+  it("takes an example mark naming a file of examples/", function()
+    local b, problems = only_block("<!-- example: examples/hello.lua -->\n```lua\nreturn 1\n```\n")
+    assert.same({}, problems)
+    assert.same("examples/hello.lua", b.marks.example)
+    local _, bad = extract("<!-- example: elsewhere/x.lua -->\n```lua\nreturn 1\n```\n", "test.md")
+    assert.matches("malformed mark", bad[1])
+  end)
+
   it("reports marks that are malformed or not right before a lua fence", function()
     local _, problems = extract("<!-- spec: GET nopath -->\n```lua\nx = 1\n```\n"
       .. "<!-- fragment -->\n\n```lua\nx = 1\n```\n"
@@ -279,6 +302,14 @@ describe("the Lua blocks of the docs and the README", function()
         it("compiles", function()
           local problem = compile_problem(block)
           assert.is_nil(problem, problem)
+        end)
+      end
+
+      if block.marks.example then
+        it("is " .. block.marks.example .. " as it stands, which the examples spec runs", function()
+          assert.same(read_file(block.marks.example), block.code)
+          local name = block.marks.example:match("[^/]+$")
+          assert.is_truthy(read_file("spec/examples_spec.lua"):find(name, 1, true))
         end)
       end
 

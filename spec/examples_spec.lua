@@ -55,3 +55,59 @@ describe("examples/router.lua", function()
     assert.same("POST", res.headers.allow)
   end)
 end)
+
+describe("examples/sse_proxy.lua", function()
+  local upstream, srv
+  setup(function()
+    upstream = test.server("spec/apps/upstream.lua")
+    srv = test.server("examples/sse_proxy.lua",
+      { env = { UPSTREAM = ("http://127.0.0.1:%d/resumable"):format(upstream.port) } })
+  end)
+  teardown(function()
+    assert.same(0, srv:stop(), srv:log())
+    assert.same(0, upstream:stop(), upstream:log())
+  end)
+
+  it("relays every upstream event once, across upstream drops", function()
+    local res = srv:get("/events")
+    assert.same("text/event-stream", res.headers["content-type"])
+    local seen = {}
+    for data in res.body:gmatch("data: ([^\n]*)") do seen[#seen + 1] = data end
+    assert.same(10, #seen)
+    for i = 1, 10 do assert.same("event " .. i, seen[i]) end
+  end)
+
+  it("resumes after the browser's Last-Event-ID", function()
+    local res = srv:get("/events", { ["Last-Event-ID"] = "8" })
+    local seen = {}
+    for data in res.body:gmatch("data: ([^\n]*)") do seen[#seen + 1] = data end
+    assert.same({ "event 9", "event 10" }, seen)
+  end)
+end)
+
+describe("examples/fetch_json.lua", function()
+  local upstream, srv
+  setup(function()
+    upstream = test.server("spec/apps/upstream.lua")
+    srv = test.server("examples/fetch_json.lua", { env = { API = ("http://127.0.0.1:%d"):format(upstream.port) } })
+  end)
+  teardown(function()
+    assert.same(0, srv:stop(), srv:log())
+    assert.same(0, upstream:stop(), upstream:log())
+  end)
+
+  it("passes the API's answer through", function()
+    local res = srv:get("/api/json")
+    assert.same(200, res.status)
+    assert.same("application/json", res.headers["content-type"])
+    assert.same('{"ok":true}', res.body)
+  end)
+
+  it("maps an unreachable API to 502 with a JSON error", function()
+    local down = test.server("examples/fetch_json.lua", { env = { API = "http://127.0.0.1:9" } })
+    local res = down:get("/api/json")
+    assert.same(0, down:stop())
+    assert.same(502, res.status)
+    assert.same('{"error":"refused"}\n', res.body)
+  end)
+end)

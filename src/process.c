@@ -41,9 +41,11 @@ static double now(void)
 }
 
 /* In the child: stdout and stderr to the pipe, die with the parent, exec. Never returns. */
-static void exec_child(int err_w, char **argv)
+static void exec_child(int err_w, char **argv, char **env)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (int i = 0; env[i]; i += 2)
+        setenv(env[i], env[i + 1], 1);
     int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, 0);
     dup2(err_w, 1);
@@ -53,10 +55,37 @@ static void exec_child(int err_w, char **argv)
     _exit(127);
 }
 
-/* spawn({"prog", "arg", ...}) → process */
+/* The {NAME = value} table at idx as a NULL-ended name, value, name, value... array. */
+static char **env_pairs(lua_State *L, int idx)
+{
+    int n = 0;
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            n++;
+            lua_pop(L, 1);
+        }
+    }
+    char **env = lua_newuserdatauv(L, sizeof(char *) * (size_t)(2 * n + 1), 0);
+    int i = 0;
+    if (n > 0) {
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            env[i++] = (char *)luaL_checkstring(L, -2);
+            env[i++] = (char *)luaL_checkstring(L, -1); /* kept alive by the table */
+            lua_pop(L, 1);
+        }
+    }
+    env[i] = NULL;
+    return env;
+}
+
+/* spawn({"prog", "arg", ...} [, {NAME = value}]) → process */
 static int process_spawn(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
+    char **env = env_pairs(L, 2);
     int n = (int)luaL_len(L, 1);
     luaL_argcheck(L, n >= 1, 1, "empty argv");
     char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
@@ -84,7 +113,7 @@ static int process_spawn(lua_State *L)
         return luaL_error(L, "fork: %s", strerror(errno));
     }
     if (pid == 0)
-        exec_child(fds[1], argv);
+        exec_child(fds[1], argv, env);
     close(fds[1]);
     p->pid = pid;
     p->err_fd = fds[0];

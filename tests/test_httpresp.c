@@ -122,6 +122,20 @@ static void test_streaming(void)
     CHECK(strcmp(s.body, "hello") == 0);
     CHECK(rill_resp_feed(&p, "world\r\n0\r\n\r\n", 12) == 0);
     CHECK(strcmp(s.body, "helloworld") == 0 && s.done == 1);
+
+    /* a Content-Length body, and a close-delimited one, flow piece by piece */
+    memset(&s, 0, sizeof s);
+    rill_resp_init(&p, &handler, &s, 0);
+    const char *cl = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello";
+    CHECK(rill_resp_feed(&p, cl, strlen(cl)) == 0);
+    CHECK(strcmp(s.body, "hello") == 0 && s.done == 0);
+    CHECK(rill_resp_feed(&p, "world", 5) == 0 && s.done == 1);
+    memset(&s, 0, sizeof s);
+    rill_resp_init(&p, &handler, &s, 0);
+    const char *close = "HTTP/1.0 200 OK\r\n\r\nfirst ";
+    CHECK(rill_resp_feed(&p, close, strlen(close)) == 0 && strcmp(s.body, "first ") == 0);
+    CHECK(rill_resp_feed(&p, "second", 6) == 0 && strcmp(s.body, "first second") == 0);
+    CHECK(s.done == 0 && rill_resp_eof(&p) == 0 && s.done == 1);
 }
 
 static void test_errors(void)

@@ -187,7 +187,7 @@ local function format_request(opts)
     end
   end
   if not has.host then
-    lines[#lines + 1] = "Host: " .. (opts.host or "127.0.0.1")
+    lines[#lines + 1] = "Host: " .. opts.host_header
   end
   if opts.body and not has["content-length"] then
     lines[#lines + 1] = "Content-Length: " .. #opts.body
@@ -205,6 +205,7 @@ function M.open(host, port, opts)
     return nil, "connect: " .. err
   end
   local s = setmetatable({ sock = sock, timeout = opts.timeout or DEFAULT_TIMEOUT, method = opts.method }, Stream)
+  opts.host_header = host .. ":" .. port -- as curl and browsers send it
   sock:send(format_request(opts))
   local _, herr = s:head()
   if herr then
@@ -220,8 +221,9 @@ end
 local Server = {}
 Server.__index = Server
 
--- Spawns rill on app with --listen 127.0.0.1:0 (and opts.args), and waits for
--- its "rill listening on" line: never a probe connection.
+-- Spawns rill on app with --listen 127.0.0.1:0 (and opts.args, with the
+-- environment variables in opts.env), and waits for its "rill listening on"
+-- line: never a probe connection.
 function M.server(app, opts)
   opts = opts or {}
   local argv = {}
@@ -231,7 +233,7 @@ function M.server(app, opts)
   for _, a in ipairs({ app, "--listen", "127.0.0.1:0", table.unpack(opts.args or {}) }) do
     argv[#argv + 1] = a
   end
-  local proc = core.spawn(argv)
+  local proc = core.spawn(argv, opts.env)
   local line, err = proc:wait_for("rill listening on ", opts.timeout or DEFAULT_TIMEOUT)
   if not line then
     local log = proc:log()
