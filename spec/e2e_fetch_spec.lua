@@ -3,17 +3,25 @@
 local test = require "rill.test"
 local url = require "socket.url"
 
+-- The upstream and the proxy each describe below runs; stopped cleanly at its end.
+local function start_pair()
+  local pair = { upstream = test.server("spec/apps/upstream.lua"), proxy = test.server("spec/apps/proxy.lua") }
+  pair.up = ("http://127.0.0.1:%d"):format(pair.upstream.port)
+  return pair
+end
+
+local function stop_pair(pair)
+  assert.same(0, pair.proxy:stop(), pair.proxy:log())
+  assert.same(0, pair.upstream:stop(), pair.upstream:log())
+end
+
 describe("rill.fetch", function()
-  local upstream, proxy, up
+  local pair, upstream, proxy, up
   setup(function()
-    upstream = test.server("spec/apps/upstream.lua")
-    proxy = test.server("spec/apps/proxy.lua")
-    up = ("http://127.0.0.1:%d"):format(upstream.port)
+    pair = start_pair()
+    upstream, proxy, up = pair.upstream, pair.proxy, pair.up
   end)
-  teardown(function()
-    assert.same(0, proxy:stop(), proxy:log())
-    assert.same(0, upstream:stop(), upstream:log())
-  end)
+  teardown(function() stop_pair(pair) end)
 
   local function via(route, path, extra)
     return ("/%s?up=%s%s"):format(route, url.escape(up .. path), extra or "")
@@ -266,16 +274,12 @@ describe("rill.fetch over https", function()
 end)
 
 describe("server-sent events from an upstream", function()
-  local upstream, proxy, up
+  local pair, upstream, proxy, up
   setup(function()
-    upstream = test.server("spec/apps/upstream.lua")
-    proxy = test.server("spec/apps/proxy.lua")
-    up = ("http://127.0.0.1:%d"):format(upstream.port)
+    pair = start_pair()
+    upstream, proxy, up = pair.upstream, pair.proxy, pair.up
   end)
-  teardown(function()
-    assert.same(0, proxy:stop(), proxy:log())
-    assert.same(0, upstream:stop(), upstream:log())
-  end)
+  teardown(function() stop_pair(pair) end)
 
   -- the events of an encoded stream (our encoder writes LF line ends)
   local function parse(body)

@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "urlcode.h"
+
 enum {
     S_STATUS,
     S_HEADER,
@@ -186,26 +188,15 @@ static int end_of_head(struct rill_resp_parser *p)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "1a;ext=1" → 26 */
 static int parse_chunk_size(struct rill_resp_parser *p, const char *l, size_t n)
 {
     long long size = 0;
     size_t i = 0;
-    for (; i < n && hexval(l[i]) >= 0; i++) {
+    for (; i < n && rill_hexval((unsigned char)l[i]) >= 0; i++) {
         if (i >= 15)
             return fail(p, "chunk size too large");
-        size = size * 16 + hexval(l[i]);
+        size = size * 16 + rill_hexval((unsigned char)l[i]);
     }
     while (i < n && (l[i] == ' ' || l[i] == '\t'))
         i++;

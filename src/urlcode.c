@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static int hexval(int c)
+int rill_hexval(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -27,8 +27,8 @@ ssize_t rill_url_decode(char *dst, const char *src, size_t len, int flags)
             dst[o++] = c;
             continue;
         }
-        int hi = i + 2 < len ? hexval(src[i + 1]) : -1; /* two bytes must follow */
-        int lo = hi >= 0 ? hexval(src[i + 2]) : -1;
+        int hi = i + 2 < len ? rill_hexval(src[i + 1]) : -1; /* two bytes must follow */
+        int lo = hi >= 0 ? rill_hexval(src[i + 2]) : -1;
         if (lo < 0) {
             if (flags & RILL_URL_STRICT)
                 return -1;

@@ -17,6 +17,9 @@ enum {
  */
 ssize_t rill_url_decode(char *dst, const char *src, size_t len, int flags);
 
+/* The value of a hex digit, or -1. */
+int rill_hexval(int c);
+
 /*
  * Calls pair() for each '&'-separated item of a query string, undecoded.
  * has_value is 0 for an item with no '=' ("?flag"). Empty items are skipped.

@@ -3,17 +3,9 @@
 #include "httpresp.h"
 
 #include <stdio.h>
+
+#include "check.h"
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 struct seen {
     char headers[512];
@@ -194,7 +186,5 @@ int main(void)
     test_framing();
     test_streaming();
     test_errors();
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    return failures ? 1 : 0;
+    return check_report();
 }

@@ -3,17 +3,9 @@
 #include "urlcode.h"
 
 #include <stdio.h>
+
+#include "check.h"
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static void expect_decode(const char *in, int flags, const char *want, ssize_t want_len)
 {
@@ -75,7 +67,5 @@ int main(void)
 {
     test_decode();
     test_split();
-    if (failures)
-        fprintf(stderr, "%d failure(s)\n", failures);
-    return failures ? 1 : 0;
+    return check_report();
 }
