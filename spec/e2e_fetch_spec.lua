@@ -70,6 +70,11 @@ describe("rill.fetch", function()
     assert.same({ "a\n", "b\r\n", "no newline" }, res.chunks)
   end)
 
+  it("resolves a host name without blocking the loop", function()
+    local res = proxy:get("/read?up=" .. url.escape(("http://localhost:%d/json"):format(upstream.port)))
+    assert.same('200 application/json {"ok":true}', res.body)
+  end)
+
   it("answers connection refused with an error value", function()
     local res = proxy:get("/read?up=" .. url.escape("http://127.0.0.1:9/"))
     assert.same(502, res.status)

@@ -50,6 +50,7 @@ struct fetch {
     struct rill_task *waiter;
     struct event wake_ev; /* wakes the waiter from the loop, never inside a parse */
     struct evdns_getaddrinfo_request *dns_req;
+    struct evutil_addrinfo *addrs, *addr; /* resolved addresses, the one being tried */
     struct bufferevent *bev;
     struct event *timer;
     struct evbuffer *body; /* received, not yet read */
@@ -213,6 +214,9 @@ static void release_io(struct fetch *f)
     if (f->dns_req)
         evdns_getaddrinfo_cancel(f->dns_req); /* its callback runs now, with CANCEL */
     f->dns_req = NULL;
+    if (f->addrs)
+        evutil_freeaddrinfo(f->addrs);
+    f->addrs = f->addr = NULL;
     if (f->bev && reusable(f))
         pool_put(f);
     else if (f->bev)
@@ -440,6 +444,8 @@ static int tls_failed(struct fetch *f, struct bufferevent *bev)
     return 1;
 }
 
+static int try_next_address(struct fetch *f);
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct fetch *f = arg;
@@ -453,6 +459,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (f->tls && tls_failed(f, bev))
+        return;
+    if (f->phase == P_CONNECTING && try_next_address(f))
         return;
     if (f->phase == P_CONNECTING) {
         fail(f, errno_code(err), "connect %s:%d: %s", f->host, f->port,
@@ -533,8 +541,23 @@ static void on_resolved(int result, struct evutil_addrinfo *ai, void *arg)
         fail(f, "dns", "resolve %s: %s", f->host, evutil_gai_strerror(result));
         return;
     }
+    f->addrs = f->addr = ai;
     connect_to(f, ai->ai_addr, (int)ai->ai_addrlen);
-    evutil_freeaddrinfo(ai);
+}
+
+/*
+ * A name can resolve to several addresses ("localhost" to ::1 and
+ * 127.0.0.1): when a connect fails, the next one is tried. Returns 1 if so.
+ */
+static int try_next_address(struct fetch *f)
+{
+    if (!f->addr || !f->addr->ai_next)
+        return 0;
+    f->addr = f->addr->ai_next;
+    bufferevent_free(f->bev);
+    f->bev = NULL;
+    connect_to(f, f->addr->ai_addr, (int)f->addr->ai_addrlen);
+    return 1;
 }
 
 /* Starts DNS (or connects at once to a numeric address). */
