@@ -89,5 +89,7 @@ int rill_open_core(lua_State *L)
     rill_open_request(L);
     rill_open_process(L);
     rill_open_fetch(L);
+    rill_open_hub(L);
+    rill_open_sse(L);
     return 1;
 }

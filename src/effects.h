@@ -9,6 +9,8 @@ void rill_open_response(lua_State *L);
 void rill_open_request(lua_State *L);
 void rill_open_process(lua_State *L);
 void rill_open_fetch(lua_State *L);
+void rill_open_hub(lua_State *L);
+void rill_open_sse(lua_State *L);
 
 /* Idle upstream connections kept for reuse (stats). */
 int rill_fetch_idle_connections(void);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #ifndef RILL_REQUEST_H
 #define RILL_REQUEST_H
+#include <event2/event_struct.h>
 #include <event2/http.h>
 #include <lua.h>
 
@@ -21,12 +22,15 @@ struct rill_request {
     struct req_view *view;      /* the Lua `req`, while it lives */
     struct rill_request *prev, *next;
     char id[72];
+    struct event heartbeat;  /* an SSE stream's idle timer */
+    double heartbeat_every;  /* seconds; 0: none */
     unsigned responded : 1;  /* a reply was sent or started */
     unsigned streaming : 1;  /* a chunked reply is open */
     unsigned watching : 1;   /* our close callback is armed */
     unsigned wait_drain : 1; /* the body waits for the client to read */
     unsigned gone : 1;       /* the client disconnected */
     unsigned completed : 1;  /* evhttp flushed the reply */
+    unsigned sse : 1;        /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
 };
 
 /* The request of the running handler; raises outside one (e.g. in rill.run). */

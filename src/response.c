@@ -9,6 +9,8 @@
  */
 #include "response.h"
 
+#include "hub.h"
+
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
 #include <lauxlib.h>
@@ -202,21 +204,73 @@ static void drain_cancel(struct rill_task *t)
     t->w->stats.blocked--;
 }
 
-/* out.write(chunk): one chunk of the chunked encoding; waits while the client is behind. */
-static int out_write(lua_State *L)
+static void rearm_heartbeat(struct rill_request *r)
 {
-    struct rill_request *r = out_request(L);
-    size_t len;
-    const char *chunk = luaL_checklstring(L, 1, &len);
-    if (!r->streaming)
-        return luaL_error(L, "write before the response started");
-    if (len == 0)
-        return 0; /* an empty chunk would end the body */
-    struct evbuffer *buf = r->task.w->scratch;
-    evbuffer_add(buf, chunk, len);
+    if (r->heartbeat_every > 0)
+        rill_timer_add(&r->heartbeat, r->heartbeat_every);
+}
+
+/* Hands the scratch buffer to evhttp as one chunk, always with the drain callback. */
+static void send_chunk(struct rill_request *r, struct evbuffer *buf)
+{
     /* always the _with_cb variant: a plain call would reset the callback (notes Q1) */
     evhttp_send_reply_chunk_with_cb(r->req, buf, on_drain, r);
     evbuffer_drain(buf, evbuffer_get_length(buf)); /* left over when the client is gone */
+    rearm_heartbeat(r);
+}
+
+/*
+ * An SSE stream idle for heartbeat_every seconds gets a comment line. rill.sse
+ * writes whole events only, so this always falls between two events.
+ */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_request *r = arg;
+    (void)fd, (void)what;
+    if (!r->streaming || !r->req)
+        return;
+    evbuffer_add(r->task.w->scratch, ": heartbeat\n\n", 13);
+    send_chunk(r, r->task.w->scratch);
+}
+
+/* out.sse(heartbeat_seconds): this response is an event stream (rill.sse). */
+static int out_sse(lua_State *L)
+{
+    struct rill_request *r = out_request(L);
+    double every = luaL_checknumber(L, 1);
+    luaL_argcheck(L, every >= 0, 1, "heartbeat must be a non-negative number of seconds");
+    r->sse = 1;
+    r->heartbeat_every = every;
+    evtimer_assign(&r->heartbeat, r->task.w->base, on_heartbeat, r);
+    rearm_heartbeat(r);
+    return 0;
+}
+
+void rill_response_stop_heartbeat(struct rill_request *r)
+{
+    if (r->heartbeat_every > 0)
+        evtimer_del(&r->heartbeat);
+    r->heartbeat_every = 0;
+}
+
+/*
+ * out.write(chunk): one chunk of the chunked encoding; waits while the client
+ * is behind. A published hub event goes out by reference to its shared bytes.
+ */
+static int out_write(lua_State *L)
+{
+    struct rill_request *r = out_request(L);
+    struct evbuffer *buf = r->task.w->scratch;
+    if (!r->streaming)
+        return luaL_error(L, "write before the response started");
+    if (!rill_hub_write(buf, L, 1)) {
+        size_t len;
+        const char *chunk = luaL_checklstring(L, 1, &len);
+        if (len == 0)
+            return 0; /* an empty chunk would end the body */
+        evbuffer_add(buf, chunk, len);
+    }
+    send_chunk(r, buf);
     struct bufferevent *bev = request_bev(r);
     if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > RILL_OUT_HIGH) {
         r->wait_drain = 1;
@@ -239,6 +293,7 @@ static int out_finish(lua_State *L)
 void rill_response_end(struct rill_request *r, int clean)
 {
     struct evhttp_request *req = r->req;
+    rill_response_stop_heartbeat(r);
     unwatch(r);
     if (!clean) {
         /*
@@ -274,7 +329,7 @@ void rill_response_error(struct rill_request *r, int status, const char *what)
 
 static const luaL_Reg out_funcs[] = {
     {"reply", out_reply},   {"start", out_start}, {"write", out_write},
-    {"finish", out_finish}, {NULL, NULL},
+    {"finish", out_finish}, {"sse", out_sse},     {NULL, NULL},
 };
 
 void rill_open_response(lua_State *L)

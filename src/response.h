@@ -15,6 +15,8 @@ void rill_response_error(struct rill_request *r, int status, const char *what);
  * closed after what was already queued, so the client sees truncation).
  */
 void rill_response_end(struct rill_request *r, int clean);
+/* Stops an SSE stream's heartbeat timer (the stream ends, or its client left). */
+void rill_response_stop_heartbeat(struct rill_request *r);
 /* Arms close detection while a handler waits before its first byte (notes Q2). */
 void rill_response_watch_close(struct rill_request *r);
 

@@ -36,6 +36,7 @@ struct rill_task {
     rill_cancel_fn cancel; /* undoes the pending effect, if any */
     void *wait_arg;        /* what the pending effect waits on, for cancel */
     rill_done_fn done;
+    void (*abort)(struct rill_task *t); /* ends the task's request uncleanly (server.c) */
     struct rill_resource *resources;
     struct event timer; /* for rill.sleep and deferred work */
     unsigned running : 1;

@@ -51,6 +51,7 @@ static void request_free(struct rill_request *r)
         r->next->prev = r->prev;
     s->active--;
     rill_request_detach(r);
+    rill_response_stop_heartbeat(r);
     free(r);
     if (s->draining && s->active == 0)
         event_base_loopexit(s->w->base, NULL);
@@ -116,6 +117,7 @@ void rill_server_client_gone(struct rill_request *r)
     if (r->streaming)
         r->task.w->stats.streams--;
     r->streaming = 0;
+    rill_response_stop_heartbeat(r);
     if (task_live(r) && !r->task.running) {
         rill_task_cancel(&r->task); /* <close> variables run, the effect is undone */
         rill_task_release(&r->task);
@@ -132,6 +134,8 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     rill_server_client_gone(arg);
 }
 
+static void abort_request(struct rill_task *t);
+
 static struct rill_request *request_new(struct rill_server *s, struct evhttp_request *req)
 {
     struct rill_request *r = calloc(1, sizeof *r);
@@ -139,6 +143,7 @@ static struct rill_request *request_new(struct rill_server *s, struct evhttp_req
         return NULL;
     rill_task_init(&r->task, s->w, on_task_done);
     r->task.owner_is_request = 1;
+    r->task.abort = abort_request;
     r->srv = s;
     r->req = req;
     r->next = s->live;
@@ -189,18 +194,40 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---- shutdown ----------------------------------------------------------------- */
 
-/* Ends r now: streams cleanly, handlers still computing with a 503. */
-static void request_stop(struct rill_request *r)
+/*
+ * Before an event stream ends at shutdown: a retry: with random jitter, so
+ * its clients do not all reconnect at the same moment.
+ */
+static void send_retry_jitter(struct rill_request *r)
+{
+    struct evbuffer *buf = r->task.w->scratch;
+    evbuffer_add_printf(buf, "retry: %ld\n\n", 1000 + random() % 4000);
+    evhttp_send_reply_chunk(r->req, buf);
+    evbuffer_drain(buf, evbuffer_get_length(buf));
+}
+
+/*
+ * Ends r now, its handler closed: a stream cleanly (shutdown) or cut off
+ * (the hub dropping a slow subscriber), a handler still computing with a 503.
+ */
+static void request_stop(struct rill_request *r, int clean)
 {
     if (task_live(r)) {
         rill_task_cancel(&r->task);
         rill_task_release(&r->task);
     }
+    if (clean && r->req && r->streaming && r->sse)
+        send_retry_jitter(r);
     if (r->req && r->streaming)
-        rill_response_end(r, 1);
+        rill_response_end(r, clean);
     else if (r->req && !r->responded)
         rill_response_error(r, 503, "shutting down");
     maybe_free(r);
+}
+
+static void abort_request(struct rill_task *t)
+{
+    request_stop((struct rill_request *)t, 0);
 }
 
 static void stop_all(struct rill_server *s, int streams_only)
@@ -209,7 +236,7 @@ static void stop_all(struct rill_server *s, int streams_only)
     for (; r; r = next) {
         next = r->next;
         if (!streams_only || r->streaming)
-            request_stop(r);
+            request_stop(r, 1);
     }
 }
 

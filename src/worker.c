@@ -4,6 +4,8 @@
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -27,6 +29,7 @@ struct rill_worker *rill_worker_get(lua_State *L)
     worker->L = lua_tothread(L, -1);
     lua_pop(L, 1);
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error value, not a death */
+    srandom((unsigned)getpid() ^ (unsigned)time(NULL)); /* retry jitter differs per run */
     return worker;
 }
 

@@ -4,6 +4,8 @@ local core = require "rill.core"
 local coroutine_ext = require "rill.coroutine"
 local router = require "rill.router"
 local sse = require "rill.sse"
+local hub = require "rill.hub"
+local cors = require "rill.cors"
 
 coroutine_ext.install() -- effects then work inside the user's coroutine.wrap generators
 
@@ -14,5 +16,10 @@ return {
   now = core.now, -- monotonic seconds
   run = core.run, -- rill.run(fn, ...): drive the loop until fn returns (tests, scripts)
   router = router.new, -- rill.router { ["GET /x/:id"] = handler, ... }
-  sse = sse, -- rill.sse.encode(event), rill.sse.follow(url, opts)
+  sse = sse, -- rill.sse(source, opts), .encode(event), .follow(url, opts), .last_event_id(req)
+  publish = hub.publish, -- rill.publish(topic, event) → id
+  subscribe = hub.subscribe, -- rill.subscribe(topic, {last_event_id=}) → iterator of events
+  close_topic = hub.close_topic,
+  hub = hub, -- hub.configure{...}, hub.stats([topic]), hub.disconnect(topic)
+  cors = cors, -- rill.cors(handler, {origin=, credentials=})
 }

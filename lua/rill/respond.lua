@@ -31,15 +31,18 @@ local function send_list(out, status, headers, list)
   return out.finish()
 end
 
-local function send_lazy(out, status, headers, body)
+local function send_lazy(out, status, headers, body, sse)
   local closer <close> = setmetatable({ body = body }, Closer)
   if out.start(status, headers) then
+    if sse then
+      out.sse(sse) -- an event stream (rill.sse): idle heartbeats, retry jitter at shutdown
+    end
     local chunk = body()
     while chunk ~= nil do
       local t = type(chunk)
       if t == "number" then
         chunk = tostring(chunk)
-      elseif t ~= "string" then
+      elseif t ~= "string" and t ~= "userdata" then -- userdata: a published hub event
         error(("body iterator returned a %s, expected a string or nil"):format(t), 0)
       end
       out.write(chunk)
@@ -64,7 +67,7 @@ return function(handler, req, out)
   if body == nil or bt == "string" then
     return out.reply(status, headers, body)
   elseif is_callable(body) then
-    return send_lazy(out, status, headers, body)
+    return send_lazy(out, status, headers, body, res.sse)
   elseif bt == "table" then
     return send_list(out, status, headers, body)
   end

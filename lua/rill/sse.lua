@@ -5,6 +5,7 @@ local core = require "rill.core"
 local wrap = require("rill.coroutine").wrap
 
 local type, tostring, error, tointeger = type, tostring, error, math.tointeger
+local getmetatable, setmetatable, pairs = getmetatable, setmetatable, pairs
 local concat = table.concat
 
 local M = {}
@@ -87,6 +88,71 @@ function M.encode(ev)
   n = n + 1
   out[n] = "\n"
   return concat(out)
+end
+
+-- parser([max_event_bytes]): the WHATWG parser rill itself uses, for Lua
+-- clients and specs; p:feed(bytes) returns the blocks those bytes dispatched.
+M.parser = core.sse_parser
+
+---------------------------------------------------------------------------
+-- rill.sse(source, opts): an event-stream response.
+
+-- A function that declares a parameter is a producer taking send; any other
+-- callable (a coroutine.wrap generator, a subscription) is an iterator.
+local function as_iterator(source)
+  if type(source) == "function" and debug.getinfo(source, "u").nparams >= 1 then
+    return wrap(function()
+      source(coroutine.yield)
+    end)
+  end
+  if type(source) ~= "function" and not (getmetatable(source) or {}).__call then
+    error(("bad argument #1 to 'sse' (an iterator or a function(send) expected, got %s)"):format(type(source)), 3)
+  end
+  return source
+end
+
+-- Returns a response streaming the events of source: tables or strings
+-- (data), encoded as browsers read them; published hub events go out as
+-- the bytes encoded once at publish. opts: heartbeat (seconds idle before a
+-- comment line, default 15, 0 = none), retry (ms, sent first), status, headers.
+function M.response(source, opts)
+  opts = opts or {}
+  local iter = as_iterator(source)
+  local heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat
+  if type(heartbeat) ~= "number" or heartbeat < 0 then
+    error("bad argument #2 to 'sse' (heartbeat must be a non-negative number of seconds)", 2)
+  end
+  local retry = opts.retry and M.encode({ retry = opts.retry })
+  local headers = { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache", ["x-accel-buffering"] = "no" }
+  for name, value in pairs(opts.headers or {}) do
+    headers[name:lower()] = value
+  end
+  return {
+    status = opts.status or 200,
+    headers = headers,
+    sse = heartbeat, -- the driver (rill.respond) marks the stream: heartbeats, shutdown jitter
+    body = wrap(function()
+      if retry then
+        coroutine.yield(retry)
+      end
+      for ev in iter do
+        coroutine.yield(type(ev) == "userdata" and ev or M.encode(ev))
+      end
+    end),
+  }
+end
+
+-- The resume point of a request: its Last-Event-ID header, or for a first
+-- connection (EventSource cannot set headers) ?last_event_id= (the header wins).
+function M.last_event_id(req)
+  local id = req.headers["last-event-id"]
+  if type(id) == "table" then
+    id = id[#id]
+  end
+  if id == nil then
+    id = req.query.last_event_id or req.query.lastEventId
+  end
+  return id
 end
 
 ---------------------------------------------------------------------------
@@ -202,4 +268,4 @@ function M.follow(url, opts)
   end)
 end
 
-return M
+return setmetatable(M, { __call = function(_, source, opts) return M.response(source, opts) end })

@@ -15,6 +15,7 @@
 require "rill" -- effect-aware coroutines for in-process calls
 local core = require "rill.core"
 local respond = require "rill.respond"
+local sse = require "rill.sse"
 local socket = require "socket"
 
 local M = {}
@@ -162,6 +163,23 @@ function Stream:rest(timeout)
     end
     chunks[#chunks + 1] = c
   end
+end
+
+-- The next server-sent event (a table as from rill.sse.parser(): data, event,
+-- id, retry), parsed from the body as a browser parses it; nil, err.
+function Stream:event(timeout)
+  self.sse_parser = self.sse_parser or sse.parser(16 * 1024 * 1024)
+  self.sse_queue = self.sse_queue or {}
+  while #self.sse_queue == 0 do
+    local chunk, err = self:chunk(timeout)
+    if not chunk then
+      return nil, err
+    end
+    for _, ev in ipairs(self.sse_parser:feed(chunk)) do
+      self.sse_queue[#self.sse_queue + 1] = ev
+    end
+  end
+  return table.remove(self.sse_queue, 1)
 end
 
 function Stream:close()
@@ -413,10 +431,13 @@ function M.call(handler, fields)
     return status >= 200 and status ~= 204 and status ~= 304 and req.method ~= "HEAD"
   end
   function out.write(chunk)
-    res.chunks[#res.chunks + 1] = chunk
+    res.chunks[#res.chunks + 1] = tostring(chunk) -- a hub event gives its encoded bytes
   end
   function out.finish()
     res.body = table.concat(res.chunks)
+  end
+  function out.sse(heartbeat)
+    res.sse, res.heartbeat = true, heartbeat
   end
   core.run(respond, handler, req, out)
   return res

@@ -1,0 +1,80 @@
+-- SPDX-License-Identifier: MIT
+-- CORS for EventSource and fetch: rill.cors(handler, opts) answers the
+-- preflight OPTIONS (allowing the last-event-id header a reconnecting
+-- EventSource sends) and adds the allow-origin headers to responses.
+local type, pairs, ipairs, error, tostring = type, pairs, ipairs, error, tostring
+
+-- origin: "*", a string, a list of strings, or function(origin) → boolean.
+local function allows(rule, origin)
+  if rule == "*" then
+    return true
+  elseif type(rule) == "string" then
+    return rule == origin
+  elseif type(rule) == "function" then
+    return rule(origin) == true
+  end
+  for _, o in ipairs(rule) do
+    if o == origin then
+      return true
+    end
+  end
+  return false
+end
+
+local function as_table(res)
+  if type(res) == "string" then
+    return { body = res }
+  elseif res == nil then
+    return { status = 204 }
+  end
+  return res
+end
+
+local function with_headers(res, extra)
+  local headers = {}
+  for k, v in pairs(res.headers or {}) do
+    headers[k] = v
+  end
+  for k, v in pairs(extra) do
+    headers[k] = v
+  end
+  local out = {}
+  for k, v in pairs(res) do
+    out[k] = v
+  end
+  out.headers = headers
+  return out
+end
+
+-- opts: origin (required), credentials (boolean), methods (default
+-- "GET, POST, OPTIONS"), headers (extra request headers to allow, a string),
+-- max_age (seconds a preflight is cached, default 600).
+return function(handler, opts)
+  if type(opts) ~= "table" or opts.origin == nil then
+    error("bad argument #2 to 'cors' (a table with origin expected)", 2)
+  end
+  local allow_headers = "last-event-id" .. (opts.headers and (", " .. opts.headers) or "")
+  local methods = opts.methods or "GET, POST, OPTIONS"
+  local max_age = tostring(opts.max_age or 600)
+  return function(req)
+    local origin = req.headers.origin
+    local ok = type(origin) == "string" and allows(opts.origin, origin)
+    local base = {}
+    if ok then
+      base["access-control-allow-origin"] = (opts.origin == "*" and not opts.credentials) and "*" or origin
+      base.vary = "Origin"
+      if opts.credentials then
+        base["access-control-allow-credentials"] = "true"
+      end
+    end
+    if req.method == "OPTIONS" and req.headers["access-control-request-method"] then
+      if ok then
+        base["access-control-allow-methods"] = methods
+        base["access-control-allow-headers"] = allow_headers
+        base["access-control-max-age"] = max_age
+      end
+      return { status = 204, headers = base }
+    end
+    return with_headers(as_table(handler(req)), base)
+  end
+end

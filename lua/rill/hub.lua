@@ -1,0 +1,49 @@
+-- SPDX-License-Identifier: MIT
+-- The hub's Lua face: publish encodes an event once; the C hub (src/hub.c)
+-- keeps the history and hands the same bytes to every subscriber.
+local core = require "rill.core"
+local sse = require "rill.sse"
+
+local hub = core.hub
+local type, tostring, error = type, tostring, error
+
+local M = {}
+
+local function check_topic(topic, fname)
+  if type(topic) ~= "string" or topic == "" then
+    error(("bad argument #1 to '%s' (a topic name expected, got %s)"):format(fname, type(topic)), 3)
+  end
+end
+
+-- rill.publish(topic, event) → the event's id, or nil, err for a closed topic.
+-- event: a table {event=, data=, id=, retry=} or a string (the data). The id
+-- is generated (short, CORS-safe, increasing) unless given.
+function M.publish(topic, ev)
+  check_topic(topic, "publish")
+  if type(ev) == "string" then
+    ev = { data = ev }
+  elseif type(ev) ~= "table" then
+    error(("bad argument #2 to 'publish' (table or string expected, got %s)"):format(type(ev)), 2)
+  end
+  local id = ev.id ~= nil and tostring(ev.id) or hub.next_id(topic)
+  local fields = { event = ev.event, data = ev.data, id = id, retry = ev.retry }
+  return hub.publish(topic, id, sse.encode(fields), fields)
+end
+
+-- rill.subscribe(topic, {last_event_id=, queue=, overflow=}) → iterator of events.
+function M.subscribe(topic, opts)
+  check_topic(topic, "subscribe")
+  return hub.subscribe(topic, opts)
+end
+
+-- rill.close_topic(topic): subscribers get what was published, then their streams end.
+function M.close_topic(topic)
+  check_topic(topic, "close_topic")
+  return hub.close(topic)
+end
+
+M.configure = hub.configure
+M.stats = hub.stats
+M.disconnect = hub.disconnect
+
+return M

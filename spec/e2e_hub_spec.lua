@@ -1,0 +1,266 @@
+-- SPDX-License-Identifier: MIT
+-- rill.sse and the hub end to end, against spec/apps/hub.lua.
+local rill = require "rill"
+local test = require "rill.test"
+
+describe("rill.sse.encode", function()
+  local cases = { "", "lone\rcr", "crlf\r\nline", "trailing\n", "ünïcødé ✓", ("m"):rep(1024 * 1024),
+    "\n", "\r\r", "a\n\nb", " leading space" }
+
+  it("round-trips tricky data through rill's own parser", function()
+    for _, data in ipairs(cases) do
+      local p = rill.sse.parser(2 * 1024 * 1024)
+      local events = p:feed(rill.sse.encode({ data = data }))
+      -- CR and CRLF read back as LF, as in a browser
+      assert.same(data:gsub("\r\n?", "\n"), events[1].data)
+      assert.same(1, #events)
+    end
+  end)
+
+  it("keeps event, id and retry, and encodes id-only blocks", function()
+    local p = rill.sse.parser()
+    local evs = p:feed(rill.sse.encode({ event = "tick", id = "7", data = "x", retry = 250 })
+      .. rill.sse.encode({ id = "8" }))
+    assert.same({ event = "tick", id = "7", data = "x", retry = 250 }, evs[1])
+    assert.is_nil(evs[2].data) -- no event fires, but the id moves
+    assert.same("8", p:last_event_id())
+  end)
+
+  it("refuses fields that would corrupt the stream", function()
+    assert.has_error(function() rill.sse.encode({ event = "a\nb", data = "x" }) end)
+    assert.has_error(function() rill.sse.encode({ id = "a\rb", data = "x" }) end)
+    assert.has_error(function() rill.sse.encode({ id = "a\0b", data = "x" }) end)
+    assert.has_error(function() rill.sse.encode({ retry = -1 }) end)
+    assert.has_error(function() rill.sse.encode({}) end)
+  end)
+end)
+
+describe("rill.sse and the hub", function()
+  local srv
+  setup(function() srv = test.server("spec/apps/hub.lua") end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
+
+  local function publish(topic, data, query)
+    local res = srv:request({ method = "POST", path = "/publish/" .. topic .. (query or ""), body = data })
+    return res.body, res.status
+  end
+
+  local function subscribe(topic, query, headers)
+    return srv:open("/events/" .. topic .. (query or ""), { headers = headers })
+  end
+
+  -- the next events with data, skipping id/retry-only blocks
+  local function next_data(s, timeout)
+    while true do
+      local ev, err = s:event(timeout or 5)
+      if not ev then return nil, err end
+      if ev.data then return ev end
+    end
+  end
+
+  it("answers with the event-stream headers", function()
+    local s = subscribe("headers")
+    assert.same(200, s.status)
+    assert.same("text/event-stream", s.headers["content-type"])
+    assert.same("no-cache", s.headers["cache-control"])
+    assert.same("no", s.headers["x-accel-buffering"])
+    s:close()
+  end)
+
+  it("streams tricky payloads that parse back exactly", function()
+    local s = srv:open("/tricky")
+    local want = { "", "lone\ncr", "crlf\nline", "trailing\n", "ünïcødé ✓", ("m"):rep(1024 * 1024) }
+    for _, data in ipairs(want) do
+      assert.same(data, next_data(s).data)
+    end
+    s:close()
+  end)
+
+  it("takes a producer function given send", function()
+    local res = srv:get("/produced")
+    local p = rill.sse.parser()
+    local evs = p:feed(res.body)
+    assert.same("one", evs[1].data)
+    assert.same({ event = "two", data = "2", id = "x2" }, evs[2])
+  end)
+
+  it("sends a retry hint first, and heartbeat comments only while idle", function()
+    local s = subscribe("beats", "?hb=0.05&retry=300")
+    assert.same("retry: 300\n\n", s:chunk(5))
+    assert.same(": heartbeat\n\n", s:chunk(5)) -- nothing published: the stream is idle
+    publish("beats", "hello")
+    local ev = next_data(s)
+    assert.same("hello", ev.data)
+    s:close()
+  end)
+
+  it("publishes to every subscriber with short, increasing, CORS-safe ids", function()
+    local a, b = subscribe("fan"), subscribe("fan")
+    local id1 = publish("fan", "first")
+    local id2 = publish("fan", "second")
+    assert.matches("^[0-9a-z]+%-1$", id1)
+    assert.matches("^[0-9a-z]+%-2$", id2)
+    for _, s in ipairs({ a, b }) do
+      assert.same({ id = id1, data = "first", event = "message" }, next_data(s))
+      assert.same({ id = id2, data = "second", event = "message" }, next_data(s))
+      s:close()
+    end
+  end)
+
+  it("resumes after Last-Event-ID: the missed events once, then live ones", function()
+    local s = subscribe("resume")
+    local ids = {}
+    for i = 1, 5 do ids[i] = publish("resume", "e" .. i) end
+    for i = 1, 5 do assert.same("e" .. i, next_data(s).data) end
+    s:close() -- the client drops, having seen 1..5; say it only processed 3
+    local again = subscribe("resume", nil, { ["Last-Event-ID"] = ids[3] })
+    assert.same({ id = ids[4], data = "e4", event = "message" }, next_data(again))
+    assert.same({ id = ids[5], data = "e5", event = "message" }, next_data(again))
+    publish("resume", "e6")
+    assert.same("e6", next_data(again).data) -- live, and nothing repeated before it
+    again:close()
+  end)
+
+  it("takes the resume point from ?last_event_id= on a first connection", function()
+    local ids = {}
+    for i = 1, 3 do ids[i] = publish("query-resume", "q" .. i) end
+    local s = subscribe("query-resume", "?last_event_id=" .. ids[1])
+    assert.same("q2", next_data(s).data)
+    assert.same("q3", next_data(s).data)
+    s:close()
+  end)
+
+  it("tells a client whose events left the history, in band, then replays what is kept", function()
+    assert.same("configured\n", srv:request({ method = "POST", path = "/configure?history=5" }).body)
+    local ids = {}
+    for i = 1, 10 do ids[i] = publish("overflow", "o" .. i) end
+    local s = subscribe("overflow", nil, { ["Last-Event-ID"] = ids[2] })
+    assert.same({ event = "rill-gap", data = "expired", id = "" }, next_data(s))
+    for i = 6, 10 do assert.same("o" .. i, next_data(s).data) end
+    s:close()
+    srv:request({ method = "POST", path = "/configure?history=1000" })
+  end)
+
+  it("tells a client with an id it does not know, such as one from before a restart", function()
+    publish("unknown", "u1")
+    local s = subscribe("unknown", nil, { ["Last-Event-ID"] = "zzzz-41" })
+    assert.same({ event = "rill-gap", data = "unknown", id = "" }, next_data(s))
+    assert.same("u1", next_data(s).data)
+    s:close()
+  end)
+
+  it("drains a closed topic's backlog to subscribers, then ends their streams", function()
+    local s = subscribe("closing")
+    local ids = {}
+    for i = 1, 3 do ids[i] = publish("closing", "c" .. i) end
+    srv:request({ method = "POST", path = "/close/closing" })
+    for i = 1, 3 do assert.same("c" .. i, next_data(s).data) end
+    assert.same("end", select(2, s:event(5)))
+    s:close()
+    -- publishing is refused now
+    assert.same(409, select(2, publish("closing", "late")))
+    -- a late reconnect with an older id still drains the backlog, then ends
+    local late = subscribe("closing", nil, { ["Last-Event-ID"] = ids[1] })
+    assert.same("c2", next_data(late).data)
+    assert.same("c3", next_data(late).data)
+    assert.same("end", select(2, late:event(5)))
+    late:close()
+  end)
+
+  it("disconnects a slow subscriber while a fast one gets every event", function()
+    local big = ("b"):rep(128 * 1024)
+    local slow = subscribe("slow", "?queue=5") -- never read until the end
+    local fast = subscribe("slow", "?queue=5")
+    for i = 1, 120 do
+      publish("slow", i .. ":" .. big)
+      assert.same(i .. ":" .. big, next_data(fast).data)
+    end
+    fast:close()
+    -- the slow one got some events, then its connection was cut, not ended
+    local _, _, ending = slow:rest(5)
+    assert.same("closed", ending)
+    slow:close()
+    assert.is_truthy(srv:wait_log("too slow, disconnected"))
+  end)
+
+  it("can skip a slow subscriber ahead with a gap event instead", function()
+    local big = ("k"):rep(128 * 1024)
+    local s = subscribe("skip", "?queue=3&overflow=drop")
+    assert.same(200, s.status)
+    -- the client reads nothing while 60 big events are published: the
+    -- subscriber parks on its full socket and falls behind
+    for i = 1, 60 do publish("skip", i .. ":" .. big) end
+    local seen, gap_at = {}, nil
+    while #seen < 60 do
+      local ev = next_data(s)
+      assert.is_truthy(ev, "stream ended early")
+      if ev.event == "rill-gap" then
+        gap_at = #seen
+        assert.same("dropped", ev.data)
+      else
+        seen[#seen + 1] = tonumber(ev.data:match("^(%d+):"))
+      end
+      if seen[#seen] == 60 then break end
+    end
+    assert.is_truthy(gap_at, "no gap event")
+    -- in order, none twice, a hole only where the gap event stands, and the
+    -- newest events after it
+    for i = 2, #seen do assert.is_true(seen[i] > seen[i - 1]) end
+    assert.same(60, seen[#seen])
+    assert.is_true(seen[gap_at + 1] > seen[gap_at] + 1)
+    s:close()
+  end)
+
+  it("delivers 100 events in order to each of 1,000 subscribers", function()
+    local subs = {}
+    for i = 1, 1000 do subs[i] = subscribe("thousand") end
+    assert.matches("subscribers=1000", srv:get("/stats?topic=thousand").body)
+    for i = 1, 100 do publish("thousand", tostring(i)) end
+    for i = 1, 1000 do
+      for e = 1, 100 do
+        local ev = next_data(subs[i])
+        assert(ev and ev.data == tostring(e), ("subscriber %d, event %d: %s"):format(i, e, ev and ev.data))
+      end
+      subs[i]:close()
+    end
+    local st = srv:settle(function(x) return x.streams == 0 end)
+    assert.same(0, st.streams)
+    assert.matches("subscribers=0", srv:get("/stats?topic=thousand").body)
+  end)
+
+  it("answers the EventSource preflight with last-event-id allowed", function()
+    local res = srv:request({ method = "OPTIONS", path = "/events/x", headers = {
+      Origin = "https://app.example", ["Access-Control-Request-Method"] = "GET",
+      ["Access-Control-Request-Headers"] = "last-event-id" } })
+    assert.same(204, res.status)
+    assert.same("https://app.example", res.headers["access-control-allow-origin"])
+    assert.same("true", res.headers["access-control-allow-credentials"])
+    assert.matches("last%-event%-id", res.headers["access-control-allow-headers"])
+    local other = srv:request({ method = "OPTIONS", path = "/events/x", headers = {
+      Origin = "https://evil.example", ["Access-Control-Request-Method"] = "GET" } })
+    assert.is_nil(other.headers["access-control-allow-origin"])
+  end)
+
+  it("adds the allow-origin headers to the stream itself", function()
+    local s = subscribe("cors", nil, { Origin = "https://app.example" })
+    assert.same("https://app.example", s.headers["access-control-allow-origin"])
+    assert.same("Origin", s.headers.vary)
+    s:close()
+  end)
+end)
+
+describe("the hub at shutdown", function()
+  it("sends open event streams a jittered retry: before ending them", function()
+    local srv = test.server("spec/apps/hub.lua")
+    local s = srv:open("/events/bye")
+    assert.same(200, s.status)
+    srv.proc:kill("TERM")
+    local body, _, ending = s:rest(5)
+    assert.matches("^retry: %d+\n\n$", body)
+    local ms = tonumber(body:match("%d+"))
+    assert.is_true(ms >= 1000 and ms < 5000)
+    assert.same("end", ending)
+    s:close()
+    assert.same(0, srv:wait())
+  end)
+end)

@@ -1,0 +1,723 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The in-memory hub: topics with a bounded history, publish, subscribe.
+ *
+ * An event is encoded once, at publish, into a refcounted block (struct
+ * wire) that every subscriber's output buffer references: fan-out copies no
+ * payload. A subscriber is only a cursor into its topic's history, so the
+ * publisher never blocks and there is no per-subscriber queue. A subscriber
+ * that lags more than its bound behind the newest event, or whose next event
+ * already left the history, is disconnected (its client resumes with
+ * Last-Event-ID, the default) or skips ahead after an in-band gap event.
+ *
+ * Ids are "<topic epoch>-<seq>": short and CORS-safe, and an id from before
+ * a restart (another epoch) is recognised as unknown rather than misread.
+ */
+#include <event2/buffer.h>
+#include <event2/event_struct.h>
+#include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "effects.h"
+#include "hub.h"
+#include "log.h"
+#include "sched.h"
+
+#define EVENT_MT "rill.hub.event"
+#define SUB_MT   "rill.subscription"
+#define BUCKETS  1024
+
+struct hub_config {
+    size_t history;       /* events kept per topic */
+    size_t history_bytes; /* bytes kept per topic */
+    double history_age;   /* seconds an event is kept */
+    size_t queue;         /* how far a subscriber may lag, in events */
+    int drop_oldest;      /* overflow: skip ahead with a gap event, not disconnect */
+};
+
+static struct hub_config config = {1000, 4 * 1024 * 1024, 3600, 1000, 0};
+
+struct wire { /* the encoded event, shared by the history and queued writes */
+    int refs;
+    size_t len;
+    char bytes[];
+};
+
+struct hub_event {
+    struct wire *wire;
+    uint64_t seq;
+    double at;
+    int ud_ref;   /* the Lua object (rill.hub.event), anchored while in history */
+    char id[136]; /* the wire id */
+};
+
+struct topic {
+    char *name;
+    struct topic *next_in_bucket;
+    char epoch[8];
+    uint64_t last_seq; /* of the newest event; 0 before the first */
+    struct hub_event **ring;
+    size_t cap, head, count; /* history: count events from ring[head], oldest first */
+    size_t bytes;
+    int closed;
+    struct subscription *subs;
+    int nsubs;
+};
+
+struct subscription {
+    struct rill_resource res; /* first member */
+    struct rill_worker *w;
+    struct topic *topic;
+    struct subscription *prev, *next;
+    uint64_t cursor; /* seq of the last event delivered */
+    size_t queue;
+    int drop_oldest;
+    int dropped;   /* disconnected by the hub: 1 by hub.disconnect, 2 too slow */
+    char gap[256]; /* an in-band notice to deliver first, or "" */
+    struct rill_task *waiter;
+    struct event wake_ev;
+};
+
+static struct topic *buckets[BUCKETS];
+static struct hub_stats stats;
+
+/* ---- wire blocks and events ----------------------------------------------------- */
+
+static void wire_unref(struct wire *w)
+{
+    if (w && --w->refs == 0)
+        free(w);
+}
+
+/* evbuffer_add_reference's cleanup: a queued write of the event went out. */
+static void wire_written(const void *data, size_t len, void *arg)
+{
+    (void)data, (void)len;
+    wire_unref(arg);
+}
+
+int rill_hub_write(struct evbuffer *out, lua_State *L, int idx)
+{
+    struct wire **wp = luaL_testudata(L, idx, EVENT_MT);
+    if (!wp || !*wp)
+        return 0;
+    struct wire *w = *wp;
+    w->refs++;
+    evbuffer_add_reference(out, w->bytes, w->len, wire_written, w);
+    return 1;
+}
+
+static double now(struct rill_worker *w)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void hub_event_free(lua_State *L, struct hub_event *e)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, e->ud_ref);
+    wire_unref(e->wire);
+    free(e);
+}
+
+/* ---- topics ----------------------------------------------------------------------- */
+
+static unsigned hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % BUCKETS;
+}
+
+static struct topic *find_topic(const char *name)
+{
+    for (struct topic *t = buckets[hash(name)]; t; t = t->next_in_bucket)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+static void new_epoch(char *epoch)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    static unsigned long long state;
+    if (!state)
+        state = (unsigned long long)getpid() * 2654435761u ^ (unsigned long long)time(NULL);
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    unsigned long long v = state >> 16;
+    for (int i = 0; i < 4; i++, v /= 36)
+        epoch[i] = digits[v % 36];
+    epoch[4] = '\0';
+}
+
+static void trim(lua_State *L, struct rill_worker *w, struct topic *t);
+static void maybe_free_topic(lua_State *L, struct topic *t);
+
+/* Every 10 s: history ages out of topics nobody touches, idle topics go. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_worker *w = arg;
+    (void)fd, (void)what;
+    for (int b = 0; b < BUCKETS; b++) {
+        struct topic *t = buckets[b], *next;
+        for (; t; t = next) {
+            next = t->next_in_bucket;
+            trim(w->L, w, t);
+            maybe_free_topic(w->L, t);
+        }
+    }
+}
+
+static void start_sweep(struct rill_worker *w)
+{
+    static struct event *sweep;
+    if (sweep || !w->server)
+        return; /* under rill.run, a timer forever would keep the loop from ever idling */
+    sweep = event_new(w->base, -1, EV_PERSIST, on_sweep, w);
+    struct timeval ten = {10, 0};
+    event_add(sweep, &ten);
+}
+
+static struct topic *get_topic(lua_State *L, const char *name)
+{
+    struct topic *t = find_topic(name);
+    if (t)
+        return t;
+    start_sweep(rill_worker_get(L));
+    t = calloc(1, sizeof *t);
+    if (!t || !(t->name = strdup(name)))
+        luaL_error(L, "out of memory");
+    new_epoch(t->epoch);
+    unsigned b = hash(name);
+    t->next_in_bucket = buckets[b];
+    buckets[b] = t;
+    stats.topics++;
+    return t;
+}
+
+static struct hub_event *history_at(struct topic *t, size_t i)
+{
+    return t->ring[(t->head + i) % t->cap];
+}
+
+static void drop_oldest_event(lua_State *L, struct topic *t)
+{
+    struct hub_event *e = history_at(t, 0);
+    t->bytes -= e->wire->len;
+    t->head = (t->head + 1) % t->cap;
+    t->count--;
+    hub_event_free(L, e);
+}
+
+/* Enforces the history bounds: count, bytes and age. */
+static void trim(lua_State *L, struct rill_worker *w, struct topic *t)
+{
+    double oldest = now(w) - config.history_age;
+    while (t->count > 0 && (t->count > config.history || t->bytes > config.history_bytes ||
+                            history_at(t, 0)->at < oldest))
+        drop_oldest_event(L, t);
+}
+
+/* A topic with no history and no subscriber is forgotten. */
+static void maybe_free_topic(lua_State *L, struct topic *t)
+{
+    if (t->count > 0 || t->subs)
+        return;
+    struct topic **p = &buckets[hash(t->name)];
+    while (*p != t)
+        p = &(*p)->next_in_bucket;
+    *p = t->next_in_bucket;
+    while (t->count > 0)
+        drop_oldest_event(L, t);
+    free(t->ring);
+    free(t->name);
+    free(t);
+    stats.topics--;
+}
+
+static int push_event(struct topic *t, struct hub_event *e)
+{
+    if (t->count == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        struct hub_event **ring = malloc(cap * sizeof *ring);
+        if (!ring)
+            return -1;
+        for (size_t i = 0; i < t->count; i++)
+            ring[i] = history_at(t, i);
+        free(t->ring);
+        t->ring = ring;
+        t->cap = cap;
+        t->head = 0;
+    }
+    t->ring[(t->head + t->count) % t->cap] = e;
+    t->count++;
+    t->bytes += e->wire->len;
+    return 0;
+}
+
+/* ---- subscriptions: waking --------------------------------------------------------- */
+
+/*
+ * A waiting subscriber resumes (and sees a new event, the end, or its
+ * disconnection). A disconnected one that is not waiting on the hub is parked
+ * elsewhere, typically on its slow client: its request is cut off.
+ */
+static void on_sub_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct subscription *s = arg;
+    struct rill_task *t = s->waiter;
+    (void)fd, (void)what;
+    if (t) {
+        s->waiter = NULL;
+        rill_task_resume(t, 0);
+    } else if (s->dropped && s->res.owner && s->res.owner->abort) {
+        if (s->dropped == 2)
+            rill_log("hub: subscriber of '%s' too slow, disconnected (it may resume)",
+                     s->topic ? s->topic->name : "?");
+        s->res.owner->abort(s->res.owner); /* closes s as one of its resources */
+    }
+}
+
+/* Deferred: publish runs inside the publisher's handler, never inside another's. */
+static void wake(struct subscription *s)
+{
+    if (s->waiter)
+        event_active(&s->wake_ev, EV_TIMEOUT, 1);
+}
+
+static void wake_all(struct topic *t)
+{
+    for (struct subscription *s = t->subs; s; s = s->next)
+        wake(s);
+}
+
+/*
+ * After a publish: a subscriber with the disconnect policy that now lags more
+ * than its bound is dropped at once, even while parked on a client that
+ * stopped reading; its client resumes with Last-Event-ID.
+ */
+static void drop_laggards(struct topic *t)
+{
+    for (struct subscription *s = t->subs; s; s = s->next) {
+        if (!s->drop_oldest && !s->dropped && t->last_seq - s->cursor > s->queue) {
+            s->dropped = 2;
+            stats.dropped++;
+            event_active(&s->wake_ev, EV_TIMEOUT, 1);
+        }
+    }
+}
+
+/* ---- publish ------------------------------------------------------------------------- */
+
+/* hub.next_id(topic) → the id the next published event of the topic gets. */
+static int hub_next_id(lua_State *L)
+{
+    struct topic *t = get_topic(L, luaL_checkstring(L, 1));
+    lua_pushfstring(L, "%s-%I", t->epoch, (lua_Integer)(t->last_seq + 1));
+    return 1;
+}
+
+/*
+ * hub.publish(topic, id, wire, fields) → id, or nil, "closed". The Lua
+ * side (lua/rill/hub.lua) encoded the event into wire once; fields is the
+ * event table subscribers read.
+ */
+static int hub_publish(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    size_t idlen, len;
+    const char *id = luaL_checklstring(L, 2, &idlen);
+    const char *bytes = luaL_checklstring(L, 3, &len);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    luaL_argcheck(L, idlen < sizeof(((struct hub_event *)0)->id), 2, "id longer than 128 bytes");
+    struct rill_worker *w = rill_worker_get(L);
+    struct topic *t = get_topic(L, name);
+    if (t->closed) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "topic '%s' is closed", name);
+        return 2;
+    }
+    struct hub_event *e = calloc(1, sizeof *e);
+    struct wire *wr = malloc(sizeof *wr + len);
+    struct wire **ud = lua_newuserdatauv(L, sizeof *ud, 1); /* 5 */
+    *ud = NULL;
+    luaL_setmetatable(L, EVENT_MT);
+    if (!e || !wr) {
+        free(e);
+        free(wr);
+        return luaL_error(L, "out of memory");
+    }
+    wr->refs = 1; /* the Lua object; the history takes its own below */
+    wr->len = len;
+    memcpy(wr->bytes, bytes, len);
+    *ud = wr;
+    lua_pushvalue(L, 4);
+    lua_setiuservalue(L, 5, 1);
+    e->wire = wr;
+    e->seq = t->last_seq + 1;
+    e->at = now(w);
+    memcpy(e->id, id, idlen + 1);
+    if (push_event(t, e) != 0) {
+        free(e);
+        return luaL_error(L, "out of memory"); /* the Lua object frees wr */
+    }
+    wr->refs++;
+    t->last_seq = e->seq;
+    e->ud_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    stats.published++;
+    trim(L, w, t);
+    drop_laggards(t);
+    wake_all(t);
+    lua_pushvalue(L, 2);
+    return 1;
+}
+
+/* hub.close(topic): subscribers drain what was published, then their streams end. */
+static int hub_close(lua_State *L)
+{
+    struct topic *t = get_topic(L, luaL_checkstring(L, 1));
+    t->closed = 1;
+    wake_all(t);
+    return 0;
+}
+
+/* hub.disconnect(topic) → how many: ends every subscriber's stream (they may resume). */
+static int hub_disconnect(lua_State *L)
+{
+    struct topic *t = find_topic(luaL_checkstring(L, 1));
+    int n = 0;
+    for (struct subscription *s = t ? t->subs : NULL; s; s = s->next, n++) {
+        s->dropped = 1;
+        event_active(&s->wake_ev, EV_TIMEOUT, 1);
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* ---- subscribe ------------------------------------------------------------------------- */
+
+static void sub_unlink(struct subscription *s)
+{
+    struct topic *t = s->topic;
+    if (!t)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        t->subs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    t->nsubs--;
+    stats.subscribers--;
+    s->topic = NULL;
+    maybe_free_topic(s->w->L, t);
+}
+
+static void sub_close_res(struct rill_resource *res)
+{
+    struct subscription *s = (struct subscription *)res;
+    sub_unlink(s);
+    event_del(&s->wake_ev);
+    s->waiter = NULL;
+}
+
+/* __gc, __close, sub:close() */
+static int sub_close(lua_State *L)
+{
+    struct subscription *s = luaL_checkudata(L, 1, SUB_MT);
+    rill_resource_remove(&s->res);
+    sub_close_res(&s->res);
+    return 0;
+}
+
+/*
+ * Where a subscriber with last_event_id resumes: right after that event when
+ * the history still holds it; else after an in-band gap notice, from the
+ * oldest event kept.
+ */
+static void resume_from(struct subscription *s, const char *last)
+{
+    struct topic *t = s->topic;
+    uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
+    char epoch[8] = "";
+    unsigned long long seq = 0;
+    int ours = sscanf(last, "%7[0-9a-z]-%llu", epoch, &seq) == 2 && strcmp(epoch, t->epoch) == 0;
+    if (ours && seq + 1 >= first && seq <= t->last_seq) {
+        s->cursor = seq; /* nothing it has not seen has left the history */
+        return;
+    }
+    for (size_t i = 0; i < t->count; i++) { /* an id the publisher gave */
+        if (strcmp(history_at(t, i)->id, last) == 0) {
+            s->cursor = history_at(t, i)->seq;
+            return;
+        }
+    }
+    s->cursor = first - 1; /* replay what is kept, after telling the client */
+    snprintf(s->gap, sizeof s->gap, "%s", ours && seq < first ? "expired" : "unknown");
+}
+
+static void hub_cancel(struct rill_task *t)
+{
+    struct subscription *s = t->wait_arg;
+    if (s && s->waiter == t)
+        s->waiter = NULL;
+}
+
+/*
+ * Pushes the in-band gap event {event = "rill-gap", data = reason}: the
+ * client missed events ("expired": they left the history; "unknown": its
+ * Last-Event-ID is not one of this topic's, e.g. from before a restart;
+ * "dropped": it was too slow). The events the history still holds follow.
+ */
+static int push_gap(lua_State *L, struct subscription *s)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "rill-gap");
+    lua_setfield(L, -2, "event");
+    lua_pushstring(L, s->gap);
+    lua_setfield(L, -2, "data");
+    s->gap[0] = '\0';
+    stats.gaps++;
+    return 1;
+}
+
+/* A subscriber too far behind: disconnected, or moved ahead after a gap notice. */
+static int overflowed(lua_State *L, struct subscription *s)
+{
+    struct topic *t = s->topic;
+    uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
+    int behind = s->cursor + 1 < first || t->last_seq - s->cursor > s->queue;
+    if (!behind)
+        return 0;
+    stats.dropped++;
+    if (!s->drop_oldest)
+        return luaL_error(L, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
+                          t->name);
+    uint64_t keep = t->last_seq - s->cursor > s->queue ? t->last_seq - s->queue : first - 1;
+    s->cursor = keep > first - 1 ? keep : first - 1;
+    snprintf(s->gap, sizeof s->gap, "dropped");
+    return 0;
+}
+
+static int next_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct subscription *s = luaL_checkudata(L, lua_upvalueindex(1), SUB_MT);
+    (void)status, (void)ctx;
+    if (s->dropped == 2)
+        return luaL_error(L, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
+                          s->topic ? s->topic->name : "?");
+    if (s->dropped)
+        return luaL_error(L, "hub: subscriber disconnected by the server");
+    if (!s->topic)
+        return luaL_error(L, "attempt to read a closed subscription");
+    struct topic *t = s->topic;
+    overflowed(L, s);
+    if (s->gap[0])
+        return push_gap(L, s);
+    uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
+    if (s->cursor < t->last_seq) {
+        struct hub_event *e = history_at(t, (size_t)(s->cursor + 1 - first));
+        s->cursor = e->seq;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->ud_ref);
+        return 1;
+    }
+    if (t->closed)
+        return 0; /* drained: the stream ends */
+    struct rill_task *task = rill_task_check(L);
+    s->waiter = task;
+    task->wait_arg = s;
+    return rill_task_waitk(L, task, hub_cancel, 0, next_k);
+}
+
+static int sub_next(lua_State *L)
+{
+    return next_k(L, LUA_OK, 0);
+}
+
+static size_t opt_size(lua_State *L, int idx, const char *field, size_t dflt)
+{
+    size_t v = dflt;
+    if (lua_getfield(L, idx, field) != LUA_TNIL) {
+        lua_Integer n = lua_tointeger(L, -1);
+        if (!lua_isinteger(L, -1) || n <= 0)
+            luaL_error(L, "bad argument #2 to 'subscribe' (%s must be a positive integer)", field);
+        v = (size_t)n;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/*
+ * hub.subscribe(topic, opts) → iterator, nil, nil, subscription. opts:
+ * last_event_id, queue (events it may lag), overflow ("disconnect" or "drop").
+ */
+static int hub_subscribe(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    struct rill_task *task = rill_task_check(L);
+    struct subscription *s = lua_newuserdatauv(L, sizeof *s, 0); /* 3 */
+    memset(s, 0, sizeof *s);
+    s->res.close = sub_close_res;
+    s->w = task->w;
+    event_assign(&s->wake_ev, task->w->base, -1, 0, on_sub_wake, s);
+    luaL_setmetatable(L, SUB_MT);
+    s->queue = opt_size(L, 2, "queue", config.queue);
+    lua_getfield(L, 2, "overflow");
+    static const char *const policies[] = {"disconnect", "drop", NULL};
+    s->drop_oldest = luaL_checkoption(L, -1, policies[config.drop_oldest], policies) == 1;
+    lua_getfield(L, 2, "last_event_id");
+    const char *last = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+
+    struct topic *t = get_topic(L, name);
+    trim(L, task->w, t);
+    s->topic = t;
+    s->cursor = t->last_seq;
+    if (last && *last)
+        resume_from(s, last);
+    s->next = t->subs;
+    if (t->subs)
+        t->subs->prev = s;
+    t->subs = s;
+    t->nsubs++;
+    stats.subscribers++;
+    rill_resource_add(task, &s->res);
+
+    lua_pushvalue(L, 3);
+    lua_pushcclosure(L, sub_next, 1);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushvalue(L, 3);
+    return 4;
+}
+
+/* hub.configure{history=, history_bytes=, history_age=, queue=, overflow=} */
+static int hub_configure(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct hub_config c = config;
+    lua_settop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_insert(L, 2); /* the subscribe option checker reads index 2 */
+    c.history = opt_size(L, 2, "history", c.history);
+    c.history_bytes = opt_size(L, 2, "history_bytes", c.history_bytes);
+    c.queue = opt_size(L, 2, "queue", c.queue);
+    if (lua_getfield(L, 2, "history_age") != LUA_TNIL) {
+        c.history_age = luaL_checknumber(L, -1);
+        luaL_argcheck(L, c.history_age > 0, 1, "history_age must be positive");
+    }
+    lua_getfield(L, 2, "overflow");
+    static const char *const policies[] = {"disconnect", "drop", NULL};
+    c.drop_oldest = luaL_checkoption(L, -1, policies[c.drop_oldest], policies) == 1;
+    config = c;
+    return 0;
+}
+
+/* hub.stats([topic]) → {topics, subscribers, published, dropped, gaps} or a topic's. */
+static int hub_stats_fn(lua_State *L)
+{
+    lua_newtable(L);
+    if (!lua_isnoneornil(L, 1)) {
+        struct topic *t = find_topic(luaL_checkstring(L, 1));
+        lua_pushinteger(L, t ? t->nsubs : 0);
+        lua_setfield(L, -2, "subscribers");
+        lua_pushinteger(L, t ? (lua_Integer)t->count : 0);
+        lua_setfield(L, -2, "history");
+        lua_pushinteger(L, t ? (lua_Integer)t->bytes : 0);
+        lua_setfield(L, -2, "history_bytes");
+        lua_pushboolean(L, t && t->closed);
+        lua_setfield(L, -2, "closed");
+        return 1;
+    }
+    const struct {
+        const char *name;
+        long value;
+    } fields[] = {{"topics", stats.topics},
+                  {"subscribers", stats.subscribers},
+                  {"published", stats.published},
+                  {"dropped", stats.dropped},
+                  {"gaps", stats.gaps}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        lua_pushinteger(L, fields[i].value);
+        lua_setfield(L, -2, fields[i].name);
+    }
+    return 1;
+}
+
+const struct hub_stats *rill_hub_stats(void)
+{
+    return &stats;
+}
+
+/* ---- the event object ---------------------------------------------------------------- */
+
+static int event_index(lua_State *L)
+{
+    luaL_checkudata(L, 1, EVENT_MT);
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_gettable(L, -2);
+    return 1;
+}
+
+static int event_tostring(lua_State *L)
+{
+    struct wire **wp = luaL_checkudata(L, 1, EVENT_MT);
+    lua_pushlstring(L, (*wp)->bytes, (*wp)->len);
+    return 1;
+}
+
+static int event_gc(lua_State *L)
+{
+    struct wire **wp = luaL_checkudata(L, 1, EVENT_MT);
+    wire_unref(*wp);
+    *wp = NULL;
+    return 0;
+}
+
+static const luaL_Reg event_meta[] = {
+    {"__index", event_index},
+    {"__tostring", event_tostring},
+    {"__gc", event_gc},
+    {NULL, NULL},
+};
+
+static const luaL_Reg sub_meta[] = {
+    {"__gc", sub_close},
+    {"__close", sub_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg hub_funcs[] = {
+    {"next_id", hub_next_id},     {"publish", hub_publish},
+    {"close", hub_close},         {"disconnect", hub_disconnect},
+    {"subscribe", hub_subscribe}, {"configure", hub_configure},
+    {"stats", hub_stats_fn},      {NULL, NULL},
+};
+
+void rill_open_hub(lua_State *L)
+{
+    luaL_newmetatable(L, EVENT_MT);
+    luaL_setfuncs(L, event_meta, 0);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, SUB_MT);
+    luaL_setfuncs(L, sub_meta, 0);
+    lua_newtable(L);
+    lua_pushcfunction(L, sub_close);
+    lua_setfield(L, -2, "close");
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newlib(L, hub_funcs);
+    lua_setfield(L, -2, "hub");
+}
