@@ -9,7 +9,7 @@ WERROR ?= OFF
 JOBS ?= $(shell nproc)
 DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev zlib1g-dev lua-busted lua-socket lua-sec lua-zlib openssl valgrind
 
-.PHONY: all deps build build-asan run test test-asan test-valgrind format clean
+.PHONY: all deps build build-asan run test test-asan test-valgrind test-browser format clean
 
 all: build
 
@@ -28,7 +28,7 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure
 	./scripts/busted.sh
-	$(MAKE) --no-print-directory test-asan test-valgrind
+	$(MAKE) --no-print-directory test-asan test-valgrind test-browser
 
 E2E_SPECS = spec/e2e_core_spec.lua spec/e2e_fetch_spec.lua spec/e2e_hub_spec.lua spec/examples_spec.lua
 
@@ -43,6 +43,14 @@ test-valgrind: build
 	@./scripts/deps.sh valgrind
 	RILL_BIN="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite $(BUILD)/rill" \
 	  RILL_TEST_TIMEOUT=60 ./scripts/busted.sh $(E2E_SPECS)
+
+# A real browser (Debian's chromium, driven by playwright-core from npm, never
+# a browser download) against examples/hub.lua: EventSource resume.
+test-browser: build
+	@./scripts/deps.sh chromium
+	@command -v node >/dev/null || ./scripts/deps.sh nodejs npm
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	node tests/browser/hub.mjs
 
 format:
 	@./scripts/deps.sh clang-format
