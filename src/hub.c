@@ -627,9 +627,10 @@ static int hub_configure(lua_State *L)
 /* hub.stats([topic]) → {topics, subscribers, published, dropped, gaps} or a topic's. */
 static int hub_stats_fn(lua_State *L)
 {
+    int one_topic = !lua_isnoneornil(L, 1);
+    struct topic *t = one_topic ? find_topic(luaL_checkstring(L, 1)) : NULL;
     lua_newtable(L);
-    if (!lua_isnoneornil(L, 1)) {
-        struct topic *t = find_topic(luaL_checkstring(L, 1));
+    if (one_topic) {
         lua_pushinteger(L, t ? t->nsubs : 0);
         lua_setfield(L, -2, "subscribers");
         lua_pushinteger(L, t ? (lua_Integer)t->count : 0);
