@@ -91,5 +91,6 @@ int rill_open_core(lua_State *L)
     rill_open_fetch(L);
     rill_open_hub(L);
     rill_open_sse(L);
+    rill_open_tail(L);
     return 1;
 }

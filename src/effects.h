@@ -11,6 +11,14 @@ void rill_open_process(lua_State *L);
 void rill_open_fetch(lua_State *L);
 void rill_open_hub(lua_State *L);
 void rill_open_sse(lua_State *L);
+void rill_open_tail(lua_State *L);
+
+/* Free what the tail and hub modules hold for the worker (at shutdown). */
+void rill_tail_shutdown(void);
+void rill_hub_shutdown(lua_State *L);
+
+/* A directory rill.tail may read below (realpath'd); -1 if it does not exist. */
+int rill_tail_add_root(const char *dir);
 
 /* Idle upstream connections kept for reuse (stats). */
 int rill_fetch_idle_connections(void);

@@ -175,9 +175,10 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static struct event *sweep;
+
 static void start_sweep(struct rill_worker *w)
 {
-    static struct event *sweep;
     if (sweep || !w->server)
         return; /* under rill.run, a timer forever would keep the loop from ever idling */
     sweep = event_new(w->base, -1, EV_PERSIST, on_sweep, w);
@@ -654,6 +655,23 @@ static int hub_stats_fn(lua_State *L)
         lua_setfield(L, -2, fields[i].name);
     }
     return 1;
+}
+
+void rill_hub_shutdown(lua_State *L)
+{
+    if (sweep)
+        event_free(sweep);
+    sweep = NULL;
+    for (int b = 0; b < BUCKETS; b++) {
+        while (buckets[b]) {
+            struct topic *t = buckets[b];
+            while (t->subs)
+                sub_unlink(t->subs); /* their requests are gone already */
+            while (t->count > 0)
+                drop_oldest_event(L, t);
+            maybe_free_topic(L, t);
+        }
+    }
 }
 
 const struct hub_stats *rill_hub_stats(void)

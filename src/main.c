@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* rill [options] app.lua: the command line, the Lua state, the app, the server. */
 #include <getopt.h>
+#include <limits.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@ static void usage(FILE *out)
           "                            to finish (default 10); streams end at once\n"
           "      --max-body-bytes N    largest request body (default 1048576)\n"
           "      --max-header-bytes N  largest request line + headers (default 32768)\n"
+          "      --tail-root DIR       a directory rill.tail may read below (repeatable;\n"
+          "                            default: the app's directory)\n"
           "  -h, --help                this help\n"
           "  -v, --version             the version\n"
           "\n"
@@ -109,6 +112,15 @@ static void add_app_dir(lua_State *L, const char *app)
     lua_pop(L, 3);
 }
 
+/* Without --tail-root, rill.tail reads below the app's directory. */
+static void default_tail_root(const char *app)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(app, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - app) : 1, slash ? app : ".");
+    rill_tail_add_root(dir[0] ? dir : "/");
+}
+
 /* Thousands of streams need thousands of descriptors: take what the hard limit allows. */
 static void raise_fd_limit(void)
 {
@@ -152,56 +164,81 @@ static int load_app(lua_State *L, const char *app)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* One option; returns -1 to go on, or the exit status. */
+static int take_option(int c, struct rill_server_config *cfg, char *host, size_t hostcap,
+                       int *tail_roots)
+{
+    char *end;
+    switch (c) {
+    case 'l':
+        if (parse_listen(optarg, host, hostcap, &cfg->port) == 0)
+            return -1;
+        fprintf(stderr, "rill: --listen wants HOST:PORT, got '%s'\n", optarg);
+        return EXIT_USAGE;
+    case 'g':
+        cfg->grace = strtod(optarg, &end);
+        if (!*end && cfg->grace >= 0)
+            return -1;
+        fprintf(stderr, "rill: --grace wants seconds, got '%s'\n", optarg);
+        return EXIT_USAGE;
+    case 'B':
+    case 'H':
+        if (parse_size(optarg, c == 'B' ? &cfg->max_body_bytes : &cfg->max_header_bytes) == 0)
+            return -1;
+        fprintf(stderr, "rill: --%s wants a number of bytes, got '%s'\n",
+                c == 'B' ? "max-body-bytes" : "max-header-bytes", optarg);
+        return EXIT_USAGE;
+    case 'T':
+        if (rill_tail_add_root(optarg) == 0) {
+            (*tail_roots)++;
+            return -1;
+        }
+        fprintf(stderr, "rill: --tail-root %s: no such directory (or too many roots)\n", optarg);
+        return EXIT_USAGE;
+    case 'h': usage(stdout); return 0;
+    case 'v':
+        printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
+        return 0;
+    default: usage(stderr); return EXIT_USAGE;
+    }
+}
+
+/* Parses the command line into cfg and *app; returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, struct rill_server_config *cfg, char *host,
+                      size_t hostcap, const char **app)
 {
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'},
         {"grace", required_argument, 0, 'g'},
         {"max-body-bytes", required_argument, 0, 'B'},
         {"max-header-bytes", required_argument, 0, 'H'},
+        {"tail-root", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
     };
-    char host[256] = "127.0.0.1";
-    struct rill_server_config cfg = {host, 8080, 10.0, 32 * 1024, 1024 * 1024};
-    int c;
-    while ((c = getopt_long(argc, argv, "l:hv", opts, NULL)) != -1) {
-        char *end;
-        switch (c) {
-        case 'l':
-            if (parse_listen(optarg, host, sizeof host, &cfg.port) != 0) {
-                fprintf(stderr, "rill: --listen wants HOST:PORT, got '%s'\n", optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        case 'g':
-            cfg.grace = strtod(optarg, &end);
-            if (*end || cfg.grace < 0) {
-                fprintf(stderr, "rill: --grace wants seconds, got '%s'\n", optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        case 'B':
-        case 'H':
-            if (parse_size(optarg, c == 'B' ? &cfg.max_body_bytes : &cfg.max_header_bytes)) {
-                fprintf(stderr, "rill: --%s wants a number of bytes, got '%s'\n",
-                        c == 'B' ? "max-body-bytes" : "max-header-bytes", optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        case 'h': usage(stdout); return 0;
-        case 'v':
-            printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
-            return 0;
-        default: usage(stderr); return EXIT_USAGE;
-        }
-    }
+    int c, tail_roots = 0, status;
+    while ((c = getopt_long(argc, argv, "l:hv", opts, NULL)) != -1)
+        if ((status = take_option(c, cfg, host, hostcap, &tail_roots)) >= 0)
+            return status;
     if (optind != argc - 1) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    const char *app = argv[optind];
+    *app = argv[optind];
+    if (tail_roots == 0)
+        default_tail_root(*app);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    char host[256] = "127.0.0.1";
+    struct rill_server_config cfg = {host, 8080, 10.0, 32 * 1024, 1024 * 1024};
+    const char *app;
+    int status = parse_args(argc, argv, &cfg, host, sizeof host, &app);
+    if (status >= 0)
+        return status;
     raise_fd_limit();
 
     lua_State *L = luaL_newstate();

@@ -433,7 +433,9 @@ void rill_server_free(struct rill_server *s)
         event_free(s->grace_timer);
     if (s->http)
         evhttp_free(s->http); /* closes idle keep-alive connections */
-    while (s->live) {         /* requests evhttp still held are gone with it */
+    rill_tail_shutdown();
+    rill_hub_shutdown(s->w->L);
+    while (s->live) { /* requests evhttp still held are gone with it */
         struct rill_request *r = s->live;
         r->gone = 1;
         r->req = NULL;

@@ -13,6 +13,7 @@ return {
   version = core.version,
   sleep = core.sleep, -- rill.sleep(seconds): an effect
   fetch = core.fetch, -- rill.fetch(url, opts): an upstream response, after its head
+  tail = core.tail, -- rill.tail(path, opts): the lines of a growing file, like tail -F
   now = core.now, -- monotonic seconds
   run = core.run, -- rill.run(fn, ...): drive the loop until fn returns (tests, scripts)
   router = router.new, -- rill.router { ["GET /x/:id"] = handler, ... }

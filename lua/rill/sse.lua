@@ -97,15 +97,20 @@ M.parser = core.sse_parser
 ---------------------------------------------------------------------------
 -- rill.sse(source, opts): an event-stream response.
 
--- A function that declares a parameter is a producer taking send; any other
--- callable (a coroutine.wrap generator, a subscription) is an iterator.
+-- A function that declares a parameter is a producer taking send; an object
+-- with an __sse metamethod (a tail) gives its own events; any other callable
+-- (a coroutine.wrap generator, a subscription) is an iterator.
 local function as_iterator(source)
+  local mt = getmetatable(source)
+  if type(mt) == "table" and mt.__sse then
+    return mt.__sse(source)
+  end
   if type(source) == "function" and debug.getinfo(source, "u").nparams >= 1 then
     return wrap(function()
       source(coroutine.yield)
     end)
   end
-  if type(source) ~= "function" and not (getmetatable(source) or {}).__call then
+  if type(source) ~= "function" and not (type(mt) == "table" and mt.__call) then
     error(("bad argument #1 to 'sse' (an iterator or a function(send) expected, got %s)"):format(type(source)), 3)
   end
   return source

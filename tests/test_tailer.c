@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for the tail -F engine, on real files in a temporary directory. */
+#include "tailer.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static char dir[64], path[128];
+
+static void write_file(const char *p, const char *text, int append)
+{
+    int fd = open(p, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+        perror(p);
+    close(fd);
+}
+
+/* Reads everything new; returns it (static buffer) and the events seen. */
+static const char *read_all(struct rill_follow *f, int *events)
+{
+    static char out[4096];
+    char buf[7]; /* small, so reads span several calls */
+    size_t len = 0;
+    off_t at;
+    int ev;
+    *events = 0;
+    for (ssize_t n; (n = rill_follow_read(f, buf, sizeof buf, &at, &ev)) > 0;) {
+        memcpy(out + len, buf, (size_t)n);
+        len += (size_t)n;
+        *events |= ev;
+    }
+    *events |= ev;
+    out[len] = '\0';
+    return out;
+}
+
+static void test_appends_and_truncation(void)
+{
+    struct rill_follow f;
+    int ev;
+    write_file(path, "old\n", 0);
+    rill_follow_init(&f, path);
+    CHECK(rill_follow_open(&f, RILL_FROM_END) == 0 && f.offset == 4);
+    CHECK(strcmp(read_all(&f, &ev), "") == 0);
+    write_file(path, "one\ntwo", 1);
+    CHECK(strcmp(read_all(&f, &ev), "one\ntwo") == 0);
+    write_file(path, "x\n", 0); /* copytruncate: shorter than our offset */
+    CHECK(strcmp(read_all(&f, &ev), "x\n") == 0 && (ev & RILL_FOLLOW_TRUNCATED));
+    rill_follow_close(&f);
+}
+
+static void test_rotation(void)
+{
+    struct rill_follow f;
+    int ev;
+    char old[160];
+    snprintf(old, sizeof old, "%s.1", path);
+    write_file(path, "a\n", 0);
+    rill_follow_init(&f, path);
+    rill_follow_open(&f, RILL_FROM_END);
+    rename(path, old);
+    write_file(old, "late to the old\n", 1); /* the writer has not reopened yet */
+    CHECK(strcmp(read_all(&f, &ev), "late to the old\n") == 0 && ev == 0);
+    write_file(old, "last of old\n", 1);
+    write_file(path, "new\n", 0); /* a new file at the path */
+    CHECK(strcmp(read_all(&f, &ev), "last of old\nnew\n") == 0 && (ev & RILL_FOLLOW_ROTATED));
+    unlink(old);
+    rill_follow_close(&f);
+}
+
+static void test_created_later_and_deleted(void)
+{
+    struct rill_follow f;
+    int ev;
+    unlink(path);
+    rill_follow_init(&f, path);
+    CHECK(rill_follow_open(&f, RILL_FROM_END) == -1);
+    CHECK(strcmp(read_all(&f, &ev), "") == 0);
+    write_file(path, "born\n", 0);
+    CHECK(strcmp(read_all(&f, &ev), "born\n") == 0 && (ev & RILL_FOLLOW_OPENED));
+    unlink(path); /* deleted: wait for it to come back */
+    CHECK(strcmp(read_all(&f, &ev), "") == 0);
+    write_file(path, "again\n", 0);
+    CHECK(strcmp(read_all(&f, &ev), "again\n") == 0 && (ev & RILL_FOLLOW_ROTATED));
+    rill_follow_close(&f);
+}
+
+static void expect_last(const char *text, long n, off_t want)
+{
+    struct rill_follow f;
+    write_file(path, text, 0);
+    rill_follow_init(&f, path);
+    rill_follow_open(&f, RILL_FROM_END);
+    off_t got = rill_follow_last_lines(&f, n);
+    if (got != want) {
+        fprintf(stderr, "last %ld lines of %s: %lld, want %lld\n", n, text, (long long)got,
+                (long long)want);
+        failures++;
+    }
+    rill_follow_close(&f);
+}
+
+static void test_last_lines(void)
+{
+    expect_last("a\nb\nc\n", 2, 2);
+    expect_last("a\nb\nc\n", 3, 0);
+    expect_last("a\nb\nc\n", 9, 0);
+    expect_last("a\nb\nc\n", 0, 6);
+    expect_last("a\nb\nc", 1, 4); /* a last line without newline counts */
+    expect_last("a\nb\nc", 2, 2);
+    expect_last("abc", 1, 0);
+    expect_last("", 3, 0);
+    char big[20000];
+    memset(big, 'x', sizeof big);
+    for (int i = 99; i < (int)sizeof big; i += 100)
+        big[i] = '\n';
+    big[sizeof big - 1] = '\0'; /* 199 lines of 99 x, then 99 x without newline */
+    expect_last(big, 3, (off_t)(sizeof big - 1 - 99 - 200));
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/rill-tailer-XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(path, sizeof path, "%s/app.log", dir);
+    test_appends_and_truncation();
+    test_rotation();
+    test_created_later_and_deleted();
+    test_last_lines();
+    unlink(path);
+    rmdir(dir);
+    return check_report();
+}
