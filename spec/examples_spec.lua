@@ -139,3 +139,41 @@ describe("examples/hub.lua", function()
     back:close()
   end)
 end)
+
+describe("examples/tail_log.lua", function()
+  local dir, path, srv
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    path = dir .. "/app.log"
+    local f = assert(io.open(path, "w"))
+    for i = 1, 12 do f:write("line " .. i .. "\n") end
+    f:close()
+    srv = test.server("examples/tail_log.lua", { env = { LOG = path }, args = { "--tail-root", dir } })
+  end)
+  teardown(function()
+    assert.same(0, srv:stop(), srv:log())
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("serves the page", function()
+    assert.matches("new EventSource", srv:get("/").body, 1, true)
+  end)
+
+  it("streams the last 10 lines, then each new line, as resumable events", function()
+    local s = srv:open("/log")
+    local first = s:event(5)
+    assert.same("line 3", first.data)
+    for i = 4, 12 do assert.same("line " .. i, s:event(5).data) end
+    local f = assert(io.open(path, "a"))
+    f:write("line 13\n")
+    f:close()
+    local ev = s:event(5)
+    assert.same("line 13", ev.data)
+    s:close()
+    local again = srv:open("/log", { headers = { ["Last-Event-ID"] = first.id } })
+    assert.same("line 4", again:event(5).data) -- exactly after the event named
+    again:close()
+  end)
+end)
