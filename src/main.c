@@ -30,6 +30,10 @@ static void usage(FILE *out)
           "      --max-header-bytes N  largest request line + headers (default 32768)\n"
           "      --tail-root DIR       a directory rill.tail may read below (repeatable;\n"
           "                            default: the app's directory)\n"
+          "      --max-instructions N  a handler running N Lua instructions without\n"
+          "                            yielding fails (default 100000000; 0: off)\n"
+          "      --max-lua-memory N    bytes the Lua state may hold; past it an\n"
+          "                            allocation fails (default 1073741824; 0: off)\n"
           "  -h, --help                this help\n"
           "  -v, --version             the version\n"
           "\n"
@@ -164,6 +168,12 @@ static int load_app(lua_State *L, const char *app)
     return 0;
 }
 
+/* Runaway handlers: generous defaults, 0 turns a limit off. */
+static struct {
+    size_t instructions; /* per resume of a handler */
+    size_t memory;       /* bytes of the Lua state */
+} limits = {100 * 1000 * 1000, 1024 * 1024 * 1024};
+
 /* One option; returns -1 to go on, or the exit status. */
 static int take_option(int c, struct rill_server_config *cfg, char *host, size_t hostcap,
                        int *tail_roots)
@@ -187,6 +197,13 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
             return -1;
         fprintf(stderr, "rill: --%s wants a number of bytes, got '%s'\n",
                 c == 'B' ? "max-body-bytes" : "max-header-bytes", optarg);
+        return EXIT_USAGE;
+    case 'I':
+    case 'M':
+        if (parse_size(optarg, c == 'I' ? &limits.instructions : &limits.memory) == 0)
+            return -1;
+        fprintf(stderr, "rill: --%s wants a number, got '%s'\n",
+                c == 'I' ? "max-instructions" : "max-lua-memory", optarg);
         return EXIT_USAGE;
     case 'T':
         if (rill_tail_add_root(optarg) == 0) {
@@ -213,6 +230,8 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"max-body-bytes", required_argument, 0, 'B'},
         {"max-header-bytes", required_argument, 0, 'H'},
         {"tail-root", required_argument, 0, 'T'},
+        {"max-instructions", required_argument, 0, 'I'},
+        {"max-lua-memory", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -241,10 +260,12 @@ int main(int argc, char **argv)
         return status;
     raise_fd_limit();
 
-    lua_State *L = luaL_newstate();
+    rill_worker_set_memory_cap(limits.memory);
+    lua_State *L = rill_worker_newstate();
     luaL_openlibs(L);
     preload(L);
     struct rill_worker *w = rill_worker_get(L);
+    rill_worker_set_budget(L, (long long)limits.instructions);
     add_app_dir(L, app);
     if (load_app(L, app) != 0)
         return EXIT_USAGE;

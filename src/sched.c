@@ -172,6 +172,7 @@ int rill_task_resume(struct rill_task *t, int nargs)
     int nres = 0;
 
     t->cancel = NULL;
+    t->instructions = 0; /* the budget is per resume */
     w->current = t;
     t->running = 1;
     int status = lua_resume(t->co, w->L, nargs, &nres);

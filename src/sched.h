@@ -32,9 +32,10 @@ typedef void (*rill_done_fn)(struct rill_task *t, int status, int nres);
 struct rill_task {
     struct rill_worker *w;
     lua_State *co;
-    int ref;               /* registry ref anchoring co */
-    rill_cancel_fn cancel; /* undoes the pending effect, if any */
-    void *wait_arg;        /* what the pending effect waits on, for cancel */
+    int ref;                /* registry ref anchoring co */
+    rill_cancel_fn cancel;  /* undoes the pending effect, if any */
+    void *wait_arg;         /* what the pending effect waits on, for cancel */
+    long long instructions; /* run since the last resume (the budget's count) */
     rill_done_fn done;
     void (*abort)(struct rill_task *t); /* ends the task's request uncleanly (server.c) */
     struct rill_resource *resources;

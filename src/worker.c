@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sched.h"
 
 static struct rill_worker *worker;
 
@@ -31,6 +32,80 @@ struct rill_worker *rill_worker_get(lua_State *L)
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error value, not a death */
     srandom((unsigned)getpid() ^ (unsigned)time(NULL)); /* retry jitter differs per run */
     return worker;
+}
+
+/* The worker's settings, before the worker itself exists (main sets them first). */
+static size_t memory_cap, memory_used;
+
+/*
+ * lua_newstate's allocator with a cap: past it an allocation fails, which Lua
+ * turns into a "not enough memory" error in the handler that asked (500),
+ * not a crashed worker. Shrinking and freeing always succeed.
+ */
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        memory_used -= old;
+        return NULL;
+    }
+    if (memory_cap && nsize > old && memory_used + (nsize - old) > memory_cap)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p)
+        memory_used = memory_used - old + nsize;
+    return p;
+}
+
+static int on_panic(lua_State *L)
+{
+    rill_log("PANIC: %s", lua_tostring(L, -1));
+    return 0; /* abort() follows */
+}
+
+lua_State *rill_worker_newstate(void)
+{
+    lua_State *L = lua_newstate(capped_alloc, NULL);
+    if (L)
+        lua_atpanic(L, on_panic);
+    return L;
+}
+
+void rill_worker_set_memory_cap(size_t bytes)
+{
+    memory_cap = bytes;
+}
+
+size_t rill_worker_memory(void)
+{
+    return memory_used;
+}
+
+#define HOOK_EVERY 1000 /* instructions between two budget checks */
+
+/* Charges the task being resumed; past its budget, the handler fails. */
+static void on_count(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct rill_worker *w = worker;
+    struct rill_task *t = w ? w->current : NULL;
+    if (!t || !w->max_instructions)
+        return;
+    t->instructions += HOOK_EVERY;
+    if (t->instructions > w->max_instructions)
+        luaL_error(L, "instruction budget exceeded: %I instructions without yielding",
+                   (lua_Integer)w->max_instructions);
+}
+
+void rill_worker_set_budget(lua_State *L, long long instructions)
+{
+    struct rill_worker *w = rill_worker_get(L);
+    w->max_instructions = instructions;
+    /* on the main thread: every coroutine created afterwards inherits it */
+    lua_sethook(w->L, instructions > 0 ? on_count : NULL, instructions > 0 ? LUA_MASKCOUNT : 0,
+                HOOK_EVERY);
 }
 
 void rill_worker_free(void)

@@ -31,10 +31,18 @@ struct rill_worker {
     struct rill_stats stats;
     int pool[RILL_THREAD_POOL]; /* registry refs of idle coroutines */
     int npool;
+    long long max_instructions; /* per resume of a task; 0: no budget */
 };
 
 /* The worker of this process, created with L on first call. */
 struct rill_worker *rill_worker_get(lua_State *L);
+/* A Lua state whose allocations count against the worker's memory cap. */
+lua_State *rill_worker_newstate(void);
+/* The cap of states made by rill_worker_newstate (0: none), and what they hold. */
+void rill_worker_set_memory_cap(size_t bytes);
+size_t rill_worker_memory(void);
+/* Stops a handler that runs too long without yielding (a count hook on L). */
+void rill_worker_set_budget(lua_State *L, long long instructions);
 void rill_worker_free(void);
 
 #endif

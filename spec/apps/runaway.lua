@@ -1,0 +1,27 @@
+-- SPDX-License-Identifier: MIT
+-- Fixture for spec/e2e_limits_spec.lua: handlers that never yield or never stop allocating.
+local rill = require "rill"
+
+return rill.router {
+  ["GET /ok"] = function() return "ok\n" end,
+  ["GET /spin"] = function() while true do end end,
+  ["GET /spin-in-generator"] = function()
+    return { body = coroutine.wrap(function()
+      coroutine.yield("started\n")
+      while true do end
+    end) }
+  end,
+  -- much work in total, but yielding often: within the budget of each resume
+  ["GET /busy-but-fair"] = function()
+    local n = 0
+    for _ = 1, 40 do
+      for _ = 1, 100000 do n = n + 1 end
+      rill.sleep(0)
+    end
+    return tostring(n) .. "\n"
+  end,
+  ["GET /hog"] = function()
+    local t = {}
+    while true do t[#t + 1] = ("x"):rep(1000) .. #t end
+  end,
+}
