@@ -9,7 +9,7 @@ WERROR ?= OFF
 JOBS ?= $(shell nproc)
 DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev zlib1g-dev lua-busted lua-socket lua-sec lua-zlib openssl valgrind
 
-.PHONY: all deps build build-asan run test test-asan test-valgrind test-browser format clean
+.PHONY: all deps build build-asan run test test-asan test-valgrind test-browser fuzz format clean
 
 all: build
 
@@ -30,7 +30,7 @@ test: build
 	./scripts/busted.sh
 	$(MAKE) --no-print-directory test-asan test-valgrind test-browser
 
-E2E_SPECS = spec/e2e_core_spec.lua spec/e2e_fetch_spec.lua spec/e2e_hub_spec.lua spec/e2e_tail_spec.lua spec/e2e_limits_spec.lua spec/examples_spec.lua
+E2E_SPECS = spec/e2e_core_spec.lua spec/e2e_fetch_spec.lua spec/e2e_hub_spec.lua spec/e2e_tail_spec.lua spec/e2e_limits_spec.lua spec/e2e_smuggling_spec.lua spec/examples_spec.lua
 
 build-asan: deps
 	cmake -S . -B build-asan -DRILL_SANITIZE=ON -DRILL_WERROR=$(WERROR) >/dev/null
@@ -52,9 +52,26 @@ test-browser: build
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	node tests/browser/hub.mjs
 
+# libFuzzer on each parser for FUZZ_SECONDS (default 60) each; new inputs go
+# to build-fuzz/, crashes stop the run. The seed corpora in fuzz/corpus are
+# replayed by ctest on every make test.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = httpcheck httpresp sse_parse
+fuzz:
+	@./scripts/deps.sh clang libclang-rt-14-dev
+	@mkdir -p build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -iquote src -o build-fuzz/fuzz_$$t \
+	    fuzz/fuzz_$$t.c src/httpcheck.c src/httpresp.c src/sse_parse.c src/urlcode.c || exit 1; \
+	  mkdir -p build-fuzz/corpus_$$t; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/$$t- \
+	    build-fuzz/corpus_$$t fuzz/corpus/$$t 2>&1 | tail -n 2 || exit 1; \
+	done
+
 format:
 	@./scripts/deps.sh clang-format
-	clang-format -i src/*.c src/*.h tests/*.c
+	clang-format -i src/*.c src/*.h tests/*.c fuzz/*.c
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz

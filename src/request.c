@@ -84,7 +84,7 @@ const char *rill_request_id(struct rill_request *r)
 
 /* ---- fields ---------------------------------------------------------------- */
 
-static const char *method_name(enum evhttp_cmd_type cmd)
+const char *rill_method_name(enum evhttp_cmd_type cmd)
 {
     switch (cmd) {
     case EVHTTP_REQ_GET: return "GET";
@@ -210,7 +210,7 @@ static int push_field(lua_State *L, struct rill_request *r, const char *key)
 {
     struct evhttp_request *req = r->req;
     if (strcmp(key, "method") == 0)
-        lua_pushstring(L, method_name(evhttp_request_get_command(req)));
+        lua_pushstring(L, rill_method_name(evhttp_request_get_command(req)));
     else if (strcmp(key, "path") == 0)
         push_path(L, req);
     else if (strcmp(key, "target") == 0)
@@ -303,7 +303,7 @@ static int request_tostring(lua_State *L)
     struct req_view *v = check_view(L);
     if (v->r && v->r->req)
         lua_pushfstring(L, "rill.request (%s %s)",
-                        method_name(evhttp_request_get_command(v->r->req)),
+                        rill_method_name(evhttp_request_get_command(v->r->req)),
                         evhttp_request_get_uri(v->r->req));
     else
         lua_pushliteral(L, "rill.request (ended)");

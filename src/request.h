@@ -39,6 +39,8 @@ struct rill_request *rill_request_current(lua_State *L);
 void rill_request_push(lua_State *L, struct rill_request *r);
 /* Cuts the Lua view off r (the request is over: uncached fields raise). */
 void rill_request_detach(struct rill_request *r);
+/* "GET", "POST", ... */
+const char *rill_method_name(enum evhttp_cmd_type cmd);
 /* The request id: from x-request-id or traceparent when valid, else generated. */
 const char *rill_request_id(struct rill_request *r);
 

@@ -10,6 +10,9 @@
 
 #include <dirent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
+#include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
 #include <lauxlib.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include "effects.h"
+#include "httpcheck.h"
 #include "log.h"
 #include "response.h"
 
@@ -167,10 +171,45 @@ static void reply_plain(struct evhttp_request *req, int status, const char *body
     evbuffer_free(buf);
 }
 
+#define MAX_HEADERS 256
+
+/*
+ * What evhttp lets through but a smuggler or a confused proxy could use
+ * (notes/evhttp.md Q5): refused with 400 and the connection closed, so
+ * nothing after it on the connection is taken as a request.
+ */
+static const char *bad_request(struct evhttp_request *req)
+{
+    struct rill_header headers[MAX_HEADERS];
+    struct rill_request_head head = {rill_method_name(evhttp_request_get_command(req)),
+                                     evhttp_request_get_uri(req),
+                                     req->major,
+                                     req->minor,
+                                     headers,
+                                     0};
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    {
+        if (head.nheaders == MAX_HEADERS)
+            return "too many header fields";
+        headers[head.nheaders++] = (struct rill_header){kv->key, kv->value};
+    }
+    return rill_check_request(&head);
+}
+
 /* evhttp's gencb: every request starts here. */
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct rill_server *s = arg;
+    const char *why = bad_request(req);
+    if (why) {
+        char body[160];
+        req->major = 1; /* evhttp would echo a version like 1.12 in the status line */
+        req->minor = 1;
+        snprintf(body, sizeof body, "bad request: %s\n", why);
+        reply_plain(req, 400, body, 1);
+        return;
+    }
     if (s->draining) {
         reply_plain(req, 503, "shutting down\n", 1);
         return;

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+#include "httpcheck.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "urlcode.h"
+
+/* RFC 9110 tchar */
+static int is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int is_token(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!is_tchar((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+/* Field values: visible characters, SP, HTAB and obs-text; no other control. */
+static int is_field_value(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int is_digits(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 18)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+/* Content-Length and Transfer-Encoding: one unambiguous framing, or refusal. */
+static const char *check_framing(const struct rill_request_head *req)
+{
+    int cl = 0, te = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct rill_header *h = &req->headers[i];
+        if (strcasecmp(h->name, "Content-Length") == 0) {
+            if (++cl > 1)
+                return "more than one Content-Length";
+            if (!is_digits(h->value))
+                return "invalid Content-Length";
+        } else if (strcasecmp(h->name, "Transfer-Encoding") == 0) {
+            if (++te > 1)
+                return "more than one Transfer-Encoding";
+            if (strcasecmp(h->value, "chunked") != 0)
+                return "Transfer-Encoding other than chunked";
+        }
+    }
+    if (cl && te)
+        return "both Content-Length and Transfer-Encoding";
+    return NULL;
+}
+
+static const char *check_headers(const struct rill_request_head *req)
+{
+    int hosts = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct rill_header *h = &req->headers[i];
+        if (!is_token(h->name))
+            return "invalid header name";
+        if (!is_field_value(h->value))
+            return "control character in a header value";
+        hosts += strcasecmp(h->name, "Host") == 0;
+    }
+    if (hosts > 1 || (hosts == 0 && req->minor == 1))
+        return "HTTP/1.1 needs exactly one Host";
+    return check_framing(req);
+}
+
+/* The path, decoded: no NUL, and no ".." segment to climb out with. */
+static const char *check_path(const char *target)
+{
+    const char *end = strpbrk(target, "?#");
+    size_t len = end ? (size_t)(end - target) : strlen(target);
+    char decoded[8192];
+    if (len >= sizeof decoded)
+        return "request target too long";
+    ssize_t n = rill_url_decode(decoded, target, len, 0);
+    if (n < 0 || memchr(decoded, '\0', (size_t)n))
+        return "NUL in the path";
+    decoded[n] = '\0';
+    for (const char *p = decoded; (p = strstr(p, "/..")) != NULL; p += 3)
+        if (p[3] == '/' || p[3] == '\0')
+            return "'..' in the path";
+    return NULL;
+}
+
+static const char *check_target(const struct rill_request_head *req)
+{
+    const char *t = req->target;
+    if (strcmp(t, "*") == 0 && strcmp(req->method, "OPTIONS") == 0)
+        return NULL;
+    if (t[0] != '/')
+        return "request target not in origin form";
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return "space, control or non-ASCII byte in the request target";
+    return check_path(t);
+}
+
+const char *rill_check_request(const struct rill_request_head *req)
+{
+    if (req->major != 1 || (req->minor != 0 && req->minor != 1))
+        return "unsupported HTTP version";
+    if (!is_token(req->method))
+        return "invalid method";
+    const char *why = check_target(req);
+    return why ? why : check_headers(req);
+}

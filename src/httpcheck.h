@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_HTTPCHECK_H
+#define RILL_HTTPCHECK_H
+#include <stddef.h>
+
+/*
+ * What rill checks of a request before Lua sees it, beyond what evhttp
+ * checks by itself (notes/evhttp.md Q5): the framing a smuggler plays with,
+ * header syntax, the version and the target. No libevent, no Lua: ctest and
+ * the fuzzer call it directly.
+ */
+
+struct rill_header {
+    const char *name, *value;
+};
+
+struct rill_request_head {
+    const char *method;
+    const char *target; /* as sent */
+    int major, minor;
+    const struct rill_header *headers;
+    size_t nheaders;
+};
+
+/* NULL when the request may go on; else a short reason (the answer is 400, connection closed). */
+const char *rill_check_request(const struct rill_request_head *req);
+
+#endif
