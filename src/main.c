@@ -28,6 +28,9 @@ static void usage(FILE *out)
           "                            to finish (default 10); streams end at once\n"
           "      --max-body-bytes N    largest request body (default 1048576)\n"
           "      --max-header-bytes N  largest request line + headers (default 32768)\n"
+          "      --keepalive-timeout S an idle keep-alive connection, or a client that\n"
+          "                            stalls mid-request, is closed after S seconds\n"
+          "                            (default 60; 0: never); streams are never cut\n"
           "      --tail-root DIR       a directory rill.tail may read below (repeatable;\n"
           "                            default: the app's directory)\n"
           "      --max-instructions N  a handler running N Lua instructions without\n"
@@ -186,11 +189,15 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
         fprintf(stderr, "rill: --listen wants HOST:PORT, got '%s'\n", optarg);
         return EXIT_USAGE;
     case 'g':
-        cfg->grace = strtod(optarg, &end);
-        if (!*end && cfg->grace >= 0)
+    case 'K': {
+        double *v = c == 'g' ? &cfg->grace : &cfg->keepalive_timeout;
+        *v = strtod(optarg, &end);
+        if (!*end && *v >= 0)
             return -1;
-        fprintf(stderr, "rill: --grace wants seconds, got '%s'\n", optarg);
+        fprintf(stderr, "rill: --%s wants seconds, got '%s'\n",
+                c == 'g' ? "grace" : "keepalive-timeout", optarg);
         return EXIT_USAGE;
+    }
     case 'B':
     case 'H':
         if (parse_size(optarg, c == 'B' ? &cfg->max_body_bytes : &cfg->max_header_bytes) == 0)
@@ -231,6 +238,7 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"max-header-bytes", required_argument, 0, 'H'},
         {"tail-root", required_argument, 0, 'T'},
         {"max-instructions", required_argument, 0, 'I'},
+        {"keepalive-timeout", required_argument, 0, 'K'},
         {"max-lua-memory", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
@@ -253,7 +261,7 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
 int main(int argc, char **argv)
 {
     char host[256] = "127.0.0.1";
-    struct rill_server_config cfg = {host, 8080, 10.0, 32 * 1024, 1024 * 1024};
+    struct rill_server_config cfg = {host, 8080, 10.0, 32 * 1024, 1024 * 1024, 60.0};
     const char *app;
     int status = parse_args(argc, argv, &cfg, host, sizeof host, &app);
     if (status >= 0)

@@ -31,6 +31,7 @@ struct rill_request {
     unsigned gone : 1;       /* the client disconnected */
     unsigned completed : 1;  /* evhttp flushed the reply */
     unsigned sse : 1;        /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
+    unsigned timeouts_lifted : 1; /* the idle timeout is off while the handler works or streams */
 };
 
 /* The request of the running handler; raises outside one (e.g. in rill.run). */

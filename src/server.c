@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include <dirent.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
@@ -37,6 +38,7 @@ struct rill_server {
     int active;
     int handler_ref, driver_ref, out_ref;
     double grace;
+    struct timeval idle; /* --keepalive-timeout; 0: none */
     int draining;
     struct event *signals[3];
     struct event *grace_timer;
@@ -73,6 +75,11 @@ static void maybe_free(struct rill_request *r)
         request_free(r);
 }
 
+const struct timeval *rill_server_idle_timeout(struct rill_server *s)
+{
+    return evutil_timerisset(&s->idle) ? &s->idle : NULL;
+}
+
 static void on_complete(struct evhttp_request *req, void *arg)
 {
     struct rill_request *r = arg;
@@ -80,6 +87,10 @@ static void on_complete(struct evhttp_request *req, void *arg)
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (evcon)
         evhttp_connection_set_closecb(evcon, NULL, NULL); /* per connection: notes Q2 */
+    if (evcon && r->timeouts_lifted) { /* the connection goes back to keep-alive */
+        const struct timeval *idle = rill_server_idle_timeout(r->srv);
+        bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), idle, idle);
+    }
     r->completed = 1;
     r->req = NULL;
     maybe_free(r);
@@ -417,6 +428,13 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
+    if (cfg->keepalive_timeout > 0) {
+        /* an inactivity timer for idle and stalled connections (notes Q3); lifted
+           while a handler works or a stream is open, restored after */
+        s->idle.tv_sec = (time_t)cfg->keepalive_timeout;
+        s->idle.tv_usec = (suseconds_t)((cfg->keepalive_timeout - (double)s->idle.tv_sec) * 1e6);
+        evhttp_set_timeout_tv(s->http, &s->idle);
+    }
     evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
     const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
     for (int i = 0; i < 3; i++) {

@@ -12,7 +12,11 @@ struct rill_server_config {
     double grace;            /* seconds in-flight requests get at shutdown */
     size_t max_header_bytes; /* request line + headers */
     size_t max_body_bytes;
+    double keepalive_timeout; /* seconds a connection may sit idle or stall mid-request; 0: none */
 };
+
+/* The idle timeout, to restore on a connection once a request that lifted it is done. */
+const struct timeval *rill_server_idle_timeout(struct rill_server *s);
 
 struct rill_server;
 
