@@ -183,10 +183,10 @@ function Stream:event(timeout)
 end
 
 function Stream:close()
-  if self.sock then
+  if self.sock and not self.borrowed then
     self.sock:close()
-    self.sock = nil
   end
+  self.sock = nil
 end
 
 Stream.__close = Stream.close
@@ -233,6 +233,18 @@ function M.open(host, port, opts)
   return s
 end
 
+-- Reads the next response on a connected LuaSocket you send requests on
+-- yourself (pipelining, keep-alive loops): the stream after its head. The
+-- socket stays yours: closing or collecting the stream leaves it open.
+function M.response(sock, method, timeout)
+  local s = setmetatable({ sock = sock, timeout = timeout or DEFAULT_TIMEOUT, method = method, borrowed = true }, Stream)
+  local _, err = s:head()
+  if err then
+    return nil, err
+  end
+  return s
+end
+
 ---------------------------------------------------------------------------
 -- A rill server spawned for a spec.
 
@@ -263,7 +275,10 @@ function M.server(app, opts)
 end
 
 -- Sends a request and reads the whole response: { status, headers, body, chunks, ending }.
+-- (Each request also drains the server's stderr, which would otherwise fill
+-- its pipe and block the server on logging in a long spec.)
 function Server:request(opts)
+  self.proc:log()
   local s = assert(M.open(self.host, self.port, opts))
   local body, chunks, ending = s:rest(opts.timeout)
   s:close()
@@ -276,6 +291,7 @@ end
 
 -- Sends a request and returns the stream after its head, to read chunk by chunk.
 function Server:open(path, opts)
+  self.proc:log()
   opts = opts or {}
   opts.path = path
   return assert(M.open(self.host, self.port, opts))
@@ -312,7 +328,7 @@ function Server:stats()
   assert(line, "no stats line from the server")
   self.stats_mark = next_pos
   local stats = {}
-  for k, v in line:gmatch("(%w+)=(%-?%d+)") do
+  for k, v in line:gmatch("([%w_]+)=(%-?%d+)") do
     stats[k] = tonumber(v)
   end
   return stats
