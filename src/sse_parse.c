@@ -24,7 +24,7 @@ enum line_mode {
 #define BOM_DECIDED 3 /* p->bom once the start of the response is past */
 
 struct rill_sse_parser {
-    size_t max;             /* cap on pending(): type + data + the value being read */
+    size_t max;             /* cap on held_bytes(): type + data + the value being read */
     struct buf data;        /* data buffer: values each followed by LF */
     struct buf type;        /* event type buffer */
     struct buf val;         /* the event, id or retry value being read */
@@ -84,7 +84,7 @@ static int fail(struct rill_sse_parser *p, int err)
 }
 
 /* The bytes the cap applies to: the pending event and the line being read. */
-static size_t pending(const struct rill_sse_parser *p)
+static size_t held_bytes(const struct rill_sse_parser *p)
 {
     return p->data.len + p->type.len + p->val.len;
 }
@@ -97,7 +97,7 @@ static int append(struct rill_sse_parser *p, struct buf *b, const char *s, size_
 {
     if (n == 0)
         return 0;
-    if (n > p->max - pending(p)) /* pending() <= max always holds */
+    if (n > p->max - held_bytes(p)) /* held_bytes() <= max always holds */
         return fail(p, RILL_SSE_TOO_BIG);
     if (reserve(b, b->len + n, p->max))
         return fail(p, RILL_SSE_NOMEM);
