@@ -11,7 +11,7 @@
  * Lifetime: the object is a userdata, valid (closed) before it acquires
  * anything. It is a resource of the task that opened it, closed when that
  * task ends, so an abandoned or cancelled fetch closes its connection. A
- * reader parks its task in f->waiter; callbacks wake it and the reader's
+ * reader parks its task in f->wait; callbacks wake it and the reader's
  * continuation looks at the state again.
  */
 #include <errno.h>
@@ -47,8 +47,7 @@ struct fetch {
     struct rill_resource res; /* first member */
     struct rill_worker *w;
     enum phase phase;
-    struct rill_task *waiter;
-    struct event wake_ev; /* wakes the waiter from the loop, never inside a parse */
+    struct rill_waiter wait; /* a reader waiting for bytes, woken never inside a parse */
     struct evdns_getaddrinfo_request *dns_req;
     struct evutil_addrinfo *addrs, *addr; /* resolved addresses, the one being tried */
     struct bufferevent *bev;
@@ -88,26 +87,10 @@ static struct evdns_base *dns_base(struct rill_worker *w)
 
 /* ---- state changes ------------------------------------------------------- */
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
-    struct fetch *f = arg;
-    struct rill_task *t = f->waiter;
-    (void)fd, (void)what;
-    if (!t)
-        return;
-    f->waiter = NULL;
-    rill_task_resume(t, 0);
-}
-
-/*
- * The reader runs Lua, which may close this fetch: so it runs from its own
- * event, after the parser and the socket callbacks have returned. Several
- * pieces of one read also make a single wake-up.
- */
+/* The reader runs Lua, which may close this fetch: never from inside a parse. */
 static void wake(struct fetch *f)
 {
-    if (f->waiter)
-        event_active(&f->wake_ev, EV_TIMEOUT, 1);
+    rill_waiter_wake(&f->wait);
 }
 
 /* ---- idle connections ----------------------------------------------------------------
@@ -613,8 +596,7 @@ static void fetch_close_res(struct rill_resource *res)
     if (f->self_ref != LUA_NOREF)
         luaL_unref(f->w->L, LUA_REGISTRYINDEX, f->self_ref);
     f->self_ref = LUA_NOREF;
-    f->waiter = NULL;
-    event_del(&f->wake_ev);
+    rill_waiter_clear(&f->wait);
     if (f->ssl_ctx)
         SSL_CTX_free(f->ssl_ctx);
     f->ssl_ctx = NULL;
@@ -656,26 +638,14 @@ static void on_resp_header(void *arg, const char *n, size_t nl, const char *v, s
     lua_pop(L, 3);
 }
 
-static void fetch_cancel(struct rill_task *t)
-{
-    struct fetch *f = t->wait_arg;
-    if (f && f->waiter == t)
-        f->waiter = NULL;
-}
-
 /* Parks the running task on f; k continues when a callback wakes it. */
 static int wait_on(lua_State *L, struct fetch *f, lua_KFunction k)
 {
-    struct rill_task *t = rill_task_check(L);
-    if (f->waiter && f->waiter != t)
-        return luaL_error(L, "another handler is already reading this fetch");
     if (f->paused && f->bev) { /* a reader that needs more: read upstream again */
         bufferevent_enable(f->bev, EV_READ);
         f->paused = 0;
     }
-    f->waiter = t;
-    t->wait_arg = f;
-    return rill_task_waitk(L, t, fetch_cancel, 0, k);
+    return rill_waiter_park(L, &f->wait, k);
 }
 
 /* After a reader took bytes: read upstream again once the backlog is small. */
@@ -820,7 +790,7 @@ static struct fetch *new_fetch(lua_State *L, struct rill_worker *w)
     f->w = w;
     f->phase = P_CLOSED;
     f->self_ref = LUA_NOREF;
-    event_assign(&f->wake_ev, w->base, -1, 0, on_wake, f);
+    rill_waiter_init(&f->wait, w->base, NULL);
     luaL_setmetatable(L, FETCH_MT);
     lua_createtable(L, 0, 4);
     lua_newtable(L);

@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/event_struct.h>
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,8 +80,7 @@ struct subscription {
     int drop_oldest;
     int dropped;   /* disconnected by the hub: 1 by hub.disconnect, 2 too slow */
     char gap[256]; /* an in-band notice to deliver first, or "" */
-    struct rill_task *waiter;
-    struct event wake_ev;
+    struct rill_waiter wait;
 };
 
 static struct topic *buckets[BUCKETS];
@@ -266,31 +266,25 @@ static int push_event(struct topic *t, struct hub_event *e)
 /* ---- subscriptions: waking --------------------------------------------------------- */
 
 /*
- * A waiting subscriber resumes (and sees a new event, the end, or its
- * disconnection). A disconnected one that is not waiting on the hub is parked
- * elsewhere, typically on its slow client: its request is cut off.
+ * Poked with nobody waiting: a disconnected subscriber is parked elsewhere,
+ * typically on its slow client, so its request is cut off.
  */
-static void on_sub_wake(evutil_socket_t fd, short what, void *arg)
+static void sub_unwaited(struct rill_waiter *w)
 {
-    struct subscription *s = arg;
-    struct rill_task *t = s->waiter;
-    (void)fd, (void)what;
-    if (t) {
-        s->waiter = NULL;
-        rill_task_resume(t, 0);
-    } else if (s->dropped && s->res.owner && s->res.owner->abort) {
-        if (s->dropped == 2)
-            rill_log("hub: subscriber of '%s' too slow, disconnected (it may resume)",
-                     s->topic ? s->topic->name : "?");
-        s->res.owner->abort(s->res.owner); /* closes s as one of its resources */
-    }
+    struct subscription *s =
+        (struct subscription *)((char *)w - offsetof(struct subscription, wait));
+    if (!s->dropped || !s->res.owner || !s->res.owner->abort)
+        return;
+    if (s->dropped == 2)
+        rill_log("hub: subscriber of '%s' too slow, disconnected (it may resume)",
+                 s->topic ? s->topic->name : "?");
+    s->res.owner->abort(s->res.owner); /* closes s as one of its resources */
 }
 
 /* Deferred: publish runs inside the publisher's handler, never inside another's. */
 static void wake(struct subscription *s)
 {
-    if (s->waiter)
-        event_active(&s->wake_ev, EV_TIMEOUT, 1);
+    rill_waiter_wake(&s->wait);
 }
 
 static void wake_all(struct topic *t)
@@ -310,7 +304,7 @@ static void drop_laggards(struct topic *t)
         if (!s->drop_oldest && !s->dropped && t->last_seq - s->cursor > s->queue) {
             s->dropped = 2;
             stats.dropped++;
-            event_active(&s->wake_ev, EV_TIMEOUT, 1);
+            rill_waiter_poke(&s->wait);
         }
     }
 }
@@ -396,7 +390,7 @@ static int hub_disconnect(lua_State *L)
     int n = 0;
     for (struct subscription *s = t ? t->subs : NULL; s; s = s->next, n++) {
         s->dropped = 1;
-        event_active(&s->wake_ev, EV_TIMEOUT, 1);
+        rill_waiter_poke(&s->wait);
     }
     lua_pushinteger(L, n);
     return 1;
@@ -425,8 +419,7 @@ static void sub_close_res(struct rill_resource *res)
 {
     struct subscription *s = (struct subscription *)res;
     sub_unlink(s);
-    event_del(&s->wake_ev);
-    s->waiter = NULL;
+    rill_waiter_clear(&s->wait);
 }
 
 /* __gc, __close, sub:close() */
@@ -462,13 +455,6 @@ static void resume_from(struct subscription *s, const char *last)
     }
     s->cursor = first - 1; /* replay what is kept, after telling the client */
     snprintf(s->gap, sizeof s->gap, "%s", ours && seq < first ? "expired" : "unknown");
-}
-
-static void hub_cancel(struct rill_task *t)
-{
-    struct subscription *s = t->wait_arg;
-    if (s && s->waiter == t)
-        s->waiter = NULL;
 }
 
 /*
@@ -531,10 +517,7 @@ static int next_k(lua_State *L, int status, lua_KContext ctx)
     }
     if (t->closed)
         return 0; /* drained: the stream ends */
-    struct rill_task *task = rill_task_check(L);
-    s->waiter = task;
-    task->wait_arg = s;
-    return rill_task_waitk(L, task, hub_cancel, 0, next_k);
+    return rill_waiter_park(L, &s->wait, next_k);
 }
 
 static int sub_next(lua_State *L)
@@ -572,7 +555,7 @@ static int hub_subscribe(lua_State *L)
     memset(s, 0, sizeof *s);
     s->res.close = sub_close_res;
     s->w = task->w;
-    event_assign(&s->wake_ev, task->w->base, -1, 0, on_sub_wake, s);
+    rill_waiter_init(&s->wait, task->w->base, sub_unwaited);
     luaL_setmetatable(L, SUB_MT);
     s->queue = opt_size(L, 2, "queue", config.queue);
     lua_getfield(L, 2, "overflow");

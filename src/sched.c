@@ -234,3 +234,58 @@ void rill_timer_add(struct event *ev, double seconds)
     tv.tv_usec = (suseconds_t)((seconds - floor(seconds)) * 1e6);
     evtimer_add(ev, &tv);
 }
+
+static void on_waiter(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_waiter *w = arg;
+    struct rill_task *t = w->task;
+    (void)fd, (void)what;
+    if (t) {
+        w->task = NULL;
+        rill_task_resume(t, 0);
+    } else if (w->unwaited) {
+        w->unwaited(w);
+    }
+}
+
+void rill_waiter_init(struct rill_waiter *w, struct event_base *base,
+                      void (*unwaited)(struct rill_waiter *w))
+{
+    w->task = NULL;
+    w->unwaited = unwaited;
+    event_assign(&w->ev, base, -1, 0, on_waiter, w);
+}
+
+static void waiter_cancel(struct rill_task *t)
+{
+    struct rill_waiter *w = t->wait_arg;
+    if (w && w->task == t)
+        w->task = NULL;
+}
+
+int rill_waiter_park(lua_State *L, struct rill_waiter *w, lua_KFunction k)
+{
+    struct rill_task *t = rill_task_check(L);
+    if (w->task && w->task != t)
+        return luaL_error(L, "another handler is already waiting on this object");
+    w->task = t;
+    t->wait_arg = w;
+    return rill_task_waitk(L, t, waiter_cancel, 0, k);
+}
+
+void rill_waiter_wake(struct rill_waiter *w)
+{
+    if (w->task)
+        event_active(&w->ev, EV_TIMEOUT, 1);
+}
+
+void rill_waiter_poke(struct rill_waiter *w)
+{
+    event_active(&w->ev, EV_TIMEOUT, 1);
+}
+
+void rill_waiter_clear(struct rill_waiter *w)
+{
+    event_del(&w->ev);
+    w->task = NULL;
+}

@@ -75,4 +75,27 @@ void *rill_effect_tag(void);
 
 void rill_timer_add(struct event *ev, double seconds);
 
+/*
+ * Where one task waits for news from a callback (an upstream's bytes, a
+ * published event, an appended line). The news wakes it from an event of its
+ * own, never from inside the callback that brought it (which may be in the
+ * middle of a parse, or in another handler), and news arriving together makes
+ * one wake-up.
+ */
+struct rill_waiter {
+    struct event ev;
+    struct rill_task *task;                  /* waiting, or NULL */
+    void (*unwaited)(struct rill_waiter *w); /* poked with nobody waiting (may be NULL) */
+};
+
+void rill_waiter_init(struct rill_waiter *w, struct event_base *base,
+                      void (*unwaited)(struct rill_waiter *w));
+/* Parks the running task on w, to continue in k. Raises if another task waits there. */
+int rill_waiter_park(lua_State *L, struct rill_waiter *w, lua_KFunction k);
+/* News for the waiting task, if there is one. */
+void rill_waiter_wake(struct rill_waiter *w);
+/* News that must be handled even with nobody waiting (then unwaited runs). */
+void rill_waiter_poke(struct rill_waiter *w);
+void rill_waiter_clear(struct rill_waiter *w);
+
 #endif

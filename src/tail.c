@@ -45,8 +45,7 @@ struct tail {
     struct event poll_timer;
     double poll_every;
     int polling_only;
-    struct event wake_ev;
-    struct rill_task *waiter;
+    struct rill_waiter wait;
     size_t max_line;
     int strip;
     const char *notice; /* an in-band notice owed to an event reader, or NULL */
@@ -117,21 +116,9 @@ void rill_tail_shutdown(void)
 
 /* ---- waking --------------------------------------------------------------------- */
 
-static void on_tail_wake(evutil_socket_t fd, short what, void *arg)
-{
-    struct tail *t = arg;
-    struct rill_task *task = t->waiter;
-    (void)fd, (void)what;
-    if (!task)
-        return;
-    t->waiter = NULL;
-    rill_task_resume(task, 0);
-}
-
 static void wake(struct tail *t)
 {
-    if (t->waiter)
-        event_active(&t->wake_ev, EV_TIMEOUT, 1);
+    rill_waiter_wake(&t->wait);
 }
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
@@ -247,19 +234,9 @@ static struct tail *check_tail(lua_State *L, int idx)
     return t;
 }
 
-static void tail_cancel(struct rill_task *task)
-{
-    struct tail *t = task->wait_arg;
-    if (t && t->waiter == task)
-        t->waiter = NULL;
-}
-
 static int park(lua_State *L, struct tail *t, lua_KFunction k)
 {
-    struct rill_task *task = rill_task_check(L);
-    t->waiter = task;
-    task->wait_arg = t;
-    return rill_task_waitk(L, task, tail_cancel, 0, k);
+    return rill_waiter_park(L, &t->wait, k);
 }
 
 /* The iterator: line, offset; waits for the next line. */
@@ -356,8 +333,7 @@ static void tail_close_res(struct rill_resource *res)
     rill_follow_close(&t->follow); /* the descriptor goes with the client */
     evbuffer_free(t->pending);
     event_del(&t->poll_timer);
-    event_del(&t->wake_ev);
-    t->waiter = NULL;
+    rill_waiter_clear(&t->wait);
 }
 
 static int tail_close(lua_State *L)
@@ -460,7 +436,7 @@ static int tail_new(lua_State *L)
     t->pending = evbuffer_new();
     rill_follow_init(&t->follow, real);
     snprintf(t->name, sizeof t->name, "%s", strrchr(real, '/') + 1);
-    event_assign(&t->wake_ev, t->w->base, -1, 0, on_tail_wake, t);
+    rill_waiter_init(&t->wait, t->w->base, NULL);
     event_assign(&t->poll_timer, t->w->base, -1, EV_PERSIST, on_poll, t);
     t->open = 1;
     luaL_setmetatable(L, TAIL_MT);
