@@ -13,12 +13,6 @@ local socket = require "socket"
 local REQUESTS = tonumber(arg[1]) or 20000
 local DISCONNECTS = tonumber(arg[2]) or 2000
 
-local function rss_kb(pid)
-  local f = assert(io.open("/proc/" .. pid .. "/status"))
-  local kb = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
-  f:close()
-  return kb
-end
 
 -- A keep-alive connection sending one request after another.
 local function requests(srv, n)
@@ -62,13 +56,13 @@ local srv = test.server("spec/apps/core.lua")
 local ok, err = pcall(function()
   requests(srv, 200) -- warm up: the pools and caches every server fills
   local before = srv:settle(function(st) return st.active == 0 end)
-  local rss0 = rss_kb(srv:pid())
+  local rss0 = srv:rss_kb()
   local t0 = rill.now()
   requests(srv, REQUESTS)
   disconnects(srv, DISCONNECTS)
   local elapsed = rill.now() - t0
   local after = srv:settle(function(st) return st.active == 0 and st.streams == 0 end)
-  local rss1 = rss_kb(srv:pid())
+  local rss1 = srv:rss_kb()
   print(("soak: %d requests and %d mid-stream disconnects in %.1f s"):format(REQUESTS, DISCONNECTS, elapsed))
   print("| | before | after |")
   print("|---|---|---|")

@@ -2,12 +2,6 @@
 -- End to end: a spawned rill serving spec/apps/core.lua.
 local test = require "rill.test"
 
-local function rss_kb(pid)
-  local f = assert(io.open("/proc/" .. pid .. "/status"))
-  local kb = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
-  f:close()
-  return kb
-end
 
 describe("rill core, end to end", function()
   local srv
@@ -152,7 +146,7 @@ describe("rill core, end to end", function()
       -- 64 KiB chunks: the server's high-water mark plus the kernel's socket
       -- buffers hold at most a few MiB, far from unbounded
       assert.is_true(produced * 64 < 32 * 1024, "produced " .. produced .. " chunks")
-      assert.is_true(rss_kb(srv:pid()) < 64 * 1024)
+      assert.is_true(srv:rss_kb() < 64 * 1024)
       -- reading again unparks it
       for _ = 1, 200 do assert.is_truthy(s:chunk(5)) end
       assert.is_true(tonumber(srv:get("/produced").body) > produced)

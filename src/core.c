@@ -60,6 +60,16 @@ static int core_run(lua_State *L)
     return rs.nres;
 }
 
+int rill_push_iterator(lua_State *L, lua_CFunction iter, int nup, int obj_idx)
+{
+    obj_idx = lua_absindex(L, obj_idx);
+    lua_pushcclosure(L, iter, nup);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushvalue(L, obj_idx);
+    return 4;
+}
+
 /* rill.now(): monotonic seconds, for deadlines in tests and handlers. */
 static int core_now(lua_State *L)
 {

@@ -23,6 +23,13 @@ int rill_tail_add_root(const char *dir);
 /* Idle upstream connections kept for reuse (stats). */
 int rill_fetch_idle_connections(void);
 
+/*
+ * Returns iterator, nil, nil, obj as io.lines does: in a generic for, the
+ * object at obj_idx is the to-be-closed value, closed when the loop ends.
+ * The iterator is a C closure of iter over the nup values on the stack.
+ */
+int rill_push_iterator(lua_State *L, lua_CFunction iter, int nup, int obj_idx);
+
 /* t[key] = value, or a list when key repeats. Stack: key value → (popped); t absolute. */
 void rill_table_add_multi(lua_State *L, int t);
 

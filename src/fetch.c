@@ -946,8 +946,6 @@ static int lines_k(lua_State *L, int status, lua_KContext ctx)
     return wait_on(L, f, lines_k);
 }
 
-static int push_iterator(lua_State *L, lua_CFunction iter, int nup);
-
 /* Sets ev.id when this block changed the last event id (stack: ..., uv, queue, event). */
 static void set_changed_id(lua_State *L, const struct rill_sse_event *ev)
 {
@@ -1056,7 +1054,7 @@ static int fetch_events(lua_State *L)
     lua_pop(L, 1);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, max);
-    return push_iterator(L, iter_events, 2);
+    return rill_push_iterator(L, iter_events, 2, 1);
 }
 
 static int iter_chunks(lua_State *L)
@@ -1069,25 +1067,12 @@ static int iter_lines(lua_State *L)
     return lines_k(L, LUA_OK, 0);
 }
 
-/*
- * Returns iterator, nil, nil, up: in a generic for, leaving the loop closes
- * the fetch (the fourth value is to-be-closed), as io.lines does.
- */
-static int push_iterator(lua_State *L, lua_CFunction iter, int nup)
-{
-    lua_pushcclosure(L, iter, nup);
-    lua_pushnil(L);
-    lua_pushnil(L);
-    lua_pushvalue(L, 1);
-    return 4;
-}
-
 /* up:chunks() → iterator of body pieces as they arrive. */
 static int fetch_chunks(lua_State *L)
 {
     check_fetch(L, 1);
     lua_pushvalue(L, 1);
-    return push_iterator(L, iter_chunks, 1);
+    return rill_push_iterator(L, iter_chunks, 1, 1);
 }
 
 /* up:lines([max_line]) → iterator of lines, each with its terminator. */
@@ -1098,7 +1083,7 @@ static int fetch_lines(lua_State *L)
     luaL_argcheck(L, max_line > 0, 2, "max_line must be positive");
     lua_pushvalue(L, 1);
     lua_pushinteger(L, max_line);
-    return push_iterator(L, iter_lines, 2);
+    return rill_push_iterator(L, iter_lines, 2, 1);
 }
 
 /* Fields (status, headers, url, error, code) and methods. */

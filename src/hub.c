@@ -579,11 +579,7 @@ static int hub_subscribe(lua_State *L)
     rill_resource_add(task, &s->res);
 
     lua_pushvalue(L, 3);
-    lua_pushcclosure(L, sub_next, 1);
-    lua_pushnil(L);
-    lua_pushnil(L);
-    lua_pushvalue(L, 3);
-    return 4;
+    return rill_push_iterator(L, sub_next, 1, 3);
 }
 
 /* hub.configure{history=, history_bytes=, history_age=, queue=, overflow=} */

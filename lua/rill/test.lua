@@ -350,6 +350,14 @@ function Server:pid()
   return self.proc:pid()
 end
 
+-- The server's resident memory in KiB (VmRSS).
+function Server:rss_kb()
+  local f = assert(io.open("/proc/" .. self.proc:pid() .. "/status"))
+  local kb = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
+  f:close()
+  return kb
+end
+
 -- Waits for the server to exit by itself; returns its exit status (-N for
 -- signal N), or nil, "timeout".
 function Server:wait(timeout)
