@@ -56,13 +56,13 @@ test-browser: build
 # to build-fuzz/, crashes stop the run. The seed corpora in fuzz/corpus are
 # replayed by ctest on every make test.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = httpcheck httpresp sse_parse
+FUZZ_TARGETS = headscan httpcheck httpresp sse_parse
 fuzz:
 	@./scripts/deps.sh clang libclang-rt-14-dev
 	@mkdir -p build-fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -iquote src -o build-fuzz/fuzz_$$t \
-	    fuzz/fuzz_$$t.c src/httpcheck.c src/httpresp.c src/sse_parse.c src/urlcode.c || exit 1; \
+	    fuzz/fuzz_$$t.c src/headscan.c src/httpcheck.c src/httpresp.c src/sse_parse.c src/urlcode.c || exit 1; \
 	  mkdir -p build-fuzz/corpus_$$t; \
 	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
 	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/$$t- \

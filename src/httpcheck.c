@@ -4,33 +4,16 @@
 #include <string.h>
 #include <strings.h>
 
+#include "headscan.h"
 #include "urlcode.h"
-
-/* RFC 9110 tchar */
-static int is_tchar(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
 
 static int is_token(const char *s)
 {
     if (!*s)
         return 0;
     for (; *s; s++)
-        if (!is_tchar((unsigned char)*s))
+        if (!rill_is_tchar((unsigned char)*s))
             return 0;
-    return 1;
-}
-
-/* Field values: visible characters, SP, HTAB and obs-text; no other control. */
-static int is_field_value(const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return 0;
-    }
     return 1;
 }
 
@@ -73,10 +56,6 @@ static const char *check_headers(const struct rill_request_head *req)
     int hosts = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct rill_header *h = &req->headers[i];
-        if (!is_token(h->name))
-            return "invalid header name";
-        if (!is_field_value(h->value))
-            return "control character in a header value";
         hosts += strcasecmp(h->name, "Host") == 0;
     }
     if (hosts > 1 || (hosts == 0 && req->minor == 1))

@@ -41,8 +41,6 @@ int main(void)
     BAD("'..'", "GET", "/a/%2E%2E/b", 1, host);
     BAD("'..'", "GET", "/..", 1, host);
     OK("GET", "/a..b/..c", 1, host);
-    BAD("header name", "GET", "/", 1, (const char *[]){"Host", "x", "Content-Length ", "3", NULL});
-    BAD("control", "GET", "/", 1, (const char *[]){"Host", "x", "X", "a\x7f", NULL});
     OK("GET", "/", 1, (const char *[]){"Host", "x", "X", "tab\tok", NULL});
     BAD("more than one Content-Length", "POST", "/", 1,
         (const char *[]){"Host", "x", "Content-Length", "3", "content-length", "3", NULL});
