@@ -1,5 +1,6 @@
 -- SPDX-License-Identifier: MIT
 -- Limits that keep one handler from taking the worker down.
+local socket = require "socket"
 local test = require "rill.test"
 
 describe("a runaway handler", function()
@@ -80,5 +81,118 @@ describe("--keepalive-timeout", function()
     srv:get("/release")
     assert.same("second\n", s:chunk(5))
     s:close()
+  end)
+end)
+
+describe("size limits", function()
+  local srv
+  setup(function()
+    srv = test.server("spec/apps/core.lua",
+      { args = { "--max-header-bytes", "1024", "--max-body-bytes", "1000" } })
+  end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
+
+  local function head(extra)
+    return "GET /hello HTTP/1.1\r\nHost: x\r\n" .. extra .. "\r\n"
+  end
+
+  it("answer 431 to headers past --max-header-bytes, and close", function()
+    local data, statuses, closed = srv:exchange(head(("X-Pad: " .. ("p"):rep(90) .. "\r\n"):rep(12)))
+    assert.same({ 431 }, statuses)
+    assert.is_true(closed)
+    assert.matches("HTTP/1.1 431 Request Header Fields Too Large", data, 1, true)
+  end)
+
+  it("answer 414 to a request line past --max-header-bytes", function()
+    local _, statuses, closed = srv:exchange("GET /" .. ("a"):rep(1100) .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.same({ 414 }, statuses)
+    assert.is_true(closed)
+  end)
+
+  it("let a head just under the limit through", function()
+    local pad = ("p"):rep(1024 - #head("X-Pad: \r\n") - #"Connection: close\r\n")
+    local _, statuses = srv:exchange(head("X-Pad: " .. pad .. "\r\nConnection: close\r\n"))
+    assert.same({ 200 }, statuses)
+  end)
+
+  it("answer 413 to a body past --max-body-bytes, and close", function()
+    local body = ("b"):rep(1001)
+    local _, statuses, closed = srv:exchange("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: "
+      .. #body .. "\r\n\r\n" .. body)
+    assert.same({ 413 }, statuses)
+    assert.is_true(closed)
+    local ok = srv:request({ method = "POST", path = "/echo", body = ("b"):rep(1000) })
+    assert.same(1000, #ok.body)
+  end)
+end)
+
+describe("--request-timeout", function()
+  local srv
+  setup(function()
+    srv = test.server("spec/apps/core.lua",
+      { args = { "--request-timeout", "0.5", "--keepalive-timeout", "30" } })
+  end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
+
+  it("drops a client dripping a request (slowloris) while others are served", function()
+    local slow = srv:connect()
+    local request = "GET /hello HTTP/1.1\r\nHost: x\r\n" .. ("X-Drip: 1\r\n"):rep(40)
+    local started, answer, err = socket.gettime()
+    slow:settimeout(0.05) -- the drip's pace: one byte per read attempt
+    for i = 1, #request do
+      slow:send(request:sub(i, i))
+      answer, err = slow:receive("*l")
+      if answer or err == "closed" then break end
+      if i % 20 == 0 then assert.same("hello world\n", srv:get("/hello").body) end
+    end
+    assert.same("HTTP/1.1 408 Request Timeout", answer)
+    assert.is_true(socket.gettime() - started < 5, "dropped by the deadline, not at the end of the drip")
+    slow:settimeout(5)
+    local _, closed = slow:receive("*a")
+    assert.is_nil(closed) -- nil error: the server closed it
+    slow:close()
+  end)
+
+  it("does not count the time a reply takes against the next pipelined request", function()
+    local _, statuses = srv:exchange("GET /sleep?s=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert.same({ 200, 200 }, statuses)
+  end)
+end)
+
+describe("--max-connections", function()
+  local srv
+  setup(function()
+    srv = test.server("spec/apps/core.lua", { args = { "--max-connections", "2" } })
+  end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
+
+  local function hello(sock)
+    sock:send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    local res = assert(test.response(sock))
+    res:rest()
+    return res.status
+  end
+
+  it("answers 503 past the limit and closes, and keeps serving the admitted", function()
+    local a, b = srv:connect(), srv:connect()
+    assert.same(200, hello(a))
+    assert.same(200, hello(b))
+    local data, statuses, closed = srv:exchange("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.same({ 503 }, statuses)
+    assert.is_true(closed)
+    assert.matches("too many connections", data, 1, true)
+    assert.same(200, hello(a))
+    assert.same(2, srv:stats().connections)
+    a:close()
+    local served -- the server sees a's close when it reads it: retry, bounded
+    for _ = 1, 200 do
+      local _, s = srv:exchange("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      served = s[1]
+      if served == 200 then break end
+    end
+    assert.same(200, served)
+    assert.same(200, hello(b))
+    b:close()
   end)
 end)

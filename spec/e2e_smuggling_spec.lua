@@ -10,15 +10,8 @@ describe("requests rill refuses", function()
 
   -- Sends bytes, reads until the server closes; returns the status codes seen and all bytes.
   local function raw(bytes)
-    local sock = srv:connect()
-    sock:settimeout(5)
-    sock:send(bytes)
-    local data, err, partial = sock:receive("*a")
-    sock:close()
-    data = data or partial
-    assert(err == nil or err == "closed", "the connection stayed open: " .. tostring(err))
-    local statuses = {}
-    for code in data:gmatch("HTTP/1%.%d (%d%d%d)") do statuses[#statuses + 1] = tonumber(code) end
+    local data, statuses, closed = srv:exchange(bytes, 5)
+    assert(closed, "the connection stayed open")
     return statuses, data
   end
 
@@ -35,6 +28,15 @@ describe("requests rill refuses", function()
     { "a bare CR in a value", "GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n" .. SMUGGLED, 400 },
     { "no Host on HTTP/1.1", "GET /hello HTTP/1.1\r\n\r\n" .. SMUGGLED, 400 },
     { "two Hosts", "GET /hello HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n" .. SMUGGLED, 400 },
+    { "an obs-fold continuation line", "GET /hello HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\n\r\n" .. SMUGGLED, 400 },
+    { "a folded Content-Length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n 3\r\n\r\nabc" .. SMUGGLED, 400 },
+    { "a NUL in a header value", "GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n" .. SMUGGLED, 400 },
+    { "a NUL in a header name", "GET /hello HTTP/1.1\r\nHost: x\r\nX\0A: v\r\n\r\n" .. SMUGGLED, 400 },
+    { "a control character in the request line", "GET /a\1b HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 400 },
+    { "a bare CR ending a header line", "GET /hello HTTP/1.1\r\nHost: x\rX-A: v\r\n\r\n" .. SMUGGLED, 400 },
+    { "a header line without a colon", "GET /hello HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n" .. SMUGGLED, 400 },
+    { "an empty request line", "\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 400 },
+    { "an absurd request line", "GET /" .. ("a"):rep(40000) .. " HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 414 },
     { "HTTP/1.12", "GET /hello HTTP/1.12\r\nHost: x\r\n\r\n" .. SMUGGLED, 400 },
     { "a target that is not a path", "GET abc HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 400 },
     { "an absolute-form target", "GET http://evil/hello HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 400 },
@@ -62,6 +64,13 @@ describe("requests rill refuses", function()
     assert.same({ 200, 200, 200 }, statuses)
     local hello, echo, user = data:find("hello world\n", 1, true), data:find("abc", 1, true), data:find("user 7\n", 1, true)
     assert.is_true(hello < echo and echo < user)
+  end)
+
+  it("answers a bad head behind a valid pipelined request after that request's reply", function()
+    local statuses, data = raw("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /hello HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\n\r\n" .. SMUGGLED)
+    assert.same({ 200, 400 }, statuses)
+    assert.matches("hello world\n.*bad request: obsolete line folding", data)
   end)
 
   it("never shows a client a traceback or a path", function()

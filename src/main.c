@@ -31,6 +31,12 @@ static void usage(FILE *out)
           "      --keepalive-timeout S an idle keep-alive connection, or a client that\n"
           "                            stalls mid-request, is closed after S seconds\n"
           "                            (default 60; 0: never); streams are never cut\n"
+          "      --request-timeout S   a client must send a whole request within S\n"
+          "                            seconds of its first byte, or it gets a 408\n"
+          "                            and is closed (default 30; 0: no limit)\n"
+          "      --max-connections N   past N open connections a new one gets a 503\n"
+          "                            and is closed (default: the open-file limit\n"
+          "                            less 64; 0: no limit)\n"
           "      --tail-root DIR       a directory rill.tail may read below (repeatable;\n"
           "                            default: the app's directory)\n"
           "      --max-instructions N  a handler running N Lua instructions without\n"
@@ -138,6 +144,16 @@ static void raise_fd_limit(void)
     }
 }
 
+/* The default --max-connections: what the fd limit allows, less a margin for files and upstreams.
+ */
+static int default_max_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX)
+        return 0;
+    return rl.rlim_cur > 128 ? (int)rl.rlim_cur - 64 : (int)rl.rlim_cur / 2;
+}
+
 static int is_handler(lua_State *L, int idx)
 {
     if (lua_isfunction(L, idx))
@@ -189,13 +205,27 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
         fprintf(stderr, "rill: --listen wants HOST:PORT, got '%s'\n", optarg);
         return EXIT_USAGE;
     case 'g':
-    case 'K': {
-        double *v = c == 'g' ? &cfg->grace : &cfg->keepalive_timeout;
+    case 'K':
+    case 'R': {
+        double *v = c == 'g'   ? &cfg->grace
+                    : c == 'K' ? &cfg->keepalive_timeout
+                               : &cfg->request_timeout;
         *v = strtod(optarg, &end);
-        if (!*end && *v >= 0)
+        if (*optarg && !*end && *v >= 0)
             return -1;
         fprintf(stderr, "rill: --%s wants seconds, got '%s'\n",
-                c == 'g' ? "grace" : "keepalive-timeout", optarg);
+                c == 'g'   ? "grace"
+                : c == 'K' ? "keepalive-timeout"
+                           : "request-timeout",
+                optarg);
+        return EXIT_USAGE;
+    }
+    case 'C': {
+        long n = strtol(optarg, &end, 10);
+        cfg->max_connections = (int)n;
+        if (*optarg && !*end && n >= 0 && n <= INT_MAX)
+            return -1;
+        fprintf(stderr, "rill: --max-connections wants a count, got '%s'\n", optarg);
         return EXIT_USAGE;
     }
     case 'B':
@@ -240,6 +270,8 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"max-instructions", required_argument, 0, 'I'},
         {"keepalive-timeout", required_argument, 0, 'K'},
         {"max-lua-memory", required_argument, 0, 'M'},
+        {"request-timeout", required_argument, 0, 'R'},
+        {"max-connections", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -261,12 +293,14 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
 int main(int argc, char **argv)
 {
     char host[256] = "127.0.0.1";
-    struct rill_server_config cfg = {host, 8080, 10.0, 32 * 1024, 1024 * 1024, 60.0};
+    struct rill_server_config cfg = {host, 8080, 10.0, 32 * 1024, 1024 * 1024, 60.0, 30.0, -1};
     const char *app;
     int status = parse_args(argc, argv, &cfg, host, sizeof host, &app);
     if (status >= 0)
         return status;
     raise_fd_limit();
+    if (cfg.max_connections < 0)
+        cfg.max_connections = default_max_connections();
 
     rill_worker_set_memory_cap(limits.memory);
     lua_State *L = rill_worker_newstate();

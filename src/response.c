@@ -9,6 +9,7 @@
  */
 #include "response.h"
 
+#include "headscan.h"
 #include "hub.h"
 #include "server.h"
 
@@ -60,12 +61,25 @@ static void unwatch(struct rill_request *r)
         bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
 }
 
-/* ---- headers --------------------------------------------------------------- */
-
-static int is_token_char(unsigned char c)
+/* Reason phrases evhttp 2.1.12 lacks (it says "Client Error" for a 429). */
+const char *rill_status_reason(int status)
 {
-    return c > 32 && c < 127 && !strchr("\"(),/:;<=>?@[\\]{}", c);
+    switch (status) {
+    case 308: return "Permanent Redirect";
+    case 414: return "URI Too Long";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    default: return NULL; /* evhttp's own */
+    }
 }
+
+/* ---- headers --------------------------------------------------------------- */
 
 static void add_header(lua_State *L, struct evkeyvalq *h, const char *name, int vidx)
 {
@@ -91,7 +105,7 @@ static void set_headers(lua_State *L, int idx, struct evkeyvalq *h)
             luaL_error(L, "header names must be strings (got a %s)", luaL_typename(L, -2));
         const char *name = lua_tostring(L, -2);
         for (const char *p = name; *p; p++)
-            if (!is_token_char((unsigned char)*p))
+            if (!rill_is_tchar((unsigned char)*p))
                 luaL_error(L, "invalid header name '%s'", name);
         if (!*name)
             luaL_error(L, "empty header name");
@@ -165,7 +179,7 @@ static int out_reply(lua_State *L)
     }
     unwatch(r);
     r->responded = 1;
-    evhttp_send_reply(r->req, status, NULL, buf);
+    evhttp_send_reply(r->req, status, rill_status_reason(status), buf);
     r->req = NULL; /* evhttp frees it once written */
     return 0;
 }
@@ -178,7 +192,7 @@ static int out_start(lua_State *L)
     int has_body = status >= 200 && status != 204 && status != 304;
     prepare_head(L, r, has_body);
     int body = has_body && evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD;
-    evhttp_send_reply_start(r->req, status, NULL);
+    evhttp_send_reply_start(r->req, status, rill_status_reason(status));
     r->responded = r->streaming = 1;
     r->task.w->stats.streams++;
     struct bufferevent *bev = request_bev(r);
@@ -330,7 +344,7 @@ void rill_response_error(struct rill_request *r, int status, const char *what)
     evbuffer_add_printf(buf, "%s (request %s)\n", what, rill_request_id(r));
     unwatch(r);
     r->responded = 1;
-    evhttp_send_reply(r->req, status, NULL, buf);
+    evhttp_send_reply(r->req, status, rill_status_reason(status), buf);
     r->req = NULL;
 }
 

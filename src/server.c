@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "effects.h"
 #include "httpcheck.h"
 #include "log.h"
@@ -34,6 +35,7 @@ struct rill_server {
     struct rill_worker *w;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
+    struct rill_conns *conns;
     struct rill_request *live; /* every request not yet freed */
     int active;
     int handler_ref, driver_ref, out_ref;
@@ -85,8 +87,9 @@ static void on_complete(struct evhttp_request *req, void *arg)
     struct rill_request *r = arg;
     (void)req;
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (evcon)
-        evhttp_connection_set_closecb(evcon, NULL, NULL); /* per connection: notes Q2 */
+    if (r->conn)
+        rill_conn_attach(r->conn, NULL); /* the connection may read its next request */
+    r->conn = NULL;
     if (evcon && r->timeouts_lifted) { /* the connection goes back to keep-alive */
         const struct timeval *idle = rill_server_idle_timeout(r->srv);
         bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), idle, idle);
@@ -126,6 +129,7 @@ static void on_task_done(struct rill_task *t, int status, int nres)
 void rill_server_client_gone(struct rill_request *r)
 {
     r->gone = 1;
+    r->conn = NULL; /* being freed */
     if (r->req && !evhttp_request_get_connection(r->req))
         evhttp_send_reply_end(r->req); /* detached: ours to free (notes Q2, landmine 7) */
     r->req = NULL;
@@ -141,12 +145,6 @@ void rill_server_client_gone(struct rill_request *r)
         return;
     }
     maybe_free(r);
-}
-
-static void on_close(struct evhttp_connection *evcon, void *arg)
-{
-    (void)evcon;
-    rill_server_client_gone(arg);
 }
 
 static void abort_request(struct rill_task *t);
@@ -178,7 +176,7 @@ static void reply_plain(struct evhttp_request *req, int status, const char *body
     if (close)
         evhttp_add_header(h, "Connection", "close");
     evbuffer_add(buf, body, strlen(body));
-    evhttp_send_reply(req, status, NULL, buf);
+    evhttp_send_reply(req, status, rill_status_reason(status), buf);
     evbuffer_free(buf);
 }
 
@@ -208,17 +206,27 @@ static const char *bad_request(struct evhttp_request *req)
     return rill_check_request(&head);
 }
 
+/* A 4xx for a request refused before Lua, closing the connection. */
+static void refuse(struct evhttp_request *req, int status, const char *why)
+{
+    char body[160];
+    req->major = 1; /* evhttp would echo a version like 1.12 in the status line */
+    req->minor = 1;
+    snprintf(body, sizeof body, "%s: %s\n", status == 400 ? "bad request" : "refused", why);
+    reply_plain(req, status, body, 1);
+}
+
 /* evhttp's gencb: every request starts here. */
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct rill_server *s = arg;
-    const char *why = bad_request(req);
-    if (why) {
-        char body[160];
-        req->major = 1; /* evhttp would echo a version like 1.12 in the status line */
-        req->minor = 1;
-        snprintf(body, sizeof body, "bad request: %s\n", why);
-        reply_plain(req, 400, body, 1);
+    struct rill_conn *c = rill_conn_of(s->conns, req);
+    const char *why = "out of memory";
+    int status = c ? rill_conn_dispatched(c, &why) : 503; /* a refused head's stand-in */
+    if (status == 0 && (why = bad_request(req)) != NULL)
+        status = 400;
+    if (status) {
+        refuse(req, status, why);
         return;
     }
     if (s->draining) {
@@ -230,9 +238,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_plain(req, 503, "out of memory\n", 1);
         return;
     }
-    /* both stay armed until evhttp is done with the request */
+    /* on_complete, or the connection's close (conn.c), ends evhttp's part */
     evhttp_request_set_on_complete_cb(req, on_complete, r);
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_close, r);
+    r->conn = c;
+    rill_conn_attach(c, r);
     lua_State *co = rill_task_open(&r->task);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->driver_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->handler_ref);
@@ -339,9 +348,10 @@ static void print_stats(struct rill_server *s)
 {
     struct rill_stats *st = &s->w->stats;
     rill_log("stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
-             "fds=%d idle=%d",
+             "fds=%d idle=%d connections=%d",
              st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
-             lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections());
+             lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections(),
+             rill_conns_count(s->conns));
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -426,7 +436,8 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes);
+    /* conn.c enforces the head size first, with a 414 or 431; this is a backstop */
+    evhttp_set_max_headers_size(s->http, 2 * (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
     if (cfg->keepalive_timeout > 0) {
         /* an inactivity timer for idle and stalled connections (notes Q3); lifted
@@ -456,6 +467,9 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
         goto fail;
     s->http = evhttp_new(w->base);
     configure(s, cfg);
+    struct rill_conns_config ccfg = {cfg->max_header_bytes, cfg->request_timeout,
+                                     cfg->max_connections};
+    s->conns = rill_conns_new(s->http, w->base, &ccfg);
     s->bound = evhttp_accept_socket_with_handle(s->http, fd);
     if (!s->bound) {
         snprintf(err, errlen, "cannot accept on the listening socket");
@@ -490,6 +504,7 @@ void rill_server_free(struct rill_server *s)
         event_free(s->grace_timer);
     if (s->http)
         evhttp_free(s->http); /* closes idle keep-alive connections */
+    rill_conns_free(s->conns);
     rill_tail_shutdown();
     rill_hub_shutdown(s->w->L);
     while (s->live) { /* requests evhttp still held are gone with it */

@@ -13,6 +13,8 @@ struct rill_server_config {
     size_t max_header_bytes; /* request line + headers */
     size_t max_body_bytes;
     double keepalive_timeout; /* seconds a connection may sit idle or stall mid-request; 0: none */
+    double request_timeout;   /* seconds to read a whole request, from its first byte; 0: none */
+    int max_connections;      /* past it a new connection gets a 503; 0: no limit */
 };
 
 /* The idle timeout, to restore on a connection once a request that lifted it is done. */
@@ -30,7 +32,7 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
 void rill_server_run(struct rill_server *s);
 void rill_server_free(struct rill_server *s);
 
-/* evhttp's close callback of r's connection (response.c arms it). */
+/* r's client left: its connection closed (conn.c). */
 void rill_server_client_gone(struct rill_request *r);
 
 #endif

@@ -305,6 +305,22 @@ function Server:connect()
   return sock
 end
 
+-- Sends raw bytes on a new connection and reads until the server closes it.
+-- Returns every byte received, the status codes of the responses in them,
+-- and true when the server closed the connection (false: still open at timeout).
+function Server:exchange(bytes, timeout)
+  self.proc:log()
+  local sock = self:connect()
+  sock:settimeout(timeout or DEFAULT_TIMEOUT)
+  sock:send(bytes)
+  local data, err, partial = sock:receive("*a")
+  sock:close()
+  data = data or partial
+  local statuses = {}
+  for code in data:gmatch("HTTP/1%.%d (%d%d%d)") do statuses[#statuses + 1] = tonumber(code) end
+  return data, statuses, err == nil or err == "closed"
+end
+
 -- Everything the server wrote to stderr so far.
 function Server:log()
   return self.proc:log()

@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Connections. evhttp lets us make each connection's bufferevent
+ * (evhttp_set_bevcb); on its input buffer we set a callback that sees every
+ * byte before evhttp's read callback does. While a request head is arriving
+ * the gate moves the bytes aside (c->held) and scans them; evhttp gets the
+ * head once it is whole and clean, with whatever followed it. A refused head
+ * is replaced by a stand-in request, so that evhttp, in its own order after
+ * any pipelined reply, hands us something to answer with the refusal and a
+ * close; all later bytes are dropped. After a head is released the gate lets
+ * bytes through (the body is evhttp's) until evhttp dispatches the request,
+ * then it scans what follows as the next head.
+ *
+ * evhttp has no hook for a new connection object, so the bevcb queues the
+ * connection and an event right after accept finds the evhttp_connection
+ * (the bufferevent's callback argument) and sets our close callback on it:
+ * from then on, evhttp_connection_free tells us. Connections are found from
+ * a request by their fd.
+ */
+#include "conn.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "headscan.h"
+#include "sched.h"
+#include "server.h"
+
+enum gate {
+    GATE_HEAD,    /* a head is arriving: bytes are held and scanned */
+    GATE_PASS,    /* evhttp is reading a released head and its body */
+    GATE_DISCARD, /* refused or shed: every byte from now on is dropped */
+};
+
+struct rill_conn {
+    struct rill_conns *set;
+    struct bufferevent *bev;
+    struct evhttp_connection *evcon; /* NULL until set up */
+    struct evbuffer_cb_entry *input_cb;
+    struct rill_request *req; /* the request being served */
+    struct evbuffer *held;    /* head bytes evhttp has not seen (GATE_HEAD) */
+    size_t scanned;           /* of held */
+    struct rill_headscan scan;
+    enum gate gate;
+    int refused; /* the status the stand-in request answers */
+    const char *why;
+    int fd;
+    unsigned admitted : 1, moving : 1, queued : 1;
+    struct timeval started;        /* when the request being read began */
+    struct rill_conn *prev, *next; /* in the deadline queue, oldest first */
+    struct rill_conn *fresh_next;  /* accepted, not set up yet */
+};
+
+struct rill_conns {
+    struct event_base *base;
+    size_t max_header_bytes;
+    struct timeval timeout; /* --request-timeout; 0: none */
+    int max, count;
+    struct rill_conn **by_fd;
+    int nfds;
+    struct rill_conn *fresh;
+    struct event *setup_ev, *deadline_ev;
+    struct rill_conn *oldest, *newest; /* the deadline queue */
+};
+
+/* What a refused head turns into: evhttp parses it, and on_request answers the refusal. */
+static const char STAND_IN[] = "GET / HTTP/1.1\r\nHost: rill\r\nConnection: close\r\n\r\n";
+
+/* ---- the deadline of reading a request ----------------------------------------------- */
+
+static void deadline_arm(struct rill_conns *cs)
+{
+    struct timeval now, due, wait = {0, 0};
+    if (!cs->oldest)
+        return;
+    event_base_gettimeofday_cached(cs->base, &now);
+    timeradd(&cs->oldest->started, &cs->timeout, &due);
+    if (timercmp(&due, &now, >))
+        timersub(&due, &now, &wait);
+    event_add(cs->deadline_ev, &wait);
+}
+
+/* A request began arriving: its clock runs, unless a reply on c is in flight. */
+static void deadline_start(struct rill_conn *c)
+{
+    struct rill_conns *cs = c->set;
+    if (c->queued || c->req || !evutil_timerisset(&cs->timeout))
+        return;
+    event_base_gettimeofday_cached(cs->base, &c->started);
+    c->queued = 1;
+    c->prev = cs->newest;
+    c->next = NULL;
+    if (cs->newest)
+        cs->newest->next = c;
+    else
+        cs->oldest = c;
+    cs->newest = c;
+    if (cs->oldest == c)
+        deadline_arm(cs);
+}
+
+static void deadline_stop(struct rill_conn *c)
+{
+    struct rill_conns *cs = c->set;
+    if (!c->queued)
+        return;
+    c->queued = 0;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        cs->oldest = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        cs->newest = c->prev;
+}
+
+static void send_raw(struct rill_conn *c, const char *bytes)
+{
+    /* nothing is queued in the bufferevent: no reply is in flight on c */
+    (void)!send(c->fd, bytes, strlen(bytes), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_conns *cs = arg;
+    struct timeval now, due;
+    (void)fd, (void)what;
+    event_base_gettimeofday_cached(cs->base, &now);
+    while (cs->oldest) {
+        struct rill_conn *c = cs->oldest;
+        timeradd(&c->started, &cs->timeout, &due);
+        if (timercmp(&due, &now, >))
+            break;
+        deadline_stop(c);
+        if (c->gate != GATE_DISCARD)
+            send_raw(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+                        "Connection: close\r\n\r\n");
+        evhttp_connection_free(c->evcon); /* our close callback frees c */
+    }
+    deadline_arm(cs);
+}
+
+/* ---- the gate --------------------------------------------------------------------------- */
+
+/*
+ * Puts bytes in front of evhttp. A socket bufferevent keeps the end of its
+ * input frozen except while it reads from the socket.
+ */
+static void input_add(struct evbuffer *input, struct evbuffer *from, const char *bytes, size_t len)
+{
+    evbuffer_unfreeze(input, 0);
+    if (from)
+        evbuffer_add_buffer(input, from);
+    else
+        evbuffer_add(input, bytes, len);
+    evbuffer_freeze(input, 0);
+}
+
+/* Moves the last n bytes of the input to dst (NULL: drops them), without calling ourselves back. */
+static void take_tail(struct rill_conn *c, struct evbuffer *buf, size_t n, struct evbuffer *dst)
+{
+    size_t keep = evbuffer_get_length(buf) - n;
+    struct evbuffer *front = keep ? evbuffer_new() : NULL;
+    c->moving = 1;
+    if (front)
+        evbuffer_remove_buffer(buf, front, keep);
+    if (dst)
+        evbuffer_add_buffer(dst, buf);
+    else
+        evbuffer_drain(buf, n);
+    if (front) {
+        input_add(buf, front, NULL, 0);
+        evbuffer_free(front);
+    }
+    c->moving = 0;
+}
+
+static void give_to_evhttp(struct rill_conn *c, const char *bytes, size_t len)
+{
+    struct evbuffer *input = bufferevent_get_input(c->bev);
+    c->moving = 1;
+    input_add(input, bytes ? NULL : c->held, bytes, len);
+    c->moving = 0;
+}
+
+static void held_clear(struct rill_conn *c)
+{
+    if (c->held)
+        evbuffer_free(c->held);
+    c->held = NULL;
+    c->scanned = 0;
+    rill_headscan_init(&c->scan, c->set->max_header_bytes);
+}
+
+/* The head is whole and clean: evhttp reads it, and what followed it. */
+static void release(struct rill_conn *c)
+{
+    give_to_evhttp(c, NULL, 0);
+    held_clear(c);
+    c->gate = GATE_PASS;
+}
+
+static void refuse(struct rill_conn *c)
+{
+    c->refused = c->scan.status;
+    c->why = c->scan.why;
+    held_clear(c);
+    c->gate = GATE_DISCARD;
+    give_to_evhttp(c, STAND_IN, sizeof STAND_IN - 1);
+}
+
+/* Scans the held bytes not seen yet: the head is released when whole, refused when bad. */
+static void scan(struct rill_conn *c)
+{
+    size_t len = evbuffer_get_length(c->held);
+    while (c->scanned < len) {
+        struct evbuffer_ptr at;
+        struct evbuffer_iovec v;
+        size_t used;
+        evbuffer_ptr_set(c->held, &at, c->scanned, EVBUFFER_PTR_SET);
+        evbuffer_peek(c->held, -1, &at, &v, 1);
+        enum rill_headscan_result res = rill_headscan_feed(&c->scan, v.iov_base, v.iov_len, &used);
+        c->scanned += used;
+        if (res == RILL_HEAD_DONE)
+            release(c);
+        else if (res == RILL_HEAD_BAD)
+            refuse(c);
+        if (res != RILL_HEAD_MORE)
+            return;
+    }
+}
+
+/* Bytes from the client (or from evhttp draining what it read: ignored). */
+static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct rill_conn *c = arg;
+    if (info->n_added == 0 || c->moving)
+        return;
+    if (c->gate == GATE_DISCARD) {
+        take_tail(c, buf, info->n_added, NULL);
+    } else if (c->gate == GATE_HEAD) {
+        if (!c->held && !(c->held = evbuffer_new()))
+            return; /* out of memory: evhttp sees the bytes unchecked */
+        take_tail(c, buf, info->n_added, c->held);
+        deadline_start(c);
+        scan(c);
+    }
+}
+
+/* ---- accept, set up, close ------------------------------------------------------------ */
+
+static int index_put(struct rill_conns *cs, int fd, struct rill_conn *c)
+{
+    if (fd >= cs->nfds) {
+        int n = fd < 64 ? 128 : fd * 2;
+        struct rill_conn **grown = realloc(cs->by_fd, (size_t)n * sizeof *grown);
+        if (!grown)
+            return -1;
+        memset(grown + cs->nfds, 0, (size_t)(n - cs->nfds) * sizeof *grown);
+        cs->by_fd = grown;
+        cs->nfds = n;
+    }
+    cs->by_fd[fd] = c;
+    return 0;
+}
+
+static void conn_free(struct rill_conn *c)
+{
+    if (c->input_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_cb);
+    if (c->held)
+        evbuffer_free(c->held);
+    free(c);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct rill_conn *c = arg;
+    struct rill_conns *cs = c->set;
+    (void)evcon;
+    if (c->req)
+        rill_server_client_gone(c->req);
+    deadline_stop(c);
+    cs->by_fd[c->fd] = NULL;
+    cs->count -= c->admitted;
+    conn_free(c);
+}
+
+/* One too many: a 503 at once, then the connection lingers, dropping input, until the client
+ * closes. */
+static void shed(struct rill_conn *c)
+{
+    send_raw(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                "Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+                "too many connections\n");
+    shutdown(c->fd, SHUT_WR);
+    c->gate = GATE_DISCARD;
+    held_clear(c);
+    deadline_start(c); /* one that never closes is dropped at the request timeout */
+}
+
+static void set_up(struct rill_conn *c)
+{
+    struct rill_conns *cs = c->set;
+    void *evcon = NULL;
+    bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+    c->fd = (int)bufferevent_getfd(c->bev);
+    if (!evcon || c->fd < 0 || index_put(cs, c->fd, c) != 0) {
+        if (evcon) /* out of memory */
+            evhttp_connection_free(evcon);
+        bufferevent_decref(c->bev);
+        conn_free(c);
+        return;
+    }
+    bufferevent_decref(c->bev);
+    c->evcon = evcon;
+    evhttp_connection_set_closecb(evcon, on_close, c);
+    if (cs->max > 0 && cs->count >= cs->max) {
+        shed(c);
+        return;
+    }
+    c->admitted = 1;
+    cs->count++;
+}
+
+static void on_setup(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_conns *cs = arg;
+    (void)fd, (void)what;
+    while (cs->fresh) {
+        struct rill_conn *c = cs->fresh;
+        cs->fresh = c->fresh_next;
+        set_up(c);
+    }
+}
+
+/* evhttp's bevcb, right after accept (the fd is set later, by evhttp). */
+static struct bufferevent *on_accept(struct event_base *base, void *arg)
+{
+    struct rill_conns *cs = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    struct rill_conn *c = bev ? calloc(1, sizeof *c) : NULL;
+    if (!c)
+        return bev; /* ungated: on_request answers 503 */
+    c->set = cs;
+    c->bev = bev;
+    c->fd = -1;
+    rill_headscan_init(&c->scan, cs->max_header_bytes);
+    c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
+    bufferevent_incref(bev); /* until set_up: evhttp may drop it before (out of memory) */
+    c->fresh_next = cs->fresh;
+    cs->fresh = c;
+    event_active(cs->setup_ev, EV_TIMEOUT, 0);
+    return bev;
+}
+
+/* ---- what server.c asks ---------------------------------------------------------------- */
+
+struct rill_conn *rill_conn_of(struct rill_conns *cs, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon)
+        return NULL;
+    int fd = (int)bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    struct rill_conn *c = fd >= 0 && fd < cs->nfds ? cs->by_fd[fd] : NULL;
+    return c && c->evcon == evcon ? c : NULL;
+}
+
+int rill_conn_dispatched(struct rill_conn *c, const char **why)
+{
+    if (c->refused) {
+        *why = c->why;
+        return c->refused;
+    }
+    deadline_stop(c);
+    c->gate = GATE_HEAD; /* what follows this request is the next head */
+    struct evbuffer *input = bufferevent_get_input(c->bev);
+    size_t buffered = evbuffer_get_length(input);
+    if (buffered && (c->held = evbuffer_new())) {
+        take_tail(c, input, buffered, c->held);
+        scan(c);
+    }
+    return 0;
+}
+
+void rill_conn_attach(struct rill_conn *c, struct rill_request *r)
+{
+    c->req = r;
+    if (!r && (c->held || c->gate == GATE_PASS))
+        deadline_start(c); /* the next request had begun arriving */
+}
+
+int rill_conns_count(const struct rill_conns *cs)
+{
+    return cs->count;
+}
+
+struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
+                                  const struct rill_conns_config *cfg)
+{
+    struct rill_conns *cs = calloc(1, sizeof *cs);
+    if (!cs)
+        return NULL;
+    cs->base = base;
+    cs->max_header_bytes = cfg->max_header_bytes;
+    cs->max = cfg->max_connections;
+    cs->timeout.tv_sec = (time_t)cfg->request_timeout;
+    cs->timeout.tv_usec = (suseconds_t)((cfg->request_timeout - (double)cs->timeout.tv_sec) * 1e6);
+    cs->setup_ev = event_new(base, -1, 0, on_setup, cs);
+    cs->deadline_ev = evtimer_new(base, on_deadline, cs);
+    evhttp_set_bevcb(http, on_accept, cs);
+    return cs;
+}
+
+void rill_conns_free(struct rill_conns *cs)
+{
+    if (!cs)
+        return;
+    while (cs->fresh) { /* accepted in the last loop turn; evhttp_free dropped them */
+        struct rill_conn *c = cs->fresh;
+        cs->fresh = c->fresh_next;
+        bufferevent_decref(c->bev);
+        free(c);
+    }
+    event_free(cs->setup_ev);
+    event_free(cs->deadline_ev);
+    free(cs->by_fd);
+    free(cs);
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_CONN_H
+#define RILL_CONN_H
+#include <stddef.h>
+
+#include <event2/http.h>
+
+/*
+ * The server's connections, from accept to close, around what evhttp does
+ * with them: admission (--max-connections: past it a 503, then close), a gate
+ * that reads each request head as raw bytes before evhttp may parse it
+ * (headscan.c: 414, 431, the 400s evhttp cannot see), and a deadline for
+ * reading a whole request (--request-timeout: a client dripping bytes is cut
+ * off, which evhttp's inactivity timer never does, notes/evhttp.md Q3).
+ */
+
+struct rill_conns;
+struct rill_conn;
+struct rill_request;
+
+struct rill_conns_config {
+    size_t max_header_bytes;
+    double request_timeout; /* seconds from a request's first byte to its last; 0: none */
+    int max_connections;    /* 0: no limit */
+};
+
+struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
+                                  const struct rill_conns_config *cfg);
+/* After evhttp_free: every connection is closed by then. */
+void rill_conns_free(struct rill_conns *cs);
+int rill_conns_count(const struct rill_conns *cs);
+
+/* The connection req came on; NULL if it got no gate (out of memory at accept). */
+struct rill_conn *rill_conn_of(struct rill_conns *cs, struct evhttp_request *req);
+
+/*
+ * evhttp read a whole request on c and hands it to us. Returns 0 when it may
+ * go on; else the request is the stand-in for a head the gate refused, and
+ * the status (400, 414, 431) and *why are what to answer, closing.
+ */
+int rill_conn_dispatched(struct rill_conn *c, const char **why);
+
+/* The request c serves now (its close is reported to it), or NULL once it is done. */
+void rill_conn_attach(struct rill_conn *c, struct rill_request *r);
+
+#endif
