@@ -43,9 +43,15 @@ describe("requests rill refuses", function()
     { "a space in the target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 400 },
     { "an encoded .. segment", "GET /a/%2e%2e/etc HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 400 },
     { "an encoded NUL in the path", "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 400 },
-    -- evhttp's own answers
-    { "an invalid chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n" .. SMUGGLED, 413 },
-    { "a chunk extension", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n" .. SMUGGLED, 413 },
+    { "an invalid chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n" .. SMUGGLED, 400 },
+    { "a chunk extension", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n" .. SMUGGLED, 400 },
+    { "a chunk size with 0x", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n" .. SMUGGLED, 400 },
+    { "a chunk size with a sign", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\n" .. SMUGGLED, 400 },
+    { "a space after a chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n" .. SMUGGLED, 400 },
+    { "an absurd chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nabc\r\n0\r\n\r\n" .. SMUGGLED, 400 },
+    { "chunk data longer than its size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc0\r\n\r\n" .. SMUGGLED, 400 },
+    { "a bad trailer field", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nBad Key: v\r\n\r\n" .. SMUGGLED, 400 },
+    -- evhttp's own answer
     { "an unknown method", "BREW /hello HTTP/1.1\r\nHost: x\r\n\r\n" .. SMUGGLED, 501 },
   }
 
@@ -64,6 +70,25 @@ describe("requests rill refuses", function()
     assert.same({ 200, 200, 200 }, statuses)
     local hello, echo, user = data:find("hello world\n", 1, true), data:find("abc", 1, true), data:find("user 7\n", 1, true)
     assert.is_true(hello < echo and echo < user)
+  end)
+
+  it("checks a chunked body's framing as it arrives, in pieces", function()
+    local sock = srv:connect()
+    sock:settimeout(5)
+    sock:send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab")
+    sock:send("c\r\n2")
+    sock:send(";ext\r\nde\r\n0\r\n\r\n" .. SMUGGLED)
+    local data = sock:receive("*a")
+    sock:close()
+    assert.matches("^HTTP/1.1 400 Bad Request.*bad request: chunk extensions are not supported\n$", data)
+  end)
+
+  it("passes a valid chunked body with trailers", function()
+    local statuses, data = raw("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. "3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n"
+      .. "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert.same({ 200, 200 }, statuses)
+    assert.matches("\r\n\r\nabcdeHTTP/1.1 200", data)
   end)
 
   it("answers a bad head behind a valid pipelined request after that request's reply", function()

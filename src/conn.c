@@ -32,6 +32,7 @@
 
 enum gate {
     GATE_HEAD,    /* a head is arriving: bytes are held and scanned */
+    GATE_BODY,    /* evhttp reads a chunked body: its framing is scanned as it arrives */
     GATE_PASS,    /* evhttp is reading a released head and its body */
     GATE_DISCARD, /* refused or shed: every byte from now on is dropped */
 };
@@ -45,6 +46,7 @@ struct rill_conn {
     struct evbuffer *held;    /* head bytes evhttp has not seen (GATE_HEAD) */
     size_t scanned;           /* of held */
     struct rill_headscan scan;
+    struct rill_chunkscan body;
     enum gate gate;
     int refused; /* the status the stand-in request answers */
     const char *why;
@@ -69,6 +71,8 @@ struct rill_conns {
 
 /* What a refused head turns into: evhttp parses it, and on_request answers the refusal. */
 static const char STAND_IN[] = "GET / HTTP/1.1\r\nHost: rill\r\nConnection: close\r\n\r\n";
+/* What ends a refused chunked body, in place of its bad line: the request is then answered. */
+static const char BODY_END[] = "\r\n0\r\n\r\n";
 
 /* ---- the deadline of reading a request ----------------------------------------------- */
 
@@ -210,8 +214,61 @@ static void refuse(struct rill_conn *c)
     c->refused = c->scan.status;
     c->why = c->scan.why;
     held_clear(c);
+    deadline_stop(c);
     c->gate = GATE_DISCARD;
     give_to_evhttp(c, STAND_IN, sizeof STAND_IN - 1);
+}
+
+/*
+ * A chunked body went wrong k bytes before the end of the input: those bytes
+ * (the bad line, which evhttp cannot have read yet: it reads whole lines) are
+ * replaced by a last chunk, so evhttp hands the request over for a 400.
+ */
+static void refuse_body(struct rill_conn *c, size_t k)
+{
+    struct evbuffer *input = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(input);
+    c->refused = 400;
+    c->why = c->body.why;
+    c->gate = GATE_DISCARD;
+    take_tail(c, input, k < len ? k : len, NULL);
+    give_to_evhttp(c, BODY_END, sizeof BODY_END - 1);
+}
+
+/* Scans the last n bytes of the input as a chunked body, as evhttp is about to read them. */
+static void scan_body(struct rill_conn *c, size_t n)
+{
+    struct evbuffer *input = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(input), at = len - n;
+    while (at < len) {
+        struct evbuffer_ptr ptr;
+        struct evbuffer_iovec v;
+        size_t used;
+        evbuffer_ptr_set(input, &ptr, at, EVBUFFER_PTR_SET);
+        evbuffer_peek(input, -1, &ptr, &v, 1);
+        enum rill_scan_result res = rill_chunkscan_feed(&c->body, v.iov_base, v.iov_len, &used);
+        if (res == RILL_SCAN_DONE)
+            c->gate = GATE_PASS;
+        else if (res == RILL_SCAN_BAD)
+            refuse_body(c, c->body.line + (len - (at + used)));
+        if (res != RILL_SCAN_MORE)
+            return;
+        at += used;
+    }
+}
+
+/* The head is whole: evhttp gets it, and the gate follows a chunked body. */
+static void head_done(struct rill_conn *c)
+{
+    size_t after = evbuffer_get_length(c->held) - c->scanned;
+    int chunked = c->scan.chunked;
+    release(c);
+    if (!chunked)
+        return;
+    c->gate = GATE_BODY;
+    rill_chunkscan_init(&c->body, c->set->max_header_bytes);
+    if (after)
+        scan_body(c, after);
 }
 
 /* Scans the held bytes not seen yet: the head is released when whole, refused when bad. */
@@ -224,13 +281,13 @@ static void scan(struct rill_conn *c)
         size_t used;
         evbuffer_ptr_set(c->held, &at, c->scanned, EVBUFFER_PTR_SET);
         evbuffer_peek(c->held, -1, &at, &v, 1);
-        enum rill_headscan_result res = rill_headscan_feed(&c->scan, v.iov_base, v.iov_len, &used);
+        enum rill_scan_result res = rill_headscan_feed(&c->scan, v.iov_base, v.iov_len, &used);
         c->scanned += used;
-        if (res == RILL_HEAD_DONE)
-            release(c);
-        else if (res == RILL_HEAD_BAD)
+        if (res == RILL_SCAN_DONE)
+            head_done(c);
+        else if (res == RILL_SCAN_BAD)
             refuse(c);
-        if (res != RILL_HEAD_MORE)
+        if (res != RILL_SCAN_MORE)
             return;
     }
 }
@@ -249,6 +306,8 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
         take_tail(c, buf, info->n_added, c->held);
         deadline_start(c);
         scan(c);
+    } else if (c->gate == GATE_BODY) {
+        scan_body(c, info->n_added);
     }
 }
 

@@ -2,6 +2,7 @@
 #include "headscan.h"
 
 #include <string.h>
+#include <strings.h>
 
 enum {
     S_LINE,     /* in the request line */
@@ -25,6 +26,8 @@ static int is_ctl(unsigned char c)
     return (c < 0x20 && c != '\t') || c == 0x7f;
 }
 
+/* ---- the head ------------------------------------------------------------------------- */
+
 void rill_headscan_init(struct rill_headscan *h, size_t max)
 {
     memset(h, 0, sizeof *h);
@@ -32,80 +35,253 @@ void rill_headscan_init(struct rill_headscan *h, size_t max)
     h->state = S_LINE;
 }
 
-static enum rill_headscan_result bad(struct rill_headscan *h, int status, const char *why)
+static enum rill_scan_result bad(struct rill_headscan *h, int status, const char *why)
 {
     h->status = status;
     h->why = why;
-    return RILL_HEAD_BAD;
+    return RILL_SCAN_BAD;
 }
 
 /* A CR is only ever the first half of a line end. */
-static enum rill_headscan_result after_cr(struct rill_headscan *h, unsigned char c, int next)
+static enum rill_scan_result after_cr(struct rill_headscan *h, unsigned char c, int next)
 {
     if (c != '\n')
         return bad(h, 400, "bare CR in the request head");
     h->state = next;
-    return RILL_HEAD_MORE;
+    return RILL_SCAN_MORE;
+}
+
+/* The colon: the first Transfer-Encoding field has its value kept, to tell a chunked body. */
+static void name_done(struct rill_headscan *h)
+{
+    h->in_te =
+        !h->te_seen && h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0;
+    h->te_seen |= h->in_te;
+}
+
+/* The end of a header line. */
+static void field_done(struct rill_headscan *h)
+{
+    if (h->in_te) {
+        if (h->te_len > sizeof h->te) /* too long to be "chunked" with a few spaces after */
+            h->te_len = 0;
+        while (h->te_len > 0 && (h->te[h->te_len - 1] == ' ' || h->te[h->te_len - 1] == '\t'))
+            h->te_len--;
+        h->chunked = h->te_len == 7 && strncasecmp(h->te, "chunked", 7) == 0;
+    }
+    h->in_te = 0;
+    h->name_len = 0;
+}
+
+static void value_byte(struct rill_headscan *h, unsigned char c)
+{
+    if (!h->in_te || (h->te_len == 0 && (c == ' ' || c == '\t')))
+        return;
+    if (h->te_len < sizeof h->te)
+        h->te[h->te_len] = (char)c;
+    h->te_len++; /* past the buffer it can only be something else than "chunked" */
+}
+
+static enum rill_scan_result field_start(struct rill_headscan *h, unsigned char c)
+{
+    if (c == '\n')
+        return RILL_SCAN_DONE;
+    if (c == '\r')
+        h->state = S_BLANK_CR;
+    else if (c == ' ' || c == '\t')
+        return bad(h, 400, "obsolete line folding in a header");
+    else if (!rill_is_tchar(c))
+        return bad(h, 400, "invalid header name");
+    else {
+        h->state = S_NAME;
+        h->name[h->name_len++] = (char)c;
+    }
+    return RILL_SCAN_MORE;
 }
 
 /* One byte; DONE when it ended the head. */
-static enum rill_headscan_result step(struct rill_headscan *h, unsigned char c)
+static enum rill_scan_result step(struct rill_headscan *h, unsigned char c)
 {
     switch (h->state) {
     case S_LINE:
-        if ((c == '\r' || c == '\n') && h->seen == 1)
+        if ((c == '\r' || c == '\n') && h->line == 0)
             return bad(h, 400, "empty request line");
         if (c == '\r' || c == '\n')
             h->state = c == '\r' ? S_LINE_CR : S_FIELD;
         else if (is_ctl(c) || c == '\t')
             return bad(h, 400, "control character in the request line");
-        return RILL_HEAD_MORE;
+        return RILL_SCAN_MORE;
     case S_LINE_CR: return after_cr(h, c, S_FIELD);
-    case S_FIELD:
-        if (c == '\n')
-            return RILL_HEAD_DONE;
-        if (c == '\r')
-            h->state = S_BLANK_CR;
-        else if (c == ' ' || c == '\t')
-            return bad(h, 400, "obsolete line folding in a header");
-        else if (!rill_is_tchar(c))
-            return bad(h, 400, "invalid header name");
-        else
-            h->state = S_NAME;
-        return RILL_HEAD_MORE;
+    case S_FIELD: return field_start(h, c);
     case S_NAME:
-        if (c == ':')
+        if (c == ':') {
+            name_done(h);
             h->state = S_VALUE;
-        else if (!rill_is_tchar(c))
+        } else if (!rill_is_tchar(c)) {
             return bad(h, 400, "invalid header name");
-        return RILL_HEAD_MORE;
+        } else if (h->name_len < sizeof h->name) {
+            h->name[h->name_len++] = (char)c;
+        }
+        return RILL_SCAN_MORE;
     case S_VALUE:
-        if (c == '\r' || c == '\n')
+        if (c == '\r' || c == '\n') {
+            field_done(h);
             h->state = c == '\r' ? S_VALUE_CR : S_FIELD;
-        else if (is_ctl(c))
+        } else if (is_ctl(c)) {
             return bad(h, 400, "control character in a header value");
-        return RILL_HEAD_MORE;
+        } else {
+            value_byte(h, c);
+        }
+        return RILL_SCAN_MORE;
     case S_VALUE_CR: return after_cr(h, c, S_FIELD);
     default: /* S_BLANK_CR */
         if (c != '\n')
             return bad(h, 400, "bare CR in the request head");
-        return RILL_HEAD_DONE;
+        return RILL_SCAN_DONE;
     }
 }
 
-enum rill_headscan_result rill_headscan_feed(struct rill_headscan *h, const char *p, size_t n,
-                                             size_t *used)
+/* One byte, counted against the size limit and the line. */
+static enum rill_scan_result head_byte(struct rill_headscan *h, unsigned char c)
+{
+    if (++h->seen > h->max) /* a line too long for the request line is a URI too long */
+        return h->state <= S_LINE_CR ? bad(h, 414, "request line too long")
+                                     : bad(h, 431, "request header fields too large");
+    enum rill_scan_result res = step(h, c);
+    if (res != RILL_SCAN_BAD)
+        h->line = c == '\n' ? 0 : h->line + 1;
+    return res;
+}
+
+enum rill_scan_result rill_headscan_feed(struct rill_headscan *h, const char *p, size_t n,
+                                         size_t *used)
 {
     for (size_t i = 0; i < n; i++) {
-        if (++h->seen > h->max) /* a line too long for the request line is a URI too long */
-            return h->state <= S_LINE_CR ? bad(h, 414, "request line too long")
-                                         : bad(h, 431, "request header fields too large");
-        enum rill_headscan_result res = step(h, (unsigned char)p[i]);
-        if (res == RILL_HEAD_DONE)
-            *used = i + 1;
-        if (res != RILL_HEAD_MORE)
+        enum rill_scan_result res = head_byte(h, (unsigned char)p[i]);
+        if (res != RILL_SCAN_MORE) {
+            *used = res == RILL_SCAN_DONE ? i + 1 : i;
             return res;
+        }
     }
     *used = n;
-    return RILL_HEAD_MORE;
+    return RILL_SCAN_MORE;
+}
+
+/* ---- a chunked body ------------------------------------------------------------------- */
+
+enum {
+    C_SIZE,     /* the chunk-size line: hex digits, then its end */
+    C_SIZE_CR,  /* its CR */
+    C_DATA,     /* the chunk's bytes */
+    C_DATA_END, /* the line end that must follow them */
+    C_DATA_CR,  /* its CR */
+    C_TRAILERS, /* after the last chunk: trailer fields, then the blank line */
+};
+
+void rill_chunkscan_init(struct rill_chunkscan *c, size_t max_trailer_bytes)
+{
+    memset(c, 0, sizeof *c);
+    c->state = C_SIZE;
+    rill_headscan_init(&c->trailers, max_trailer_bytes);
+    c->trailers.state = S_FIELD;
+}
+
+static enum rill_scan_result chunk_bad(struct rill_chunkscan *c, const char *why)
+{
+    c->why = why;
+    return RILL_SCAN_BAD;
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The chunk-size line ended: data follow, or, for the last chunk, trailers. */
+static void size_done(struct rill_chunkscan *c)
+{
+    c->state = c->left ? C_DATA : C_TRAILERS;
+    c->digits = 0;
+}
+
+static enum rill_scan_result size_byte(struct rill_chunkscan *c, unsigned char ch)
+{
+    int v = hex_value(ch);
+    if (v >= 0) {
+        if (++c->digits > 15) /* 15 hex digits already pass any body limit */
+            return chunk_bad(c, "chunk size too long");
+        c->left = c->left * 16 + (uint64_t)v;
+        return RILL_SCAN_MORE;
+    }
+    if ((ch == '\r' || ch == '\n') && c->digits == 0)
+        return chunk_bad(c, "missing chunk size");
+    if (ch == '\r')
+        c->state = C_SIZE_CR;
+    else if (ch == '\n')
+        size_done(c);
+    else
+        return chunk_bad(c,
+                         ch == ';' ? "chunk extensions are not supported" : "invalid chunk size");
+    return RILL_SCAN_MORE;
+}
+
+static enum rill_scan_result chunk_byte(struct rill_chunkscan *c, unsigned char ch)
+{
+    switch (c->state) {
+    case C_SIZE: return size_byte(c, ch);
+    case C_SIZE_CR:
+        if (ch != '\n')
+            return chunk_bad(c, "bare CR in a chunk-size line");
+        size_done(c);
+        return RILL_SCAN_MORE;
+    case C_DATA_END:
+        if (ch != '\r' && ch != '\n')
+            return chunk_bad(c, "chunk data longer than its size");
+        c->state = ch == '\r' ? C_DATA_CR : C_SIZE;
+        return RILL_SCAN_MORE;
+    case C_DATA_CR:
+        if (ch != '\n')
+            return chunk_bad(c, "bare CR after chunk data");
+        c->state = C_SIZE;
+        return RILL_SCAN_MORE;
+    default: { /* C_TRAILERS */
+        enum rill_scan_result res = head_byte(&c->trailers, ch);
+        if (res == RILL_SCAN_BAD)
+            return chunk_bad(c, c->trailers.why);
+        return res;
+    }
+    }
+}
+
+enum rill_scan_result rill_chunkscan_feed(struct rill_chunkscan *c, const char *p, size_t n,
+                                          size_t *used)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (c->state == C_DATA) { /* the bytes themselves are evhttp's to count */
+            size_t take = c->left < n - i ? (size_t)c->left : n - i;
+            c->left -= take;
+            i += take;
+            if (c->left == 0) {
+                c->state = C_DATA_END;
+                c->line = 0;
+            }
+            continue;
+        }
+        unsigned char ch = (unsigned char)p[i];
+        enum rill_scan_result res = chunk_byte(c, ch);
+        if (res != RILL_SCAN_MORE) {
+            *used = res == RILL_SCAN_DONE ? i + 1 : i;
+            if (res == RILL_SCAN_BAD && c->state == C_TRAILERS)
+                c->line = c->trailers.line;
+            return res;
+        }
+        c->line = ch == '\n' ? 0 : c->line + 1;
+        i++;
+    }
+    *used = n;
+    return RILL_SCAN_MORE;
 }

@@ -11,17 +11,17 @@ static int scan(const char *s, size_t max, size_t *used)
 {
     struct rill_headscan h;
     size_t n = strlen(s), u = 0, total = 0;
-    enum rill_headscan_result whole, piece = RILL_HEAD_MORE;
+    enum rill_scan_result whole, piece = RILL_SCAN_MORE;
     rill_headscan_init(&h, max);
     whole = rill_headscan_feed(&h, s, n, used);
-    int status = whole == RILL_HEAD_DONE ? 200 : whole == RILL_HEAD_BAD ? h.status : 0;
+    int status = whole == RILL_SCAN_DONE ? 200 : whole == RILL_SCAN_BAD ? h.status : 0;
     rill_headscan_init(&h, max);
-    for (size_t i = 0; i < n && piece == RILL_HEAD_MORE; i++) {
+    for (size_t i = 0; i < n && piece == RILL_SCAN_MORE; i++) {
         piece = rill_headscan_feed(&h, s + i, 1, &u);
         total += u;
     }
     CHECK(piece == whole);
-    if (whole == RILL_HEAD_DONE)
+    if (whole == RILL_SCAN_DONE)
         CHECK(total == *used);
     return status;
 }
@@ -32,8 +32,73 @@ static int status_of(const char *s)
     return scan(s, 64, &used);
 }
 
+/* A chunked body, whole then byte by byte; returns 0 (more), 1 (done), -1 (bad). */
+static int chunks(const char *s, size_t *used, const char **why, size_t *line)
+{
+    struct rill_chunkscan c;
+    size_t n = strlen(s), u = 0, total = 0;
+    enum rill_scan_result whole, piece = RILL_SCAN_MORE;
+    rill_chunkscan_init(&c, 64);
+    whole = rill_chunkscan_feed(&c, s, n, used);
+    *why = c.why;
+    *line = c.line;
+    rill_chunkscan_init(&c, 64);
+    for (size_t i = 0; i < n && piece == RILL_SCAN_MORE; i++) {
+        piece = rill_chunkscan_feed(&c, s + i, 1, &u);
+        total += piece == RILL_SCAN_BAD ? 0 : u;
+    }
+    CHECK(piece == whole);
+    if (whole != RILL_SCAN_MORE)
+        CHECK(total == *used && c.line == *line);
+    return whole == RILL_SCAN_DONE ? 1 : whole == RILL_SCAN_BAD ? -1 : 0;
+}
+
+static int chunked(const char *head)
+{
+    struct rill_headscan h;
+    size_t used;
+    rill_headscan_init(&h, 256);
+    return rill_headscan_feed(&h, head, strlen(head), &used) == RILL_SCAN_DONE && h.chunked;
+}
+
+static void test_chunked(void)
+{
+    size_t used, line;
+    const char *why;
+    CHECK(chunked("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    CHECK(chunked("POST / HTTP/1.1\r\ntransfer-encoding:  Chunked \t\r\n\r\n"));
+    CHECK(!chunked("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"));
+    CHECK(!chunked("POST / HTTP/1.1\r\nTransfer-Encoding: chunkedx\r\n\r\n"));
+    CHECK(!chunked("POST / HTTP/1.1\r\nTransfer-Encoding: chunked     x\r\n\r\n"));
+    CHECK(!chunked("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, deflate, chunked\r\n\r\n"));
+    CHECK(!chunked("POST / HTTP/1.1\r\nX-Transfer-Encoding: chunked\r\n\r\n"));
+    CHECK(
+        !chunked("POST / HTTP/1.1\r\nTransfer-Encoding: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
+
+    const char *body = "3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\n\r\nGET";
+    CHECK(chunks(body, &used, &why, &line) == 1 && used == strlen(body) - 3);
+    CHECK(chunks("3\nabc\n0\n\n", &used, &why, &line) == 1);
+    CHECK(chunks("0\r\nX-T: v\r\n\r\n", &used, &why, &line) == 1);
+    CHECK(chunks("3\r\nab", &used, &why, &line) == 0);
+    CHECK(chunks("3;x=y\r\nabc\r\n", &used, &why, &line) == -1 && strstr(why, "extension") &&
+          line == 1 && used == 1);
+    CHECK(chunks("0x3\r\nabc\r\n", &used, &why, &line) == -1 && line == 1);
+    CHECK(chunks("+3\r\nabc\r\n", &used, &why, &line) == -1 && line == 0);
+    CHECK(chunks(" 3\r\nabc\r\n", &used, &why, &line) == -1);
+    CHECK(chunks("3 \r\nabc\r\n", &used, &why, &line) == -1);
+    CHECK(chunks("zz\r\n", &used, &why, &line) == -1 && strstr(why, "invalid chunk size"));
+    CHECK(chunks("\r\n3\r\nabc\r\n", &used, &why, &line) == -1 && strstr(why, "missing"));
+    CHECK(chunks("3\rabc", &used, &why, &line) == -1);
+    CHECK(chunks("ffffffffffffffffff\r\n", &used, &why, &line) == -1 && strstr(why, "too long"));
+    CHECK(chunks("3\r\nabcX\r\n", &used, &why, &line) == -1 && strstr(why, "longer") && used == 6 &&
+          line == 0);
+    CHECK(chunks("1\r\na\r\n0\r\nX T: v\r\n\r\n", &used, &why, &line) == -1 && line == 1);
+    CHECK(chunks("0\r\nX: a\0b\r\n\r\n", &used, &why, &line) == 0); /* strlen: cut at NUL */
+}
+
 int main(void)
 {
+    test_chunked();
     size_t used;
     const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\nBODY";
     CHECK(scan(get, 64, &used) == 200 && used == strlen(get) - 4);
@@ -51,7 +116,7 @@ int main(void)
         struct rill_headscan h;
         const char nul[] = "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n";
         rill_headscan_init(&h, 64);
-        CHECK(rill_headscan_feed(&h, nul, sizeof nul - 1, &used) == RILL_HEAD_BAD);
+        CHECK(rill_headscan_feed(&h, nul, sizeof nul - 1, &used) == RILL_SCAN_BAD);
         CHECK(h.status == 400 && strstr(h.why, "control"));
     }
     CHECK(status_of("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n") == 400); /* obs-fold */
