@@ -41,6 +41,23 @@ describe("a runaway handler", function()
   end)
 end)
 
+describe("a handler that keeps all the memory it could get", function()
+  local srv
+  setup(function()
+    srv = test.server("spec/apps/runaway.lua", { args = { "--max-lua-memory", tostring(32 * 1024 * 1024) } })
+  end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
+
+  it("gets a 500, and the worker goes on answering with no room left", function()
+    assert.same(500, srv:get("/hoard").status)
+    for _ = 1, 3 do -- each request needs memory before its handler runs: never a crash
+      local status = srv:get("/ok").status
+      assert.is_true(status == 200 or status == 500, status)
+    end
+    assert.is_true(srv:stats().lua_kb > 30 * 1024)
+  end)
+end)
+
 describe("--keepalive-timeout", function()
   local srv
   setup(function()

@@ -140,23 +140,38 @@ void rill_task_cancel(struct rill_task *t)
     close_coroutine(t, 0);
 }
 
+/* thread, error object → the message with the thread's traceback (run protected: it allocates) */
+static int describe_error(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 2);
+    if (!msg)
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 2));
+    luaL_traceback(L, lua_tothread(L, 1), msg, 0);
+    return 1;
+}
+
 /*
  * After an error: leaves [error object, traceback] on t->co, with the
- * coroutine closed so its <close> variables have run.
+ * coroutine closed so its <close> variables have run. When the memory cap is
+ * what failed, the traceback may not fit: the message goes without it, once
+ * the coroutine's memory is freed.
  */
 static void collect_error(struct rill_task *t)
 {
     lua_State *L = t->w->L, *co = t->co;
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1); /* L: errobj */
-    int described = !lua_isstring(L, -1);
-    const char *msg = described
-                          ? lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1))
-                          : lua_tostring(L, -1);
-    luaL_traceback(L, co, msg, 0); /* L: errobj [description] traceback */
-    if (described)
-        lua_remove(L, -2);
-    close_coroutine(t, 1); /* L: errobj traceback */
+    lua_pushcfunction(L, describe_error);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_pushvalue(L, -3);
+    int described = lua_pcall(L, 2, 1, 0) == LUA_OK; /* L: errobj traceback|error */
+    close_coroutine(t, 1);
+    if (!described) {
+        lua_pop(L, 1);
+        const char *msg = lua_tostring(L, -1);
+        lua_pushfstring(L, "%s (no traceback: out of memory)", msg ? msg : "error");
+    }
     lua_xmove(L, co, 2);
 }
 
@@ -175,7 +190,9 @@ int rill_task_resume(struct rill_task *t, int nargs)
     t->instructions = 0; /* the budget is per resume */
     w->current = t;
     t->running = 1;
+    int capped = rill_worker_enforce_memory_cap(1);
     int status = lua_resume(t->co, w->L, nargs, &nres);
+    rill_worker_enforce_memory_cap(capped);
     t->running = 0;
     w->current = outer;
 

@@ -36,11 +36,15 @@ struct rill_worker *rill_worker_get(lua_State *L)
 
 /* The worker's settings, before the worker itself exists (main sets them first). */
 static size_t memory_cap, memory_used;
+static int cap_enforced; /* while a task's Lua code runs */
 
 /*
  * lua_newstate's allocator with a cap: past it an allocation fails, which Lua
  * turns into a "not enough memory" error in the handler that asked (500),
- * not a crashed worker. Shrinking and freeing always succeed.
+ * not a crashed worker. Shrinking and freeing always succeed. The cap holds
+ * only while a task runs, inside lua_resume's protection: the small values C
+ * builds between resumes (a new request's `req`) must never fail unprotected,
+ * which would abort the worker.
  */
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -51,7 +55,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         memory_used -= old;
         return NULL;
     }
-    if (memory_cap && nsize > old && memory_used + (nsize - old) > memory_cap)
+    if (memory_cap && cap_enforced && nsize > old && memory_used + (nsize - old) > memory_cap)
         return NULL;
     void *p = realloc(ptr, nsize);
     if (p)
@@ -76,6 +80,13 @@ lua_State *rill_worker_newstate(void)
 void rill_worker_set_memory_cap(size_t bytes)
 {
     memory_cap = bytes;
+}
+
+int rill_worker_enforce_memory_cap(int on)
+{
+    int was = cap_enforced;
+    cap_enforced = on;
+    return was;
 }
 
 size_t rill_worker_memory(void)

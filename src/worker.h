@@ -41,6 +41,8 @@ lua_State *rill_worker_newstate(void);
 /* The cap of states made by rill_worker_newstate (0: none), and what they hold. */
 void rill_worker_set_memory_cap(size_t bytes);
 size_t rill_worker_memory(void);
+/* Turns the cap on (while a task runs) or off; returns the previous setting. */
+int rill_worker_enforce_memory_cap(int on);
 /* Stops a handler that runs too long without yielding (a count hook on L). */
 void rill_worker_set_budget(lua_State *L, long long instructions);
 void rill_worker_free(void);

@@ -2,6 +2,8 @@
 -- Fixture for spec/e2e_limits_spec.lua: handlers that never yield or never stop allocating.
 local rill = require "rill"
 
+local hoard -- a chain of small tables, so that memory fills to the last few bytes
+
 return rill.router {
   ["GET /ok"] = function() return "ok\n" end,
   ["GET /spin"] = function() while true do end end,
@@ -19,6 +21,11 @@ return rill.router {
       rill.sleep(0)
     end
     return tostring(n) .. "\n"
+  end,
+  -- fills the memory and keeps it: the next requests start with no room left
+  ["GET /hoard"] = function()
+    pcall(function() while true do hoard = { hoard, ("x"):rep(4000) } end end)
+    while true do hoard = { hoard } end
   end,
   ["GET /hog"] = function()
     local t = {}
