@@ -103,8 +103,8 @@ static void deadline_start(struct rill_conn *c)
     else
         cs->oldest = c;
     cs->newest = c;
-    if (cs->oldest == c)
-        deadline_arm(cs);
+    if (!event_pending(cs->deadline_ev, EV_TIMEOUT, NULL))
+        deadline_arm(cs); /* else it fires for an older one first, and is armed again then */
 }
 
 static void deadline_stop(struct rill_conn *c)
@@ -141,7 +141,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         if (timercmp(&due, &now, >))
             break;
         deadline_stop(c);
-        if (c->gate != GATE_DISCARD)
+        if (c->req)
+            continue; /* a reply is in flight: the clock restarts when it is done */
+        int idle = evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+        if (c->gate != GATE_DISCARD && idle)
             send_raw(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
                         "Connection: close\r\n\r\n");
         evhttp_connection_free(c->evcon); /* our close callback frees c */
@@ -201,14 +204,6 @@ static void held_clear(struct rill_conn *c)
     rill_headscan_init(&c->scan, c->set->max_header_bytes);
 }
 
-/* The head is whole and clean: evhttp reads it, and what followed it. */
-static void release(struct rill_conn *c)
-{
-    give_to_evhttp(c, NULL, 0);
-    held_clear(c);
-    c->gate = GATE_PASS;
-}
-
 static void refuse(struct rill_conn *c)
 {
     c->refused = c->scan.status;
@@ -235,34 +230,60 @@ static void refuse_body(struct rill_conn *c, size_t k)
     give_to_evhttp(c, BODY_END, sizeof BODY_END - 1);
 }
 
+static enum rill_scan_result feed_head(void *scanner, const char *p, size_t n, size_t *used)
+{
+    return rill_headscan_feed(scanner, p, n, used);
+}
+
+static enum rill_scan_result feed_body(void *scanner, const char *p, size_t n, size_t *used)
+{
+    return rill_chunkscan_feed(scanner, p, n, used);
+}
+
+/* Feeds buf from offset *at to its end to a scanner, in place; *at ends where it stopped. */
+static enum rill_scan_result
+feed_from(struct evbuffer *buf, size_t *at,
+          enum rill_scan_result (*feed)(void *, const char *, size_t, size_t *), void *scanner)
+{
+    size_t len = evbuffer_get_length(buf);
+    while (*at < len) {
+        struct evbuffer_ptr ptr;
+        struct evbuffer_iovec v;
+        size_t used;
+        evbuffer_ptr_set(buf, &ptr, *at, EVBUFFER_PTR_SET);
+        evbuffer_peek(buf, -1, &ptr, &v, 1);
+        enum rill_scan_result res = feed(scanner, v.iov_base, v.iov_len, &used);
+        *at += used;
+        if (res != RILL_SCAN_MORE)
+            return res;
+    }
+    return RILL_SCAN_MORE;
+}
+
 /* Scans the last n bytes of the input as a chunked body, as evhttp is about to read them. */
 static void scan_body(struct rill_conn *c, size_t n)
 {
     struct evbuffer *input = bufferevent_get_input(c->bev);
     size_t len = evbuffer_get_length(input), at = len - n;
-    while (at < len) {
-        struct evbuffer_ptr ptr;
-        struct evbuffer_iovec v;
-        size_t used;
-        evbuffer_ptr_set(input, &ptr, at, EVBUFFER_PTR_SET);
-        evbuffer_peek(input, -1, &ptr, &v, 1);
-        enum rill_scan_result res = rill_chunkscan_feed(&c->body, v.iov_base, v.iov_len, &used);
-        if (res == RILL_SCAN_DONE)
-            c->gate = GATE_PASS;
-        else if (res == RILL_SCAN_BAD)
-            refuse_body(c, c->body.line + (len - (at + used)));
-        if (res != RILL_SCAN_MORE)
-            return;
-        at += used;
-    }
+    enum rill_scan_result res = feed_from(input, &at, feed_body, &c->body);
+    if (res == RILL_SCAN_DONE)
+        c->gate = GATE_PASS;
+    else if (res == RILL_SCAN_BAD)
+        refuse_body(c, c->body.line + (len - at));
 }
 
-/* The head is whole: evhttp gets it, and the gate follows a chunked body. */
-static void head_done(struct rill_conn *c)
+/*
+ * The head is whole and clean: evhttp may read it (held bytes go back in
+ * front of it), and the gate follows a chunked body, of which the last
+ * `after` bytes of the input are the start.
+ */
+static void head_done(struct rill_conn *c, size_t after)
 {
-    size_t after = evbuffer_get_length(c->held) - c->scanned;
     int chunked = c->scan.chunked;
-    release(c);
+    if (c->held)
+        give_to_evhttp(c, NULL, 0);
+    held_clear(c);
+    c->gate = GATE_PASS;
     if (!chunked)
         return;
     c->gate = GATE_BODY;
@@ -272,24 +293,34 @@ static void head_done(struct rill_conn *c)
 }
 
 /* Scans the held bytes not seen yet: the head is released when whole, refused when bad. */
-static void scan(struct rill_conn *c)
+static void scan_held(struct rill_conn *c)
 {
-    size_t len = evbuffer_get_length(c->held);
-    while (c->scanned < len) {
-        struct evbuffer_ptr at;
-        struct evbuffer_iovec v;
-        size_t used;
-        evbuffer_ptr_set(c->held, &at, c->scanned, EVBUFFER_PTR_SET);
-        evbuffer_peek(c->held, -1, &at, &v, 1);
-        enum rill_scan_result res = rill_headscan_feed(&c->scan, v.iov_base, v.iov_len, &used);
-        c->scanned += used;
-        if (res == RILL_SCAN_DONE)
-            head_done(c);
-        else if (res == RILL_SCAN_BAD)
-            refuse(c);
-        if (res != RILL_SCAN_MORE)
-            return;
-    }
+    enum rill_scan_result res = feed_from(c->held, &c->scanned, feed_head, &c->scan);
+    if (res == RILL_SCAN_DONE)
+        head_done(c, evbuffer_get_length(c->held) - c->scanned);
+    else if (res == RILL_SCAN_BAD)
+        refuse(c);
+}
+
+/*
+ * The last n bytes of the input start a head: scanned where they are, as a
+ * whole head usually comes in one read. Only a head still incomplete is moved
+ * aside, so that evhttp does not read its first lines.
+ */
+static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n)
+{
+    size_t len = evbuffer_get_length(input), at = len - n;
+    deadline_start(c);
+    enum rill_scan_result res = feed_from(input, &at, feed_head, &c->scan);
+    if (res == RILL_SCAN_DONE) {
+        head_done(c, len - at);
+    } else if (res == RILL_SCAN_BAD) {
+        take_tail(c, input, n, NULL);
+        refuse(c);
+    } else if ((c->held = evbuffer_new()) != NULL) {
+        take_tail(c, input, n, c->held);
+        c->scanned = n;
+    } /* else out of memory: evhttp reads the bytes unchecked */
 }
 
 /* Bytes from the client (or from evhttp draining what it read: ignored). */
@@ -300,12 +331,11 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
         return;
     if (c->gate == GATE_DISCARD) {
         take_tail(c, buf, info->n_added, NULL);
+    } else if (c->gate == GATE_HEAD && !c->held) {
+        head_arrived(c, buf, info->n_added);
     } else if (c->gate == GATE_HEAD) {
-        if (!c->held && !(c->held = evbuffer_new()))
-            return; /* out of memory: evhttp sees the bytes unchecked */
         take_tail(c, buf, info->n_added, c->held);
-        deadline_start(c);
-        scan(c);
+        scan_held(c);
     } else if (c->gate == GATE_BODY) {
         scan_body(c, info->n_added);
     }
@@ -440,17 +470,17 @@ int rill_conn_dispatched(struct rill_conn *c, const char **why)
     c->gate = GATE_HEAD; /* what follows this request is the next head */
     struct evbuffer *input = bufferevent_get_input(c->bev);
     size_t buffered = evbuffer_get_length(input);
-    if (buffered && (c->held = evbuffer_new())) {
-        take_tail(c, input, buffered, c->held);
-        scan(c);
-    }
+    if (buffered)
+        head_arrived(c, input, buffered);
     return 0;
 }
 
 void rill_conn_attach(struct rill_conn *c, struct rill_request *r)
 {
     c->req = r;
-    if (!r && (c->held || c->gate == GATE_PASS))
+    if (r)
+        deadline_stop(c); /* a pipelined request's clock waits for this reply */
+    else if (c->held || c->gate == GATE_PASS || c->gate == GATE_BODY)
         deadline_start(c); /* the next request had begun arriving */
 }
 
