@@ -102,6 +102,11 @@ describe("rill core, end to end", function()
       assert.same(405, res.status)
       assert.same("GET, HEAD", res.headers.allow)
     end)
+
+    it("gives a route without parameters its own empty, writable req.params", function()
+      assert.same("params: 0 0\n", srv:get("/static-params").body)
+      assert.same("params: 0 0\n", srv:get("/static-params").body) -- nothing left from the last one
+    end)
   end)
 
   describe("streaming", function()

@@ -7,8 +7,8 @@
  * What rill checks of a parsed request before Lua sees it, beyond what
  * evhttp checks by itself (notes/evhttp.md Q5): the framing a smuggler plays
  * with, Host, the version and the target. The syntax of the raw head (names,
- * control bytes, folding, size) was checked before parsing, by headscan.c. No libevent, no Lua: ctest and
- * the fuzzer call it directly.
+ * control bytes, folding, size) was checked before parsing, by headscan.c. No libevent, no Lua:
+ * ctest and the fuzzer call it directly.
  */
 
 struct rill_header {

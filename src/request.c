@@ -3,7 +3,8 @@
  * The Lua view of a request, `req`. Fields are computed on first access and
  * cached in the userdata's uservalue table, so a handler that reads nothing
  * costs one small userdata. The router's req.params and any field a handler
- * sets land in the same table.
+ * sets land in the same table. The method and the path, which every routed
+ * request reads, are kept without it.
  */
 #include "request.h"
 
@@ -23,7 +24,8 @@
 #define HEADERS_MT "rill.headers"
 
 struct req_view {
-    struct rill_request *r; /* NULL once the request is over */
+    struct rill_request *r;      /* NULL once the request is over */
+    enum evhttp_cmd_type method; /* readable after the end too */
 };
 
 struct rill_request *rill_request_current(lua_State *L)
@@ -209,9 +211,7 @@ static void push_peer(lua_State *L, struct evhttp_request *req, int want_port)
 static int push_field(lua_State *L, struct rill_request *r, const char *key)
 {
     struct evhttp_request *req = r->req;
-    if (strcmp(key, "method") == 0)
-        lua_pushstring(L, rill_method_name(evhttp_request_get_command(req)));
-    else if (strcmp(key, "path") == 0)
+    if (strcmp(key, "path") == 0)
         push_path(L, req);
     else if (strcmp(key, "target") == 0)
         lua_pushstring(L, evhttp_request_get_uri(req));
@@ -234,9 +234,14 @@ static int push_field(lua_State *L, struct rill_request *r, const char *key)
 
 /* ---- metamethods ---------------------------------------------------------- */
 
+/* The metatable is the metamethods' upvalue: no registry lookup by name on every field. */
 static struct req_view *check_view(lua_State *L)
 {
-    return luaL_checkudata(L, 1, REQUEST_MT);
+    struct req_view *v = lua_touserdata(L, 1);
+    if (!v || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+        luaL_typeerror(L, 1, REQUEST_MT);
+    lua_pop(L, 1);
+    return v;
 }
 
 /* Stack: view → pushes its cache table, creating it on first use. */
@@ -253,6 +258,21 @@ static int push_cache(lua_State *L, int create)
     return 1;
 }
 
+/* Stack: view, key, value → the value is cached under the key. */
+static void cache_value(lua_State *L)
+{
+    push_cache(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+/*
+ * Fields every handler reads (the router does) cost no cache table: the
+ * method is kept in the view, the path in its second user value. req.params
+ * of a route without parameters is an empty table made only when read.
+ */
 static int request_index(lua_State *L)
 {
     struct req_view *v = check_view(L);
@@ -265,18 +285,28 @@ static int request_index(lua_State *L)
     if (lua_type(L, 2) != LUA_TSTRING)
         return 0;
     const char *key = lua_tostring(L, 2);
+    if (strcmp(key, "method") == 0) {
+        lua_pushstring(L, rill_method_name(v->method));
+        return 1;
+    }
+    int is_path = strcmp(key, "path") == 0;
+    if (is_path && lua_getiuservalue(L, 1, 2) == LUA_TSTRING)
+        return 1;
     if (!v->r || !v->r->req) {
         if (strcmp(key, "params") == 0)
             return 0;
         return luaL_error(L, "request field '%s' read after the request ended", key);
     }
-    if (!push_field(L, v->r, key))
+    if (strcmp(key, "params") == 0)
+        lua_newtable(L);
+    else if (!push_field(L, v->r, key))
         return 0; /* unknown fields are nil, like a table */
-    push_cache(L, 1);
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    if (is_path) {
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, 2);
+    } else {
+        cache_value(L);
+    }
     return 1;
 }
 
@@ -328,8 +358,9 @@ static int headers_index(lua_State *L)
 
 void rill_request_push(lua_State *L, struct rill_request *r)
 {
-    struct req_view *v = lua_newuserdatauv(L, sizeof *v, 1);
+    struct req_view *v = lua_newuserdatauv(L, sizeof *v, 2); /* the cache, the path */
     v->r = r;
+    v->method = evhttp_request_get_command(r->req);
     r->view = v;
     luaL_setmetatable(L, REQUEST_MT);
 }
@@ -366,7 +397,8 @@ static int headers_new(lua_State *L)
 void rill_open_request(lua_State *L)
 {
     luaL_newmetatable(L, REQUEST_MT);
-    luaL_setfuncs(L, request_meta, 0);
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, request_meta, 1); /* the metatable, for check_view */
     lua_pop(L, 1);
     luaL_newmetatable(L, HEADERS_MT);
     luaL_setfuncs(L, headers_meta, 0);

@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static struct bufferevent *request_bev(struct rill_request *r)
 {
@@ -141,6 +142,23 @@ static void default_content_type(struct evkeyvalq *h)
 }
 
 /* Prepares the status and headers of r from Lua arguments 1 and 2. */
+/* The Date header, formatted once a second: evhttp would format it for every reply. */
+static void add_date(struct evkeyvalq *h, struct event_base *base)
+{
+    static char date[40];
+    static time_t formatted = -1;
+    struct timeval now;
+    event_base_gettimeofday_cached(base, &now);
+    if (now.tv_sec != formatted) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm); /* the C locale */
+        formatted = now.tv_sec;
+    }
+    if (!evhttp_find_header(h, "Date"))
+        evhttp_add_header(h, "Date", date);
+}
+
 static int prepare_head(lua_State *L, struct rill_request *r, int has_body)
 {
     int status = check_status(L, 1);
@@ -148,7 +166,20 @@ static int prepare_head(lua_State *L, struct rill_request *r, int has_body)
     set_headers(L, 2, h);
     if (has_body)
         default_content_type(h);
+    add_date(h, r->task.w->base);
     return status;
+}
+
+/* Content-Length as evhttp would add it, without its printf: replies are most of the work. */
+static void add_length(struct evkeyvalq *h, size_t len)
+{
+    char digits[24], *p = digits + sizeof digits;
+    *--p = '\0';
+    do
+        *--p = (char)('0' + len % 10);
+    while ((len /= 10) > 0);
+    if (!evhttp_find_header(h, "Content-Length"))
+        evhttp_add_header(h, "Content-Length", p);
 }
 
 /* ---- rill.core.out ----------------------------------------------------------- */
@@ -169,11 +200,10 @@ static int out_reply(lua_State *L)
     const char *body = luaL_optlstring(L, 3, NULL, &len);
     int status = prepare_head(L, r, body != NULL);
     struct evbuffer *buf = NULL;
-    if (body && evhttp_request_get_command(r->req) == EVHTTP_REQ_HEAD) {
-        char n[24]; /* evhttp sends no length for HEAD: say what GET would send */
-        snprintf(n, sizeof n, "%zu", len);
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Length", n);
-    } else if (body) {
+    int may_have_body = status >= 200 && status != 204 && status != 304;
+    if (body && may_have_body) /* for HEAD too: evhttp sends none, say what GET would send */
+        add_length(evhttp_request_get_output_headers(r->req), len);
+    if (body && evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD) {
         buf = r->task.w->scratch;
         evbuffer_add(buf, body, len);
     }

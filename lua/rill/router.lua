@@ -282,8 +282,11 @@ local function bind(names, ...)
   return params
 end
 
+-- What a static route matches with: no parameters, and no table made for them.
+local NO_PARAMS = {}
+
 local function match_path(route, path)
-  if route.rank == RANK_STATIC then return {} end -- hashed by exact path
+  if route.rank == RANK_STATIC then return NO_PARAMS end -- hashed by exact path
   local variants = route.variants
   for i = 1, #variants do
     local v = variants[i]
@@ -346,7 +349,11 @@ local function dispatch(self, req)
   if not route then route, params, miss = scan(self._dynamic, path, method, miss) end
   if not route and miss and miss.route then route, params = miss.route, miss.params end
   if route then
-    req.params = params
+    if params ~= NO_PARAMS then
+      req.params = params
+    elseif t == "table" then -- a plain table request (rill.test): a fresh empty table
+      req.params = {}
+    end -- the server's req makes an empty req.params when it is read
     return route.handler(req)
   end
   if miss then return method_not_allowed(miss.allowed) end

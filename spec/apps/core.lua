@@ -40,6 +40,13 @@ return rill.router {
   end,
   ["POST /echo"] = function(req) return { headers = { ["content-type"] = "application/octet-stream" }, body = req.body } end,
   ["GET /users/:id[%d]"] = function(req) return "user " .. req.params.id .. "\n" end,
+  ["GET /static-params"] = function(req)
+    local before = 0
+    for _ in pairs(req.params) do before = before + 1 end
+    req.params.mine = true
+    local again = req.params.mine and 0 or 1
+    return ("params: %d %d\n"):format(before, again)
+  end,
 
   -- chunk 2 is produced only after /release: chunk 1 must have arrived alone
   ["GET /gated"] = function()
