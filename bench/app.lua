@@ -1,9 +1,12 @@
 -- SPDX-License-Identifier: MIT
--- The bench workloads in rill (bench/run.sh), byte for byte as bench/bare_evhttp.c.
+-- The bench workloads in rill (bench/run.sh), byte for byte as bench/bare_evhttp.c
+-- and bench/nginx.conf.in.
 local rill = require "rill"
 
 local lines = {}
 for i = 1, 100 do lines[i] = ("line %03d of the hundred-line body\n"):format(i) end
+
+local upstream = os.getenv("UPSTREAM") or "http://127.0.0.1:18320/events"
 
 return rill.router {
   ["GET /hello"] = function() return "hello world\n" end,
@@ -15,5 +18,22 @@ return rill.router {
   -- an idle event stream: a subscription to a topic nobody publishes to
   ["GET /sse"] = function()
     return rill.sse(rill.subscribe("idle"), { heartbeat = 0 })
+  end,
+  -- fan-out (bench/fanout.c): subscribers, and one publish to all of them
+  ["GET /events/:topic"] = function(req)
+    return rill.sse(rill.subscribe(req.params.topic), { heartbeat = 0 })
+  end,
+  ["POST /publish/:topic"] = function(req)
+    return { status = 202, body = rill.publish(req.params.topic, req.body) }
+  end,
+  -- proxy latency (bench/proxylat.c): an upstream event stream relayed as it comes
+  ["GET /relay"] = function()
+    local events = rill.sse.follow(upstream)
+    return {
+      headers = { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" },
+      body = coroutine.wrap(function()
+        for ev in events do coroutine.yield(rill.sse.encode(ev)) end
+      end),
+    }
   end,
 }

@@ -14,6 +14,8 @@ cmake -S . -B build >/dev/null && cmake --build build -j"$(nproc)" >/dev/null
 mkdir -p build/bench
 gcc -O2 bench/bare_evhttp.c -o build/bench/bare_evhttp -levent
 gcc -O2 bench/hold.c -o build/bench/hold
+gcc -O2 bench/fanout.c -o build/bench/fanout
+gcc -O2 bench/proxylat.c -o build/bench/proxylat
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -21,12 +23,15 @@ trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 
 RILL_PORT=18301 BARE_PORT=18302 NGINX_PORT=18303
+RILL_UPSTREAM=18320 NGINX_UPSTREAM=18321 DIRECT_UPSTREAM=18322 # proxylat plays the upstream on these
 # a server answers when curl gets a 200 from it (a real request, bounded retries)
 ready() { curl -s -o /dev/null --retry 50 --retry-connrefused --retry-delay 0 --max-time 10 "http://127.0.0.1:$1/hello"; }
 
-taskset -c 0 build/rill bench/app.lua --listen 127.0.0.1:$RILL_PORT 2>"$WORK/rill.log" & PIDS+=($!); RILL_PID=$!
+UPSTREAM=http://127.0.0.1:$RILL_UPSTREAM/events \
+  taskset -c 0 build/rill bench/app.lua --listen 127.0.0.1:$RILL_PORT 2>"$WORK/rill.log" & PIDS+=($!); RILL_PID=$!
 taskset -c 0 build/bench/bare_evhttp $BARE_PORT 2>"$WORK/bare.log" & PIDS+=($!); BARE_PID=$!
-sed -e "s|@PORT@|$NGINX_PORT|" -e "s|@DIR@|$WORK|" bench/nginx.conf.in > "$WORK/nginx.conf"
+sed -e "s|@PORT@|$NGINX_PORT|" -e "s|@DIR@|$WORK|" -e "s|@UPSTREAM_PORT@|$NGINX_UPSTREAM|" \
+  bench/nginx.conf.in > "$WORK/nginx.conf"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" 2>"$WORK/nginx.log" & PIDS+=($!)
 for p in $RILL_PORT $BARE_PORT $NGINX_PORT; do ready $p; done
 NGINX_PID=$(pgrep -f "nginx: worker process" -n)
@@ -79,6 +84,30 @@ for n in 5000 10000; do
   SSE[bare$n]=$(sse_cost $BARE_PORT $BARE_PID $n)
   SSE[nginx$n]=$(sse_cost $NGINX_PORT $NGINX_PID $n)
 done
+
+# fan-out: one publish to 1,000 subscribers, 5 publishes per run, runs interleaved;
+# the figures are medians over every publish of every run
+declare -A FAN
+for round in $(seq 1 "$ROUNDS"); do
+  for s in rill nginx; do
+    port=$([ $s = rill ] && echo $RILL_PORT || echo $NGINX_PORT)
+    FAN[$s]+=$(taskset -c 1 build/bench/fanout "$port" 1000 5 | awk -F'|' 'NR > 2 {print $3, $4, $5}')$'\n'
+    echo "round $round $s fan-out done" >&2
+  done
+done
+fan_med() { awk -v c="$2" 'NF {print $c}' <<<"${FAN[$1]}" | median; }
+
+# proxy added latency: an upstream event until the client has it, 2,000 events per run
+declare -A PROXY
+for round in $(seq 1 "$ROUNDS"); do
+  PROXY[rill]+="$(taskset -c 1 build/bench/proxylat $RILL_PORT $RILL_UPSTREAM 2000)"$'\n'
+  PROXY[nginx]+="$(taskset -c 1 build/bench/proxylat $NGINX_PORT $NGINX_UPSTREAM 2000)"$'\n'
+  PROXY[direct]+="$(taskset -c 1 build/bench/proxylat 0 $DIRECT_UPSTREAM 2000)"$'\n'
+  echo "round $round proxy latency done" >&2
+done
+proxy_med() { awk -v c="$2" 'NF {print $c}' <<<"${PROXY[$1]}" | median; }
+
+TAIL=$(lua5.4 bench/tail_latency.lua 200)
 
 # instructions per hello-world request (callgrind counts instructions: steady on a noisy machine)
 ir_total() { # requests → total instructions of a rill run serving them
@@ -145,9 +174,33 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
   echo "rill, \`/hello\` on keep-alive: **$IRPR instructions per request** (callgrind, 2,000 requests,"
   echo "startup and shutdown subtracted). Compare later changes against this figure."
   echo
-  echo "## Not measured yet"
+  echo "## Fan-out: one publish to 1,000 subscribers (ms until each has the event)"
   echo
-  echo "Fan-out latency to 1,000 subscribers and proxy added latency against nginx-lua;"
-  echo "\`bench/tail_latency.lua\` measures append-to-client latency of \`rill.tail\`."
+  echo "| server | p50 | p99 | max |"
+  echo "|---|---|---|---|"
+  for s in rill nginx; do
+    echo "| $([ $s = rill ] && echo rill || echo nginx-lua) | $(fan_med $s 1) | $(fan_med $s 2) | $(fan_med $s 3) |"
+  done
+  echo
+  echo "rill p99 / nginx-lua p99: **$(ratio "$(fan_med rill 2)" "$(fan_med nginx 2)")** (≤ 1 is the target). Medians over"
+  echo "$ROUNDS runs × 5 publishes. \`build/bench/fanout PORT 1000 5\`: rill's \`rill.subscribe\` + \`rill.sse\`;"
+  echo "nginx-lua: one \`ngx.semaphore\` per subscriber, posted by the publish (bench/nginx.conf.in)."
+  echo
+  echo "## Proxy added latency (µs from an upstream event to the client)"
+  echo
+  echo "| path | p50 | p99 | max |"
+  echo "|---|---|---|---|"
+  echo "| direct (no proxy: the floor) | $(proxy_med direct 1) | $(proxy_med direct 2) | $(proxy_med direct 3) |"
+  echo "| rill (\`rill.sse.follow\`) | $(proxy_med rill 1) | $(proxy_med rill 2) | $(proxy_med rill 3) |"
+  echo "| nginx-lua (cosocket, flush per event) | $(proxy_med nginx 1) | $(proxy_med nginx 2) | $(proxy_med nginx 3) |"
+  echo
+  echo "rill p50 / nginx-lua p50: **$(ratio "$(proxy_med rill 1)" "$(proxy_med nginx 1)")**. \`build/bench/proxylat PORT UPSTREAM 2000\`"
+  echo "is both the upstream and the client; medians of $ROUNDS runs."
+  echo
+  echo "## Tail latency (append to a file → a \`rill.tail\` client has the line)"
+  echo
+  echo "$TAIL" | sed 1d
+  echo
+  echo "\`lua5.4 bench/tail_latency.lua 200\` (not pinned; no peer has a file tail to compare with)."
 } > bench/RESULTS.md
 cat bench/RESULTS.md

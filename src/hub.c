@@ -101,10 +101,16 @@ static void wire_written(const void *data, size_t len, void *arg)
     wire_unref(arg);
 }
 
+static const void *event_mt; /* the metatable of published events, to know one fast */
+
 int rill_hub_write(struct evbuffer *out, lua_State *L, int idx)
 {
-    struct wire **wp = luaL_testudata(L, idx, EVENT_MT);
-    if (!wp || !*wp)
+    struct wire **wp = lua_touserdata(L, idx);
+    if (!wp || !lua_getmetatable(L, idx))
+        return 0;
+    int is_event = lua_topointer(L, -1) == event_mt;
+    lua_pop(L, 1);
+    if (!is_event || !*wp)
         return 0;
     struct wire *w = *wp;
     w->refs++;
@@ -495,7 +501,7 @@ static int overflowed(lua_State *L, struct subscription *s)
 
 static int next_k(lua_State *L, int status, lua_KContext ctx)
 {
-    struct subscription *s = luaL_checkudata(L, lua_upvalueindex(1), SUB_MT);
+    struct subscription *s = lua_touserdata(L, lua_upvalueindex(1)); /* ours: sub_next's upvalue */
     (void)status, (void)ctx;
     if (s->dropped == 2)
         return luaL_error(L, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
@@ -707,6 +713,7 @@ static const luaL_Reg hub_funcs[] = {
 void rill_open_hub(lua_State *L)
 {
     luaL_newmetatable(L, EVENT_MT);
+    event_mt = lua_topointer(L, -1);
     luaL_setfuncs(L, event_meta, 0);
     lua_pop(L, 1);
     luaL_newmetatable(L, SUB_MT);

@@ -25,6 +25,7 @@ struct rill_request {
     char id[72];
     struct event heartbeat;  /* an SSE stream's idle timer */
     double heartbeat_every;  /* seconds; 0: none */
+    unsigned long wrote_at;  /* the worker's resume count at the last direct write */
     unsigned responded : 1;  /* a reply was sent or started */
     unsigned streaming : 1;  /* a chunked reply is open */
     unsigned watching : 1;   /* our close callback is armed */

@@ -190,6 +190,7 @@ int rill_task_resume(struct rill_task *t, int nargs)
     t->instructions = 0; /* the budget is per resume */
     w->current = t;
     t->running = 1;
+    w->resumes++;
     int capped = rill_worker_enforce_memory_cap(1);
     int status = lua_resume(t->co, w->L, nargs, &nres);
     rill_worker_enforce_memory_cap(capped);

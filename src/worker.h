@@ -29,6 +29,7 @@ struct rill_worker {
     struct rill_server *server;
     struct evbuffer *scratch; /* reused to hand bytes to evhttp */
     struct rill_stats stats;
+    unsigned long resumes;      /* counts task resumes: tells one resume from the next */
     int pool[RILL_THREAD_POOL]; /* registry refs of idle coroutines */
     int npool;
     long long max_instructions; /* per resume of a task; 0: no budget */

@@ -50,7 +50,8 @@ function M.resume(co, ...)
   return settle(co, raw_resume(co, ...))
 end
 
--- wrap(f) functions → their coroutine, so a body iterator can be closed.
+-- wrap(f) functions → their coroutine, so a body iterator can be closed
+-- (and stands_for functions → what they read).
 local wrapped = setmetatable({}, { __mode = "k" })
 
 function M.wrap(f)
@@ -70,13 +71,22 @@ function M.wrap(f)
   return step
 end
 
+-- Marks a plain iterator function as standing for source: closing the
+-- function closes source (a wrap() generator, an object with __close).
+function M.stands_for(fn, source)
+  wrapped[fn] = source
+  return fn
+end
+
 -- Closes what stands behind a body iterator: the coroutine of a wrap()
 -- generator, or an object's __close. Safe to call on anything, any time.
 function M.close(body)
   local co = wrapped[body]
-  if co then
+  if type(co) == "thread" then
     raw_close(co)
     return
+  elseif co ~= nil then
+    return M.close(co)
   end
   local mt = getmetatable(body)
   local close = type(mt) == "table" and mt.__close

@@ -3,6 +3,7 @@
 -- follow(), a resumable client of an upstream event stream.
 local core = require "rill.core"
 local wrap = require("rill.coroutine").wrap
+local stands_for = require("rill.coroutine").stands_for
 
 local type, tostring, error, tointeger = type, tostring, error, math.tointeger
 local getmetatable, setmetatable, pairs = getmetatable, setmetatable, pairs
@@ -116,6 +117,25 @@ local function as_iterator(source)
   return source
 end
 
+-- The body of an event stream: a plain function, not a coroutine, so that an
+-- event reaches the wire with no coroutine switch besides the handler's own.
+local function events_body(iter, retry)
+  local last
+  local function body()
+    if retry then
+      local first = retry
+      retry = nil
+      return first
+    end
+    last = iter(nil, last) -- as a generic for calls it
+    if last == nil or type(last) == "userdata" then
+      return last
+    end
+    return M.encode(last)
+  end
+  return stands_for(body, iter)
+end
+
 -- Returns a response streaming the events of source: tables or strings
 -- (data), encoded as browsers read them; published hub events go out as
 -- the bytes encoded once at publish. opts: heartbeat (seconds idle before a
@@ -136,14 +156,7 @@ function M.response(source, opts)
     status = opts.status or 200,
     headers = headers,
     sse = heartbeat, -- the driver (rill.respond) marks the stream: heartbeats, shutdown jitter
-    body = wrap(function()
-      if retry then
-        coroutine.yield(retry)
-      end
-      for ev in iter do
-        coroutine.yield(type(ev) == "userdata" and ev or M.encode(ev))
-      end
-    end),
+    body = events_body(iter, retry),
   }
 end
 
