@@ -28,12 +28,6 @@ return rill.router {
   end,
   -- proxy latency (bench/proxylat.c): an upstream event stream relayed as it comes
   ["GET /relay"] = function()
-    local events = rill.sse.follow(upstream)
-    return {
-      headers = { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" },
-      body = coroutine.wrap(function()
-        for ev in events do coroutine.yield(rill.sse.encode(ev)) end
-      end),
-    }
+    return rill.sse(rill.sse.follow(upstream), { heartbeat = 0 })
   end,
 }

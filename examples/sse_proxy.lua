@@ -7,12 +7,7 @@ local upstream = os.getenv("UPSTREAM") or "http://127.0.0.1:9000/events"
 
 return rill.router {
   ["GET /events"] = function(req)
-    local events = rill.sse.follow(upstream, { last_event_id = req.headers["last-event-id"] })
-    return {
-      headers = { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache" },
-      body = coroutine.wrap(function()
-        for ev in events do coroutine.yield(rill.sse.encode(ev)) end
-      end),
-    }
+    local events = rill.sse.follow(upstream, { last_event_id = rill.sse.last_event_id(req) })
+    return rill.sse(events) -- each event encoded as it comes; heartbeats while idle
   end,
 }

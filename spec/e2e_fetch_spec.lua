@@ -347,6 +347,13 @@ describe("server-sent events from an upstream", function()
     assert.is_truthy(proxy:wait_log("upstream answered 200 application/json"))
   end)
 
+  it("hangs up the upstream when its own client leaves", function()
+    local s = proxy:open(("/follow?up=%s"):format(url.escape(up .. "/tick-events")))
+    assert.matches("data: tick 1\n", s:chunk(5))
+    s:close()
+    assert.is_truthy(upstream:wait_log("upstream: tick-events closed"))
+  end)
+
   it("does not spin on an upstream that answers empty streams", function()
     local s = proxy:open(("/follow?up=%s"):format(url.escape(up .. "/empty-stream")))
     assert.is_nil(s:chunk(0.5)) -- half a second of nothing to relay

@@ -26,6 +26,27 @@ describe("rill.sse.encode", function()
     assert.same("8", p:last_event_id())
   end)
 
+  it("writes the exact bytes: fields in order, one line each, every line end split", function()
+    assert.same(": a\n: b\nevent: e\nid: 9\nretry: 10\ndata: x\ndata: y\ndata: \n\n",
+      rill.sse.encode({ comment = "a\r\nb", event = "e", id = 9, retry = "10", data = "x\ry\n" }))
+    assert.same("data: plain\n\n", rill.sse.encode("plain"))
+    assert.same("data: 42\n\n", rill.sse.encode({ data = 42 }))
+    assert.same("retry: 0\n\n", rill.sse.encode({ retry = 0.0 }))
+    assert.same(": keep-alive\n\n", rill.sse.encode({ comment = "keep-alive" }))
+  end)
+
+  it("names what is wrong, at the caller's line", function()
+    local function message(ev)
+      local ok, err = pcall(rill.sse.encode, ev)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("the event field cannot contain a line break", message({ event = "a\rb" }))
+    assert.matches("retry must be a non%-negative integer", message({ retry = 1.5 }))
+    assert.matches("table or string expected, got boolean", message(true))
+    assert.matches("needs data, id, retry, event or comment", message({}))
+  end)
+
   it("refuses fields that would corrupt the stream", function()
     assert.has_error(function() rill.sse.encode({ event = "a\nb", data = "x" }) end)
     assert.has_error(function() rill.sse.encode({ id = "a\rb", data = "x" }) end)

@@ -3,8 +3,11 @@
  * rill.core.sse_parser([max_event_bytes]): the WHATWG event-stream parser of
  * src/sse_parse.c as a Lua object, for specs and for clients written in Lua:
  *   local p = rill.sse.parser(); for _, ev in ipairs(p:feed(bytes)) do ... end
+ * rill.core.sse_encode(event): rill.sse.encode, in C since every event a
+ * proxy relays or the hub publishes goes through it.
  */
 #include <lauxlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "effects.h"
@@ -112,6 +115,90 @@ static const luaL_Reg parser_meta[] = {
     {NULL, NULL},
 };
 
+/* ---- encode ---------------------------------------------------------------- */
+
+/* Each line of s (CRLF, CR and LF all end one) as prefix + line + LF. */
+static void add_lines(luaL_Buffer *b, const char *prefix, const char *s, size_t len)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != '\r' && s[i] != '\n')
+            continue;
+        luaL_addstring(b, prefix);
+        luaL_addlstring(b, s + start, i - start);
+        luaL_addchar(b, '\n');
+        if (i + 1 < len && s[i] == '\r' && s[i + 1] == '\n')
+            i++;
+        start = i + 1;
+    }
+}
+
+/* Pushes ev[name] as a string (tostring), or returns NULL for nil (nothing pushed). */
+static const char *field(lua_State *L, const char *name, size_t *len)
+{
+    if (lua_getfield(L, 1, name) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    const char *s = luaL_tolstring(L, -1, len);
+    lua_remove(L, -2);
+    return s;
+}
+
+/* An event or id field is one line: a line break would start another field. */
+static const char *one_line(lua_State *L, const char *name, size_t *len)
+{
+    const char *s = field(L, name, len);
+    if (s && (memchr(s, '\r', *len) || memchr(s, '\n', *len)))
+        luaL_error(L, "sse: the %s field cannot contain a line break", name);
+    return s;
+}
+
+static int sse_encode(lua_State *L)
+{
+    size_t clen = 0, elen = 0, ilen = 0, dlen = 0;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        lua_createtable(L, 0, 1);
+        lua_insert(L, 1);
+        lua_setfield(L, 1, "data");
+    } else if (!lua_istable(L, 1)) {
+        return luaL_error(L, "sse: bad event (table or string expected, got %s)",
+                          luaL_typename(L, 1));
+    }
+    lua_settop(L, 1);
+    const char *comment = field(L, "comment", &clen); /* 2 when present */
+    const char *event = one_line(L, "event", &elen);  /* then each in turn */
+    const char *id = one_line(L, "id", &ilen);
+    if (id && memchr(id, '\0', ilen))
+        return luaL_error(L, "sse: the id field cannot contain NUL (browsers would ignore it)");
+    int has_retry = lua_getfield(L, 1, "retry") != LUA_TNIL, valid = 0;
+    lua_Integer retry = has_retry ? lua_tointegerx(L, -1, &valid) : 0;
+    lua_pop(L, 1);
+    if (has_retry && (!valid || retry < 0))
+        return luaL_error(L, "sse: retry must be a non-negative integer of milliseconds");
+    const char *data = field(L, "data", &dlen);
+    if (!comment && !event && !id && !has_retry && !data)
+        return luaL_error(L, "sse: an event needs data, id, retry, event or comment");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (comment)
+        add_lines(&b, ": ", comment, clen);
+    if (event)
+        add_lines(&b, "event: ", event, elen);
+    if (id)
+        add_lines(&b, "id: ", id, ilen);
+    if (has_retry) {
+        char ms[32];
+        snprintf(ms, sizeof ms, "retry: %lld\n", (long long)retry);
+        luaL_addstring(&b, ms);
+    }
+    if (data)
+        add_lines(&b, "data: ", data, dlen);
+    luaL_addchar(&b, '\n');
+    luaL_pushresult(&b);
+    return 1;
+}
+
 void rill_open_sse(lua_State *L)
 {
     luaL_newmetatable(L, PARSER_MT);
@@ -121,4 +208,6 @@ void rill_open_sse(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, parser_new);
     lua_setfield(L, -2, "sse_parser");
+    lua_pushcfunction(L, sse_encode);
+    lua_setfield(L, -2, "sse_encode");
 }

@@ -4,92 +4,19 @@
 local core = require "rill.core"
 local wrap = require("rill.coroutine").wrap
 local stands_for = require("rill.coroutine").stands_for
+local close = require("rill.coroutine").close
 
-local type, tostring, error, tointeger = type, tostring, error, math.tointeger
+local type, tostring, error = type, tostring, error
 local getmetatable, setmetatable, pairs = getmetatable, setmetatable, pairs
-local concat = table.concat
 
 local M = {}
-
--- Splits text on CRLF, CR and LF (the three line ends of the format).
-local function split_lines(text)
-  local lines, n, pos = {}, 0, 1
-  while true do
-    local s, e = text:find("\r\n?", pos)
-    local lf = text:find("\n", pos, true)
-    if lf and (not s or lf < s) then
-      s, e = lf, lf
-    end
-    n = n + 1
-    if not s then
-      lines[n] = text:sub(pos)
-      return lines
-    end
-    lines[n] = text:sub(pos, s - 1)
-    pos = e + 1
-  end
-end
-
-local function check_field(name, value)
-  if value:find("[\r\n]") then
-    error(("sse: the %s field cannot contain a line break"):format(name), 3)
-  end
-end
 
 -- Encodes one event: a table {event=, data=, id=, retry=, comment=} or a
 -- string (the data). data is split on every line end into data: lines; a
 -- field that cannot be encoded raises rather than corrupt the stream. A
 -- table with no data (id or retry only) encodes a block that moves the
 -- client's state without firing an event.
-function M.encode(ev)
-  if type(ev) == "string" then
-    ev = { data = ev }
-  elseif type(ev) ~= "table" then
-    error(("sse: bad event (table or string expected, got %s)"):format(type(ev)), 2)
-  end
-  local out, n = {}, 0
-  if ev.comment ~= nil then
-    for _, line in ipairs(split_lines(tostring(ev.comment))) do
-      n = n + 1
-      out[n] = ": " .. line .. "\n"
-    end
-  end
-  if ev.event ~= nil then
-    local name = tostring(ev.event)
-    check_field("event", name)
-    n = n + 1
-    out[n] = "event: " .. name .. "\n"
-  end
-  if ev.id ~= nil then
-    local id = tostring(ev.id)
-    check_field("id", id)
-    if id:find("\0", 1, true) then
-      error("sse: the id field cannot contain NUL (browsers would ignore it)", 2)
-    end
-    n = n + 1
-    out[n] = "id: " .. id .. "\n"
-  end
-  if ev.retry ~= nil then
-    local ms = tointeger(ev.retry)
-    if not ms or ms < 0 then
-      error("sse: retry must be a non-negative integer of milliseconds", 2)
-    end
-    n = n + 1
-    out[n] = "retry: " .. ms .. "\n"
-  end
-  if ev.data ~= nil then
-    for _, line in ipairs(split_lines(tostring(ev.data))) do
-      n = n + 1
-      out[n] = "data: " .. line .. "\n"
-    end
-  end
-  if n == 0 then
-    error("sse: an event needs data, id, retry, event or comment", 2)
-  end
-  n = n + 1
-  out[n] = "\n"
-  return concat(out)
-end
+M.encode = core.sse_encode -- src/sse.c
 
 -- parser([max_event_bytes]): the WHATWG parser rill itself uses, for Lua
 -- clients and specs; p:feed(bytes) returns the blocks those bytes dispatched.
@@ -195,9 +122,9 @@ local function option(opts, name)
   return v
 end
 
--- One connection: yields its events and returns how it ended ("done",
--- "dropped", "stop") and whether any event came through.
-local function connect(url, opts, state, yield)
+-- One connection attempt: "open" (state.up and state.events are set),
+-- "dropped" (try again later), "stop" (a 204: never again) or "fail".
+local function connect(url, opts, state)
   local headers = { accept = "text/event-stream", ["cache-control"] = "no-cache" }
   for k, v in pairs(opts.headers or {}) do
     headers[k] = v
@@ -208,33 +135,27 @@ local function connect(url, opts, state, yield)
   local up, err = core.fetch(url, { headers = headers, timeout = opts.timeout, idle_timeout = opts.idle_timeout })
   if not up then
     state.last_error = err
-    return "dropped", false
+    return "dropped"
   end
-  local up_closer <close> = up
   if up.status == 204 then
-    return "stop", false -- the upstream's way to say: do not reconnect
+    close(up)
+    return "stop" -- the upstream's way to say: do not reconnect
   end
   if up.status ~= 200 or not is_event_stream(up.headers["content-type"]) then
     state.last_error = ("upstream answered %d %s"):format(up.status, tostring(up.headers["content-type"]))
-    return opts.retry_on_error and "dropped" or "fail", false
+    close(up)
+    return opts.retry_on_error and "dropped" or "fail"
   end
-  local progressed = false
-  local ok, perr = pcall(function()
-    for ev in up:events(opts.max_event_bytes) do
-      if ev.id ~= nil then
-        state.cursor = ev.id -- committed at a blank line: the resume point
-      end
-      if ev.retry then
-        state.retry = ev.retry / 1000
-      end
-      progressed = true
-      yield(ev)
-    end
-  end)
-  if not ok then
-    state.last_error = perr
+  state.up, state.events, state.progressed = up, up:events(opts.max_event_bytes), false
+  return "open"
+end
+
+local function hang_up(state)
+  local up = state.up
+  state.up, state.events = nil, nil
+  if up then
+    close(up)
   end
-  return "dropped", progressed
 end
 
 -- The next wait: the upstream's retry: if it gave one, else a ladder from
@@ -273,17 +194,40 @@ function M.follow(url, opts)
     max_delay = option(opts, "max_delay"),
   }
   local state = { cursor = opts.last_event_id }
-  return wrap(function()
-    while true do
-      local ending, progressed = connect(url, settings, state, coroutine.yield)
-      if ending == "stop" then
-        return
-      elseif ending == "fail" then
-        error("sse.follow " .. url .. ": " .. state.last_error, 0)
+  -- A plain iterator, not a coroutine: an event costs no coroutine switch.
+  local function next_event()
+    while not state.stopped do
+      if not state.up then
+        local how = connect(url, settings, state)
+        if how == "stop" then
+          state.stopped = true
+        elseif how == "fail" then
+          error("sse.follow " .. url .. ": " .. state.last_error, 0)
+        elseif how == "dropped" then
+          core.sleep(next_delay(state, settings, false))
+        end
+      else
+        local ok, ev = pcall(state.events)
+        if ok and ev ~= nil then
+          if ev.id ~= nil then
+            state.cursor = ev.id -- committed at a blank line: the resume point
+          end
+          if ev.retry then
+            state.retry = ev.retry / 1000
+          end
+          state.progressed = true
+          return ev
+        end
+        if not ok then
+          state.last_error = ev
+        end
+        hang_up(state)
+        core.sleep(next_delay(state, settings, state.progressed))
       end
-      core.sleep(next_delay(state, settings, progressed))
     end
-  end)
+  end
+  -- closing the iterator (the client left) hangs up the upstream
+  return stands_for(next_event, setmetatable({}, { __close = function() hang_up(state) end }))
 end
 
 return setmetatable(M, { __call = function(_, source, opts) return M.response(source, opts) end })

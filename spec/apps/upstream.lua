@@ -94,6 +94,12 @@ return rill.router {
       while true do coroutine.yield("tick\n"); rill.sleep(0.01) end
     end) }
   end,
+  ["GET /tick-events"] = function()
+    return { headers = { ["content-type"] = "text/event-stream" }, body = coroutine.wrap(function()
+      local mark <close> = setmetatable({}, { __close = function() io.stderr:write("upstream: tick-events closed\n") end })
+      for i = 1, math.huge do coroutine.yield(("id: %d\ndata: tick %d\n\n"):format(i, i)); rill.sleep(0.01) end
+    end) }
+  end,
   ["GET /port"] = function(req) return tostring(req.remote_port) end,
   ["GET /json"] = function()
     return { headers = { ["content-type"] = "application/json" }, body = '{"ok":true}' }
