@@ -66,6 +66,28 @@ describe("rill core, end to end", function()
       assert.same(200, res.status)
       assert.same("", res.body)
     end)
+
+    it("keeps an HTTP/1.0 connection open only when asked, and closes when asked", function()
+      local data, statuses, closed = srv:exchange("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        .. "GET /hello HTTP/1.0\r\n\r\nGET /hello HTTP/1.0\r\n\r\n")
+      assert.same({ 200, 200 }, statuses) -- the second one closed the connection
+      assert.is_true(closed)
+      assert.matches("^HTTP/1.0 200 OK\r\n.-Connection: keep%-alive\r\n\r\nhello world\n", data)
+      local _, again, shut = srv:exchange("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        .. "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.same({ 200 }, again)
+      assert.is_true(shut)
+    end)
+
+    it("gives a reply a status line with its reason, a Date, and a length even when empty", function()
+      local sock = srv:connect()
+      sock:send("GET /none HTTP/1.1\r\nHost: x\r\n\r\nGET /table HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local data = sock:receive("*a")
+      sock:close()
+      assert.matches("^HTTP/1.1 204 No Content\r\nDate: %a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT\r\n\r\n", data)
+      assert.matches("HTTP/1.1 201 Created\r\n", data)
+      assert.matches("content%-length: 5\r\n", data:lower())
+    end)
   end)
 
   describe("the request", function()

@@ -15,9 +15,12 @@
 
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -64,12 +67,44 @@ static void unwatch(struct rill_request *r)
         bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
 }
 
-/* Reason phrases evhttp 2.1.12 lacks (it says "Client Error" for a 429). */
+/* RFC 9110's reason phrases (evhttp 2.1.12 says "Client Error" for a 429). */
 const char *rill_status_reason(int status)
 {
     switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
     case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
     case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
     case 425: return "Too Early";
@@ -78,8 +113,17 @@ const char *rill_status_reason(int status)
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 451: return "Unavailable For Legal Reasons";
-    default: return NULL; /* evhttp's own */
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: break;
     }
+    static const char *classes[] = {"Informational", "Success", "Redirection", "Client Error",
+                                    "Server Error"};
+    return status >= 100 && status < 600 ? classes[status / 100 - 1] : "Unknown";
 }
 
 /* ---- headers --------------------------------------------------------------- */
@@ -137,15 +181,10 @@ static int check_status(lua_State *L, int idx)
 }
 
 /* evhttp's own default is text/html in ISO-8859-1 (notes/evhttp.md, landmine 17). */
-static void default_content_type(struct evkeyvalq *h)
-{
-    if (!evhttp_find_header(h, "Content-Type"))
-        evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
-}
+static const char DEFAULT_TYPE[] = "text/plain; charset=utf-8";
 
-/* Prepares the status and headers of r from Lua arguments 1 and 2. */
-/* The Date header, formatted once a second: evhttp would format it for every reply. */
-static void add_date(struct evkeyvalq *h, struct event_base *base)
+/* The Date value, formatted once a second: evhttp would format it for every reply. */
+static const char *http_date(struct event_base *base)
 {
     static char date[40];
     static time_t formatted = -1;
@@ -157,31 +196,25 @@ static void add_date(struct evkeyvalq *h, struct event_base *base)
         strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm); /* the C locale */
         formatted = now.tv_sec;
     }
-    if (!evhttp_find_header(h, "Date"))
-        evhttp_add_header(h, "Date", date);
+    return date;
 }
 
-static int prepare_head(lua_State *L, struct rill_request *r, int has_body)
+/* The headers of a stream's head, which evhttp formats: the type and the Date it lacks. */
+static void complete_stream_head(struct rill_request *r, int has_body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    if (has_body && !evhttp_find_header(h, "Content-Type"))
+        evhttp_add_header(h, "Content-Type", DEFAULT_TYPE);
+    if (!evhttp_find_header(h, "Date"))
+        evhttp_add_header(h, "Date", http_date(r->task.w->base));
+}
+
+/* Prepares the status and headers of r from Lua arguments 1 and 2. */
+static int prepare_head(lua_State *L, struct rill_request *r)
 {
     int status = check_status(L, 1);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
-    set_headers(L, 2, h);
-    if (has_body)
-        default_content_type(h);
-    add_date(h, r->task.w->base);
+    set_headers(L, 2, evhttp_request_get_output_headers(r->req));
     return status;
-}
-
-/* Content-Length as evhttp would add it, without its printf: replies are most of the work. */
-static void add_length(struct evkeyvalq *h, size_t len)
-{
-    char digits[24], *p = digits + sizeof digits;
-    *--p = '\0';
-    do
-        *--p = (char)('0' + len % 10);
-    while ((len /= 10) > 0);
-    if (!evhttp_find_header(h, "Content-Length"))
-        evhttp_add_header(h, "Content-Length", p);
 }
 
 /* ---- rill.core.out ----------------------------------------------------------- */
@@ -194,24 +227,119 @@ static struct rill_request *out_request(lua_State *L)
     return r;
 }
 
+static int header_is(struct evkeyvalq *h, const char *name, const char *value)
+{
+    const char *v = evhttp_find_header(h, name);
+    return v && strcasecmp(v, value) == 0;
+}
+
+static void add_field(struct evbuffer *out, const char *name, const char *value)
+{
+    evbuffer_add(out, name, strlen(name));
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, value, strlen(value));
+    evbuffer_add(out, "\r\n", 2);
+}
+
+static void add_status_line(struct evbuffer *out, struct evhttp_request *req, int status)
+{
+    char line[] = "HTTP/1.1 200 "; /* the versions are 1.0 and 1.1 (httpcheck.c); status 100-599 */
+    line[5] = (char)('0' + req->major), line[7] = (char)('0' + req->minor);
+    line[9] = (char)('0' + status / 100), line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    evbuffer_add(out, line, sizeof line - 1);
+    const char *reason = rill_status_reason(status);
+    evbuffer_add(out, reason, strlen(reason));
+    evbuffer_add(out, "\r\n", 2);
+}
+
+static void add_length(struct evbuffer *out, size_t len)
+{
+    char digits[24], *p = digits + sizeof digits;
+    *--p = '\0';
+    do
+        *--p = (char)('0' + len % 10);
+    while ((len /= 10) > 0);
+    add_field(out, "Content-Length", p);
+}
+
+/*
+ * The head of a whole reply, formatted here as evhttp's make_header_response
+ * would (notes/evhttp.md Q4), without its printf per line or the copies into
+ * its header list: the handler's headers, a type and a Date when missing, a
+ * length whenever there may be a body (for HEAD, the length GET would have),
+ * keep-alive for an HTTP/1.0 client that asked, a close for one that asked.
+ */
+static void add_head(struct evbuffer *out, struct rill_request *r, int status, int has_body,
+                     size_t len)
+{
+    struct evhttp_request *req = r->req;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    int keepalive = header_is(in, "Connection", "keep-alive");
+    int close = header_is(in, "Connection", "close");
+    int may_have_body = status >= 200 && status != 204 && status != 304;
+    int head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+    add_status_line(out, req, status);
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, h, next)
+    {
+        if (!close || strcasecmp(kv->key, "Connection") != 0)
+            add_field(out, kv->key, kv->value);
+    }
+    if (has_body && !evhttp_find_header(h, "Content-Type"))
+        add_field(out, "Content-Type", DEFAULT_TYPE);
+    if (!evhttp_find_header(h, "Date"))
+        add_field(out, "Date", http_date(r->task.w->base));
+    if (may_have_body && (has_body || (!head && (req->minor >= 1 || keepalive))) &&
+        !evhttp_find_header(h, "Content-Length") && !evhttp_find_header(h, "Transfer-Encoding"))
+        add_length(out, len);
+    if (req->minor == 0 && keepalive)
+        add_field(out, "Connection", "keep-alive");
+    if (close)
+        add_field(out, "Connection", "close");
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/*
+ * A whole reply, written here (add_head). evhttp is then told the reply is
+ * written (send_reply_end), and finishes the exchange (keep-alive or close,
+ * the next pipelined request) when the output drains.
+ */
+static void send_reply(struct rill_request *r, int status, const char *body, size_t len)
+{
+    struct evhttp_request *req = r->req;
+    struct bufferevent *bev = request_bev(r);
+    if (!bev) { /* the client is gone: evhttp frees the request */
+        evhttp_send_reply(req, status, NULL, NULL);
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(bev);
+    add_head(out, r, status, body != NULL, len);
+    if (body && len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
+        evbuffer_add(out, body, len);
+    req->response_code = status;
+    req->chunked = 0; /* set by a chunked request body; this reply is not chunked */
+    /* as evhttp's own write: no read callback (EOF still reaches the error callback) */
+    bufferevent_data_cb writecb;
+    bufferevent_event_cb eventcb;
+    void *cbarg;
+    bufferevent_getcb(bev, NULL, &writecb, &eventcb, &cbarg);
+    bufferevent_setcb(bev, NULL, writecb, eventcb, cbarg);
+    evhttp_send_reply_end(req); /* output not empty: evhttp finishes when it drains */
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
 /* out.reply(status, headers, body): the whole response at once, with Content-Length. */
 static int out_reply(lua_State *L)
 {
     struct rill_request *r = out_request(L);
     size_t len = 0;
     const char *body = luaL_optlstring(L, 3, NULL, &len);
-    int status = prepare_head(L, r, body != NULL);
-    struct evbuffer *buf = NULL;
-    int may_have_body = status >= 200 && status != 204 && status != 304;
-    if (body && may_have_body) /* for HEAD too: evhttp sends none, say what GET would send */
-        add_length(evhttp_request_get_output_headers(r->req), len);
-    if (body && evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD) {
-        buf = r->task.w->scratch;
-        evbuffer_add(buf, body, len);
-    }
+    int status = prepare_head(L, r);
     unwatch(r);
     r->responded = 1;
-    evhttp_send_reply(r->req, status, rill_status_reason(status), buf);
+    send_reply(r, status, body, len);
     r->req = NULL; /* evhttp frees it once written */
     return 0;
 }
@@ -220,9 +348,9 @@ static int out_reply(lua_State *L)
 static int out_start(lua_State *L)
 {
     struct rill_request *r = out_request(L);
-    int status = check_status(L, 1);
+    int status = prepare_head(L, r);
     int has_body = status >= 200 && status != 204 && status != 304;
-    prepare_head(L, r, has_body);
+    complete_stream_head(r, has_body);
     int body = has_body && evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD;
     evhttp_send_reply_start(r->req, status, rill_status_reason(status));
     r->responded = r->streaming = 1;
