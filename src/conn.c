@@ -155,6 +155,22 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 /* ---- the gate --------------------------------------------------------------------------- */
 
 /*
+ * While evhttp reads a released head and a plain body, the gate has nothing
+ * to look at: its callback is off, so evhttp's many small drains cost nothing.
+ */
+static void set_gate(struct rill_conn *c, enum gate gate)
+{
+    struct evbuffer *input = bufferevent_get_input(c->bev);
+    c->gate = gate;
+    if (!c->input_cb)
+        return;
+    if (gate == GATE_PASS)
+        evbuffer_cb_clear_flags(input, c->input_cb, EVBUFFER_CB_ENABLED);
+    else
+        evbuffer_cb_set_flags(input, c->input_cb, EVBUFFER_CB_ENABLED);
+}
+
+/*
  * Puts bytes in front of evhttp. A socket bufferevent keeps the end of its
  * input frozen except while it reads from the socket.
  */
@@ -210,7 +226,7 @@ static void refuse(struct rill_conn *c)
     c->why = c->scan.why;
     held_clear(c);
     deadline_stop(c);
-    c->gate = GATE_DISCARD;
+    set_gate(c, GATE_DISCARD);
     give_to_evhttp(c, STAND_IN, sizeof STAND_IN - 1);
 }
 
@@ -225,7 +241,7 @@ static void refuse_body(struct rill_conn *c, size_t k)
     size_t len = evbuffer_get_length(input);
     c->refused = 400;
     c->why = c->body.why;
-    c->gate = GATE_DISCARD;
+    set_gate(c, GATE_DISCARD);
     take_tail(c, input, k < len ? k : len, NULL);
     give_to_evhttp(c, BODY_END, sizeof BODY_END - 1);
 }
@@ -267,7 +283,7 @@ static void scan_body(struct rill_conn *c, size_t n)
     size_t len = evbuffer_get_length(input), at = len - n;
     enum rill_scan_result res = feed_from(input, &at, feed_body, &c->body);
     if (res == RILL_SCAN_DONE)
-        c->gate = GATE_PASS;
+        set_gate(c, GATE_PASS);
     else if (res == RILL_SCAN_BAD)
         refuse_body(c, c->body.line + (len - at));
 }
@@ -283,10 +299,10 @@ static void head_done(struct rill_conn *c, size_t after)
     if (c->held)
         give_to_evhttp(c, NULL, 0);
     held_clear(c);
-    c->gate = GATE_PASS;
+    set_gate(c, GATE_PASS);
     if (!chunked)
         return;
-    c->gate = GATE_BODY;
+    set_gate(c, GATE_BODY);
     rill_chunkscan_init(&c->body, c->set->max_header_bytes);
     if (after)
         scan_body(c, after);
@@ -388,7 +404,7 @@ static void shed(struct rill_conn *c)
                 "Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
                 "too many connections\n");
     shutdown(c->fd, SHUT_WR);
-    c->gate = GATE_DISCARD;
+    set_gate(c, GATE_DISCARD);
     held_clear(c);
     deadline_start(c); /* one that never closes is dropped at the request timeout */
 }
@@ -467,7 +483,7 @@ int rill_conn_dispatched(struct rill_conn *c, const char **why)
         return c->refused;
     }
     deadline_stop(c);
-    c->gate = GATE_HEAD; /* what follows this request is the next head */
+    set_gate(c, GATE_HEAD); /* what follows this request is the next head */
     struct evbuffer *input = bufferevent_get_input(c->bev);
     size_t buffered = evbuffer_get_length(input);
     if (buffered)
