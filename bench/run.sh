@@ -66,7 +66,9 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 
-# idle event streams: server RSS per held connection
+# idle event streams: server RSS per held connection, each figure on a fresh
+# process (a server that already served the other workloads reuses freed
+# memory, which would hide part of what the streams cost)
 sse_cost() { # port pid n → KiB per stream
   local before after
   before=$(rss_kb "$2")
@@ -75,14 +77,30 @@ sse_cost() { # port pid n → KiB per stream
   for _ in $(seq 1 600); do grep -q holding "$WORK/hold.out" 2>/dev/null && break; sleep 0.1; done
   after=$(rss_kb "$2")
   exec {hold_fd}>&-
+  rm -f "$WORK/hold.out"
   awk -v a="$after" -v b="$before" -v n="$3" 'BEGIN {printf "%.2f", (a - b) / n}'
-  for _ in $(seq 1 100); do [ "$(ls /proc/"$2"/fd | wc -l)" -lt 100 ] && break; sleep 0.1; done
+}
+sse_fresh() { # server n → KiB per stream
+  local port=18340 job pid dir
+  case $1 in
+    rill) taskset -c 0 build/rill bench/app.lua --listen 127.0.0.1:$port >/dev/null 2>&1 & job=$! ;;
+    bare) taskset -c 0 build/bench/bare_evhttp $port >/dev/null 2>&1 & job=$! ;;
+    nginx)
+      dir=$(mktemp -d -p "$WORK")
+      sed -e "s|@PORT@|$port|" -e "s|@DIR@|$dir|" -e "s|@UPSTREAM_PORT@|$NGINX_UPSTREAM|" \
+        bench/nginx.conf.in > "$dir/nginx.conf"
+      taskset -c 0 nginx -c "$dir/nginx.conf" -p "$dir" >/dev/null 2>&1 & job=$! ;;
+  esac
+  ready $port
+  pid=$job
+  [ "$1" = nginx ] && pid=$(pgrep -P "$job" | head -1) # the worker holds the connections
+  sse_cost $port "$pid" "$2"
+  kill "$job"
+  wait "$job" 2>/dev/null || true
 }
 declare -A SSE
 for n in 5000 10000; do
-  SSE[rill$n]=$(sse_cost $RILL_PORT $RILL_PID $n)
-  SSE[bare$n]=$(sse_cost $BARE_PORT $BARE_PID $n)
-  SSE[nginx$n]=$(sse_cost $NGINX_PORT $NGINX_PID $n)
+  for s in rill bare nginx; do SSE[$s$n]=$(sse_fresh $s $n); done
 done
 
 # fan-out: one publish to 1,000 subscribers, 5 publishes per run, runs interleaved;
@@ -161,7 +179,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
   echo "\`/hello\`: \"hello world\\n\" on keep-alive. \`/chunks\`: 100 lines as 100 chunks (rill: a"
   echo "\`coroutine.wrap\` iterator; nginx-lua: \`ngx.print\` + \`ngx.flush\` per line; evhttp: 100 \`send_reply_chunk\`)."
   echo
-  echo "## Memory per idle event stream (KiB of server RSS per held connection)"
+  echo "## Memory per idle event stream (KiB of server RSS per held connection, fresh processes)"
   echo
   echo "| streams | rill | bare evhttp | nginx-lua |"
   echo "|---|---|---|---|"

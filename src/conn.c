@@ -45,8 +45,10 @@ struct rill_conn {
     struct rill_request *req; /* the request being served */
     struct evbuffer *held;    /* head bytes evhttp has not seen (GATE_HEAD) */
     size_t scanned;           /* of held */
-    struct rill_headscan scan;
-    struct rill_chunkscan body;
+    union {                   /* never both at once: a head, then its chunked body */
+        struct rill_headscan scan;
+        struct rill_chunkscan body;
+    };
     enum gate gate;
     int refused; /* the status the stand-in request answers */
     const char *why;
@@ -484,6 +486,7 @@ int rill_conn_dispatched(struct rill_conn *c, const char **why)
     }
     deadline_stop(c);
     set_gate(c, GATE_HEAD); /* what follows this request is the next head */
+    rill_headscan_init(&c->scan, c->set->max_header_bytes); /* after a body, in the union */
     struct evbuffer *input = bufferevent_get_input(c->bev);
     size_t buffered = evbuffer_get_length(input);
     if (buffered)

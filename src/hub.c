@@ -78,8 +78,8 @@ struct subscription {
     uint64_t cursor; /* seq of the last event delivered */
     size_t queue;
     int drop_oldest;
-    int dropped;   /* disconnected by the hub: 1 by hub.disconnect, 2 too slow */
-    char gap[256]; /* an in-band notice to deliver first, or "" */
+    int dropped;     /* disconnected by the hub: 1 by hub.disconnect, 2 too slow */
+    const char *gap; /* an in-band notice to deliver first ("expired", ...), or NULL */
     struct rill_waiter wait;
 };
 
@@ -460,7 +460,7 @@ static void resume_from(struct subscription *s, const char *last)
         }
     }
     s->cursor = first - 1; /* replay what is kept, after telling the client */
-    snprintf(s->gap, sizeof s->gap, "%s", ours && seq < first ? "expired" : "unknown");
+    s->gap = ours && seq < first ? "expired" : "unknown";
 }
 
 /*
@@ -476,7 +476,7 @@ static int push_gap(lua_State *L, struct subscription *s)
     lua_setfield(L, -2, "event");
     lua_pushstring(L, s->gap);
     lua_setfield(L, -2, "data");
-    s->gap[0] = '\0';
+    s->gap = NULL;
     stats.gaps++;
     return 1;
 }
@@ -495,7 +495,7 @@ static int overflowed(lua_State *L, struct subscription *s)
                           t->name);
     uint64_t keep = t->last_seq - s->cursor > s->queue ? t->last_seq - s->queue : first - 1;
     s->cursor = keep > first - 1 ? keep : first - 1;
-    snprintf(s->gap, sizeof s->gap, "dropped");
+    s->gap = "dropped";
     return 0;
 }
 
@@ -512,7 +512,7 @@ static int next_k(lua_State *L, int status, lua_KContext ctx)
         return luaL_error(L, "attempt to read a closed subscription");
     struct topic *t = s->topic;
     overflowed(L, s);
-    if (s->gap[0])
+    if (s->gap)
         return push_gap(L, s);
     uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
     if (s->cursor < t->last_seq) {

@@ -375,6 +375,20 @@ static int out_reply(lua_State *L)
     return 0;
 }
 
+/*
+ * Once a stream's head is written, its header list only matters to evhttp
+ * for "Connection: close" at the end: the rest is freed, as an idle stream
+ * may be held for hours (notes/evhttp.md Q4).
+ */
+static void forget_sent_headers(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    int close = header_is(h, "Connection", "close");
+    evhttp_clear_headers(h);
+    if (close)
+        evhttp_add_header(h, "Connection", "close");
+}
+
 /* out.start(status, headers) → whether a body may follow (not for HEAD, 204, 304). */
 static int out_start(lua_State *L)
 {
@@ -384,6 +398,7 @@ static int out_start(lua_State *L)
     complete_stream_head(r, has_body);
     int body = has_body && evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD;
     evhttp_send_reply_start(r->req, status, rill_status_reason(status));
+    forget_sent_headers(r->req);
     r->responded = r->streaming = 1;
     r->task.w->stats.streams++;
     struct bufferevent *bev = request_bev(r);

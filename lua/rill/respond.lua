@@ -33,7 +33,9 @@ end
 
 local function send_lazy(out, status, headers, body, sse)
   local closer <close> = setmetatable({ body = body }, Closer)
-  if out.start(status, headers) then
+  local started = out.start(status, headers)
+  headers = nil -- sent: not kept alive for as long as the stream lasts
+  if started then
     if sse then
       out.sse(sse) -- an event stream (rill.sse): idle heartbeats, retry jitter at shutdown
     end
