@@ -115,6 +115,24 @@ describe("rill.sse and the hub", function()
     s:close()
   end)
 
+  it("keeps no coroutine for an idle subscriber stream: C feeds it", function()
+    local streams = { subscribe("idle-cost"), subscribe("idle-cost"), subscribe("idle-cost") }
+    local st = srv:stats()
+    assert.same(3, st.streams)
+    assert.same(0, st.tasks) -- the handlers returned; their subscriptions stay open
+    publish("idle-cost", "still delivered")
+    for _, s in ipairs(streams) do
+      assert.same("still delivered", next_data(s).data)
+      s:close()
+    end
+    local left -- the server sees the clients leave when it reads their close: bounded polling
+    for _ = 1, 200 do
+      left = srv:get("/stats?topic=idle-cost").body:match("subscribers=(%d+)")
+      if left == "0" then break end
+    end
+    assert.same("0", left)
+  end)
+
   it("publishes to every subscriber with short, increasing, CORS-safe ids", function()
     local a, b = subscribe("fan"), subscribe("fan")
     local id1 = publish("fan", "first")

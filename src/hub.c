@@ -81,6 +81,8 @@ struct subscription {
     int dropped;     /* disconnected by the hub: 1 by hub.disconnect, 2 too slow */
     const char *gap; /* an in-band notice to deliver first ("expired", ...), or NULL */
     struct rill_waiter wait;
+    rill_pump_fn pump; /* set while C pumps the stream (rill_hub_pump), no task waiting */
+    void *pump_arg;
 };
 
 static struct topic *buckets[BUCKETS];
@@ -279,6 +281,10 @@ static void sub_unwaited(struct rill_waiter *w)
 {
     struct subscription *s =
         (struct subscription *)((char *)w - offsetof(struct subscription, wait));
+    if (s->pump) {
+        s->pump(s->pump_arg); /* no task: the pump writes what there is */
+        return;
+    }
     if (!s->dropped || !s->res.owner || !s->res.owner->abort)
         return;
     if (s->dropped == 2)
@@ -290,7 +296,10 @@ static void sub_unwaited(struct rill_waiter *w)
 /* Deferred: publish runs inside the publisher's handler, never inside another's. */
 static void wake(struct subscription *s)
 {
-    rill_waiter_wake(&s->wait);
+    if (s->pump)
+        rill_waiter_poke(&s->wait);
+    else
+        rill_waiter_wake(&s->wait);
 }
 
 static void wake_all(struct topic *t)
@@ -481,8 +490,11 @@ static int push_gap(lua_State *L, struct subscription *s)
     return 1;
 }
 
-/* A subscriber too far behind: disconnected, or moved ahead after a gap notice. */
-static int overflowed(lua_State *L, struct subscription *s)
+/*
+ * A subscriber too far behind: 1 when it is to be disconnected, else 0,
+ * having moved it ahead after a gap notice if it was behind.
+ */
+static int overflowed(struct subscription *s)
 {
     struct topic *t = s->topic;
     uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
@@ -491,44 +503,131 @@ static int overflowed(lua_State *L, struct subscription *s)
         return 0;
     stats.dropped++;
     if (!s->drop_oldest)
-        return luaL_error(L, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
-                          t->name);
+        return 1;
     uint64_t keep = t->last_seq - s->cursor > s->queue ? t->last_seq - s->queue : first - 1;
     s->cursor = keep > first - 1 ? keep : first - 1;
     s->gap = "dropped";
     return 0;
 }
 
+enum step {
+    STEP_EVENT,   /* *e is the next event */
+    STEP_GAP,     /* s->gap is a notice to deliver first */
+    STEP_WAIT,    /* nothing yet */
+    STEP_END,     /* the topic was closed and everything delivered */
+    STEP_SLOW,    /* too far behind: disconnected */
+    STEP_DROPPED, /* disconnected by hub.disconnect */
+    STEP_CLOSED,  /* the subscription was closed */
+};
+
+/* What subscriber s gets next: one place for the Lua iterator and the C pump. */
+static enum step sub_step(struct subscription *s, struct hub_event **e)
+{
+    if (s->dropped)
+        return s->dropped == 2 ? STEP_SLOW : STEP_DROPPED;
+    if (!s->topic)
+        return STEP_CLOSED;
+    struct topic *t = s->topic;
+    if (overflowed(s))
+        return STEP_SLOW;
+    if (s->gap)
+        return STEP_GAP;
+    uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
+    if (s->cursor < t->last_seq) {
+        *e = history_at(t, (size_t)(s->cursor + 1 - first));
+        s->cursor = (*e)->seq;
+        return STEP_EVENT;
+    }
+    return t->closed ? STEP_END : STEP_WAIT;
+}
+
 static int next_k(lua_State *L, int status, lua_KContext ctx)
 {
     struct subscription *s = lua_touserdata(L, lua_upvalueindex(1)); /* ours: sub_next's upvalue */
+    struct hub_event *e = NULL;
     (void)status, (void)ctx;
-    if (s->dropped == 2)
+    switch (sub_step(s, &e)) {
+    case STEP_EVENT: lua_rawgeti(L, LUA_REGISTRYINDEX, e->ud_ref); return 1;
+    case STEP_GAP: return push_gap(L, s);
+    case STEP_WAIT: return rill_waiter_park(L, &s->wait, next_k);
+    case STEP_END: return 0; /* drained: the stream ends */
+    case STEP_SLOW:
         return luaL_error(L, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
                           s->topic ? s->topic->name : "?");
-    if (s->dropped)
-        return luaL_error(L, "hub: subscriber disconnected by the server");
-    if (!s->topic)
-        return luaL_error(L, "attempt to read a closed subscription");
-    struct topic *t = s->topic;
-    overflowed(L, s);
-    if (s->gap)
-        return push_gap(L, s);
-    uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
-    if (s->cursor < t->last_seq) {
-        struct hub_event *e = history_at(t, (size_t)(s->cursor + 1 - first));
-        s->cursor = e->seq;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, e->ud_ref);
-        return 1;
+    case STEP_DROPPED: return luaL_error(L, "hub: subscriber disconnected by the server");
+    default: return luaL_error(L, "attempt to read a closed subscription");
     }
-    if (t->closed)
-        return 0; /* drained: the stream ends */
-    return rill_waiter_park(L, &s->wait, next_k);
 }
 
 static int sub_next(lua_State *L)
 {
     return next_k(L, LUA_OK, 0);
+}
+
+/* ---- the C pump ------------------------------------------------------------------- */
+
+struct subscription *rill_hub_subscription(lua_State *L, int idx)
+{
+    if (lua_tocfunction(L, idx) != sub_next || !lua_getupvalue(L, idx, 1))
+        return NULL;
+    struct subscription *s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+void rill_hub_pump(struct subscription *s, rill_pump_fn fn, void *arg)
+{
+    rill_resource_remove(&s->res); /* its task may end: the stream goes on */
+    s->pump = fn;
+    s->pump_arg = arg;
+    rill_waiter_poke(&s->wait); /* the first turn, once the handler has returned */
+}
+
+void rill_hub_unpump(struct subscription *s)
+{
+    s->pump = NULL;
+    s->pump_arg = NULL;
+    sub_close_res(&s->res);
+}
+
+/* A pumped subscriber the hub dropped (too slow, or hub.disconnect) is cut off; else it waits. */
+enum rill_pump_result rill_hub_pump_check(struct subscription *s)
+{
+    if (!s->dropped)
+        return RILL_PUMP_WAIT;
+    if (s->dropped == 2)
+        rill_log("hub: subscriber of '%s' too slow, disconnected (it may resume)",
+                 s->topic ? s->topic->name : "?");
+    return RILL_PUMP_CUT;
+}
+
+/* The bytes rill.sse.encode gives {event = "rill-gap", data = reason}. */
+static void add_gap(struct evbuffer *out, const char *reason)
+{
+    evbuffer_add_printf(out, "event: rill-gap\ndata: %s\n\n", reason);
+    stats.gaps++;
+}
+
+enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer *out, size_t limit)
+{
+    struct hub_event *e = NULL;
+    while (evbuffer_get_length(out) < limit) {
+        switch (sub_step(s, &e)) {
+        case STEP_EVENT:
+            e->wire->refs++;
+            evbuffer_add_reference(out, e->wire->bytes, e->wire->len, wire_written, e->wire);
+            break;
+        case STEP_GAP:
+            add_gap(out, s->gap);
+            s->gap = NULL;
+            break;
+        case STEP_WAIT: return RILL_PUMP_WAIT;
+        case STEP_END: return RILL_PUMP_END;
+        case STEP_SLOW: s->dropped = 2; return rill_hub_pump_check(s);
+        default: return RILL_PUMP_CUT;
+        }
+    }
+    return RILL_PUMP_MORE;
 }
 
 static size_t opt_size(lua_State *L, int idx, const char *field, size_t dflt)

@@ -15,4 +15,29 @@ struct hub_stats {
 int rill_hub_write(struct evbuffer *out, lua_State *L, int idx);
 const struct hub_stats *rill_hub_stats(void);
 
+/*
+ * The C pump: a stream whose body is a bare subscription (rill.sse of
+ * rill.subscribe) is fed from C once its handler returns, with no coroutine
+ * kept for it. rill_hub_subscription gives the subscription behind such an
+ * iterator (NULL for any other value); rill_hub_pump hands it to fn, called
+ * on the next loop turn and then whenever it may have something (an event, a
+ * close, a drop); pump_into appends what there is to out, up to about limit
+ * bytes.
+ */
+struct subscription;
+typedef void (*rill_pump_fn)(void *arg);
+enum rill_pump_result {
+    RILL_PUMP_WAIT, /* all written; fn is called when there is more */
+    RILL_PUMP_MORE, /* stopped at the limit */
+    RILL_PUMP_END,  /* the topic closed: the stream ends cleanly */
+    RILL_PUMP_CUT,  /* disconnected (too slow, or hub.disconnect): cut the stream */
+};
+struct subscription *rill_hub_subscription(lua_State *L, int idx);
+void rill_hub_pump(struct subscription *s, rill_pump_fn fn, void *arg);
+void rill_hub_unpump(struct subscription *s);
+enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer *out,
+                                         size_t limit);
+/* For a pump waiting on its client: RILL_PUMP_CUT if the hub dropped it meanwhile, else WAIT. */
+enum rill_pump_result rill_hub_pump_check(struct subscription *s);
+
 #endif

@@ -21,7 +21,9 @@ struct rill_request {
     struct evhttp_request *req; /* NULL once handed back to evhttp */
     struct req_view *view;      /* the Lua `req`, while it lives */
     struct rill_request *prev, *next;
-    struct rill_conn *conn; /* the connection, until the reply is done or the client left */
+    struct rill_conn *conn;    /* the connection, until the reply is done or the client left */
+    struct subscription *pump; /* a hub subscription C feeds the stream from (out.pump) */
+    int pump_ref;              /* its Lua object, anchored while pumped */
     char id[72];
     struct event heartbeat;  /* an SSE stream's idle timer */
     double heartbeat_every;  /* seconds; 0: none */

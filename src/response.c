@@ -414,6 +414,8 @@ static int out_start(lua_State *L)
     return 1;
 }
 
+static void pump(void *arg);
+
 static void on_drain(struct evhttp_connection *evcon, void *arg)
 {
     struct rill_request *r = arg;
@@ -422,7 +424,10 @@ static void on_drain(struct evhttp_connection *evcon, void *arg)
         return; /* evhttp calls this on every drain, waited for or not */
     r->wait_drain = 0;
     r->task.w->stats.blocked--;
-    rill_task_resume(&r->task, 0);
+    if (r->pump)
+        pump(r);
+    else
+        rill_task_resume(&r->task, 0);
 }
 
 static void drain_cancel(struct rill_task *t)
@@ -587,9 +592,23 @@ static int out_finish(lua_State *L)
     return 0;
 }
 
+void rill_response_unpump(struct rill_request *r)
+{
+    if (!r->pump)
+        return;
+    if (r->wait_drain) {
+        r->wait_drain = 0;
+        r->task.w->stats.blocked--;
+    }
+    rill_hub_unpump(r->pump);
+    luaL_unref(r->task.w->L, LUA_REGISTRYINDEX, r->pump_ref);
+    r->pump = NULL;
+}
+
 void rill_response_end(struct rill_request *r, int clean)
 {
     struct evhttp_request *req = r->req;
+    rill_response_unpump(r);
     rill_response_stop_heartbeat(r);
     unwatch(r);
     if (!clean) {
@@ -624,9 +643,72 @@ void rill_response_error(struct rill_request *r, int status, const char *what)
     r->req = NULL;
 }
 
+/*
+ * Feeds a pumped stream: whatever its subscription has, as one chunk per
+ * turn, until it waits (the hub calls again), the client is slow (on_drain
+ * calls again), the topic closes (the stream ends) or the hub drops it.
+ */
+static void pump(void *arg)
+{
+    struct rill_request *r = arg;
+    struct evbuffer *buf = r->task.w->scratch;
+    r->task.w->resumes++; /* a turn of the stream, as a resume is (write_now) */
+    for (;;) {
+        enum rill_pump_result res = r->wait_drain ? rill_hub_pump_check(r->pump)
+                                                  : rill_hub_pump_into(r->pump, buf, RILL_OUT_HIGH);
+        if (evbuffer_get_length(buf))
+            send_chunk(r, buf);
+        if (res == RILL_PUMP_END) {
+            rill_response_end(r, 1);
+            return;
+        }
+        if (res == RILL_PUMP_CUT) {
+            r->task.abort(&r->task); /* cut off: the client resumes with its last id */
+            return;
+        }
+        if (r->wait_drain)
+            return; /* on_drain calls again */
+        struct bufferevent *bev = request_bev(r);
+        if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > RILL_OUT_HIGH) {
+            r->wait_drain = 1;
+            r->task.w->stats.blocked++;
+            return;
+        }
+        if (res == RILL_PUMP_WAIT)
+            return;
+    }
+}
+
+/*
+ * out.pump(iterator, first) → true when iterator is a bare hub subscription:
+ * the stream is then fed from C (after first, a retry: line, if given) and
+ * its handler may end, leaving no coroutine behind for an idle stream.
+ */
+static int out_pump(lua_State *L)
+{
+    struct rill_request *r = out_request(L);
+    struct subscription *s = rill_hub_subscription(L, 1);
+    if (!s || !r->streaming || r->pump) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    size_t len;
+    const char *first = luaL_optlstring(L, 2, NULL, &len);
+    lua_getupvalue(L, 1, 1);
+    r->pump_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the subscription stays alive */
+    r->pump = s;
+    rill_hub_pump(s, pump, r);
+    if (first && len) {
+        evbuffer_add(r->task.w->scratch, first, len);
+        send_chunk(r, r->task.w->scratch);
+    }
+    lua_pushboolean(L, 1); /* the first pump turn comes once this handler has ended */
+    return 1;
+}
+
 static const luaL_Reg out_funcs[] = {
-    {"reply", out_reply},   {"start", out_start}, {"write", out_write},
-    {"finish", out_finish}, {"sse", out_sse},     {NULL, NULL},
+    {"reply", out_reply}, {"start", out_start}, {"write", out_write}, {"finish", out_finish},
+    {"sse", out_sse},     {"pump", out_pump},   {NULL, NULL},
 };
 
 void rill_open_response(lua_State *L)

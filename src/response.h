@@ -17,6 +17,8 @@ void rill_response_error(struct rill_request *r, int status, const char *what);
  * closed after what was already queued, so the client sees truncation).
  */
 void rill_response_end(struct rill_request *r, int clean);
+/* Hands a pumped stream's subscription back to the hub, closed (the stream ends). */
+void rill_response_unpump(struct rill_request *r);
 /* Stops an SSE stream's heartbeat timer (the stream ends, or its client left). */
 void rill_response_stop_heartbeat(struct rill_request *r);
 /* Arms close detection while a handler waits before its first byte (notes Q2). */

@@ -117,7 +117,9 @@ static void on_task_done(struct rill_task *t, int status, int nres)
     else if (status == LUA_OK && r->req && !r->streaming && !r->responded)
         rill_log("request %s: the handler ended without a response", rill_request_id(r));
     if (r->req && !r->gone) {
-        if (r->streaming)
+        if (r->streaming && r->pump && status == LUA_OK)
+            ; /* the stream goes on, fed from C (out.pump) */
+        else if (r->streaming)
             rill_response_end(r, status == LUA_OK); /* an error mid-stream truncates it */
         else if (!r->responded)
             rill_response_error(r, 500, "internal server error");
@@ -128,6 +130,7 @@ static void on_task_done(struct rill_task *t, int status, int nres)
 
 void rill_server_client_gone(struct rill_request *r)
 {
+    rill_response_unpump(r);
     r->gone = 1;
     r->conn = NULL; /* being freed */
     if (r->req && !evhttp_request_get_connection(r->req))
@@ -277,11 +280,13 @@ static void request_stop(struct rill_request *r, int clean)
     }
     if (clean && r->req && r->streaming && r->sse)
         send_retry_jitter(r);
+    /* evhttp may finish a reply at once (its output was empty), freeing r in on_complete */
     if (r->req && r->streaming)
         rill_response_end(r, clean);
     else if (r->req && !r->responded)
         rill_response_error(r, 503, "shutting down");
-    maybe_free(r);
+    else
+        maybe_free(r);
 }
 
 static void abort_request(struct rill_task *t)

@@ -31,13 +31,18 @@ local function send_list(out, status, headers, list)
   return out.finish()
 end
 
-local function send_lazy(out, status, headers, body, sse)
+local function send_lazy(out, status, headers, body, sse, pump)
   local closer <close> = setmetatable({ body = body }, Closer)
   local started = out.start(status, headers)
   headers = nil -- sent: not kept alive for as long as the stream lasts
   if started then
     if sse then
       out.sse(sse) -- an event stream (rill.sse): idle heartbeats, retry jitter at shutdown
+    end
+    -- a bare hub subscription is fed from C once this returns: no coroutine waits
+    if pump and out.pump and out.pump(pump.source, pump.first) then
+      closer.body = nil
+      return
     end
     local chunk = body()
     while chunk ~= nil do
@@ -69,7 +74,7 @@ return function(handler, req, out)
   if body == nil or bt == "string" then
     return out.reply(status, headers, body)
   elseif is_callable(body) then
-    return send_lazy(out, status, headers, body, res.sse)
+    return send_lazy(out, status, headers, body, res.sse, res.pump)
   elseif bt == "table" then
     return send_list(out, status, headers, body)
   end

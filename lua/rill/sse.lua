@@ -84,6 +84,7 @@ function M.response(source, opts)
     headers = headers,
     sse = heartbeat, -- the driver (rill.respond) marks the stream: heartbeats, shutdown jitter
     body = events_body(iter, retry),
+    pump = { source = iter, first = retry }, -- the driver may feed a hub subscription from C
   }
 end
 
