@@ -42,6 +42,8 @@ struct rill_request {
 struct rill_request *rill_request_current(lua_State *L);
 /* Pushes the Lua view `req` of r: fields are computed on first access. */
 void rill_request_push(lua_State *L, struct rill_request *r);
+/* Pushes r's method and decoded path (the router's keys), keeping the path for req.path. */
+void rill_request_push_route(lua_State *L, struct rill_request *r, int view);
 /* Cuts the Lua view off r (the request is over: uncached fields raise). */
 void rill_request_detach(struct rill_request *r);
 /* "GET", "POST", ... */

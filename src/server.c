@@ -250,7 +250,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->handler_ref);
     rill_request_push(co, r);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->out_ref);
-    if (rill_task_resume(&r->task, 3) && !r->responded)
+    rill_request_push_route(co, r, -2);
+    if (rill_task_resume(&r->task, 5) && !r->responded)
         rill_response_watch_close(r); /* waiting before the first byte */
 }
 

@@ -3,9 +3,11 @@
 -- rill.core.out on the server, a collector in rill.test. Each request runs
 -- this in its own coroutine (src/server.c).
 local co = require "rill.coroutine"
+local router = require "rill.router"
 
 local type, tostring, error, getmetatable = type, tostring, error, getmetatable
 local close_body = co.close
+local is_router, route = router.is_router, router.route
 
 -- Closes the body iterator when the stream ends, fails or is cancelled.
 local Closer = { __close = function(c) close_body(c.body) end }
@@ -59,8 +61,14 @@ local function send_lazy(out, status, headers, body, sse, pump)
   return out.finish()
 end
 
-return function(handler, req, out)
-  local res = handler(req)
+-- method and path come from the server (not from rill.test's in-process calls)
+return function(handler, req, out, method, path)
+  local res
+  if path and is_router(handler) then
+    res = route(handler, req, method, path)
+  else
+    res = handler(req)
+  end
   local t = type(res)
   if t == "string" then
     return out.reply(200, nil, res)

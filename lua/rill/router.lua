@@ -335,6 +335,24 @@ local function method_not_allowed(allowed)
   }
 end
 
+-- Finds the route of method and path and runs its handler.
+local function route(self, req, method, path)
+  if self._dirty then rebuild(self) end
+  local found, params, miss = scan(self._static[path] or EMPTY, path, method, nil)
+  if not found then found, params, miss = scan(self._dynamic, path, method, miss) end
+  if not found and miss and miss.route then found, params = miss.route, miss.params end
+  if found then
+    if params ~= NO_PARAMS then
+      req.params = params
+    elseif type(req) == "table" then -- a plain table request (rill.test): a fresh empty table
+      req.params = {}
+    end -- the server's req makes an empty req.params when it is read
+    return found.handler(req)
+  end
+  if miss then return method_not_allowed(miss.allowed) end
+  return not_found()
+end
+
 local function dispatch(self, req)
   local t = type(req)
   if t ~= "table" and t ~= "userdata" then
@@ -344,23 +362,15 @@ local function dispatch(self, req)
   if type(method) ~= "string" or type(path) ~= "string" then
     error("bad argument #1 to 'router' (request needs string 'method' and 'path')", 2)
   end
-  if self._dirty then rebuild(self) end
-  local route, params, miss = scan(self._static[path] or EMPTY, path, method, nil)
-  if not route then route, params, miss = scan(self._dynamic, path, method, miss) end
-  if not route and miss and miss.route then route, params = miss.route, miss.params end
-  if route then
-    if params ~= NO_PARAMS then
-      req.params = params
-    elseif t == "table" then -- a plain table request (rill.test): a fresh empty table
-      req.params = {}
-    end -- the server's req makes an empty req.params when it is read
-    return route.handler(req)
-  end
-  if miss then return method_not_allowed(miss.allowed) end
-  return not_found()
+  return route(self, req, method, path)
 end
 
 Router.__call = dispatch
+
+-- For the server's driver (rill.respond), which has the method and the path
+-- at hand: no lookups through req for them.
+function M.is_router(v) return getmetatable(v) == Router end
+M.route = route
 
 local function check_self(self, fname)
   if getmetatable(self) ~= Router then
