@@ -158,6 +158,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
   echo "Versions: $(build/rill --version), $(nginx -v 2>&1), lua-nginx-module $(dpkg-query -W -f='${Version}' libnginx-mod-http-lua), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)."
   echo "The machine is shared and noisy: read the ratios, not the absolute figures."
   echo
+  hello=$(ratio "$(med "${RPS[rill/hello]}")" "$(med "${RPS[bare/hello]}")")
+  chunks=$(ratio "$(med "${RPS[rill/chunks]}")" "$(med "${RPS[nginx/chunks]}")")
+  fan=$(ratio "$(fan_med rill 2)" "$(fan_med nginx 2)")
+  met() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {ok = op == ">=" ? v >= t : v <= t; print ok ? "yes" : "**no**"}'; }
+  echo "## Targets"
+  echo
+  echo "| target | measured | met |"
+  echo "|---|---|---|"
+  echo "| hello world ≥ 0.95× bare evhttp req/s | $hello× | $(met "$hello" 0.95 ">=") |"
+  echo "| 100-chunk stream ≥ 2× nginx-lua req/s | $chunks× | $(met "$chunks" 2 ">=") |"
+  echo "| idle SSE stream ≤ 4 KiB of RSS (10,000 streams) | ${SSE[rill10000]} KiB | $(met "${SSE[rill10000]}" 4 "<=") |"
+  echo "| fan-out to 1,000: p99 ≤ nginx-lua's p99 | $fan× | $(met "$fan" 1 "<=") |"
+  echo
   echo "## Requests per second"
   echo
   echo "| workload | rill | bare evhttp | nginx-lua | rill / bare | rill / nginx |"
