@@ -125,6 +125,11 @@ describe("rill core, end to end", function()
       assert.same("GET, HEAD", res.headers.allow)
     end)
 
+    it("keeps a request's req alive as long as its handler runs, through collections", function()
+      assert.same("a\nb\n", srv:get("/gc-stream").body)
+      assert.same("a\nb\n", srv:get("/gc-stream").body)
+    end)
+
     it("gives a route without parameters its own empty, writable req.params", function()
       assert.same("params: 0 0\n", srv:get("/static-params").body)
       assert.same("params: 0 0\n", srv:get("/static-params").body) -- nothing left from the last one

@@ -319,15 +319,6 @@ static int request_newindex(lua_State *L)
     return 0;
 }
 
-static int request_gc(lua_State *L)
-{
-    struct req_view *v = check_view(L);
-    if (v->r)
-        v->r->view = NULL;
-    v->r = NULL;
-    return 0;
-}
-
 static int request_tostring(lua_State *L)
 {
     struct req_view *v = check_view(L);
@@ -384,7 +375,6 @@ void rill_request_detach(struct rill_request *r)
 static const luaL_Reg request_meta[] = {
     {"__index", request_index},
     {"__newindex", request_newindex},
-    {"__gc", request_gc},
     {"__tostring", request_tostring},
     {NULL, NULL},
 };

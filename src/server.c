@@ -99,6 +99,17 @@ static void on_complete(struct evhttp_request *req, void *arg)
     maybe_free(r);
 }
 
+/*
+ * No Lua runs for r once its task is released: its req is cut off then, so
+ * the view needs no __gc of its own (a finalizer on every request is costly)
+ * and never outlives r's pointer to it (on_request anchors it in the task).
+ */
+static void release_task(struct rill_request *r)
+{
+    rill_request_detach(r);
+    rill_task_release(&r->task);
+}
+
 static void log_error(struct rill_request *r, int nres)
 {
     lua_State *co = r->task.co;
@@ -124,7 +135,7 @@ static void on_task_done(struct rill_task *t, int status, int nres)
         else if (!r->responded)
             rill_response_error(r, 500, "internal server error");
     }
-    rill_task_release(t);
+    release_task(r);
     maybe_free(r);
 }
 
@@ -142,7 +153,7 @@ void rill_server_client_gone(struct rill_request *r)
     rill_response_stop_heartbeat(r);
     if (task_live(r) && !r->task.running) {
         rill_task_cancel(&r->task); /* <close> variables run, the effect is undone */
-        rill_task_release(&r->task);
+        release_task(r);
     } else if (task_live(r)) {
         rill_task_cancel(&r->task); /* finished by the resume in progress */
         return;
@@ -246,11 +257,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     r->conn = c;
     rill_conn_attach(c, r);
     lua_State *co = rill_task_open(&r->task);
+    rill_request_push(co, r); /* stays at the bottom of co: the view lives as long as the task */
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->driver_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->handler_ref);
-    rill_request_push(co, r);
+    lua_pushvalue(co, 1);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->out_ref);
-    rill_request_push_route(co, r, -2);
+    rill_request_push_route(co, r, 1);
     if (rill_task_resume(&r->task, 5) && !r->responded)
         rill_response_watch_close(r); /* waiting before the first byte */
 }
@@ -277,7 +289,7 @@ static void request_stop(struct rill_request *r, int clean)
 {
     if (task_live(r)) {
         rill_task_cancel(&r->task);
-        rill_task_release(&r->task);
+        release_task(r);
     }
     if (clean && r->req && r->streaming && r->sse)
         send_retry_jitter(r);

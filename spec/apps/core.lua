@@ -40,6 +40,15 @@ return rill.router {
   end,
   ["POST /echo"] = function(req) return { headers = { ["content-type"] = "application/octet-stream" }, body = req.body } end,
   ["GET /users/:id[%d]"] = function(req) return "user " .. req.params.id .. "\n" end,
+  -- a stream that outlives every reference to its req, through full collections
+  ["GET /gc-stream"] = function()
+    return { body = coroutine.wrap(function()
+      coroutine.yield("a\n")
+      collectgarbage()
+      collectgarbage()
+      coroutine.yield("b\n")
+    end) }
+  end,
   ["GET /static-params"] = function(req)
     local before = 0
     for _ in pairs(req.params) do before = before + 1 end
