@@ -23,14 +23,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         *nl = '\0';
     }
     struct rill_request_head head = {
-        n > 0 ? lines[0] : "", n > 1 ? lines[1] : "/", 1, size % 3, headers, 0};
+        n > 0 ? lines[0] : "", n > 1 ? lines[1] : "/", 1, size % 3, headers, 0, NULL, NULL};
     for (size_t i = 2; i < n; i++) {
         char *colon = strchr(lines[i], ':');
         if (colon)
             *colon = '\0';
         headers[head.nheaders++] = (struct rill_header){lines[i], colon ? colon + 1 : ""};
     }
-    rill_check_request(&head);
+    char path[RILL_PATH_MAX];
+    size_t path_len = 0;
+    if (size % 2) { /* half the inputs also hand the decoded path back */
+        head.path = path;
+        head.path_len = &path_len;
+    }
+    if (!rill_check_request(&head) && head.path && path_len != SIZE_MAX &&
+        path_len >= RILL_PATH_MAX)
+        abort();
     free(copy);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "httpcheck.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -63,13 +64,13 @@ static const char *check_headers(const struct rill_request_head *req)
     return check_framing(req);
 }
 
-/* The path, decoded: no NUL, and no ".." segment to climb out with. */
-static const char *check_path(const char *target)
+/* The path, decoded (into req->path when given): no NUL, and no ".." segment to climb out with. */
+static const char *check_path(const struct rill_request_head *req, const char *target)
 {
     const char *end = strpbrk(target, "?#");
     size_t len = end ? (size_t)(end - target) : strlen(target);
-    char decoded[8192];
-    if (len >= sizeof decoded)
+    char local[RILL_PATH_MAX], *decoded = req->path ? req->path : local;
+    if (len >= RILL_PATH_MAX)
         return "request target too long";
     ssize_t n = rill_url_decode(decoded, target, len, 0);
     if (n < 0 || memchr(decoded, '\0', (size_t)n))
@@ -78,20 +79,25 @@ static const char *check_path(const char *target)
     for (const char *p = decoded; (p = strstr(p, "/..")) != NULL; p += 3)
         if (p[3] == '/' || p[3] == '\0')
             return "'..' in the path";
+    if (req->path_len)
+        *req->path_len = (size_t)n;
     return NULL;
 }
 
 static const char *check_target(const struct rill_request_head *req)
 {
     const char *t = req->target;
-    if (strcmp(t, "*") == 0 && strcmp(req->method, "OPTIONS") == 0)
+    if (strcmp(t, "*") == 0 && strcmp(req->method, "OPTIONS") == 0) {
+        if (req->path_len)
+            *req->path_len = SIZE_MAX;
         return NULL;
+    }
     if (t[0] != '/')
         return "request target not in origin form";
     for (const unsigned char *p = (const unsigned char *)t; *p; p++)
         if (*p <= 0x20 || *p >= 0x7f)
             return "space, control or non-ASCII byte in the request target";
-    return check_path(t);
+    return check_path(req, t);
 }
 
 const char *rill_check_request(const struct rill_request_head *req)

@@ -15,15 +15,24 @@ struct rill_header {
     const char *name, *value;
 };
 
+#define RILL_PATH_MAX 8192 /* a longer decoded path is refused */
+
 struct rill_request_head {
     const char *method;
     const char *target; /* as sent */
     int major, minor;
     const struct rill_header *headers;
     size_t nheaders;
+    /* optional: where the decoded path goes (RILL_PATH_MAX bytes), and its length */
+    char *path;
+    size_t *path_len;
 };
 
-/* NULL when the request may go on; else a short reason (the answer is 400, connection closed). */
+/*
+ * NULL when the request may go on; else a short reason (the answer is 400,
+ * connection closed). With req->path set, a request that may go on leaves its
+ * decoded path there (the target "*" has none: *path_len is then SIZE_MAX).
+ */
 const char *rill_check_request(const struct rill_request_head *req);
 
 #endif

@@ -356,11 +356,15 @@ void rill_request_push(lua_State *L, struct rill_request *r)
     luaL_setmetatable(L, REQUEST_MT);
 }
 
-void rill_request_push_route(lua_State *L, struct rill_request *r, int view)
+void rill_request_push_route(lua_State *L, struct rill_request *r, int view, const char *path,
+                             size_t len)
 {
     view = lua_absindex(L, view);
     lua_pushstring(L, rill_method_name(evhttp_request_get_command(r->req)));
-    push_path(L, r->req);
+    if (path)
+        lua_pushlstring(L, path, len);
+    else
+        push_path(L, r->req);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, view, 2); /* req.path, without decoding it again */
 }

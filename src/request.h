@@ -42,8 +42,12 @@ struct rill_request {
 struct rill_request *rill_request_current(lua_State *L);
 /* Pushes the Lua view `req` of r: fields are computed on first access. */
 void rill_request_push(lua_State *L, struct rill_request *r);
-/* Pushes r's method and decoded path (the router's keys), keeping the path for req.path. */
-void rill_request_push_route(lua_State *L, struct rill_request *r, int view);
+/*
+ * Pushes r's method and decoded path (the router's keys), keeping the path for
+ * req.path; path is the decoded path when the caller has it (NULL: decoded here).
+ */
+void rill_request_push_route(lua_State *L, struct rill_request *r, int view, const char *path,
+                             size_t len);
 /* Cuts the Lua view off r (the request is over: uncached fields raise). */
 void rill_request_detach(struct rill_request *r);
 /* "GET", "POST", ... */

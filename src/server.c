@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,7 +202,7 @@ static void reply_plain(struct evhttp_request *req, int status, const char *body
  * (notes/evhttp.md Q5): refused with 400 and the connection closed, so
  * nothing after it on the connection is taken as a request.
  */
-static const char *bad_request(struct evhttp_request *req)
+static const char *bad_request(struct evhttp_request *req, char *path, size_t *path_len)
 {
     struct rill_header headers[MAX_HEADERS];
     struct rill_request_head head = {rill_method_name(evhttp_request_get_command(req)),
@@ -209,7 +210,9 @@ static const char *bad_request(struct evhttp_request *req)
                                      req->major,
                                      req->minor,
                                      headers,
-                                     0};
+                                     0,
+                                     path,
+                                     path_len};
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
     {
@@ -237,7 +240,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct rill_conn *c = rill_conn_of(s->conns, req);
     const char *why = "out of memory";
     int status = c ? rill_conn_dispatched(c, &why) : 503; /* a refused head's stand-in */
-    if (status == 0 && (why = bad_request(req)) != NULL)
+    char path[RILL_PATH_MAX]; /* decoded once: checked here, then req.path */
+    size_t path_len = SIZE_MAX;
+    if (status == 0 && (why = bad_request(req, path, &path_len)) != NULL)
         status = 400;
     if (status) {
         refuse(req, status, why);
@@ -262,7 +267,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->handler_ref);
     lua_pushvalue(co, 1);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->out_ref);
-    rill_request_push_route(co, r, 1);
+    rill_request_push_route(co, r, 1, path_len == SIZE_MAX ? NULL : path, path_len);
     if (rill_task_resume(&r->task, 5) && !r->responded)
         rill_response_watch_close(r); /* waiting before the first byte */
 }

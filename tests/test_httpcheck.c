@@ -2,6 +2,7 @@
 /* Unit tests for the request check (ctest). */
 #include "httpcheck.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,7 +15,7 @@ static const char *check(const char *method, const char *target, int minor, cons
     size_t n = 0;
     for (; kv[2 * n]; n++)
         h[n] = (struct rill_header){kv[2 * n], kv[2 * n + 1]};
-    struct rill_request_head head = {method, target, 1, minor, h, n};
+    struct rill_request_head head = {method, target, 1, minor, h, n, NULL, NULL};
     return rill_check_request(&head);
 }
 
@@ -25,8 +26,22 @@ static const char *check(const char *method, const char *target, int minor, cons
         CHECK(got &&strstr(got, why));                                                             \
     } while (0)
 
+/* The decoded path, handed back for req.path. */
+static void test_path_out(void)
+{
+    const struct rill_header host[] = {{"Host", "x"}};
+    char path[RILL_PATH_MAX];
+    size_t len = 0;
+    struct rill_request_head head = {"GET", "/a%20b/c?q=1", 1, 1, host, 1, path, &len};
+    CHECK(rill_check_request(&head) == NULL && len == 6 && memcmp(path, "/a b/c", 6) == 0);
+    head.method = "OPTIONS";
+    head.target = "*";
+    CHECK(rill_check_request(&head) == NULL && len == SIZE_MAX);
+}
+
 int main(void)
 {
+    test_path_out();
     const char *host[] = {"Host", "x", NULL};
     OK("GET", "/a?b=c", 1, host);
     OK("OPTIONS", "*", 1, host);
