@@ -442,7 +442,6 @@ static void rearm_heartbeat(struct rill_request *r)
         rill_timer_add(&r->heartbeat, r->heartbeat_every);
 }
 
-/* Hands the scratch buffer to evhttp as one chunk, always with the drain callback. */
 /* "1a\r\n": a chunk's size line, in hex. */
 static size_t chunk_size_line(char out[20], size_t len)
 {
