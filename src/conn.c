@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "headscan.h"
 #include "sched.h"
@@ -78,12 +79,21 @@ static const char BODY_END[] = "\r\n0\r\n\r\n";
 
 /* ---- the deadline of reading a request ----------------------------------------------- */
 
+/* Deadlines count on the monotonic clock: a wall-clock step must not drop everyone at once. */
+static void monotonic_now(struct timeval *tv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = (suseconds_t)(ts.tv_nsec / 1000);
+}
+
 static void deadline_arm(struct rill_conns *cs)
 {
     struct timeval now, due, wait = {0, 0};
     if (!cs->oldest)
         return;
-    event_base_gettimeofday_cached(cs->base, &now);
+    monotonic_now(&now);
     timeradd(&cs->oldest->started, &cs->timeout, &due);
     if (timercmp(&due, &now, >))
         timersub(&due, &now, &wait);
@@ -96,7 +106,7 @@ static void deadline_start(struct rill_conn *c)
     struct rill_conns *cs = c->set;
     if (c->queued || c->req || !evutil_timerisset(&cs->timeout))
         return;
-    event_base_gettimeofday_cached(cs->base, &c->started);
+    monotonic_now(&c->started);
     c->queued = 1;
     c->prev = cs->newest;
     c->next = NULL;
@@ -136,7 +146,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     struct rill_conns *cs = arg;
     struct timeval now, due;
     (void)fd, (void)what;
-    event_base_gettimeofday_cached(cs->base, &now);
+    monotonic_now(&now);
     while (cs->oldest) {
         struct rill_conn *c = cs->oldest;
         timeradd(&c->started, &cs->timeout, &due);
@@ -145,8 +155,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         deadline_stop(c);
         if (c->req)
             continue; /* a reply is in flight: the clock restarts when it is done */
-        int idle = evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
-        if (c->gate != GATE_DISCARD && idle)
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)))
+            continue; /* a refusal is being written, closing after: let it finish */
+        if (c->gate != GATE_DISCARD)
             send_raw(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
                         "Connection: close\r\n\r\n");
         evhttp_connection_free(c->evcon); /* our close callback frees c */
@@ -191,6 +202,13 @@ static void take_tail(struct rill_conn *c, struct evbuffer *buf, size_t n, struc
 {
     size_t keep = evbuffer_get_length(buf) - n;
     struct evbuffer *front = keep ? evbuffer_new() : NULL;
+    if (keep && !front) { /* out of memory: nothing on this connection can be trusted now */
+        c->moving = 1;
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        c->moving = 0;
+        set_gate(c, GATE_DISCARD);
+        return;
+    }
     c->moving = 1;
     if (front)
         evbuffer_remove_buffer(buf, front, keep);
@@ -243,6 +261,7 @@ static void refuse_body(struct rill_conn *c, size_t k)
     size_t len = evbuffer_get_length(input);
     c->refused = 400;
     c->why = c->body.why;
+    deadline_stop(c);
     set_gate(c, GATE_DISCARD);
     take_tail(c, input, k < len ? k : len, NULL);
     give_to_evhttp(c, BODY_END, sizeof BODY_END - 1);
@@ -418,10 +437,11 @@ static void set_up(struct rill_conn *c)
     bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
     c->fd = (int)bufferevent_getfd(c->bev);
     if (!evcon || c->fd < 0 || index_put(cs, c->fd, c) != 0) {
+        struct bufferevent *bev = c->bev;
         if (evcon) /* out of memory */
             evhttp_connection_free(evcon);
-        bufferevent_decref(c->bev);
-        conn_free(c);
+        conn_free(c); /* while bev is still ours: it unhooks from bev's input */
+        bufferevent_decref(bev);
         return;
     }
     bufferevent_decref(c->bev);

@@ -575,12 +575,15 @@ struct subscription *rill_hub_subscription(lua_State *L, int idx)
     return s;
 }
 
-void rill_hub_pump(struct subscription *s, rill_pump_fn fn, void *arg)
+int rill_hub_pump(struct subscription *s, struct rill_task *owner, rill_pump_fn fn, void *arg)
 {
+    if (s->pump || s->res.owner != owner)
+        return -1; /* pumped already, or another handler's: it stays with its loop */
     rill_resource_remove(&s->res); /* its task may end: the stream goes on */
     s->pump = fn;
     s->pump_arg = arg;
     rill_waiter_poke(&s->wait); /* the first turn, once the handler has returned */
+    return 0;
 }
 
 void rill_hub_unpump(struct subscription *s)

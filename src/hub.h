@@ -33,7 +33,9 @@ enum rill_pump_result {
     RILL_PUMP_CUT,  /* disconnected (too slow, or hub.disconnect): cut the stream */
 };
 struct subscription *rill_hub_subscription(lua_State *L, int idx);
-void rill_hub_pump(struct subscription *s, rill_pump_fn fn, void *arg);
+struct rill_task;
+/* -1 (nothing changes) when s is pumped already or is not owner's own subscription. */
+int rill_hub_pump(struct subscription *s, struct rill_task *owner, rill_pump_fn fn, void *arg);
 void rill_hub_unpump(struct subscription *s);
 enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer *out,
                                          size_t limit);

@@ -693,10 +693,13 @@ static int out_pump(lua_State *L)
     }
     size_t len;
     const char *first = luaL_optlstring(L, 2, NULL, &len);
+    if (rill_hub_pump(s, &r->task, pump, r) != 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
     lua_getupvalue(L, 1, 1);
     r->pump_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the subscription stays alive */
     r->pump = s;
-    rill_hub_pump(s, pump, r);
     if (first && len) {
         evbuffer_add(r->task.w->scratch, first, len);
         send_chunk(r, r->task.w->scratch);

@@ -101,13 +101,17 @@ static void on_complete(struct evhttp_request *req, void *arg)
 }
 
 /*
- * No Lua runs for r once its task is released: its req is cut off then, so
- * the view needs no __gc of its own (a finalizer on every request is costly)
- * and never outlives r's pointer to it (on_request anchors it in the task).
+ * No Lua runs for r once its task is released: its req is cut off then. The
+ * view is held by a registry ref until this point (not by the coroutine's
+ * stack, which closing the coroutine drops before a GC step may run), so it
+ * needs no __gc of its own (a finalizer on every request is costly) and never
+ * outlives r's pointer to it.
  */
 static void release_task(struct rill_request *r)
 {
     rill_request_detach(r);
+    luaL_unref(r->task.w->L, LUA_REGISTRYINDEX, r->view_ref);
+    r->view_ref = LUA_NOREF;
     rill_task_release(&r->task);
 }
 
@@ -262,12 +266,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     r->conn = c;
     rill_conn_attach(c, r);
     lua_State *co = rill_task_open(&r->task);
-    rill_request_push(co, r); /* stays at the bottom of co: the view lives as long as the task */
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->driver_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->handler_ref);
-    lua_pushvalue(co, 1);
+    rill_request_push(co, r);
+    lua_pushvalue(co, -1);
+    r->view_ref = luaL_ref(co, LUA_REGISTRYINDEX); /* the view lives until release_task */
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->out_ref);
-    rill_request_push_route(co, r, 1, path_len == SIZE_MAX ? NULL : path, path_len);
+    rill_request_push_route(co, r, -2, path_len == SIZE_MAX ? NULL : path, path_len);
     if (rill_task_resume(&r->task, 5) && !r->responded)
         rill_response_watch_close(r); /* waiting before the first byte */
 }
