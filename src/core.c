@@ -79,7 +79,43 @@ static int core_now(lua_State *L)
     return 1;
 }
 
+/*
+ * coroutine.resume as Lua's own, and telling the instruction budget which
+ * coroutine runs (worker.c), so that a loop in a nested one is stopped too.
+ * rill.coroutine builds the effect-aware resume and wrap on it.
+ */
+static int core_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    int narg = lua_gettop(L) - 1, nres;
+    if (!lua_checkstack(co, narg)) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "too many arguments to resume");
+        return 2;
+    }
+    lua_xmove(L, co, narg);
+    lua_State *outer = rill_worker_enter(co);
+    int status = lua_resume(co, L, narg, &nres);
+    rill_worker_leave(co, outer);
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_xmove(co, L, 1); /* the error */
+        return 2;
+    }
+    if (!lua_checkstack(L, nres + 1)) {
+        lua_pop(co, nres);
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "too many results to resume");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_xmove(co, L, nres);
+    return nres + 1;
+}
+
 static const luaL_Reg core_funcs[] = {
+    {"resume", core_resume},
     {"run", core_run},
     {"now", core_now},
     {NULL, NULL},

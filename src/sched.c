@@ -192,7 +192,9 @@ int rill_task_resume(struct rill_task *t, int nargs)
     t->running = 1;
     w->resumes++;
     int capped = rill_worker_enforce_memory_cap(1);
+    lua_State *outer_co = rill_worker_enter(t->co);
     int status = lua_resume(t->co, w->L, nargs, &nres);
+    rill_worker_leave(t->co, outer_co);
     rill_worker_enforce_memory_cap(capped);
     t->running = 0;
     w->current = outer;

@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,7 +95,22 @@ size_t rill_worker_memory(void)
     return memory_used;
 }
 
+/*
+ * The instruction budget. A count hook makes Lua trap on every instruction
+ * (luaG_traceexec), which cost a hello-world request 13% of its instructions,
+ * so no coroutine carries it by default. A tick of the process's CPU time
+ * (SIGPROF every TICK_US) arms it on the coroutine running at that moment:
+ * only a resume that runs that long pays, and it counts its budget from then
+ * on. A handler is never stopped before --max-instructions, and a runaway one
+ * at most a tick later. lua_sethook is the one Lua call made to be safe from a
+ * signal handler (lua.c's Ctrl-C works so).
+ */
 #define HOOK_EVERY 1000 /* instructions between two budget checks */
+#define TICK_US 10000
+
+/* The coroutine running Lua code now (a task's, or one it resumed), if any.
+   Written by the loop, read by the tick: a pointer store is atomic on our targets. */
+static lua_State *volatile running;
 
 /* Charges the task being resumed; past its budget, the handler fails. */
 static void on_count(lua_State *L, lua_Debug *ar)
@@ -110,19 +126,54 @@ static void on_count(lua_State *L, lua_Debug *ar)
                    (lua_Integer)w->max_instructions);
 }
 
+static void on_tick(int sig)
+{
+    (void)sig;
+    lua_State *co = running;
+    if (co && !lua_gethookmask(co))
+        lua_sethook(co, on_count, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+lua_State *rill_worker_enter(lua_State *co)
+{
+    lua_State *outer = running;
+    running = co;
+    return outer;
+}
+
+void rill_worker_leave(lua_State *co, lua_State *outer)
+{
+    running = outer; /* first: a tick from here on arms the outer one */
+    if (lua_gethookmask(co))
+        lua_sethook(co, NULL, 0, 0);
+}
+
+static void set_tick(long usec)
+{
+    struct itimerval tick = {{0, usec}, {0, usec}};
+    setitimer(ITIMER_PROF, &tick, NULL);
+}
+
 void rill_worker_set_budget(lua_State *L, long long instructions)
 {
     struct rill_worker *w = rill_worker_get(L);
     w->max_instructions = instructions;
-    /* on the main thread: every coroutine created afterwards inherits it */
-    lua_sethook(w->L, instructions > 0 ? on_count : NULL, instructions > 0 ? LUA_MASKCOUNT : 0,
-                HOOK_EVERY);
+    if (instructions > 0) {
+        struct sigaction sa = {0};
+        sa.sa_handler = on_tick;
+        sa.sa_flags = SA_RESTART; /* reads and writes go on; epoll_wait's EINTR libevent takes */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGPROF, &sa, NULL);
+    }
+    set_tick(instructions > 0 ? TICK_US : 0);
 }
 
 void rill_worker_free(void)
 {
     if (!worker)
         return;
+    if (worker->max_instructions)
+        set_tick(0);
     evbuffer_free(worker->scratch);
     event_base_free(worker->base);
     free(worker);

@@ -44,8 +44,12 @@ void rill_worker_set_memory_cap(size_t bytes);
 size_t rill_worker_memory(void);
 /* Turns the cap on (while a task runs) or off; returns the previous setting. */
 int rill_worker_enforce_memory_cap(int on);
-/* Stops a handler that runs too long without yielding (a count hook on L). */
+/* Stops a handler that runs too long without yielding (a count hook, armed by a CPU tick). */
 void rill_worker_set_budget(lua_State *L, long long instructions);
+/* Lua code runs in co until rill_worker_leave (around each lua_resume): the budget's
+   tick arms its hook on co. enter returns what ran before, for leave to restore. */
+lua_State *rill_worker_enter(lua_State *co);
+void rill_worker_leave(lua_State *co, lua_State *outer);
 void rill_worker_free(void);
 
 #endif

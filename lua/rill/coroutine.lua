@@ -9,7 +9,7 @@
 local core = require "rill.core"
 
 local EFFECT = core.EFFECT
-local raw_resume, raw_yield = coroutine.resume, coroutine.yield
+local raw_resume, raw_yield = core.resume, coroutine.yield -- core's tells the budget who runs
 local raw_close, create = coroutine.close, coroutine.create
 local error, type, getmetatable, setmetatable = error, type, getmetatable, setmetatable
 
