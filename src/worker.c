@@ -106,7 +106,7 @@ size_t rill_worker_memory(void)
  * signal handler (lua.c's Ctrl-C works so).
  */
 #define HOOK_EVERY 1000 /* instructions between two budget checks */
-#define TICK_US 10000
+#define TICK_US    10000
 
 /* The coroutine running Lua code now (a task's, or one it resumed), if any.
    Written by the loop, read by the tick: a pointer store is atomic on our targets. */
