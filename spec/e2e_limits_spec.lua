@@ -87,6 +87,29 @@ describe("--keepalive-timeout", function()
     slow:close()
   end)
 
+  it("keeps a client that sends a body slowly, byte by byte, for longer than the timeout", function()
+    local sock = srv:connect()
+    sock:send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
+    for i = 1, 8 do -- 0.8 s in all: more than two timeouts, but never 0.3 s of silence
+      socket.select(nil, nil, 0.1)
+      sock:send(tostring(i))
+    end
+    sock:settimeout(5)
+    local res = assert(test.response(sock, "POST"))
+    assert.same(200, res.status)
+    assert.same("12345678", res:rest())
+    sock:close()
+  end)
+
+  it("drops a client that stops reading a whole reply", function()
+    local before = srv:stats().connections
+    local sock = srv:connect()
+    sock:send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n") -- and never reads
+    local stats = srv:settle(function(st) return st.connections <= before end)
+    assert.same(before, stats.connections)
+    sock:close()
+  end)
+
   it("lets a handler take longer than the timeout before its first byte", function()
     assert.same("slept\n", srv:get("/sleep?s=1").body)
   end)

@@ -54,22 +54,27 @@ struct rill_conn {
     int refused; /* the status the stand-in request answers */
     const char *why;
     int fd;
-    unsigned admitted : 1, moving : 1, queued : 1;
-    struct timeval started;        /* when the request being read began */
-    struct rill_conn *prev, *next; /* in the deadline queue, oldest first */
-    struct rill_conn *fresh_next;  /* accepted, not set up yet */
+    unsigned admitted : 1, moving : 1, queued : 1, idling : 1, body_timed : 1;
+    struct timeval started;                  /* when the request being read began */
+    struct rill_conn *prev, *next;           /* in the deadline queue, oldest first */
+    struct timeval active;                   /* last seen active (the idle queue) */
+    size_t out_len;                          /* bytes waiting to be written, then */
+    struct rill_conn *idle_prev, *idle_next; /* in the idle queue, least recently active first */
+    struct rill_conn *fresh_next;            /* accepted, not set up yet */
 };
 
 struct rill_conns {
     struct event_base *base;
     size_t max_header_bytes;
     struct timeval timeout; /* --request-timeout; 0: none */
+    struct timeval idle;    /* --keepalive-timeout; 0: none */
     int max, count;
     struct rill_conn **by_fd;
     int nfds;
     struct rill_conn *fresh;
-    struct event *setup_ev, *deadline_ev;
-    struct rill_conn *oldest, *newest; /* the deadline queue */
+    struct event *setup_ev, *deadline_ev, *idle_ev;
+    struct rill_conn *oldest, *newest;           /* the deadline queue */
+    struct rill_conn *idle_oldest, *idle_newest; /* the idle queue */
 };
 
 /* What a refused head turns into: evhttp parses it, and on_request answers the refusal. */
@@ -163,6 +168,119 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         evhttp_connection_free(c->evcon); /* our close callback frees c */
     }
     deadline_arm(cs);
+}
+
+/* ---- the inactivity timer (--keepalive-timeout) ----------------------------------------- */
+
+/*
+ * evhttp's own timeouts live on each bufferevent, and every read and write
+ * re-arms them in the timer heap: a fifth of what a hello-world request cost
+ * rill beyond a bare evhttp server. Instead every connection sits in one queue
+ * in the order it was last seen active, and one timer looks at the least
+ * recent. A connection is seen active when bytes arrive at the gate and when
+ * a reply is done. What the queue cannot see is looked at when a connection's
+ * time is up: a request whose handler works or whose stream is open (lifted:
+ * a stream has its own write timeout, response.c) or an output that moved
+ * counts as activity; a body evhttp reads past the gate gets evhttp's read
+ * timeout for the rest of it. So a client is dropped after one to two
+ * timeouts of silence, or of not reading what it was sent.
+ */
+
+static void coarse_now(struct timeval *tv)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a few ms fine: enough for seconds */
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = (suseconds_t)(ts.tv_nsec / 1000);
+}
+
+static void idle_unlink(struct rill_conn *c)
+{
+    struct rill_conns *cs = c->set;
+    if (!c->idling)
+        return;
+    c->idling = 0;
+    if (c->idle_prev)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        cs->idle_oldest = c->idle_next;
+    if (c->idle_next)
+        c->idle_next->idle_prev = c->idle_prev;
+    else
+        cs->idle_newest = c->idle_prev;
+}
+
+static void idle_arm(struct rill_conns *cs)
+{
+    struct timeval now, due, wait = {0, 0};
+    if (!cs->idle_oldest)
+        return;
+    coarse_now(&now);
+    timeradd(&cs->idle_oldest->active, &cs->idle, &due);
+    if (timercmp(&due, &now, >))
+        timersub(&due, &now, &wait);
+    event_add(cs->idle_ev, &wait);
+}
+
+/* c is active now: to the back of the queue. */
+static void idle_touch(struct rill_conn *c)
+{
+    struct rill_conns *cs = c->set;
+    if (!evutil_timerisset(&cs->idle) || !c->evcon)
+        return;
+    idle_unlink(c);
+    coarse_now(&c->active);
+    c->out_len = evbuffer_get_length(bufferevent_get_output(c->bev));
+    c->idling = 1;
+    c->idle_prev = cs->idle_newest;
+    c->idle_next = NULL;
+    if (cs->idle_newest)
+        cs->idle_newest->idle_next = c;
+    else
+        cs->idle_oldest = c;
+    cs->idle_newest = c;
+    if (!event_pending(cs->idle_ev, EV_TIMEOUT, NULL))
+        idle_arm(cs); /* else it fires for an older one first, and is armed again then */
+}
+
+/* A body evhttp reads with the gate off: evhttp's read timeout watches it until dispatch. */
+static void idle_hand_body_to_evhttp(struct rill_conn *c)
+{
+    idle_unlink(c);
+    c->body_timed = 1;
+    bufferevent_set_timeouts(c->bev, &c->set->idle, NULL);
+}
+
+/* c's time is up, unless it was active in a way the queue does not see. */
+static void idle_expired(struct rill_conn *c)
+{
+    if (c->req && !rill_server_reply_in_flight(c->req)) {
+        idle_touch(c); /* lifted: a handler works, or a stream is open */
+    } else if (!c->req && (c->gate == GATE_PASS || c->gate == GATE_BODY)) {
+        idle_hand_body_to_evhttp(c);
+    } else if (evbuffer_get_length(bufferevent_get_output(c->bev)) != c->out_len) {
+        idle_touch(c); /* the client read some of what it was sent */
+    } else {
+        idle_unlink(c);
+        evhttp_connection_free(c->evcon); /* our close callback frees c */
+    }
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_conns *cs = arg;
+    struct timeval now, due;
+    (void)fd, (void)what;
+    coarse_now(&now);
+    /* each one looked at leaves the front: touched to the back, or gone */
+    for (int n = cs->count + 64; n > 0 && cs->idle_oldest; n--) {
+        struct rill_conn *c = cs->idle_oldest;
+        timeradd(&c->active, &cs->idle, &due);
+        if (timercmp(&due, &now, >))
+            break;
+        idle_expired(c);
+    }
+    idle_arm(cs);
 }
 
 /* ---- the gate --------------------------------------------------------------------------- */
@@ -366,6 +484,8 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     struct rill_conn *c = arg;
     if (info->n_added == 0 || c->moving)
         return;
+    if (c->idling && !evbuffer_get_length(bufferevent_get_output(c->bev)))
+        idle_touch(c); /* sending while not reading what it was sent is not activity */
     if (c->gate == GATE_DISCARD) {
         take_tail(c, buf, info->n_added, NULL);
     } else if (c->gate == GATE_HEAD && !c->held) {
@@ -412,6 +532,7 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     if (c->req)
         rill_server_client_gone(c->req);
     deadline_stop(c);
+    idle_unlink(c);
     cs->by_fd[c->fd] = NULL;
     cs->count -= c->admitted;
     conn_free(c);
@@ -447,6 +568,7 @@ static void set_up(struct rill_conn *c)
     bufferevent_decref(c->bev);
     c->evcon = evcon;
     evhttp_connection_set_closecb(evcon, on_close, c);
+    idle_touch(c);
     if (cs->max > 0 && cs->count >= cs->max) {
         shed(c);
         return;
@@ -505,6 +627,11 @@ int rill_conn_dispatched(struct rill_conn *c, const char **why)
         return c->refused;
     }
     deadline_stop(c);
+    if (c->body_timed) { /* the body is read: the queue watches c again */
+        c->body_timed = 0;
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        idle_touch(c);
+    }
     set_gate(c, GATE_HEAD); /* what follows this request is the next head */
     rill_headscan_init(&c->scan, c->set->max_header_bytes); /* after a body, in the union */
     struct evbuffer *input = bufferevent_get_input(c->bev);
@@ -521,6 +648,8 @@ void rill_conn_attach(struct rill_conn *c, struct rill_request *r)
         deadline_stop(c); /* a pipelined request's clock waits for this reply */
     else if (c->held || c->gate == GATE_PASS || c->gate == GATE_BODY)
         deadline_start(c); /* the next request had begun arriving */
+    if (!r)
+        idle_touch(c); /* a reply is done: idle from now */
 }
 
 int rill_conns_count(const struct rill_conns *cs)
@@ -539,8 +668,13 @@ struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
     cs->max = cfg->max_connections;
     cs->timeout.tv_sec = (time_t)cfg->request_timeout;
     cs->timeout.tv_usec = (suseconds_t)((cfg->request_timeout - (double)cs->timeout.tv_sec) * 1e6);
+    if (cfg->idle_timeout > 0) {
+        cs->idle.tv_sec = (time_t)cfg->idle_timeout;
+        cs->idle.tv_usec = (suseconds_t)((cfg->idle_timeout - (double)cs->idle.tv_sec) * 1e6);
+    }
     cs->setup_ev = event_new(base, -1, 0, on_setup, cs);
     cs->deadline_ev = evtimer_new(base, on_deadline, cs);
+    cs->idle_ev = evtimer_new(base, on_idle, cs);
     evhttp_set_bevcb(http, on_accept, cs);
     return cs;
 }
@@ -557,6 +691,7 @@ void rill_conns_free(struct rill_conns *cs)
     }
     event_free(cs->setup_ev);
     event_free(cs->deadline_ev);
+    event_free(cs->idle_ev);
     free(cs->by_fd);
     free(cs);
 }

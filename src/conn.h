@@ -9,9 +9,10 @@
  * The server's connections, from accept to close, around what evhttp does
  * with them: admission (--max-connections: past it a 503, then close), a gate
  * that reads each request head as raw bytes before evhttp may parse it
- * (headscan.c: 414, 431, the 400s evhttp cannot see), and a deadline for
+ * (headscan.c: 414, 431, the 400s evhttp cannot see), a deadline for
  * reading a whole request (--request-timeout: a client dripping bytes is cut
- * off, which evhttp's inactivity timer never does, notes/evhttp.md Q3).
+ * off, which evhttp's inactivity timer never does, notes/evhttp.md Q3), and
+ * the inactivity timer itself (--keepalive-timeout).
  */
 
 struct rill_conns;
@@ -21,6 +22,7 @@ struct rill_request;
 struct rill_conns_config {
     size_t max_header_bytes;
     double request_timeout; /* seconds from a request's first byte to its last; 0: none */
+    double idle_timeout;    /* seconds a connection may stay silent or not read; 0: none */
     int max_connections;    /* 0: no limit */
 };
 

@@ -26,17 +26,17 @@ struct rill_request {
     struct subscription *pump; /* a hub subscription C feeds the stream from (out.pump) */
     int pump_ref;              /* its Lua object, anchored while pumped */
     char id[72];
-    struct event heartbeat;  /* an SSE stream's idle timer */
-    double heartbeat_every;  /* seconds; 0: none */
-    unsigned long wrote_at;  /* the worker's resume count at the last direct write */
-    unsigned responded : 1;  /* a reply was sent or started */
-    unsigned streaming : 1;  /* a chunked reply is open */
-    unsigned watching : 1;   /* our close callback is armed */
-    unsigned wait_drain : 1; /* the body waits for the client to read */
-    unsigned gone : 1;       /* the client disconnected */
-    unsigned completed : 1;  /* evhttp flushed the reply */
-    unsigned sse : 1;        /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
-    unsigned timeouts_lifted : 1; /* the idle timeout is off while the handler works or streams */
+    struct event heartbeat;   /* an SSE stream's idle timer */
+    double heartbeat_every;   /* seconds; 0: none */
+    unsigned long wrote_at;   /* the worker's resume count at the last direct write */
+    unsigned responded : 1;   /* a reply was sent or started */
+    unsigned streaming : 1;   /* a chunked reply is open */
+    unsigned watching : 1;    /* our close callback is armed */
+    unsigned wait_drain : 1;  /* the body waits for the client to read */
+    unsigned gone : 1;        /* the client disconnected */
+    unsigned completed : 1;   /* evhttp flushed the reply */
+    unsigned sse : 1;         /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
+    unsigned write_timed : 1; /* a stream set its write timeout on the connection */
 };
 
 /* The request of the running handler; raises outside one (e.g. in rill.run). */

@@ -47,8 +47,6 @@ void rill_response_watch_close(struct rill_request *r)
     if (!bev)
         return;
     r->watching = 1;
-    bufferevent_set_timeouts(bev, NULL, NULL); /* a slow handler is not an idle client */
-    r->timeouts_lifted = 1;
     bufferevent_getcb(bev, NULL, &writecb, &eventcb, &cbarg);
     bufferevent_setcb(bev, NULL, writecb, eventcb, cbarg);
     bufferevent_setwatermark(bev, EV_READ, 0, RILL_IN_HIGH);
@@ -408,7 +406,7 @@ static int out_start(lua_State *L)
         /* a stream may be idle for hours (notes Q3, landmine 3): no read timeout; the
            write timeout only runs while output waits, so it drops clients that stopped reading */
         bufferevent_set_timeouts(bev, NULL, rill_server_idle_timeout(r->srv));
-        r->timeouts_lifted = 1;
+        r->write_timed = 1;
     }
     lua_pushboolean(L, body);
     return 1;

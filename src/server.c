@@ -91,10 +91,8 @@ static void on_complete(struct evhttp_request *req, void *arg)
     if (r->conn)
         rill_conn_attach(r->conn, NULL); /* the connection may read its next request */
     r->conn = NULL;
-    if (evcon && r->timeouts_lifted) { /* the connection goes back to keep-alive */
-        const struct timeval *idle = rill_server_idle_timeout(r->srv);
-        bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), idle, idle);
-    }
+    if (evcon && r->write_timed) /* a stream's: the connection goes back to conn.c's timer */
+        bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), NULL, NULL);
     r->completed = 1;
     r->req = NULL;
     maybe_free(r);
@@ -142,6 +140,11 @@ static void on_task_done(struct rill_task *t, int status, int nres)
     }
     release_task(r);
     maybe_free(r);
+}
+
+int rill_server_reply_in_flight(const struct rill_request *r)
+{
+    return r->responded && !r->streaming;
 }
 
 void rill_server_client_gone(struct rill_request *r)
@@ -468,11 +471,10 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
     evhttp_set_max_headers_size(s->http, 2 * (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
     if (cfg->keepalive_timeout > 0) {
-        /* an inactivity timer for idle and stalled connections (notes Q3); lifted
-           while a handler works or a stream is open, restored after */
+        /* conn.c keeps the inactivity timer (not evhttp, notes Q3); a stream's
+           write timeout is its own (response.c) */
         s->idle.tv_sec = (time_t)cfg->keepalive_timeout;
         s->idle.tv_usec = (suseconds_t)((cfg->keepalive_timeout - (double)s->idle.tv_sec) * 1e6);
-        evhttp_set_timeout_tv(s->http, &s->idle);
     }
     evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
     const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
@@ -496,7 +498,7 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
     s->http = evhttp_new(w->base);
     configure(s, cfg);
     struct rill_conns_config ccfg = {cfg->max_header_bytes, cfg->request_timeout,
-                                     cfg->max_connections};
+                                     cfg->keepalive_timeout, cfg->max_connections};
     s->conns = rill_conns_new(s->http, w->base, &ccfg);
     s->bound = evhttp_accept_socket_with_handle(s->http, fd);
     if (!s->bound) {

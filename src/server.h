@@ -34,5 +34,7 @@ void rill_server_free(struct rill_server *s);
 
 /* r's client left: its connection closed (conn.c). */
 void rill_server_client_gone(struct rill_request *r);
+/* r's whole reply is being written: its handler is done and it is no stream. */
+int rill_server_reply_in_flight(const struct rill_request *r);
 
 #endif

@@ -118,4 +118,6 @@ return rill.router {
     return { body = function() state.produced = state.produced + 1; return chunk end }
   end,
   ["GET /produced"] = function() return tostring(state.produced) .. "\n" end,
+  -- a whole reply larger than what the sockets between client and server hold
+  ["GET /big"] = function() return string.rep("x", 16 * 1024 * 1024) end,
 }
