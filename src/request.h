@@ -20,7 +20,6 @@ struct rill_request {
     struct rill_server *srv;
     struct evhttp_request *req; /* NULL once handed back to evhttp */
     struct req_view *view;      /* the Lua `req`, while it lives */
-    int view_ref;               /* anchors it until the task is released (server.c) */
     struct rill_request *prev, *next;
     struct rill_conn *conn;    /* the connection, until the reply is done or the client left */
     struct subscription *pump; /* a hub subscription C feeds the stream from (out.pump) */

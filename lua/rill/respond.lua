@@ -61,10 +61,17 @@ local function send_lazy(out, status, headers, body, sse, pump)
   return out.finish()
 end
 
+-- The server passes the same handler every time: whether it is a router is
+-- asked once, not per request.
+local last_handler, last_is_router
+
 -- method and path come from the server (not from rill.test's in-process calls)
 return function(handler, req, out, method, path)
   local res
-  if path and is_router(handler) then
+  if path and handler ~= last_handler then
+    last_handler, last_is_router = handler, is_router(handler)
+  end
+  if path and last_is_router then
     res = route(handler, req, method, path)
   else
     res = handler(req)

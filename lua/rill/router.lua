@@ -335,18 +335,30 @@ local function method_not_allowed(allowed)
   }
 end
 
--- Finds the route of method and path and runs its handler.
-local function route(self, req, method, path)
+-- Finds the route of method and path and runs its handler. plain: req is a
+-- plain table (rill.test), which gets a fresh req.params; the server's req
+-- makes an empty one when it is read.
+local function route(self, req, method, path, plain)
   if self._dirty then rebuild(self) end
-  local found, params, miss = scan(self._static[path] or EMPTY, path, method, nil)
+  local static = self._static[path]
+  if static then -- the common case first: a static route of this path takes this method
+    for i = 1, #static do
+      local r = static[i]
+      if r.any or r.methods[method] then
+        if plain then req.params = {} end
+        return r.handler(req)
+      end
+    end
+  end
+  local found, params, miss = scan(static or EMPTY, path, method, nil)
   if not found then found, params, miss = scan(self._dynamic, path, method, miss) end
   if not found and miss and miss.route then found, params = miss.route, miss.params end
   if found then
     if params ~= NO_PARAMS then
       req.params = params
-    elseif type(req) == "table" then -- a plain table request (rill.test): a fresh empty table
+    elseif plain then
       req.params = {}
-    end -- the server's req makes an empty req.params when it is read
+    end
     return found.handler(req)
   end
   if miss then return method_not_allowed(miss.allowed) end
@@ -362,7 +374,7 @@ local function dispatch(self, req)
   if type(method) ~= "string" or type(path) ~= "string" then
     error("bad argument #1 to 'router' (request needs string 'method' and 'path')", 2)
   end
-  return route(self, req, method, path)
+  return route(self, req, method, path, t == "table")
 end
 
 Router.__call = dispatch
