@@ -130,6 +130,12 @@ describe("rill core, end to end", function()
       assert.same("a\nb\n", srv:get("/gc-stream").body)
     end)
 
+    it("keeps a req read after its request ended from reading a later one's", function()
+      assert.same("kept\n", srv:get("/keep").body)
+      -- the next request may take the same place: the kept req must not see it
+      assert.same("GET false read after the request ended\n", srv:get("/kept").body)
+    end)
+
     it("gives a route without parameters its own empty, writable req.params", function()
       assert.same("params: 0 0\n", srv:get("/static-params").body)
       assert.same("params: 0 0\n", srv:get("/static-params").body) -- nothing left from the last one

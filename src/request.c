@@ -14,6 +14,7 @@
 #include <event2/keyvalq_struct.h>
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,9 +25,49 @@
 #define HEADERS_MT "rill.headers"
 
 struct req_view {
-    struct rill_request *r;      /* NULL once the request is over */
+    unsigned slot;               /* its request's in `live`, plus one; 0: none */
     enum evhttp_cmd_type method; /* readable after the end too */
+    unsigned long serial;        /* its request's, told apart from a later one in the slot */
 };
+
+/*
+ * Live requests by slot. A view names its request by slot and serial, not by
+ * pointer: once the request is over its slot is emptied (or holds another
+ * request), and the view finds nothing. So a view needs no anchor while its
+ * request lives and no finalizer after (each cost hundreds of instructions
+ * per request), and it may outlive the request in any Lua variable.
+ */
+static struct rill_request **live;
+static unsigned *free_slots;
+static unsigned nslots, nused, nfree;
+static unsigned long serials;
+
+/* Gives r a slot; 0 when out of memory (its view then reads as ended). */
+static unsigned take_slot(struct rill_request *r)
+{
+    if (!nfree && nused == nslots) {
+        unsigned n = nslots ? nslots * 2 : 64;
+        struct rill_request **grown = realloc(live, n * sizeof *live);
+        if (grown)
+            live = grown;
+        unsigned *grown_free = grown ? realloc(free_slots, n * sizeof *free_slots) : NULL;
+        if (!grown_free)
+            return 0;
+        free_slots = grown_free;
+        nslots = n;
+    }
+    unsigned slot = nfree ? free_slots[--nfree] : nused++;
+    live[slot] = r;
+    r->slot = slot + 1;
+    r->serial = ++serials;
+    return r->slot;
+}
+
+static struct rill_request *view_request(const struct req_view *v)
+{
+    struct rill_request *r = v->slot ? live[v->slot - 1] : NULL;
+    return r && r->serial == v->serial ? r : NULL;
+}
 
 struct rill_request *rill_request_current(lua_State *L)
 {
@@ -292,14 +333,15 @@ static int request_index(lua_State *L)
     int is_path = strcmp(key, "path") == 0;
     if (is_path && lua_getiuservalue(L, 1, 2) == LUA_TSTRING)
         return 1;
-    if (!v->r || !v->r->req) {
+    struct rill_request *r = view_request(v);
+    if (!r || !r->req) {
         if (strcmp(key, "params") == 0)
             return 0;
         return luaL_error(L, "request field '%s' read after the request ended", key);
     }
     if (strcmp(key, "params") == 0)
         lua_newtable(L);
-    else if (!push_field(L, v->r, key))
+    else if (!push_field(L, r, key))
         return 0; /* unknown fields are nil, like a table */
     if (is_path) {
         lua_pushvalue(L, -1);
@@ -322,10 +364,11 @@ static int request_newindex(lua_State *L)
 static int request_tostring(lua_State *L)
 {
     struct req_view *v = check_view(L);
-    if (v->r && v->r->req)
+    struct rill_request *r = view_request(v);
+    if (r && r->req)
         lua_pushfstring(L, "rill.request (%s %s)",
-                        rill_method_name(evhttp_request_get_command(v->r->req)),
-                        evhttp_request_get_uri(v->r->req));
+                        rill_method_name(evhttp_request_get_command(r->req)),
+                        evhttp_request_get_uri(r->req));
     else
         lua_pushliteral(L, "rill.request (ended)");
     return 1;
@@ -350,9 +393,9 @@ static int headers_index(lua_State *L)
 void rill_request_push(lua_State *L, struct rill_request *r)
 {
     struct req_view *v = lua_newuserdatauv(L, sizeof *v, 2); /* the cache, the path */
-    v->r = r;
     v->method = evhttp_request_get_command(r->req);
-    r->view = v;
+    v->slot = take_slot(r);
+    v->serial = r->serial;
     luaL_setmetatable(L, REQUEST_MT);
 }
 
@@ -371,9 +414,11 @@ void rill_request_push_route(lua_State *L, struct rill_request *r, int view, con
 
 void rill_request_detach(struct rill_request *r)
 {
-    if (r->view)
-        r->view->r = NULL;
-    r->view = NULL;
+    if (!r->slot)
+        return;
+    live[r->slot - 1] = NULL;
+    free_slots[nfree++] = r->slot - 1;
+    r->slot = 0;
 }
 
 static const luaL_Reg request_meta[] = {

@@ -8,7 +8,6 @@
 #include "sched.h"
 
 struct rill_server;
-struct req_view;
 
 /*
  * One HTTP request being handled: owns its task (the handler coroutine) and
@@ -19,7 +18,8 @@ struct rill_request {
     struct rill_task task; /* first member: the task of a request is the request */
     struct rill_server *srv;
     struct evhttp_request *req; /* NULL once handed back to evhttp */
-    struct req_view *view;      /* the Lua `req`, while it lives */
+    unsigned slot;              /* of the Lua `req` (request.c), while it may read r; 0: none */
+    unsigned long serial;       /* tells r from a later request in the same slot */
     struct rill_request *prev, *next;
     struct rill_conn *conn;    /* the connection, until the reply is done or the client left */
     struct subscription *pump; /* a hub subscription C feeds the stream from (out.pump) */

@@ -39,7 +39,7 @@ struct rill_server {
     struct rill_conns *conns;
     struct rill_request *live; /* every request not yet freed */
     int active;
-    int handler_ref, driver_ref, out_ref, views_ref;
+    int handler_ref, driver_ref, out_ref;
     double grace;
     struct timeval idle; /* --keepalive-timeout; 0: none */
     int draining;
@@ -98,34 +98,10 @@ static void on_complete(struct evhttp_request *req, void *arg)
     maybe_free(r);
 }
 
-/*
- * Holds the value at idx (nil: lets go) in the server's table of views, at
- * the slot of r's coroutine (its registry ref, unique while the task lives):
- * a rawseti where a registry ref cost hundreds of instructions per request.
- */
-static void anchor_view(lua_State *L, struct rill_request *r, int idx)
-{
-    idx = lua_absindex(L, idx);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->srv->views_ref);
-    lua_pushvalue(L, idx);
-    lua_rawseti(L, -2, r->task.ref);
-    lua_pop(L, 1);
-}
-
-/*
- * No Lua runs for r once its task is released: its req is cut off then. The
- * view is anchored until this point (not by the coroutine's stack, which
- * closing the coroutine drops before a GC step may run), so it needs no __gc
- * of its own (a finalizer on every request is costly) and never outlives r's
- * pointer to it.
- */
+/* No Lua runs for r once its task is released: its req is cut off then. */
 static void release_task(struct rill_request *r)
 {
-    lua_State *L = r->task.w->L;
     rill_request_detach(r);
-    lua_pushnil(L);
-    anchor_view(L, r, -1);
-    lua_pop(L, 1);
     rill_task_release(&r->task);
 }
 
@@ -288,7 +264,6 @@ static void on_request(struct evhttp_request *req, void *arg)
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->driver_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->handler_ref);
     rill_request_push(co, r);
-    anchor_view(co, r, -1); /* the view lives until release_task */
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->out_ref);
     rill_request_push_route(co, r, -2, path_len == SIZE_MAX ? NULL : path, path_len);
     if (rill_task_resume(&r->task, 5) && !r->responded)
@@ -473,8 +448,6 @@ static int load_refs(struct rill_server *s, char *err, size_t errlen)
     lua_getfield(L, -1, "out");
     s->out_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 2);
-    lua_newtable(L);
-    s->views_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 

@@ -92,6 +92,12 @@ return rill.router {
       error("mid-stream failure")
     end) }
   end,
+  -- a req kept past its request: what it still tells, and what it refuses
+  ["GET /keep"] = function(req) state.kept = req; return "kept\n" end,
+  ["GET /kept"] = function()
+    local ok, err = pcall(function() return state.kept.headers end)
+    return ("%s %s %s\n"):format(state.kept.method, tostring(ok), tostring(err):match("read after the request ended") or err)
+  end,
   ["GET /bad-status"] = function() return { status = 42, body = "x" } end,
   ["GET /bad-header"] = function() return { headers = { ["x-a"] = "a\r\nb" }, body = "x" } end,
   ["GET /bad-return"] = function() return true end,
