@@ -59,7 +59,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 int main(int argc, char **argv)
 {
-    struct event_base *base = event_base_new();
+    /* as rill's loop (src/worker.c): epoll changes coalesced once per turn */
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     struct evhttp *http = evhttp_new(base);
     buf = evbuffer_new();
     evhttp_set_gencb(http, on_request, NULL);

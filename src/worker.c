@@ -13,6 +13,24 @@
 
 static struct rill_worker *worker;
 
+/*
+ * The loop's epoll changes are kept in a changelist and made once per turn:
+ * evhttp turns a connection's read and write interest off and on again
+ * several times per request, and most of those changes cancel out before the
+ * next epoll_wait. (The changelist misreports fds made by dup(); rill's loop
+ * has none.)
+ */
+static struct event_base *new_base(void)
+{
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        return NULL;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
 struct rill_worker *rill_worker_get(lua_State *L)
 {
     if (worker)
@@ -20,7 +38,7 @@ struct rill_worker *rill_worker_get(lua_State *L)
     worker = calloc(1, sizeof *worker);
     if (!worker)
         luaL_error(L, "out of memory");
-    worker->base = event_base_new();
+    worker->base = new_base();
     if (!worker->base) {
         free(worker);
         worker = NULL;
