@@ -157,6 +157,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
   echo "wrk on core 1, rounds interleaved, medians of $ROUNDS runs of ${SECS} s (\`wrk -t1 -c50\`)."
   echo "Versions: $(build/rill --version), $(nginx -v 2>&1), lua-nginx-module $(dpkg-query -W -f='${Version}' libnginx-mod-http-lua), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)."
   echo "The machine is shared and noisy: read the ratios, not the absolute figures."
+  echo "rill and the bare evhttp server run the same libevent loop: epoll with its changelist"
+  echo "(\`EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST\`); nginx runs with one worker."
   echo
   hello=$(ratio "$(med "${RPS[rill/hello]}")" "$(med "${RPS[bare/hello]}")")
   chunks=$(ratio "$(med "${RPS[rill/chunks]}")" "$(med "${RPS[nginx/chunks]}")")
