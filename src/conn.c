@@ -22,6 +22,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,6 +31,20 @@
 #include "headscan.h"
 #include "sched.h"
 #include "server.h"
+
+/* A connection's place in one of the timed queues (below). */
+struct rill_link {
+    struct rill_conn *prev, *next;
+    struct timeval at;
+    unsigned queued : 1;
+};
+
+struct rill_queue {
+    struct rill_conn *oldest, *newest;
+    struct event *ev;
+    struct timeval span; /* how long one may wait; 0: the queue is off */
+    size_t link;         /* offsetof the rill_link in struct rill_conn */
+};
 
 enum gate {
     GATE_HEAD,    /* a head is arriving: bytes are held and scanned */
@@ -54,27 +69,23 @@ struct rill_conn {
     int refused; /* the status the stand-in request answers */
     const char *why;
     int fd;
-    unsigned admitted : 1, moving : 1, queued : 1, idling : 1, body_timed : 1;
-    struct timeval started;                  /* when the request being read began */
-    struct rill_conn *prev, *next;           /* in the deadline queue, oldest first */
-    struct timeval active;                   /* last seen active (the idle queue) */
-    size_t out_len;                          /* bytes waiting to be written, then */
-    struct rill_conn *idle_prev, *idle_next; /* in the idle queue, least recently active first */
-    struct rill_conn *fresh_next;            /* accepted, not set up yet */
+    unsigned admitted : 1, moving : 1, body_timed : 1;
+    struct rill_link deadline;    /* stamped when the request being read began */
+    struct rill_link idle;        /* stamped when last seen active */
+    size_t out_len;               /* bytes waiting to be written, then */
+    struct rill_conn *fresh_next; /* accepted, not set up yet */
 };
 
 struct rill_conns {
     struct event_base *base;
     size_t max_header_bytes;
-    struct timeval timeout; /* --request-timeout; 0: none */
-    struct timeval idle;    /* --keepalive-timeout; 0: none */
     int max, count;
     struct rill_conn **by_fd;
     int nfds;
     struct rill_conn *fresh;
-    struct event *setup_ev, *deadline_ev, *idle_ev;
-    struct rill_conn *oldest, *newest;           /* the deadline queue */
-    struct rill_conn *idle_oldest, *idle_newest; /* the idle queue */
+    struct event *setup_ev;
+    struct rill_queue deadlines; /* --request-timeout */
+    struct rill_queue idle;      /* --keepalive-timeout */
 };
 
 /* What a refused head turns into: evhttp parses it, and on_request answers the refusal. */
@@ -82,62 +93,110 @@ static const char STAND_IN[] = "GET / HTTP/1.1\r\nHost: rill\r\nConnection: clos
 /* What ends a refused chunked body, in place of its bad line: the request is then answered. */
 static const char BODY_END[] = "\r\n0\r\n\r\n";
 
-/* ---- the deadline of reading a request ----------------------------------------------- */
+/* ---- timed queues ------------------------------------------------------------------------ */
 
-/* Deadlines count on the monotonic clock: a wall-clock step must not drop everyone at once. */
-static void monotonic_now(struct timeval *tv)
+/*
+ * The request deadline and the inactivity timer are each one queue of
+ * connections in the order they were stamped, with one timer for the oldest:
+ * a stamp is two pointer moves, where a timer per connection (evhttp's) costs
+ * a timer-heap operation on every read and write. Time is the coarse
+ * monotonic clock: a wall-clock step must not drop everyone at once, and a few
+ * milliseconds are nothing against timeouts in seconds.
+ */
+static void now_coarse(struct timeval *tv)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     tv->tv_sec = ts.tv_sec;
     tv->tv_usec = (suseconds_t)(ts.tv_nsec / 1000);
 }
 
-static void deadline_arm(struct rill_conns *cs)
+static struct rill_link *link_of(const struct rill_queue *q, struct rill_conn *c)
+{
+    return (struct rill_link *)((char *)c + q->link);
+}
+
+static void queue_remove(struct rill_queue *q, struct rill_conn *c)
+{
+    struct rill_link *l = link_of(q, c);
+    if (!l->queued)
+        return;
+    l->queued = 0;
+    if (l->prev)
+        link_of(q, l->prev)->next = l->next;
+    else
+        q->oldest = l->next;
+    if (l->next)
+        link_of(q, l->next)->prev = l->prev;
+    else
+        q->newest = l->prev;
+}
+
+static void queue_arm(struct rill_queue *q)
 {
     struct timeval now, due, wait = {0, 0};
-    if (!cs->oldest)
+    if (!q->oldest)
         return;
-    monotonic_now(&now);
-    timeradd(&cs->oldest->started, &cs->timeout, &due);
+    now_coarse(&now);
+    timeradd(&link_of(q, q->oldest)->at, &q->span, &due);
     if (timercmp(&due, &now, >))
         timersub(&due, &now, &wait);
-    event_add(cs->deadline_ev, &wait);
+    event_add(q->ev, &wait);
 }
+
+/* Stamps c now and puts it at the back. */
+static void queue_append(struct rill_queue *q, struct rill_conn *c)
+{
+    struct rill_link *l = link_of(q, c);
+    queue_remove(q, c);
+    now_coarse(&l->at);
+    l->queued = 1;
+    l->prev = q->newest;
+    l->next = NULL;
+    if (q->newest)
+        link_of(q, q->newest)->next = c;
+    else
+        q->oldest = c;
+    q->newest = c;
+    if (!event_pending(q->ev, EV_TIMEOUT, NULL))
+        queue_arm(q); /* else it fires for an older one first, and is armed again then */
+}
+
+/* The oldest connection whose time is up at now, or NULL. */
+static struct rill_conn *queue_due(const struct rill_queue *q, const struct timeval *now)
+{
+    struct timeval due;
+    if (!q->oldest)
+        return NULL;
+    timeradd(&link_of(q, q->oldest)->at, &q->span, &due);
+    return timercmp(&due, now, >) ? NULL : q->oldest;
+}
+
+static void queue_init(struct rill_queue *q, struct event_base *base, event_callback_fn fire,
+                       void *arg, double seconds, size_t link)
+{
+    q->ev = evtimer_new(base, fire, arg);
+    q->link = link;
+    if (seconds > 0) {
+        q->span.tv_sec = (time_t)seconds;
+        q->span.tv_usec = (suseconds_t)((seconds - (double)q->span.tv_sec) * 1e6);
+    }
+}
+
+/* ---- the deadline of reading a request ----------------------------------------------- */
 
 /* A request began arriving: its clock runs, unless a reply on c is in flight. */
 static void deadline_start(struct rill_conn *c)
 {
-    struct rill_conns *cs = c->set;
-    if (c->queued || c->req || !evutil_timerisset(&cs->timeout))
+    struct rill_queue *q = &c->set->deadlines;
+    if (c->deadline.queued || c->req || !evutil_timerisset(&q->span))
         return;
-    monotonic_now(&c->started);
-    c->queued = 1;
-    c->prev = cs->newest;
-    c->next = NULL;
-    if (cs->newest)
-        cs->newest->next = c;
-    else
-        cs->oldest = c;
-    cs->newest = c;
-    if (!event_pending(cs->deadline_ev, EV_TIMEOUT, NULL))
-        deadline_arm(cs); /* else it fires for an older one first, and is armed again then */
+    queue_append(q, c);
 }
 
 static void deadline_stop(struct rill_conn *c)
 {
-    struct rill_conns *cs = c->set;
-    if (!c->queued)
-        return;
-    c->queued = 0;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        cs->oldest = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        cs->newest = c->prev;
+    queue_remove(&c->set->deadlines, c);
 }
 
 static void send_raw(struct rill_conn *c, const char *bytes)
@@ -149,14 +208,11 @@ static void send_raw(struct rill_conn *c, const char *bytes)
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct rill_conns *cs = arg;
-    struct timeval now, due;
+    struct rill_conn *c;
+    struct timeval now;
     (void)fd, (void)what;
-    monotonic_now(&now);
-    while (cs->oldest) {
-        struct rill_conn *c = cs->oldest;
-        timeradd(&c->started, &cs->timeout, &due);
-        if (timercmp(&due, &now, >))
-            break;
+    now_coarse(&now);
+    while ((c = queue_due(&cs->deadlines, &now)) != NULL) {
         deadline_stop(c);
         if (c->req)
             continue; /* a reply is in flight: the clock restarts when it is done */
@@ -167,88 +223,38 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
                         "Connection: close\r\n\r\n");
         evhttp_connection_free(c->evcon); /* our close callback frees c */
     }
-    deadline_arm(cs);
+    queue_arm(&cs->deadlines);
 }
 
 /* ---- the inactivity timer (--keepalive-timeout) ----------------------------------------- */
 
 /*
- * evhttp's own timeouts live on each bufferevent, and every read and write
- * re-arms them in the timer heap: a fifth of what a hello-world request cost
- * rill beyond a bare evhttp server. Instead every connection sits in one queue
- * in the order it was last seen active, and one timer looks at the least
- * recent. A connection is seen active when bytes arrive at the gate and when
- * a reply is done. What the queue cannot see is looked at when a connection's
- * time is up: a request whose handler works or whose stream is open (lifted:
- * a stream has its own write timeout, response.c) or an output that moved
- * counts as activity; a body evhttp reads past the gate gets evhttp's read
- * timeout for the rest of it. So a client is dropped after one to two
- * timeouts of silence, or of not reading what it was sent.
+ * Not evhttp's timeouts (see the timed queues): a connection is stamped when
+ * bytes arrive at the gate and when a reply is done. What the queue cannot
+ * see is looked at when a connection's time is up: a request whose handler
+ * works or whose stream is open (lifted: a stream has its own write timeout,
+ * response.c) or an output that moved counts as activity; a body evhttp reads
+ * past the gate gets evhttp's read timeout for the rest of it. So a client is
+ * dropped after one to two timeouts of silence, or of not reading what it was
+ * sent.
  */
-
-static void coarse_now(struct timeval *tv)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a few ms fine: enough for seconds */
-    tv->tv_sec = ts.tv_sec;
-    tv->tv_usec = (suseconds_t)(ts.tv_nsec / 1000);
-}
-
-static void idle_unlink(struct rill_conn *c)
-{
-    struct rill_conns *cs = c->set;
-    if (!c->idling)
-        return;
-    c->idling = 0;
-    if (c->idle_prev)
-        c->idle_prev->idle_next = c->idle_next;
-    else
-        cs->idle_oldest = c->idle_next;
-    if (c->idle_next)
-        c->idle_next->idle_prev = c->idle_prev;
-    else
-        cs->idle_newest = c->idle_prev;
-}
-
-static void idle_arm(struct rill_conns *cs)
-{
-    struct timeval now, due, wait = {0, 0};
-    if (!cs->idle_oldest)
-        return;
-    coarse_now(&now);
-    timeradd(&cs->idle_oldest->active, &cs->idle, &due);
-    if (timercmp(&due, &now, >))
-        timersub(&due, &now, &wait);
-    event_add(cs->idle_ev, &wait);
-}
 
 /* c is active now: to the back of the queue. */
 static void idle_touch(struct rill_conn *c)
 {
-    struct rill_conns *cs = c->set;
-    if (!evutil_timerisset(&cs->idle) || !c->evcon)
+    struct rill_queue *q = &c->set->idle;
+    if (!evutil_timerisset(&q->span) || !c->evcon)
         return;
-    idle_unlink(c);
-    coarse_now(&c->active);
     c->out_len = evbuffer_get_length(bufferevent_get_output(c->bev));
-    c->idling = 1;
-    c->idle_prev = cs->idle_newest;
-    c->idle_next = NULL;
-    if (cs->idle_newest)
-        cs->idle_newest->idle_next = c;
-    else
-        cs->idle_oldest = c;
-    cs->idle_newest = c;
-    if (!event_pending(cs->idle_ev, EV_TIMEOUT, NULL))
-        idle_arm(cs); /* else it fires for an older one first, and is armed again then */
+    queue_append(q, c);
 }
 
 /* A body evhttp reads with the gate off: evhttp's read timeout watches it until dispatch. */
 static void idle_hand_body_to_evhttp(struct rill_conn *c)
 {
-    idle_unlink(c);
+    queue_remove(&c->set->idle, c);
     c->body_timed = 1;
-    bufferevent_set_timeouts(c->bev, &c->set->idle, NULL);
+    bufferevent_set_timeouts(c->bev, &c->set->idle.span, NULL);
 }
 
 /* c's time is up, unless it was active in a way the queue does not see. */
@@ -261,7 +267,7 @@ static void idle_expired(struct rill_conn *c)
     } else if (evbuffer_get_length(bufferevent_get_output(c->bev)) != c->out_len) {
         idle_touch(c); /* the client read some of what it was sent */
     } else {
-        idle_unlink(c);
+        queue_remove(&c->set->idle, c);
         evhttp_connection_free(c->evcon); /* our close callback frees c */
     }
 }
@@ -269,18 +275,14 @@ static void idle_expired(struct rill_conn *c)
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
     struct rill_conns *cs = arg;
-    struct timeval now, due;
+    struct rill_conn *c;
+    struct timeval now;
     (void)fd, (void)what;
-    coarse_now(&now);
+    now_coarse(&now);
     /* each one looked at leaves the front: touched to the back, or gone */
-    for (int n = cs->count + 64; n > 0 && cs->idle_oldest; n--) {
-        struct rill_conn *c = cs->idle_oldest;
-        timeradd(&c->active, &cs->idle, &due);
-        if (timercmp(&due, &now, >))
-            break;
+    while ((c = queue_due(&cs->idle, &now)) != NULL)
         idle_expired(c);
-    }
-    idle_arm(cs);
+    queue_arm(&cs->idle);
 }
 
 /* ---- the gate --------------------------------------------------------------------------- */
@@ -484,7 +486,7 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     struct rill_conn *c = arg;
     if (info->n_added == 0 || c->moving)
         return;
-    if (c->idling && !evbuffer_get_length(bufferevent_get_output(c->bev)))
+    if (c->idle.queued && !evbuffer_get_length(bufferevent_get_output(c->bev)))
         idle_touch(c); /* sending while not reading what it was sent is not activity */
     if (c->gate == GATE_DISCARD) {
         take_tail(c, buf, info->n_added, NULL);
@@ -532,7 +534,7 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     if (c->req)
         rill_server_client_gone(c->req);
     deadline_stop(c);
-    idle_unlink(c);
+    queue_remove(&cs->idle, c);
     cs->by_fd[c->fd] = NULL;
     cs->count -= c->admitted;
     conn_free(c);
@@ -666,15 +668,10 @@ struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
     cs->base = base;
     cs->max_header_bytes = cfg->max_header_bytes;
     cs->max = cfg->max_connections;
-    cs->timeout.tv_sec = (time_t)cfg->request_timeout;
-    cs->timeout.tv_usec = (suseconds_t)((cfg->request_timeout - (double)cs->timeout.tv_sec) * 1e6);
-    if (cfg->idle_timeout > 0) {
-        cs->idle.tv_sec = (time_t)cfg->idle_timeout;
-        cs->idle.tv_usec = (suseconds_t)((cfg->idle_timeout - (double)cs->idle.tv_sec) * 1e6);
-    }
     cs->setup_ev = event_new(base, -1, 0, on_setup, cs);
-    cs->deadline_ev = evtimer_new(base, on_deadline, cs);
-    cs->idle_ev = evtimer_new(base, on_idle, cs);
+    queue_init(&cs->deadlines, base, on_deadline, cs, cfg->request_timeout,
+               offsetof(struct rill_conn, deadline));
+    queue_init(&cs->idle, base, on_idle, cs, cfg->idle_timeout, offsetof(struct rill_conn, idle));
     evhttp_set_bevcb(http, on_accept, cs);
     return cs;
 }
@@ -690,8 +687,8 @@ void rill_conns_free(struct rill_conns *cs)
         free(c);
     }
     event_free(cs->setup_ev);
-    event_free(cs->deadline_ev);
-    event_free(cs->idle_ev);
+    event_free(cs->deadlines.ev);
+    event_free(cs->idle.ev);
     free(cs->by_fd);
     free(cs);
 }
