@@ -105,8 +105,20 @@ describe("--keepalive-timeout", function()
     local before = srv:stats().connections
     local sock = srv:connect()
     sock:send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n") -- and never reads
+    assert.same(before + 1, srv:settle(function(st) return st.connections > before end).connections)
     local stats = srv:settle(function(st) return st.connections <= before end)
     assert.same(before, stats.connections)
+    sock:close()
+  end)
+
+  it("drops a stream's client that stops reading", function()
+    local before = srv:stats().connections
+    local sock = srv:connect()
+    sock:send("GET /flood HTTP/1.1\r\nHost: x\r\n\r\n") -- endless chunks, never read
+    assert.same(1, srv:settle(function(st) return st.streams == 1 end).streams)
+    local stats = srv:settle(function(st) return st.connections <= before and st.streams == 0 end)
+    assert.same(before, stats.connections)
+    assert.same(0, stats.streams)
     sock:close()
   end)
 

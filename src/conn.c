@@ -231,12 +231,12 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 /*
  * Not evhttp's timeouts (see the timed queues): a connection is stamped when
  * bytes arrive at the gate and when a reply is done. What the queue cannot
- * see is looked at when a connection's time is up: a request whose handler
- * works or whose stream is open (lifted: a stream has its own write timeout,
- * response.c) or an output that moved counts as activity; a body evhttp reads
- * past the gate gets evhttp's read timeout for the rest of it. So a client is
- * dropped after one to two timeouts of silence, or of not reading what it was
- * sent.
+ * see is looked at when a connection's time is up: a handler working before
+ * its first byte, an output that moved, or a stream with nothing waiting to
+ * be written (idle, which a stream may be for hours) counts as activity; a
+ * body evhttp reads past the gate gets evhttp's read timeout for the rest of
+ * it. So a client is dropped after one to two timeouts of silence, or of not
+ * reading what it was sent.
  */
 
 /* c is active now: to the back of the queue. */
@@ -260,12 +260,14 @@ static void idle_hand_body_to_evhttp(struct rill_conn *c)
 /* c's time is up, unless it was active in a way the queue does not see. */
 static void idle_expired(struct rill_conn *c)
 {
-    if (c->req && !rill_server_reply_in_flight(c->req)) {
-        idle_touch(c); /* lifted: a handler works, or a stream is open */
+    enum rill_reply reply = c->req ? rill_server_reply(c->req) : RILL_REPLY_WHOLE;
+    size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c->req && reply == RILL_REPLY_PENDING) {
+        idle_touch(c); /* lifted: however long a handler works before its first byte */
     } else if (!c->req && (c->gate == GATE_PASS || c->gate == GATE_BODY)) {
         idle_hand_body_to_evhttp(c);
-    } else if (evbuffer_get_length(bufferevent_get_output(c->bev)) != c->out_len) {
-        idle_touch(c); /* the client read some of what it was sent */
+    } else if (out != c->out_len || (reply == RILL_REPLY_STREAMING && out == 0)) {
+        idle_touch(c); /* the client read some of what it was sent, or a stream is idle */
     } else {
         queue_remove(&c->set->idle, c);
         evhttp_connection_free(c->evcon); /* our close callback frees c */

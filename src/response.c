@@ -403,10 +403,8 @@ static int out_start(lua_State *L)
     if (bev) {
         bufferevent_setwatermark(bev, EV_WRITE, RILL_OUT_LOW, 0);
         bufferevent_setwatermark(bev, EV_READ, 0, RILL_IN_HIGH); /* notes Q2: unread input */
-        /* a stream may be idle for hours (notes Q3, landmine 3): no read timeout; the
-           write timeout only runs while output waits, so it drops clients that stopped reading */
-        bufferevent_set_timeouts(bev, NULL, rill_server_idle_timeout(r->srv));
-        r->write_timed = 1;
+        /* a stream may be idle for hours (notes Q3, landmine 3): conn.c's inactivity
+           timer drops its client only when output waits unread */
     }
     lua_pushboolean(L, body);
     return 1;

@@ -41,7 +41,6 @@ struct rill_server {
     int active;
     int handler_ref, driver_ref, out_ref;
     double grace;
-    struct timeval idle; /* --keepalive-timeout; 0: none */
     int draining;
     struct event *signals[3];
     struct event *grace_timer;
@@ -78,21 +77,13 @@ static void maybe_free(struct rill_request *r)
         request_free(r);
 }
 
-const struct timeval *rill_server_idle_timeout(struct rill_server *s)
-{
-    return evutil_timerisset(&s->idle) ? &s->idle : NULL;
-}
-
 static void on_complete(struct evhttp_request *req, void *arg)
 {
     struct rill_request *r = arg;
     (void)req;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (r->conn)
         rill_conn_attach(r->conn, NULL); /* the connection may read its next request */
     r->conn = NULL;
-    if (evcon && r->write_timed) /* a stream's: the connection goes back to conn.c's timer */
-        bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), NULL, NULL);
     r->completed = 1;
     r->req = NULL;
     maybe_free(r);
@@ -134,9 +125,11 @@ static void on_task_done(struct rill_task *t, int status, int nres)
     maybe_free(r);
 }
 
-int rill_server_reply_in_flight(const struct rill_request *r)
+enum rill_reply rill_server_reply(const struct rill_request *r)
 {
-    return r->responded && !r->streaming;
+    if (!r->responded)
+        return RILL_REPLY_PENDING;
+    return r->streaming ? RILL_REPLY_STREAMING : RILL_REPLY_WHOLE;
 }
 
 void rill_server_client_gone(struct rill_request *r)
@@ -460,12 +453,6 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
     /* conn.c enforces the head size first, with a 414 or 431; this is a backstop */
     evhttp_set_max_headers_size(s->http, 2 * (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
-    if (cfg->keepalive_timeout > 0) {
-        /* conn.c keeps the inactivity timer (not evhttp, notes Q3); a stream's
-           write timeout is its own (response.c) */
-        s->idle.tv_sec = (time_t)cfg->keepalive_timeout;
-        s->idle.tv_usec = (suseconds_t)((cfg->keepalive_timeout - (double)s->idle.tv_sec) * 1e6);
-    }
     evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
     const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
     for (int i = 0; i < 3; i++) {

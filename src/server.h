@@ -17,9 +17,6 @@ struct rill_server_config {
     int max_connections;      /* past it a new connection gets a 503; 0: no limit */
 };
 
-/* The idle timeout, to restore on a connection once a request that lifted it is done. */
-const struct timeval *rill_server_idle_timeout(struct rill_server *s);
-
 struct rill_server;
 
 /*
@@ -34,7 +31,12 @@ void rill_server_free(struct rill_server *s);
 
 /* r's client left: its connection closed (conn.c). */
 void rill_server_client_gone(struct rill_request *r);
-/* r's whole reply is being written: its handler is done and it is no stream. */
-int rill_server_reply_in_flight(const struct rill_request *r);
+/* Where r's reply is: the inactivity timer (conn.c) asks. */
+enum rill_reply {
+    RILL_REPLY_PENDING,   /* the handler works before its first byte */
+    RILL_REPLY_STREAMING, /* a stream is open */
+    RILL_REPLY_WHOLE,     /* a whole reply is being written */
+};
+enum rill_reply rill_server_reply(const struct rill_request *r);
 
 #endif
