@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "effects.h"
+#include "luanum.h"
 #include "sched.h"
 
 static void on_sleep_done(evutil_socket_t fd, short what, void *arg)
@@ -20,8 +21,7 @@ static void sleep_cancel(struct rill_task *t)
 /* rill.sleep(s): parks the calling coroutine on a timer. */
 static int sleep_call(lua_State *L)
 {
-    double s = luaL_checknumber(L, 1);
-    luaL_argcheck(L, s >= 0 && s < 1e9, 1, "duration must be between 0 and 1e9 seconds");
+    double s = rill_check_range(L, 1, 0, RILL_MAX_SECONDS);
     struct rill_task *t = rill_task_check(L); /* raises outside a handler */
 
     evtimer_assign(&t->timer, t->w->base, on_sleep_done, t);
