@@ -95,9 +95,13 @@ static int core_resume(lua_State *L)
         return 2;
     }
     lua_xmove(L, co, narg);
+    struct rill_worker *w = rill_worker_get(L);
+    struct rill_resume_link link = {co, L, w->resumed}; /* for rill_task_check_wait */
+    w->resumed = &link;
     lua_State *outer = rill_worker_enter(co);
     int status = lua_resume(co, L, narg, &nres);
     rill_worker_leave(co, outer);
+    w->resumed = link.outer;
     if (status != LUA_OK && status != LUA_YIELD) {
         lua_pushboolean(L, 0);
         lua_xmove(co, L, 1); /* the error */

@@ -641,7 +641,8 @@ static void on_resp_header(void *arg, const char *n, size_t nl, const char *v, s
 /* Parks the running task on f; k continues when a callback wakes it. */
 static int wait_on(lua_State *L, struct fetch *f, lua_KFunction k)
 {
-    if (f->paused && f->bev) { /* a reader that needs more: read upstream again */
+    rill_task_check_wait(L, NULL); /* before reading upstream again */
+    if (f->paused && f->bev) {     /* a reader that needs more: read upstream again */
         bufferevent_enable(f->bev, EV_READ);
         f->paused = 0;
     }
@@ -843,9 +844,9 @@ static int fetch_call(lua_State *L)
         lua_newtable(L);
     }
     lua_settop(L, 2);
-    struct rill_task *t = rill_task_check(L);
-    struct fetch *f = new_fetch(L, t->w);      /* 3 */
-    const char *target = parse_url(L, f, url); /* 4 */
+    struct rill_task *t = rill_task_check_wait(L, "rill.fetch"); /* it waits for the head */
+    struct fetch *f = new_fetch(L, t->w);                        /* 3 */
+    const char *target = parse_url(L, f, url);                   /* 4 */
     f->decompress = lua_getfield(L, 2, "decompress") == LUA_TBOOLEAN && lua_toboolean(L, -1);
     lua_pop(L, 1);
     build_request(L, f, target, 0);

@@ -83,24 +83,38 @@ static void name_done(struct rill_headscan *h)
 /* The end of a header line. */
 static void field_done(struct rill_headscan *h)
 {
-    if (h->in_te) {
-        if (h->te_len > sizeof h->te) /* too long to be "chunked" with a few spaces after */
-            h->te_len = 0;
-        while (h->te_len > 0 && (h->te[h->te_len - 1] == ' ' || h->te[h->te_len - 1] == '\t'))
-            h->te_len--;
+    if (h->in_te) /* trailing spaces and tabs were never stored: evhttp trims them too */
         h->chunked = h->te_len == 7 && strncasecmp(h->te, "chunked", 7) == 0;
-    }
     h->in_te = 0;
     h->name_len = 0;
 }
 
-static void value_byte(struct rill_headscan *h, unsigned char c)
+/*
+ * A byte of a field value; only Transfer-Encoding's is kept. evhttp skips
+ * the spaces before a value but not a tab, so "\tchunked" is no chunked
+ * body to evhttp: refused, since a proxy in front may read it as one.
+ */
+static enum rill_scan_result value_byte(struct rill_headscan *h, unsigned char c)
 {
-    if (!h->in_te || (h->te_len == 0 && (c == ' ' || c == '\t')))
-        return;
+    int blank = c == ' ' || c == '\t';
+    if (!h->in_te)
+        return RILL_SCAN_MORE;
+    if (h->te_len == 0 && blank) {
+        if (c == '\t')
+            return bad(h, 400, "tab before the Transfer-Encoding value");
+        return RILL_SCAN_MORE;
+    }
+    if (blank) {
+        h->te_blanks++;
+        return RILL_SCAN_MORE;
+    }
+    for (; h->te_blanks > 0; h->te_blanks--) /* blanks inside the value count */
+        if (h->te_len++ < sizeof h->te)
+            h->te[h->te_len - 1] = ' ';
     if (h->te_len < sizeof h->te)
         h->te[h->te_len] = (char)c;
     h->te_len++; /* past the buffer it can only be something else than "chunked" */
+    return RILL_SCAN_MORE;
 }
 
 static enum rill_scan_result field_start(struct rill_headscan *h, unsigned char c)
@@ -131,6 +145,8 @@ static enum rill_scan_result step(struct rill_headscan *h, unsigned char c)
             h->state = c == '\r' ? S_LINE_CR : S_FIELD;
         else if (is_ctl(c) || c == '\t')
             return bad(h, 400, "control character in the request line");
+        else if (h->line >= RILL_REQUEST_LINE_MAX)
+            return bad(h, 414, "request line too long");
         return RILL_SCAN_MORE;
     case S_LINE_CR: return after_cr(h, c, S_FIELD);
     case S_FIELD: return field_start(h, c);
@@ -150,10 +166,8 @@ static enum rill_scan_result step(struct rill_headscan *h, unsigned char c)
             h->state = c == '\r' ? S_VALUE_CR : S_FIELD;
         } else if (is_ctl(c)) {
             return bad(h, 400, "control character in a header value");
-        } else {
-            value_byte(h, c);
         }
-        return RILL_SCAN_MORE;
+        return value_byte(h, c);
     case S_VALUE_CR: return after_cr(h, c, S_FIELD);
     default: /* S_BLANK_CR */
         if (c != '\n')
@@ -179,7 +193,9 @@ enum rill_scan_result rill_headscan_feed(struct rill_headscan *h, const char *p,
 {
     for (size_t i = 0; i < n; i++) {
         size_t run = plain_run(h, (const unsigned char *)p + i, n - i), room = h->max - h->seen;
-        run = run < room ? run : room; /* the byte past the limit goes the slow way */
+        if (h->state == S_LINE && RILL_REQUEST_LINE_MAX - h->line < room)
+            room = RILL_REQUEST_LINE_MAX - h->line; /* the line's own limit, as for the head's */
+        run = run < room ? run : room;              /* the byte past the limit goes the slow way */
         h->seen += run, h->line += run, i += run;
         if (i == n)
             break;

@@ -33,8 +33,16 @@ struct rill_headscan {
     /* the name of the field being read, and the first Transfer-Encoding's value */
     char name[20], te[12];
     size_t name_len, te_len;
+    size_t te_blanks; /* spaces and tabs after the TE value's last other byte */
     int in_te, te_seen;
 };
+
+/*
+ * The longest request line (method, target, version): past it, 414. nginx's
+ * default buffer for one header line is 8 KiB too; rill's decoded-path buffer
+ * (RILL_PATH_MAX) is that size, so a target that fits the line fits the path.
+ */
+#define RILL_REQUEST_LINE_MAX 8192
 
 void rill_headscan_init(struct rill_headscan *h, size_t max);
 

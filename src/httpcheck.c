@@ -29,10 +29,20 @@ static int is_digits(const char *s)
     return 1;
 }
 
+/*
+ * Whether evhttp reads a body for this method. It reads none for HEAD
+ * (evhttp_method_may_have_body), so the bytes of a HEAD's body would be
+ * parsed as the next request on the connection: a smuggled one.
+ */
+static int body_is_read(const char *method)
+{
+    return strcmp(method, "HEAD") != 0;
+}
+
 /* Content-Length and Transfer-Encoding: one unambiguous framing, or refusal. */
 static const char *check_framing(const struct rill_request_head *req)
 {
-    int cl = 0, te = 0;
+    int cl = 0, te = 0, empty = 1;
     for (size_t i = 0; i < req->nheaders; i++) {
         const struct rill_header *h = &req->headers[i];
         if (strcasecmp(h->name, "Content-Length") == 0) {
@@ -40,6 +50,7 @@ static const char *check_framing(const struct rill_request_head *req)
                 return "more than one Content-Length";
             if (!is_digits(h->value))
                 return "invalid Content-Length";
+            empty = h->value[strspn(h->value, "0")] == '\0';
         } else if (strcasecmp(h->name, "Transfer-Encoding") == 0) {
             if (++te > 1)
                 return "more than one Transfer-Encoding";
@@ -49,6 +60,8 @@ static const char *check_framing(const struct rill_request_head *req)
     }
     if (cl && te)
         return "both Content-Length and Transfer-Encoding";
+    if ((te || (cl && !empty)) && !body_is_read(req->method))
+        return "a HEAD request cannot carry a body";
     return NULL;
 }
 

@@ -6,17 +6,26 @@
 #include <math.h>
 #include <stdio.h>
 
-/* "timeout must be a number from 0 to 1e+09, got inf" / "..., got string" */
+/*
+ * "number expected, got string" as luaL_checknumber says it, or, out of range,
+ * "number from 0 to 86400 expected, got inf"; a field's error starts with
+ * its name ("timeout: ...").
+ */
 static int range_error(lua_State *L, int arg, const char *name, const char *kind, double min,
                        double max, int idx)
 {
-    char bounds[64];
-    snprintf(bounds, sizeof bounds, "from %.15g to %.15g", min, max);
-    const char *got =
-        lua_type(L, idx) == LUA_TNUMBER ? luaL_tolstring(L, idx, NULL) : luaL_typename(L, idx);
-    return luaL_argerror(L, arg,
-                         lua_pushfstring(L, "%s%s%s %s, got %s", name ? name : "",
-                                         name ? " must be " : "", kind, bounds, got));
+    const char *msg;
+    if (lua_type(L, idx) != LUA_TNUMBER) {
+        msg = lua_pushfstring(L, "%s expected, got %s", kind, luaL_typename(L, idx));
+    } else {
+        char bounds[64];
+        snprintf(bounds, sizeof bounds, "from %.15g to %.15g", min, max);
+        msg = lua_pushfstring(L, "%s %s expected, got %s", kind, bounds,
+                              luaL_tolstring(L, idx, NULL));
+    }
+    if (name)
+        msg = lua_pushfstring(L, "%s: %s", name, msg);
+    return luaL_argerror(L, arg, msg);
 }
 
 static int in_range(double v, double min, double max)
@@ -30,7 +39,7 @@ static double number_at(lua_State *L, int idx, int arg, const char *name, double
     int isnum;
     double v = lua_tonumberx(L, idx, &isnum);
     if (lua_type(L, idx) != LUA_TNUMBER || !isnum || !in_range(v, min, max))
-        range_error(L, arg, name, "a number", min, max, idx);
+        range_error(L, arg, name, "number", min, max, idx);
     return v;
 }
 
@@ -42,7 +51,7 @@ static lua_Integer integer_at(lua_State *L, int idx, int arg, const char *name, 
     if (lua_type(L, idx) == LUA_TNUMBER)
         v = lua_tointegerx(L, idx, &isint); /* a float only when it is an exact integer */
     if (!isint || v < min || v > max)
-        range_error(L, arg, name, "an integer", (double)min, (double)max, idx);
+        range_error(L, arg, name, "integer", (double)min, (double)max, idx);
     return v;
 }
 

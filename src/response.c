@@ -11,6 +11,8 @@
 
 #include "headscan.h"
 #include "hub.h"
+#include "luanum.h"
+#include "replyhead.h"
 #include "server.h"
 
 #include <event2/bufferevent.h>
@@ -65,158 +67,151 @@ static void unwatch(struct rill_request *r)
         bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
 }
 
-/* RFC 9110's reason phrases (evhttp 2.1.12 says "Client Error" for a 429). */
-const char *rill_status_reason(int status)
+/* ---- a handler's status and headers -------------------------------------------------- */
+
+/*
+ * What a handler's headers said of the framing. Those fields are rill's to
+ * write (replyhead.h): they are taken out of the headers, never copied, and
+ * what they ask is checked against the reply.
+ */
+struct wishes {
+    long long length; /* its Content-Length; -1: none */
+    int close;        /* its Connection listed "close" */
+};
+
+/*
+ * A value goes on the wire as given, so rill checks it itself rather than
+ * trust a libevent build (upstream 2.1.12's evhttp_add_header lets CRLF+SP
+ * through): CR, LF, NUL or any other control byte but HTAB is refused.
+ */
+static void check_value(lua_State *L, const char *name, const char *v, size_t len)
 {
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: break;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            luaL_error(L, "header '%s' has a control character (byte %d) in its value", name,
+                       (int)c);
     }
-    static const char *classes[] = {"Informational", "Success", "Redirection", "Client Error",
-                                    "Server Error"};
-    return status >= 100 && status < 600 ? classes[status / 100 - 1] : "Unknown";
 }
 
-/* ---- headers --------------------------------------------------------------- */
+static long long parse_length(const char *v)
+{
+    long long n = 0;
+    if (!*v || strlen(v) > 18 || v[strspn(v, "0123456789")] != '\0')
+        return -1;
+    for (; *v; v++)
+        n = n * 10 + (*v - '0');
+    return n;
+}
 
-static void add_header(lua_State *L, struct evkeyvalq *h, const char *name, int vidx)
+static void take_framing_field(lua_State *L, struct wishes *w, const char *name, const char *v)
+{
+    if (strcasecmp(name, "content-length") == 0) {
+        long long n = parse_length(v);
+        if (n < 0 || (w->length >= 0 && n != w->length))
+            luaL_error(L, "header 'content-length' must be one length in digits (got '%s')", v);
+        w->length = n;
+    } else if (strcasecmp(name, "connection") == 0) {
+        w->close |= rill_lists_token(v, "close"); /* the client gets a close, from rill */
+    } /* Transfer-Encoding, TE, Trailer, Upgrade, Keep-Alive: rill frames the body itself */
+}
+
+static void add_header(lua_State *L, struct evkeyvalq *h, struct wishes *w, const char *name,
+                       int vidx)
 {
     size_t len;
     int t = lua_type(L, vidx);
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
         luaL_error(L, "header '%s' has a %s value (string, number or list expected)", name,
                    lua_typename(L, t));
-    const char *v = lua_tolstring(L, vidx, &len);
-    if (strlen(v) != len || evhttp_add_header(h, name, v) != 0)
-        luaL_error(L, "header '%s' has a newline or NUL in its value", name);
+    const char *v = lua_tolstring(L, vidx, &len); /* a value, never the key next() needs */
+    check_value(L, name, v, len);
+    if (rill_is_framing_field(name))
+        take_framing_field(L, w, name, v);
+    else if (evhttp_add_header(h, name, v) != 0)
+        luaL_error(L, "header '%s' could not be added", name);
 }
 
-/* Copies a Lua headers table (name → value or list of values) into h. */
-static void set_headers(lua_State *L, int idx, struct evkeyvalq *h)
+/* A table value must be a list (a repeated header): anything else would be dropped unseen. */
+static lua_Integer list_length(lua_State *L, int idx, const char *name)
 {
-    if (lua_isnoneornil(L, idx))
-        return;
-    luaL_argexpected(L, lua_type(L, idx) == LUA_TTABLE, idx, "table");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), keys = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING)
+        lua_pop(L, 1);
+        keys++;
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
+            keys = -1;
+        if (keys < 0) {
+            lua_pop(L, 1);
+            break;
+        }
+    }
+    if (keys != n)
+        luaL_error(L, "header '%s' has a table value that is not a list of values", name);
+    return n;
+}
+
+/* Copies a Lua headers table (name → value or list of values) into h; framing fields to w. */
+static void set_headers(lua_State *L, int idx, struct evkeyvalq *h, struct wishes *w)
+{
+    w->length = -1;
+    w->close = 0;
+    if (lua_isnoneornil(L, idx))
+        return;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        luaL_error(L, "response headers must be a table (got a %s)", luaL_typename(L, idx));
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING) /* never lua_tostring a key during next() */
             luaL_error(L, "header names must be strings (got a %s)", luaL_typename(L, -2));
         const char *name = lua_tostring(L, -2);
         for (const char *p = name; *p; p++)
             if (!rill_is_tchar((unsigned char)*p))
                 luaL_error(L, "invalid header name '%s'", name);
-        if (!*name)
-            luaL_error(L, "empty header name");
+        if (!*name || strlen(name) != lua_rawlen(L, -2))
+            luaL_error(L, "invalid header name '%s'", name);
         if (lua_type(L, -1) == LUA_TTABLE) {
-            lua_Integer n = luaL_len(L, -1);
+            int list = lua_gettop(L);
+            lua_Integer n = list_length(L, list, name);
             for (lua_Integer i = 1; i <= n; i++) {
-                lua_rawgeti(L, -1, i);
-                add_header(L, h, name, lua_gettop(L));
+                lua_rawgeti(L, list, i);
+                add_header(L, h, w, name, lua_gettop(L));
                 lua_pop(L, 1);
             }
         } else {
-            add_header(L, h, name, lua_gettop(L));
+            add_header(L, h, w, name, lua_gettop(L));
         }
         lua_pop(L, 1);
     }
 }
 
+/* A final status: 1xx are interim answers, which a handler cannot send as its reply. */
 static int check_status(lua_State *L, int idx)
 {
     int ok;
     lua_Integer s = lua_tointegerx(L, idx, &ok);
-    if (!ok || s < 100 || s > 599)
-        luaL_error(L, "response status must be an integer from 100 to 599 (got %s)",
+    if (!ok || s < 200 || s > 599)
+        luaL_error(L, "response status must be an integer from 200 to 599 (got %s)",
                    luaL_tolstring(L, idx, NULL));
     return (int)s;
 }
 
-/* evhttp's own default is text/html in ISO-8859-1 (notes/evhttp.md, landmine 17). */
-static const char DEFAULT_TYPE[] = "text/plain; charset=utf-8";
-
-/* The Date value, formatted once a second: evhttp would format it for every reply. */
-static const char *http_date(struct event_base *base)
-{
-    static char date[40];
-    static time_t formatted = -1;
-    struct timeval now;
-    event_base_gettimeofday_cached(base, &now);
-    if (now.tv_sec != formatted) {
-        struct tm tm;
-        gmtime_r(&now.tv_sec, &tm);
-        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm); /* the C locale */
-        formatted = now.tv_sec;
-    }
-    return date;
-}
-
-/* The headers of a stream's head, which evhttp formats: the type and the Date it lacks. */
-static void complete_stream_head(struct rill_request *r, int has_body)
-{
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
-    if (has_body && !evhttp_find_header(h, "Content-Type"))
-        evhttp_add_header(h, "Content-Type", DEFAULT_TYPE);
-    if (!evhttp_find_header(h, "Date"))
-        evhttp_add_header(h, "Date", http_date(r->task.w->base));
-}
-
-/* Prepares the status and headers of r from Lua arguments 1 and 2. */
-static int prepare_head(lua_State *L, struct rill_request *r)
+/* The status and headers of r from Lua arguments 1 and 2, checked before any byte goes out. */
+static int prepare_head(lua_State *L, struct rill_request *r, struct wishes *w)
 {
     int status = check_status(L, 1);
-    set_headers(L, 2, evhttp_request_get_output_headers(r->req));
+    set_headers(L, 2, evhttp_request_get_output_headers(r->req), w);
     return status;
 }
 
 /* ---- rill.core.out ----------------------------------------------------------- */
 
+/*
+ * The request the driver answers. out is the driver's alone (server.c takes
+ * it out of rill.core), and each call checks where the reply stands, so no
+ * call can write a second head or re-arm a pending timer.
+ */
 static struct rill_request *out_request(lua_State *L)
 {
     struct rill_request *r = rill_request_current(L);
@@ -225,178 +220,57 @@ static struct rill_request *out_request(lua_State *L)
     return r;
 }
 
-static int header_is(struct evkeyvalq *h, const char *name, const char *value)
-{
-    const char *v = evhttp_find_header(h, name);
-    return v && strcasecmp(v, value) == 0;
-}
-
-/*
- * A reply head is built in one piece and added to the output at once: every
- * evbuffer_add runs the output's callbacks, which cost more than the copy.
- */
-struct head {
-    struct evbuffer *out;
-    size_t n;
-    char bytes[1024];
-};
-
-static void head_put(struct head *h, const char *s, size_t len)
-{
-    if (h->n + len > sizeof h->bytes) {
-        evbuffer_add(h->out, h->bytes, h->n);
-        h->n = 0;
-        if (len > sizeof h->bytes) {
-            evbuffer_add(h->out, s, len);
-            return;
-        }
-    }
-    memcpy(h->bytes + h->n, s, len);
-    h->n += len;
-}
-
-static void add_field(struct head *h, const char *name, const char *value)
-{
-    head_put(h, name, strlen(name));
-    head_put(h, ": ", 2);
-    head_put(h, value, strlen(value));
-    head_put(h, "\r\n", 2);
-}
-
-static void add_status_line(struct head *h, struct evhttp_request *req, int status)
-{
-    char line[] = "HTTP/1.1 200 "; /* the versions are 1.0 and 1.1 (httpcheck.c); status 100-599 */
-    line[5] = (char)('0' + req->major), line[7] = (char)('0' + req->minor);
-    line[9] = (char)('0' + status / 100), line[10] = (char)('0' + status / 10 % 10);
-    line[11] = (char)('0' + status % 10);
-    head_put(h, line, sizeof line - 1);
-    const char *reason = rill_status_reason(status);
-    head_put(h, reason, strlen(reason));
-    head_put(h, "\r\n", 2);
-}
-
-static void add_length(struct head *h, size_t len)
-{
-    char digits[24], *p = digits + sizeof digits;
-    *--p = '\0';
-    do
-        *--p = (char)('0' + len % 10);
-    while ((len /= 10) > 0);
-    add_field(h, "Content-Length", p);
-}
-
-/*
- * The head of a whole reply, formatted here as evhttp's make_header_response
- * would (notes/evhttp.md Q4), without its printf per line or the copies into
- * its header list: the handler's headers, a type and a Date when missing, a
- * length whenever there may be a body (for HEAD, the length GET would have),
- * keep-alive for an HTTP/1.0 client that asked, a close for one that asked.
- */
-static void add_head(struct head *w, struct rill_request *r, int status, int has_body, size_t len)
-{
-    struct evhttp_request *req = r->req;
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    int keepalive = header_is(in, "Connection", "keep-alive");
-    int close = header_is(in, "Connection", "close");
-    int may_have_body = status >= 200 && status != 204 && status != 304;
-    int head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
-    add_status_line(w, req, status);
-    struct evkeyval *kv;
-    TAILQ_FOREACH(kv, h, next)
-    {
-        if (!close || strcasecmp(kv->key, "Connection") != 0)
-            add_field(w, kv->key, kv->value);
-    }
-    if (has_body && !evhttp_find_header(h, "Content-Type"))
-        add_field(w, "Content-Type", DEFAULT_TYPE);
-    if (!evhttp_find_header(h, "Date"))
-        add_field(w, "Date", http_date(r->task.w->base));
-    if (may_have_body && (has_body || (!head && (req->minor >= 1 || keepalive))) &&
-        !evhttp_find_header(h, "Content-Length") && !evhttp_find_header(h, "Transfer-Encoding"))
-        add_length(w, len);
-    if (req->minor == 0 && keepalive)
-        add_field(w, "Connection", "keep-alive");
-    if (close)
-        add_field(w, "Connection", "close");
-    head_put(w, "\r\n", 2);
-}
-
-/*
- * A whole reply, written here (add_head). evhttp is then told the reply is
- * written (send_reply_end), and finishes the exchange (keep-alive or close,
- * the next pipelined request) when the output drains.
- */
-static void send_reply(struct rill_request *r, int status, const char *body, size_t len)
-{
-    struct evhttp_request *req = r->req;
-    struct bufferevent *bev = request_bev(r);
-    if (!bev) { /* the client is gone: evhttp frees the request */
-        evhttp_send_reply(req, status, NULL, NULL);
-        return;
-    }
-    struct head head; /* not zeroed: 1 KiB per reply for nothing */
-    head.out = bufferevent_get_output(bev);
-    head.n = 0;
-    add_head(&head, r, status, body != NULL, len);
-    if (body && len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
-        head_put(&head, body, len); /* a small body goes out with its head, in one add */
-    req->response_code = status;
-    req->chunked = 0; /* set by a chunked request body; this reply is not chunked */
-    /*
-     * Written through the bufferevent on the next loop turn, not sent at once:
-     * a direct send(2) here was measured to cost more kernel time per request
-     * (16 us against 12.4 with wrk -c50) than it saves in epoll_ctl calls.
-     */
-    evbuffer_add(head.out, head.bytes, head.n);
-    /* as evhttp's own write: no read callback (EOF still reaches the error callback) */
-    bufferevent_data_cb writecb;
-    bufferevent_event_cb eventcb;
-    void *cbarg;
-    bufferevent_getcb(bev, NULL, &writecb, &eventcb, &cbarg);
-    bufferevent_setcb(bev, NULL, writecb, eventcb, cbarg);
-    evhttp_send_reply_end(req); /* output not empty: evhttp finishes when it drains */
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-}
-
-/* out.reply(status, headers, body): the whole response at once, with Content-Length. */
-static int out_reply(lua_State *L)
+static struct rill_request *out_unsent(lua_State *L)
 {
     struct rill_request *r = out_request(L);
-    size_t len = 0;
-    const char *body = luaL_optlstring(L, 3, NULL, &len);
-    int status = prepare_head(L, r);
-    unwatch(r);
-    r->responded = 1;
-    send_reply(r, status, body, len);
-    r->req = NULL; /* evhttp frees it once written */
-    return 0;
+    if (r->streaming)
+        luaL_error(L, "the response already started");
+    return r;
+}
+
+static struct rill_request *out_streaming(lua_State *L, const char *what)
+{
+    struct rill_request *r = out_request(L);
+    if (!r->streaming)
+        luaL_error(L, "%s before the response started", what);
+    return r;
 }
 
 /*
- * Once a stream's head is written, its header list only matters to evhttp
- * for "Connection: close" at the end: the rest is freed, as an idle stream
- * may be held for hours (notes/evhttp.md Q4).
+ * out.reply(status, headers, body): the whole response at once. A handler's
+ * Content-Length must be the body's; for HEAD with no body given it stands
+ * for the length GET would have, as nothing follows the head anyway.
  */
-static void forget_sent_headers(struct evhttp_request *req)
+static int out_reply(lua_State *L)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    int close = header_is(h, "Connection", "close");
-    evhttp_clear_headers(h);
-    if (close)
-        evhttp_add_header(h, "Connection", "close");
+    struct rill_request *r = out_unsent(L);
+    size_t len = 0;
+    const char *body = luaL_optlstring(L, 3, NULL, &len);
+    struct wishes w;
+    int status = prepare_head(L, r, &w);
+    struct rill_framing f =
+        rill_framing_decide(r->req, status, RILL_BODY_WHOLE, len, body != NULL, w.close);
+    if (w.length >= 0 && f.length && (size_t)w.length != len) {
+        if (f.body || len != 0)
+            return luaL_error(L, "header 'content-length' says %I bytes, the body has %I",
+                              (lua_Integer)w.length, (lua_Integer)len);
+        f.len = (size_t)w.length; /* HEAD */
+    }
+    unwatch(r);
+    r->responded = 1;
+    rill_reply_whole(r->req, r->task.w->base, &f, body);
+    r->req = NULL; /* evhttp frees it once written */
+    return 0;
 }
 
 /* out.start(status, headers) → whether a body may follow (not for HEAD, 204, 304). */
 static int out_start(lua_State *L)
 {
-    struct rill_request *r = out_request(L);
-    int status = prepare_head(L, r);
-    int has_body = status >= 200 && status != 204 && status != 304;
-    complete_stream_head(r, has_body);
-    int body = has_body && evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD;
-    evhttp_send_reply_start(r->req, status, rill_status_reason(status));
-    forget_sent_headers(r->req);
+    struct rill_request *r = out_unsent(L);
+    struct wishes w;
+    int status = prepare_head(L, r, &w);
+    struct rill_framing f = rill_framing_decide(r->req, status, RILL_BODY_STREAM, 0, 1, w.close);
+    rill_reply_start_stream(r->req, r->task.w->base, r->task.w->scratch, &f);
     r->responded = r->streaming = 1;
     r->task.w->stats.streams++;
     struct bufferevent *bev = request_bev(r);
@@ -406,7 +280,7 @@ static int out_start(lua_State *L)
         /* a stream may be idle for hours (notes Q3, landmine 3): conn.c's inactivity
            timer drops its client only when output waits unread */
     }
-    lua_pushboolean(L, body);
+    lua_pushboolean(L, f.body);
     return 1;
 }
 
@@ -517,8 +391,11 @@ sent:
 }
 
 /*
- * An SSE stream idle for heartbeat_every seconds gets a comment line. rill.sse
- * writes whole events only, so this always falls between two events.
+ * An SSE stream idle for heartbeat_every seconds gets a comment: one ":"
+ * line, with no blank line after it. A comment followed by a blank line is
+ * an empty event block to some clients (@microsoft/fetch-event-source's
+ * bug #15 dispatches an empty message for it). rill.sse writes whole events
+ * only, so this always falls between two events.
  */
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
@@ -526,19 +403,22 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     if (!r->streaming || !r->req)
         return;
-    evbuffer_add(r->task.w->scratch, ": heartbeat\n\n", 13);
+    evbuffer_add(r->task.w->scratch, ":\n", 2);
     send_chunk(r, r->task.w->scratch);
 }
 
-/* out.sse(heartbeat_seconds): this response is an event stream (rill.sse). */
+/* out.sse(heartbeat_seconds): this response is an event stream (rill.sse), once. */
 static int out_sse(lua_State *L)
 {
-    struct rill_request *r = out_request(L);
-    double every = luaL_checknumber(L, 1);
-    luaL_argcheck(L, every >= 0, 1, "heartbeat must be a non-negative number of seconds");
+    struct rill_request *r = out_streaming(L, "sse");
+    double every = rill_check_range(L, 1, 0, RILL_MAX_SECONDS);
+    luaL_argcheck(L, every == 0 || every >= RILL_MIN_HEARTBEAT, 1,
+                  "heartbeat must be 0 (none) or at least 0.001 seconds");
+    if (r->sse)
+        return luaL_error(L, "the response is already an event stream");
     r->sse = 1;
     r->heartbeat_every = every;
-    evtimer_assign(&r->heartbeat, r->task.w->base, on_heartbeat, r);
+    evtimer_assign(&r->heartbeat, r->task.w->base, on_heartbeat, r); /* never pending here */
     rearm_heartbeat(r);
     return 0;
 }
@@ -556,10 +436,9 @@ void rill_response_stop_heartbeat(struct rill_request *r)
  */
 static int out_write(lua_State *L)
 {
-    struct rill_request *r = out_request(L);
+    struct rill_request *r = out_streaming(L, "write");
     struct evbuffer *buf = r->task.w->scratch;
-    if (!r->streaming)
-        return luaL_error(L, "write before the response started");
+    rill_task_check_wait(L, "a body write"); /* it may wait: nothing is written unless it can */
     if (!rill_hub_write(buf, L, 1)) {
         size_t len;
         const char *chunk = luaL_checklstring(L, 1, &len);
@@ -580,9 +459,7 @@ static int out_write(lua_State *L)
 /* out.finish(): the terminating chunk. */
 static int out_finish(lua_State *L)
 {
-    struct rill_request *r = out_request(L);
-    if (!r->streaming)
-        return luaL_error(L, "finish before the response started");
+    struct rill_request *r = out_streaming(L, "finish");
     rill_response_end(r, 1);
     return 0;
 }
@@ -625,16 +502,11 @@ void rill_response_end(struct rill_request *r, int clean)
 
 void rill_response_error(struct rill_request *r, int status, const char *what)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
-    struct evbuffer *buf = r->task.w->scratch;
-    evhttp_clear_headers(h); /* whatever a failed reply had set */
-    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
-    if (status == 503)
-        evhttp_add_header(h, "Connection", "close");
-    evbuffer_add_printf(buf, "%s (request %s)\n", what, rill_request_id(r));
+    char body[160];
+    snprintf(body, sizeof body, "%s (request %s)\n", what, rill_request_id(r));
     unwatch(r);
     r->responded = 1;
-    evhttp_send_reply(r->req, status, rill_status_reason(status), buf);
+    rill_reply_plain(r->req, r->task.w->base, status, body, status == 503);
     r->req = NULL;
 }
 

@@ -7,9 +7,8 @@
 #define RILL_OUT_HIGH (256 * 1024) /* above it the body iterator is not pulled */
 #define RILL_OUT_LOW  (64 * 1024)  /* drained below it, pulling resumes */
 #define RILL_IN_HIGH  (16 * 1024)  /* unread client input kept while a handler runs */
+#define RILL_MIN_HEARTBEAT 0.001   /* seconds: a shorter one would fire every loop turn */
 
-/* The reason phrase of status when evhttp has none (NULL: evhttp's is right). */
-const char *rill_status_reason(int status);
 /* A short plain-text error reply (500, 503), when nothing was sent yet. */
 void rill_response_error(struct rill_request *r, int status, const char *what);
 /*

@@ -186,9 +186,11 @@ int rill_task_resume(struct rill_task *t, int nargs)
     struct rill_task *outer = w->current;
     int nres = 0;
 
+    struct rill_resume_link *outer_resumed = w->resumed;
     t->cancel = NULL;
     t->instructions = 0; /* the budget is per resume */
     w->current = t;
+    w->resumed = NULL; /* the chain of this task's own resumes */
     t->running = 1;
     w->resumes++;
     int capped = rill_worker_enforce_memory_cap(1);
@@ -198,6 +200,7 @@ int rill_task_resume(struct rill_task *t, int nargs)
     rill_worker_enforce_memory_cap(capped);
     t->running = 0;
     w->current = outer;
+    w->resumed = outer_resumed;
 
     if (status == LUA_YIELD && yield_is_effect(t->co, nres)) {
         lua_pop(t->co, nres);
@@ -232,6 +235,57 @@ struct rill_task *rill_task_check(lua_State *L)
     if (!w->current)
         luaL_error(L, "rill effects can only be used inside a request handler or rill.run");
     return w->current;
+}
+
+/* What keeps co from yielding, for the error: the nearest metamethod or C function. */
+static const char *blocker(lua_State *L, lua_State *co)
+{
+    lua_Debug ar;
+    for (int level = co == L ? 1 : 0; lua_getstack(co, level, &ar); level++) {
+        lua_getinfo(co, "Sn", &ar);
+        if (ar.namewhat && strcmp(ar.namewhat, "metamethod") == 0)
+            return lua_pushfstring(L, "a __%s metamethod", ar.name ? ar.name : "?");
+        if (strcmp(ar.what, "C") == 0 && ar.name)
+            return lua_pushfstring(L, "'%s'", ar.name);
+        if (strcmp(ar.what, "C") == 0)
+            return "a C function";
+    }
+    return "a __gc metamethod or a C function";
+}
+
+static int cannot_wait(lua_State *L, lua_State *co, const char *what, const char *where)
+{
+    if (!what) {
+        lua_Debug ar;
+        what = lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name
+                   ? lua_pushfstring(L, "'%s'", ar.name)
+                   : "this rill call";
+    }
+    return luaL_error(L,
+                      "%s cannot run inside %s, which Lua cannot yield across (a sort "
+                      "comparator, a gsub callback, a metamethod, require...): call it from "
+                      "the handler or a coroutine.wrap generator",
+                      what, where ? where : blocker(L, co));
+}
+
+/*
+ * An effect's yield goes from L up to its task's coroutine, through each
+ * coroutine rill's resume started on the way (worker->resumed): every one of
+ * them must be able to yield, or the yield fails after the effect armed its
+ * timer or waiter, leaving it armed for a coroutine that is not waiting.
+ */
+struct rill_task *rill_task_check_wait(lua_State *L, const char *what)
+{
+    struct rill_task *t = rill_task_check(L);
+    const struct rill_resume_link *link = t->w->resumed;
+    for (lua_State *co = L;; co = link->from, link = link->outer) {
+        if (!lua_isyieldable(co))
+            cannot_wait(L, co, what, NULL);
+        if (co == t->co)
+            return t;
+        if (!link || link->co != co)
+            cannot_wait(L, co, what, "a coroutine that rill's coroutine.resume did not start");
+    }
 }
 
 int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel)
@@ -285,7 +339,7 @@ static void waiter_cancel(struct rill_task *t)
 
 int rill_waiter_park(lua_State *L, struct rill_waiter *w, lua_KFunction k)
 {
-    struct rill_task *t = rill_task_check(L);
+    struct rill_task *t = rill_task_check_wait(L, NULL);
     if (w->task && w->task != t)
         return luaL_error(L, "another handler is already waiting on this object");
     w->task = t;

@@ -61,6 +61,14 @@ void rill_task_release(struct rill_task *t);
 
 /* The task the calling code runs in; raises when outside a handler or rill.run. */
 struct rill_task *rill_task_check(lua_State *L);
+/*
+ * The same, for an effect about to wait: raises, before the effect arms
+ * anything, when its yield could not reach the task (a table.sort
+ * comparator, a gsub callback, a metamethod, require, or a coroutine that
+ * rill's coroutine.resume did not start, anywhere on the way up). what
+ * names the effect in the error ("rill.sleep"; NULL: the called function).
+ */
+struct rill_task *rill_task_check_wait(lua_State *L, const char *what);
 /* For an effect: parks the caller until a callback resumes t. Use as `return rill_task_wait(...)`.
  */
 int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel);

@@ -30,6 +30,7 @@
 #include "effects.h"
 #include "httpcheck.h"
 #include "log.h"
+#include "replyhead.h"
 #include "response.h"
 
 struct rill_server {
@@ -175,19 +176,20 @@ static struct rill_request *request_new(struct rill_server *s, struct evhttp_req
     return r;
 }
 
-static void reply_plain(struct evhttp_request *req, int status, const char *body, int close)
-{
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    struct evbuffer *buf = evbuffer_new();
-    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
-    if (close)
-        evhttp_add_header(h, "Connection", "close");
-    evbuffer_add(buf, body, strlen(body));
-    evhttp_send_reply(req, status, rill_status_reason(status), buf);
-    evbuffer_free(buf);
-}
-
 #define MAX_HEADERS 256
+
+/*
+ * evhttp skips the spaces before a value but leaves a tab, which RFC 9110
+ * also counts as optional whitespace (Content-Length:<TAB>3). Trimmed in
+ * place, so the checks and Lua see the value. A Transfer-Encoding led by a
+ * tab never gets here: evhttp would not read it as chunked (headscan.c).
+ */
+static void trim_ows(char *value)
+{
+    size_t skip = strspn(value, " \t");
+    if (skip)
+        memmove(value, value + skip, strlen(value + skip) + 1);
+}
 
 /*
  * What evhttp lets through but a smuggler or a confused proxy could use
@@ -210,19 +212,20 @@ static const char *bad_request(struct evhttp_request *req, char *path, size_t *p
     {
         if (head.nheaders == MAX_HEADERS)
             return "too many header fields";
+        trim_ows(kv->value);
         headers[head.nheaders++] = (struct rill_header){kv->key, kv->value};
     }
     return rill_check_request(&head);
 }
 
 /* A 4xx for a request refused before Lua, closing the connection. */
-static void refuse(struct evhttp_request *req, int status, const char *why)
+static void refuse(struct rill_server *s, struct evhttp_request *req, int status, const char *why)
 {
     char body[160];
     req->major = 1; /* evhttp would echo a version like 1.12 in the status line */
     req->minor = 1;
     snprintf(body, sizeof body, "%s: %s\n", status == 400 ? "bad request" : "refused", why);
-    reply_plain(req, status, body, 1);
+    rill_reply_plain(req, s->w->base, status, body, 1);
 }
 
 /* evhttp's gencb: every request starts here. */
@@ -237,16 +240,16 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (status == 0 && (why = bad_request(req, path, &path_len)) != NULL)
         status = 400;
     if (status) {
-        refuse(req, status, why);
+        refuse(s, req, status, why);
         return;
     }
     if (s->draining) {
-        reply_plain(req, 503, "shutting down\n", 1);
+        rill_reply_plain(req, s->w->base, 503, "shutting down\n", 1);
         return;
     }
     struct rill_request *r = request_new(s, req);
     if (!r) {
-        reply_plain(req, 503, "out of memory\n", 1);
+        rill_reply_plain(req, s->w->base, 503, "out of memory\n", 1);
         return;
     }
     /* on_complete, or the connection's close (conn.c), ends evhttp's part */
@@ -440,6 +443,8 @@ static int load_refs(struct rill_server *s, char *err, size_t errlen)
     lua_getfield(L, -1, "rill.core");
     lua_getfield(L, -1, "out");
     s->out_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushnil(L); /* the driver's alone: an app's second head would be a framing error */
+    lua_setfield(L, -2, "out");
     lua_pop(L, 2);
     return 0;
 }

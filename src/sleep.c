@@ -22,7 +22,7 @@ static void sleep_cancel(struct rill_task *t)
 static int sleep_call(lua_State *L)
 {
     double s = rill_check_range(L, 1, 0, RILL_MAX_SECONDS);
-    struct rill_task *t = rill_task_check(L); /* raises outside a handler */
+    struct rill_task *t = rill_task_check_wait(L, "rill.sleep"); /* before arming anything */
 
     evtimer_assign(&t->timer, t->w->base, on_sleep_done, t);
     rill_timer_add(&t->timer, s);

@@ -19,13 +19,23 @@ struct rill_stats {
 };
 
 /*
+ * A coroutine that rill's coroutine.resume (core.c) is running, and the one
+ * that resumed it: the chain an effect's yield travels up to its task.
+ */
+struct rill_resume_link {
+    lua_State *co, *from;
+    struct rill_resume_link *outer;
+};
+
+/*
  * One event loop and one Lua state: the unit of concurrency. The rill executable
  * has exactly one per process; the rill.core module makes one on first use.
  */
 struct rill_worker {
     struct event_base *base;
-    lua_State *L;              /* the main thread */
-    struct rill_task *current; /* the task being resumed, if any */
+    lua_State *L;                     /* the main thread */
+    struct rill_task *current;        /* the task being resumed, if any */
+    struct rill_resume_link *resumed; /* its coroutines rill's resume runs now, innermost first */
     struct rill_server *server;
     struct evbuffer *scratch; /* reused to hand bytes to evhttp */
     struct rill_stats stats;
