@@ -119,7 +119,7 @@ struct rill_framing rill_framing_decide(struct evhttp_request *req, int status, 
     f.body = !bodiless && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD;
     f.length = kind == RILL_BODY_WHOLE && !bodiless;
     f.chunked = kind == RILL_BODY_STREAM && !bodiless && !http10;
-    f.typed = status != 204 && (has_body || kind == RILL_BODY_STREAM);
+    f.typed = !bodiless && (has_body || kind == RILL_BODY_STREAM); /* a 304 keeps a handler's */
     f.close = want_close || (connection && rill_lists_token(connection, "close")) ||
               (http10 && !keep10) ||
               (kind == RILL_BODY_STREAM && http10 && f.body) ||        /* close-delimited */

@@ -9,6 +9,7 @@
  */
 #include "response.h"
 
+#include "effects.h"
 #include "headscan.h"
 #include "hub.h"
 #include "luanum.h"
@@ -116,8 +117,27 @@ static void take_framing_field(lua_State *L, struct wishes *w, const char *name,
     } /* Transfer-Encoding, TE, Trailer, Upgrade, Keep-Alive: rill frames the body itself */
 }
 
-static void add_header(lua_State *L, struct evkeyvalq *h, struct wishes *w, const char *name,
-                       int vidx)
+/* Where checked headers go: a reply's evhttp list, or a Lua table (rill.test). */
+struct sink {
+    void (*put)(lua_State *L, struct sink *k, const char *name, const char *value);
+    struct evkeyvalq *list;
+    int table; /* stack index */
+};
+
+static void put_list(lua_State *L, struct sink *k, const char *name, const char *value)
+{
+    if (evhttp_add_header(k->list, name, value) != 0)
+        luaL_error(L, "header '%s' could not be added", name);
+}
+
+static void put_table(lua_State *L, struct sink *k, const char *name, const char *value)
+{
+    lua_pushstring(L, name);
+    lua_pushstring(L, value);
+    rill_table_add_multi(L, k->table);
+}
+
+static void add_header(lua_State *L, struct sink *h, struct wishes *w, const char *name, int vidx)
 {
     size_t len;
     int t = lua_type(L, vidx);
@@ -128,8 +148,8 @@ static void add_header(lua_State *L, struct evkeyvalq *h, struct wishes *w, cons
     check_value(L, name, v, len);
     if (rill_is_framing_field(name))
         take_framing_field(L, w, name, v);
-    else if (evhttp_add_header(h, name, v) != 0)
-        luaL_error(L, "header '%s' could not be added", name);
+    else
+        h->put(L, h, name, v);
 }
 
 /* A table value must be a list (a repeated header): anything else would be dropped unseen. */
@@ -153,7 +173,7 @@ static lua_Integer list_length(lua_State *L, int idx, const char *name)
 }
 
 /* Copies a Lua headers table (name → value or list of values) into h; framing fields to w. */
-static void set_headers(lua_State *L, int idx, struct evkeyvalq *h, struct wishes *w)
+static void set_headers(lua_State *L, int idx, struct sink *h, struct wishes *w)
 {
     w->length = -1;
     w->close = 0;
@@ -201,8 +221,25 @@ static int check_status(lua_State *L, int idx)
 static int prepare_head(lua_State *L, struct rill_request *r, struct wishes *w)
 {
     int status = check_status(L, 1);
-    set_headers(L, 2, evhttp_request_get_output_headers(r->req), w);
+    struct sink to_reply = {put_list, evhttp_request_get_output_headers(r->req), 0};
+    set_headers(L, 2, &to_reply, w);
     return status;
+}
+
+/*
+ * rill.core.check_response(status, headers) → the headers a handler's reply
+ * goes out with (name → value or list): rill.test's in-process collector
+ * checks a response exactly as the server does, and shows what it sends.
+ */
+static int core_check_response(lua_State *L)
+{
+    struct wishes w;
+    check_status(L, 1);
+    lua_settop(L, 2);
+    lua_newtable(L);
+    struct sink to_table = {put_table, NULL, 3};
+    set_headers(L, 2, &to_table, &w);
+    return 1;
 }
 
 /* ---- rill.core.out ----------------------------------------------------------- */
@@ -585,4 +622,6 @@ void rill_open_response(lua_State *L)
 {
     luaL_newlib(L, out_funcs);
     lua_setfield(L, -2, "out");
+    lua_pushcfunction(L, core_check_response);
+    lua_setfield(L, -2, "check_response");
 }

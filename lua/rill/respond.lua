@@ -1,11 +1,14 @@
 -- SPDX-License-Identifier: MIT
 -- Runs a handler and turns what it returns into a response through `out`:
 -- rill.core.out on the server, a collector in rill.test. Each request runs
--- this in its own coroutine (src/server.c).
+-- this in its own coroutine (src/server.c). Everything a response is made of
+-- is checked before its first byte goes out, and an error names the app's
+-- handler (its file and line) and the request, not this file.
 local co = require "rill.coroutine"
 local router = require "rill.router"
 
-local type, tostring, error, getmetatable = type, tostring, error, getmetatable
+local type, tostring, error, getmetatable, pcall = type, tostring, error, getmetatable, pcall
+local getinfo = debug.getinfo
 local close_body = co.close
 local is_router, route = router.is_router, router.route
 
@@ -20,22 +23,54 @@ local function is_callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
-local function send_list(out, status, headers, list)
-  if out.start(status, headers) then
+-- "app.lua:12: GET /x: " for an error in what the handler defined at app.lua:12 returned.
+local function origin(fn, req)
+  local where = "handler"
+  local info = type(fn) == "function" and getinfo(fn, "S")
+  if info and info.what == "Lua" then
+    where = info.short_src .. ":" .. info.linedefined
+  end
+  return ("%s: %s %s: "):format(where, tostring(req.method), tostring(req.path))
+end
+
+local function fail(fn, req, msg)
+  error(origin(fn, req) .. tostring(msg), 0)
+end
+
+-- out.reply / out.start, their errors (a bad status or header) named after the handler.
+local function checked(fn, req, call, ...)
+  local ok, res = pcall(call, ...)
+  if not ok then
+    fail(fn, req, res)
+  end
+  return res
+end
+
+-- A list body is checked whole before its head goes out: a bad element is a
+-- 500, never a 200 cut short. Numbers are written as text, as a lazy body's are.
+local function check_list(fn, req, list)
+  for i = 1, #list do
+    local t = type(list[i])
+    if t ~= "string" and t ~= "number" then
+      fail(fn, req, ("body[%d] is a %s, expected a string"):format(i, t))
+    end
+  end
+end
+
+local function send_list(fn, req, out, status, headers, list)
+  check_list(fn, req, list)
+  if checked(fn, req, out.start, status, headers) then
     for i = 1, #list do
       local chunk = list[i]
-      if type(chunk) ~= "string" then
-        error(("body[%d] is a %s, expected a string"):format(i, type(chunk)), 0)
-      end
-      out.write(chunk)
+      out.write(type(chunk) == "number" and tostring(chunk) or chunk)
     end
   end
   return out.finish()
 end
 
-local function send_lazy(out, status, headers, body, sse, pump)
+local function send_lazy(fn, req, out, status, headers, body, sse, pump)
   local closer <close> = setmetatable({ body = body }, Closer)
-  local started = out.start(status, headers)
+  local started = checked(fn, req, out.start, status, headers)
   headers = nil -- sent: not kept alive for as long as the stream lasts
   if started then
     if sse then
@@ -52,7 +87,7 @@ local function send_lazy(out, status, headers, body, sse, pump)
       if t == "number" then
         chunk = tostring(chunk)
       elseif t ~= "string" and t ~= "userdata" then -- userdata: a published hub event
-        error(("body iterator returned a %s, expected a string or nil"):format(t), 0)
+        fail(fn, req, ("body iterator returned a %s, expected a string or nil"):format(t))
       end
       out.write(chunk)
       chunk = body()
@@ -67,31 +102,32 @@ local last_handler, last_is_router
 
 -- method and path come from the server (not from rill.test's in-process calls)
 return function(handler, req, out, method, path)
-  local res
+  local res, fn
   if path and handler ~= last_handler then
     last_handler, last_is_router = handler, is_router(handler)
   end
   if path and last_is_router then
-    res = route(handler, req, method, path)
+    res, fn = route(handler, req, method, path)
   else
     res = handler(req)
   end
+  fn = fn or handler
   local t = type(res)
   if t == "string" then
     return out.reply(200, nil, res)
   elseif res == nil then
     return out.reply(204, nil, nil)
   elseif t ~= "table" then
-    error(("handler returned a %s, expected a string, a table or nil"):format(t), 0)
+    fail(fn, req, ("handler returned a %s, expected a string, a table or nil"):format(t))
   end
   local status, headers, body = res.status or 200, res.headers, res.body
   local bt = type(body)
   if body == nil or bt == "string" then
-    return out.reply(status, headers, body)
+    return checked(fn, req, out.reply, status, headers, body)
   elseif is_callable(body) then
-    return send_lazy(out, status, headers, body, res.sse, res.pump)
+    return send_lazy(fn, req, out, status, headers, body, res.sse, res.pump)
   elseif bt == "table" then
-    return send_list(out, status, headers, body)
+    return send_list(fn, req, out, status, headers, body)
   end
-  error(("response body is a %s, expected a string, a list of strings or an iterator"):format(bt), 0)
+  fail(fn, req, ("response body is a %s, expected a string, a list of strings or an iterator"):format(bt))
 end

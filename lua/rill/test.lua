@@ -438,19 +438,18 @@ function M.request(fields)
   }
 end
 
-local function check_status(status)
-  if math.type(status) ~= "integer" or status < 100 or status > 599 then
-    error(("response status must be an integer from 100 to 599 (got %s)"):format(tostring(status)), 0)
-  end
-end
-
-local function copy_headers(headers, with_body)
+-- The status and headers as the server would send them (it checks them the
+-- same way, in C): framing fields are rill's, a default type for a body.
+local function head_of(status, headers, with_body)
   local out = core.headers({})
-  for name, value in pairs(headers or {}) do
+  for name, value in pairs(core.check_response(status, headers)) do
     out[name:lower()] = value
   end
-  if with_body and out["content-type"] == nil then
+  local bodiless = status == 204 or status == 304
+  if with_body and not bodiless and out["content-type"] == nil then
     out["content-type"] = "text/plain; charset=utf-8"
+  elseif status == 204 then
+    out["content-type"] = nil
   end
   return out
 end
@@ -461,14 +460,16 @@ function M.call(handler, fields)
   local req = M.request(fields)
   local res = { chunks = {} }
   local out = {}
+  local function has_body(status)
+    return status ~= 204 and status ~= 304 and req.method ~= "HEAD"
+  end
   function out.reply(status, headers, body)
-    check_status(status)
-    res.status, res.headers, res.body = status, copy_headers(headers, body ~= nil), body or ""
+    res.status, res.headers = status, head_of(status, headers, body ~= nil)
+    res.body = has_body(status) and body or ""
   end
   function out.start(status, headers)
-    check_status(status)
-    res.status, res.headers, res.streamed = status, copy_headers(headers, true), true
-    return status >= 200 and status ~= 204 and status ~= 304 and req.method ~= "HEAD"
+    res.status, res.headers, res.streamed = status, head_of(status, headers, true), true
+    return has_body(status)
   end
   function out.write(chunk)
     res.chunks[#res.chunks + 1] = tostring(chunk) -- a hub event gives its encoded bytes
