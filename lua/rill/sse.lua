@@ -71,8 +71,11 @@ function M.response(source, opts)
   opts = opts or {}
   local iter = as_iterator(source)
   local heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat
-  if type(heartbeat) ~= "number" or heartbeat < 0 then
-    error("bad argument #2 to 'sse' (heartbeat must be a non-negative number of seconds)", 2)
+  -- checked here, before the head goes out: the C side checks it again (rill.core.out.sse)
+  if type(heartbeat) ~= "number" or heartbeat ~= heartbeat or heartbeat < 0 or heartbeat > 1e9
+      or (heartbeat > 0 and heartbeat < 0.001) then
+    error(("bad argument #2 to 'sse' (heartbeat must be 0 (none) or from 0.001 to 1e9 seconds, got %s)")
+      :format(tostring(heartbeat)), 2)
   end
   local retry = opts.retry and M.encode({ retry = opts.retry })
   local headers = { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache", ["x-accel-buffering"] = "no" }
