@@ -7,7 +7,7 @@
 BUILD ?= build
 WERROR ?= OFF
 JOBS ?= $(shell nproc)
-DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev zlib1g-dev lua-busted lua-socket lua-sec lua-zlib openssl valgrind
+DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev zlib1g-dev lua-busted lua-socket lua-sec lua-zlib openssl valgrind python3-h11 luarocks
 
 .PHONY: all deps build build-asan run test test-asan test-valgrind test-browser fuzz format clean
 
