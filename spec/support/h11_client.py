@@ -200,6 +200,8 @@ class Reader:
         conn = h11.Connection(h11.CLIENT)
         conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
         conn.send(h11.EndOfMessage())
+        if not self.buf and self.eof:
+            return None, b""  # closed before any response: the caller says so
         if self.buf:
             conn.receive_data(self.buf)
             self.buf = b""
@@ -210,6 +212,8 @@ class Reader:
             ev = conn.next_event()
             if ev is h11.NEED_DATA:
                 data = self.recv()
+                if not data and res is None and not conn.trailing_data[0]:
+                    return None, b""  # closed before any response: the caller says so
                 conn.receive_data(data)
                 continue
             if isinstance(ev, h11.InformationalResponse):
@@ -311,7 +315,7 @@ def run_case(case, port, lengths):
         if case.refusal and not closing:
             problems.append("a refusal without Connection: close")
         if case.version == "1.0" and not case.keep_alive and not closing:
-            problems.append("keeps an HTTP/1.0 connection open that the client did not ask to keep")
+            problems.append("says keep-alive to an HTTP/1.0 client that did not ask for it")
         if closing:
             extra = reader.rest()
             if extra:
