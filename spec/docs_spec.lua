@@ -10,7 +10,8 @@
 -- with a body containing the text after "=>". A spec example (first line
 -- "-- spec/x_spec.lua", or a line starting with "describe(") only compiles.
 -- A block marked <!-- example: examples/x.lua --> must be that file, byte
--- for byte (spec/examples_spec.lua runs the file).
+-- for byte (spec/examples_spec.lua runs the file); one marked
+-- <!-- spec-file: spec/x_spec.lua --> must be that spec, which busted runs.
 local rill = require "rill"
 local t = require "rill.test"
 
@@ -36,6 +37,13 @@ local function parse_mark(line)
     end
     return { example = path }
   end
+  if body:match("^spec%-file:") then
+    local path = body:match("^spec%-file:%s*(spec/[%w_%-]+_spec%.lua)$")
+    if not path then
+      return { bad = "malformed mark '" .. body .. "' (want 'spec-file: spec/name_spec.lua')" }
+    end
+    return { spec_file = path }
+  end
   if body:match("^spec:") then
     local method, path, expect = body:match("^spec:%s*(%u+)%s+(/%S*)%s+=>%s*(.-)$")
     if not method or expect == "" then
@@ -47,11 +55,11 @@ local function parse_mark(line)
 end
 
 local function new_marks()
-  return { fragment = false, specs = {}, line = nil, example = nil }
+  return { fragment = false, specs = {}, line = nil, example = nil, spec_file = nil }
 end
 
 local function has_marks(marks)
-  return marks.fragment or #marks.specs > 0 or marks.example ~= nil
+  return marks.fragment or #marks.specs > 0 or marks.example ~= nil or marks.spec_file ~= nil
 end
 
 -- What a block is: "spec" (a busted example), "app" (a whole app), or "code".
@@ -113,6 +121,8 @@ local function extract(text, file)
           marks.specs[#marks.specs + 1] = mark.spec
         elseif mark.example then
           marks.example = mark.example
+        elseif mark.spec_file then
+          marks.spec_file = mark.spec_file
         end
       else
         if has_marks(marks) then
@@ -134,6 +144,9 @@ local function extract(text, file)
     end
     if b.marks.fragment and b.kind == "app" then
       problem(b.line, "an app block marked as a fragment")
+    end
+    if b.marks.spec_file and b.kind ~= "spec" then
+      problem(b.line, "a spec-file mark on a block that is not a busted spec")
     end
   end
   return blocks, problems
@@ -250,6 +263,16 @@ describe("the docs checker", function()
     assert.matches("malformed mark", bad[1])
   end)
 
+  it("takes a spec-file mark naming a spec of spec/, on a spec block only", function()
+    local b, problems = only_block("<!-- spec-file: spec/x_spec.lua -->\n```lua\ndescribe(\"x\", function() end)\n```\n")
+    assert.same({}, problems)
+    assert.same("spec/x_spec.lua", b.marks.spec_file)
+    local _, bad = extract("<!-- spec-file: x.lua -->\n```lua\nreturn 1\n```\n", "test.md")
+    assert.matches("malformed mark", bad[1])
+    _, bad = extract("<!-- spec-file: spec/x_spec.lua -->\n```lua\nreturn 1\n```\n", "test.md")
+    assert.matches("not a busted spec", bad[1])
+  end)
+
   it("reports marks that are malformed or not right before a lua fence", function()
     local _, problems = extract("<!-- spec: GET nopath -->\n```lua\nx = 1\n```\n"
       .. "<!-- fragment -->\n\n```lua\nx = 1\n```\n"
@@ -310,6 +333,12 @@ describe("the Lua blocks of the docs and the README", function()
           assert.same(read_file(block.marks.example), block.code)
           local name = block.marks.example:match("[^/]+$")
           assert.is_truthy(read_file("spec/examples_spec.lua"):find(name, 1, true))
+        end)
+      end
+
+      if block.marks.spec_file then
+        it("is " .. block.marks.spec_file .. " as it stands, which busted runs", function()
+          assert.same(read_file(block.marks.spec_file), block.code)
         end)
       end
 

@@ -184,7 +184,15 @@ describe("rill core, end to end", function()
       -- 64 KiB chunks: the server's high-water mark plus the kernel's socket
       -- buffers hold at most a few MiB, far from unbounded
       assert.is_true(produced * 64 < 32 * 1024, "produced " .. produced .. " chunks")
-      assert.is_true(srv:rss_kb() < 64 * 1024)
+      -- what the server itself holds: the chunks are not kept in Lua (the
+      -- bound above covers the output buffers, which only hold produced chunks)
+      local lua_kb = srv:stats().lua_kb
+      assert.is_true(lua_kb < 16 * 1024, "lua_kb " .. lua_kb)
+      -- the process size says the same on a plain run; under valgrind it is
+      -- valgrind's own size, which depends on the machine
+      if not test.bin:find("valgrind", 1, true) then
+        assert.is_true(srv:rss_kb() < 64 * 1024)
+      end
       -- reading again unparks it
       for _ = 1, 200 do assert.is_truthy(s:chunk(5)) end
       assert.is_true(tonumber(srv:get("/produced").body) > produced)

@@ -2,7 +2,7 @@
 -- CORS for EventSource and fetch: rill.cors(handler, opts) answers the
 -- preflight OPTIONS (allowing the last-event-id header a reconnecting
 -- EventSource sends) and adds the allow-origin headers to responses.
-local type, pairs, ipairs, error, tostring = type, pairs, ipairs, error, tostring
+local type, pairs, ipairs, error, tostring, table = type, pairs, ipairs, error, tostring, table
 
 -- origin: "*", a string, a list of strings, or function(origin) → boolean.
 local function allows(rule, origin)
@@ -30,6 +30,21 @@ local function as_table(res)
   return res
 end
 
+-- Adds "Origin" to a handler's own Vary (under whatever case it spelled the
+-- name), so a cache keeps the answers to different origins apart.
+local function add_vary(headers)
+  for k, v in pairs(headers) do
+    if type(k) == "string" and k:lower() == "vary" then
+      local list = type(v) == "table" and table.concat(v, ", ") or tostring(v)
+      if not (", " .. list:lower() .. ","):find("[, ]origin,") and list ~= "*" then
+        headers[k] = list .. ", Origin"
+      end
+      return
+    end
+  end
+  headers.vary = "Origin"
+end
+
 local function with_headers(res, extra)
   local headers = {}
   for k, v in pairs(res.headers or {}) do
@@ -38,6 +53,7 @@ local function with_headers(res, extra)
   for k, v in pairs(extra) do
     headers[k] = v
   end
+  add_vary(headers)
   local out = {}
   for k, v in pairs(res) do
     out[k] = v
@@ -59,10 +75,11 @@ return function(handler, opts)
   return function(req)
     local origin = req.headers.origin
     local ok = type(origin) == "string" and allows(opts.origin, origin)
+    -- every answer depends on Origin, the refused and the absent one too:
+    -- without Vary a cache could serve one origin's answer to another
     local base = {}
     if ok then
       base["access-control-allow-origin"] = (opts.origin == "*" and not opts.credentials) and "*" or origin
-      base.vary = "Origin"
       if opts.credentials then
         base["access-control-allow-credentials"] = "true"
       end
@@ -73,6 +90,7 @@ return function(handler, opts)
         base["access-control-allow-headers"] = allow_headers
         base["access-control-max-age"] = max_age
       end
+      add_vary(base)
       return { status = 204, headers = base }
     end
     return with_headers(as_table(handler(req)), base)
