@@ -88,8 +88,25 @@ struct rill_conns {
     struct rill_queue idle;      /* --keepalive-timeout */
 };
 
-/* What a refused head turns into: evhttp parses it, and on_request answers the refusal. */
+/*
+ * What a refused head turns into: evhttp parses it, and on_request answers
+ * the refusal. A HEAD's refusal must have no body either, so its stand-in is
+ * a HEAD too.
+ */
 static const char STAND_IN[] = "GET / HTTP/1.1\r\nHost: rill\r\nConnection: close\r\n\r\n";
+static const char STAND_IN_HEAD[] = "HEAD / HTTP/1.1\r\nHost: rill\r\nConnection: close\r\n\r\n";
+
+/* Whether the bytes of buf from at on begin a HEAD request. */
+static int is_head(struct evbuffer *buf, size_t at)
+{
+    char method[5];
+    struct evbuffer_ptr ptr;
+    if (evbuffer_get_length(buf) < at + sizeof method ||
+        evbuffer_ptr_set(buf, &ptr, at, EVBUFFER_PTR_SET) != 0)
+        return 0;
+    return evbuffer_copyout_from(buf, &ptr, method, sizeof method) == sizeof method &&
+           memcmp(method, "HEAD ", sizeof method) == 0;
+}
 /* What ends a refused chunked body, in place of its bad line: the request is then answered. */
 static const char BODY_END[] = "\r\n0\r\n\r\n";
 
@@ -362,14 +379,17 @@ static void held_clear(struct rill_conn *c)
     rill_headscan_init(&c->scan, c->set->max_header_bytes);
 }
 
-static void refuse(struct rill_conn *c)
+static void refuse(struct rill_conn *c, int head)
 {
     c->refused = c->scan.status;
     c->why = c->scan.why;
     held_clear(c);
     deadline_stop(c);
     set_gate(c, GATE_DISCARD);
-    give_to_evhttp(c, STAND_IN, sizeof STAND_IN - 1);
+    if (head)
+        give_to_evhttp(c, STAND_IN_HEAD, sizeof STAND_IN_HEAD - 1);
+    else
+        give_to_evhttp(c, STAND_IN, sizeof STAND_IN - 1);
 }
 
 /*
@@ -458,7 +478,7 @@ static void scan_held(struct rill_conn *c)
     if (res == RILL_SCAN_DONE)
         head_done(c, evbuffer_get_length(c->held) - c->scanned);
     else if (res == RILL_SCAN_BAD)
-        refuse(c);
+        refuse(c, is_head(c->held, 0));
 }
 
 /*
@@ -474,8 +494,9 @@ static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n)
     if (res == RILL_SCAN_DONE) {
         head_done(c, len - at);
     } else if (res == RILL_SCAN_BAD) {
+        int head = is_head(input, len - n);
         take_tail(c, input, n, NULL);
-        refuse(c);
+        refuse(c, head);
     } else if ((c->held = evbuffer_new()) != NULL) {
         take_tail(c, input, n, c->held);
         c->scanned = n;

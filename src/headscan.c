@@ -36,7 +36,7 @@ static size_t plain_run(const struct rill_headscan *h, const unsigned char *p, s
 {
     size_t i = 0;
     if (h->state == S_LINE)
-        while (i < n && p[i] >= 0x20 && p[i] != 0x7f)
+        while (i < n && p[i] > 0x20 && p[i] != 0x7f)
             i++;
     else if (h->state == S_VALUE && !h->in_te)
         while (i < n && (p[i] >= 0x20 || p[i] == '\t') && p[i] != 0x7f)
@@ -141,6 +141,9 @@ static enum rill_scan_result step(struct rill_headscan *h, unsigned char c)
     case S_LINE:
         if ((c == '\r' || c == '\n') && h->line == 0)
             return bad(h, 400, "empty request line");
+        if ((c == '\r' || c == '\n') && h->line_blank)
+            return bad(h, 400, "space at the end of the request line");
+        h->line_blank = c == ' ';
         if (c == '\r' || c == '\n')
             h->state = c == '\r' ? S_LINE_CR : S_FIELD;
         else if (is_ctl(c) || c == '\t')
@@ -197,6 +200,8 @@ enum rill_scan_result rill_headscan_feed(struct rill_headscan *h, const char *p,
             room = RILL_REQUEST_LINE_MAX - h->line; /* the line's own limit, as for the head's */
         run = run < room ? run : room;              /* the byte past the limit goes the slow way */
         h->seen += run, h->line += run, i += run;
+        if (run)
+            h->line_blank = 0; /* the run had no space */
         if (i == n)
             break;
         enum rill_scan_result res = head_byte(h, (unsigned char)p[i]);

@@ -35,6 +35,7 @@ struct rill_headscan {
     size_t name_len, te_len;
     size_t te_blanks; /* spaces and tabs after the TE value's last other byte */
     int in_te, te_seen;
+    int line_blank; /* the request line's last byte was a space */
 };
 
 /*

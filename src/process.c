@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "effects.h"
+#include "luanum.h"
 
 #define PROCESS_MT "rill.process"
 
@@ -213,10 +214,10 @@ static int process_log(lua_State *L)
 
 static int signal_number(lua_State *L, int idx)
 {
-    static const char *const names[] = {"TERM", "KILL", "INT", "USR1", "STOP", "CONT", NULL};
-    static const int numbers[] = {SIGTERM, SIGKILL, SIGINT, SIGUSR1, SIGSTOP, SIGCONT};
+    static const char *const names[] = {"TERM", "KILL", "INT", "USR1", "STOP", "CONT", "HUP", NULL};
+    static const int numbers[] = {SIGTERM, SIGKILL, SIGINT, SIGUSR1, SIGSTOP, SIGCONT, SIGHUP};
     if (lua_type(L, idx) == LUA_TNUMBER)
-        return (int)lua_tointeger(L, idx);
+        return (int)rill_check_int_range(L, idx, 1, 64);
     return numbers[luaL_checkoption(L, idx, "TERM", names)];
 }
 

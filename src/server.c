@@ -43,7 +43,7 @@ struct rill_server {
     int handler_ref, driver_ref, out_ref;
     double grace;
     int draining;
-    struct event *signals[3];
+    struct event *signals[4];
     struct event *grace_timer;
 };
 
@@ -376,6 +376,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     if (sig == SIGUSR1)
         print_stats(arg);
+    else if (sig == SIGHUP) /* its default would kill the server at once */
+        rill_log("SIGHUP: reloading is not supported yet; ignored, still serving");
     else
         begin_shutdown(arg);
 }
@@ -459,8 +461,8 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
     evhttp_set_max_headers_size(s->http, 2 * (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
     evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
-    const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
-    for (int i = 0; i < 3; i++) {
+    const int sigs[] = {SIGINT, SIGTERM, SIGUSR1, SIGHUP};
+    for (int i = 0; i < 4; i++) {
         s->signals[i] = evsignal_new(s->w->base, sigs[i], on_signal, s);
         event_add(s->signals[i], NULL);
     }
@@ -506,7 +508,7 @@ void rill_server_free(struct rill_server *s)
     if (!s)
         return;
     stop_all(s, 0);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (s->signals[i])
             event_free(s->signals[i]);
     /* shutting down already: a late signal must not kill the cleanup */
