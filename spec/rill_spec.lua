@@ -144,3 +144,29 @@ describe("rill.test.call", function()
     assert.same(404, test.call(app, { path = "/v" }).status)
   end)
 end)
+
+describe("rill.core.spawn's process", function()
+  local core = require "rill.core"
+
+  it("refuses timeouts, positions and signals that are not finite and in range", function()
+    local p <close> = core.spawn({ "sh", "-c", "echo ready >&2" })
+    assert.truthy(p:wait_for("ready", 10))
+    assert.same(0, p:wait(10))
+    local bad = {
+      function() p:wait_for("x", 0 / 0) end,
+      function() p:wait_for("x", math.huge) end,
+      function() p:wait_for("x", -1) end,
+      function() p:wait_for("x", 1, 0) end,
+      function() p:wait_for("x", 1, 0 / 0) end,
+      function() p:wait(0 / 0) end,
+      function() p:wait(1e300) end,
+      function() p:kill(1e300) end,
+      function() p:kill(0) end,
+    }
+    for i, fn in ipairs(bad) do
+      local ok, err = pcall(fn)
+      assert.is_false(ok, "case " .. i)
+      assert.matches("bad argument #%d to '[%w_]+' %(an? [a-z]+ from ", err)
+    end
+  end)
+end)
