@@ -213,7 +213,7 @@ describe("rill.fetch", function()
   end)
 end)
 
-describe("rill.fetch's numbers", function()
+describe("rill.fetch's options", function()
   local rill = require "rill"
   local upstream, up
   setup(function()
@@ -252,6 +252,11 @@ describe("rill.fetch's numbers", function()
       end)
       assert.matches("bad argument #1 to 'lines' %(an integer from 1 to", err)
     end
+  end)
+
+  it("refuses a header table with a name that is not a string, naming it", function()
+    local err = raised(function() rill.fetch(up, { headers = { "x-list-item" } }) end)
+    assert.matches("bad argument #2 to 'fetch' %(a header name must be a string, got number%)", err)
   end)
 
   it("takes durations and sizes in range", function()

@@ -724,9 +724,12 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
     if (lua_getfield(L, 2, "headers") == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
+            if (lua_type(L, -2) != LUA_TSTRING) /* lua_tostring would convert the key: next fails */
+                luaL_error(L, "bad argument #2 to 'fetch' (a header name must be a string, got %s)",
+                           luaL_typename(L, -2));
             const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
-            if (lua_type(L, -2) != LUA_TSTRING || !v || strpbrk(k, "\r\n: ") || strpbrk(v, "\r\n"))
-                luaL_error(L, "bad argument #2 to 'fetch' (invalid header '%s')", k ? k : "?");
+            if (!v || strpbrk(k, "\r\n: ") || strpbrk(v, "\r\n"))
+                luaL_error(L, "bad argument #2 to 'fetch' (invalid header '%s')", k);
             has_host |= strcasecmp(k, "host") == 0;
             has_ua |= strcasecmp(k, "user-agent") == 0;
             has_ae |= strcasecmp(k, "accept-encoding") == 0;
