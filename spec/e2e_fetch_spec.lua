@@ -213,6 +213,64 @@ describe("rill.fetch", function()
   end)
 end)
 
+describe("rill.fetch's options", function()
+  local rill = require "rill"
+  local upstream, up
+  setup(function()
+    upstream = test.server("spec/apps/upstream.lua")
+    up = ("http://127.0.0.1:%d/port"):format(upstream.port)
+  end)
+  teardown(function() assert.same(0, upstream:stop(), upstream:log()) end)
+
+  -- The error that fn raises inside rill.run (nil when it raises none).
+  local function raised(fn)
+    local ok, err = pcall(rill.run, fn)
+    return not ok and err or nil
+  end
+
+  it("refuses a duration that is not finite, negative or absurd, naming the option", function()
+    for _, name in ipairs({ "timeout", "idle_timeout" }) do
+      for _, bad in ipairs({ 0 / 0, math.huge, -math.huge, 1e300, -1, "5" }) do
+        local err = raised(function() rill.fetch(up, { [name] = bad }) end)
+        assert.matches("bad argument #2 to 'fetch' %(" .. name .. " must be a number from 0 to", err)
+      end
+    end
+  end)
+
+  it("refuses a max_body that is not a size", function()
+    for _, bad in ipairs({ 0 / 0, math.huge, 1e300, -1, 1.5 }) do
+      local err = raised(function() rill.fetch(up, { max_body = bad }) end)
+      assert.matches("bad argument #2 to 'fetch' %(max_body must be an integer from 0 to", err)
+    end
+  end)
+
+  it("refuses a max_line for up:lines() that is not a positive size", function()
+    for _, bad in ipairs({ -1, 0, 0 / 0, math.huge, 1e300, 2.5 }) do
+      local err = raised(function()
+        local res <close> = assert(rill.fetch(up))
+        res:lines(bad)
+      end)
+      assert.matches("bad argument #1 to 'lines' %(an integer from 1 to", err)
+    end
+  end)
+
+  it("refuses a header table with a name that is not a string, naming it", function()
+    local err = raised(function() rill.fetch(up, { headers = { "x-list-item" } }) end)
+    assert.matches("bad argument #2 to 'fetch' %(a header name must be a string, got number%)", err)
+  end)
+
+  it("takes durations and sizes in range", function()
+    assert.is_nil(raised(function()
+      local res <close> = assert(rill.fetch(up, { timeout = 5, idle_timeout = 0.5, max_body = 100 }))
+      assert.matches("^%d+$", res:read())
+    end))
+    assert.is_nil(raised(function()
+      local res <close> = assert(rill.fetch(up))
+      for line in res:lines(1000) do assert.matches("^%d+$", line) end
+    end))
+  end)
+end)
+
 describe("rill.fetch over https", function()
   local core = require "rill.core"
   local dir, tls, proxy, base

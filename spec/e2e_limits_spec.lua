@@ -126,6 +126,21 @@ describe("--keepalive-timeout", function()
     assert.same("slept\n", srv:get("/sleep?s=1").body)
   end)
 
+  it("drops an event stream's client that stops reading, though heartbeats keep being queued", function()
+    local sse = test.server("spec/apps/limits.lua", { args = { "--keepalive-timeout", "0.3" } })
+    local sock = sse:connect()
+    sock:send("GET /sse-flood HTTP/1.1\r\nHost: x\r\n\r\n") -- and never reads
+    local blocked = sse:settle(function(st) return st.blocked == 1 end)
+    assert.same(1, blocked.streams)
+    assert.same(1, blocked.blocked) -- the kernel's buffers and ours are full: only heartbeats now
+    local stats = sse:settle(function(st) return st.connections == 0 and st.streams == 0 end)
+    assert.same(0, stats.connections)
+    assert.same(0, stats.streams)
+    assert.same(0, stats.tasks)
+    sock:close()
+    assert.same(0, sse:stop(), sse:log())
+  end)
+
   it("never cuts a stream, however long it is idle", function()
     local s = srv:open("/gated")
     assert.same("first\n", s:chunk(5))
@@ -246,5 +261,155 @@ describe("--max-connections", function()
     assert.same(200, served)
     assert.same(200, hello(b))
     b:close()
+  end)
+end)
+
+describe("a shed connection", function()
+  local srv
+  setup(function()
+    srv = test.server("spec/apps/limits.lua", { args = { "--max-connections", "1", "--request-timeout", "60" } })
+  end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
+
+  it("gets its 503 and is closed within seconds, even when its client keeps it open", function()
+    local a = srv:connect()
+    a:send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.same("hello\n", assert(test.response(a)):rest())
+    local before = srv:stats().fds
+    local b = srv:connect()
+    b:send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    b:settimeout(5)
+    local data, _, partial = b:receive("*a") -- the 503, then the server's end of sending
+    assert.matches("^HTTP/1.1 503", data or partial)
+    -- b stays open here: the server lets go of it by itself, long before the request timeout
+    assert.same(before, srv:settle(function(st) return st.fds <= before end).fds)
+    assert.same(1, srv:stats().connections)
+    b:close()
+    a:close()
+  end)
+end)
+
+describe("out of file descriptors", function()
+  it("stops accepting with one log line, and serves again once connections close", function()
+    local bin = test.bin
+    test.bin = "prlimit --nofile=64 " .. bin -- soft and hard: rill cannot raise it
+    local ok, srv = pcall(test.server, "spec/apps/limits.lua", { args = { "--max-connections", "0" } })
+    test.bin = bin
+    assert(ok, srv)
+    local socks = {}
+    for i = 1, 80 do socks[i] = srv:connect() end -- more than 64 fds: the last wait in the backlog
+    assert.is_truthy(srv:wait_log("Too many open files"))
+    socks[1]:send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.same("hello\n", assert(test.response(socks[1])):rest())
+    for i = 2, 80 do socks[i]:close() end
+    -- A new client, behind the ones still queued, is served once others closed. (Retried,
+    -- bounded: under valgrind an accept past its own lower limit closes the connection.)
+    local body
+    local deadline = socket.gettime() + 30
+    for _ = 1, 300 do
+      if socket.gettime() > deadline then break end
+      local late = srv:connect()
+      late:send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+      local res = test.response(late)
+      body = res and res:rest()
+      late:close()
+      if body then break end
+    end
+    assert.same("hello\n", body)
+    local log = srv:log()
+    local _, lines = log:gsub("Too many open files", "")
+    assert.same(1, lines, log:sub(1, 2000))
+    socks[1]:close()
+    assert.same(0, srv:stop(), srv:log():sub(1, 2000))
+  end)
+end)
+
+describe("--header-timeout and --min-rate", function()
+  -- Drips a head one byte per 50 ms for at most `seconds`; returns the first line answered and when.
+  local function drip(srv, seconds)
+    local slow = srv:connect()
+    local request = "GET /hello HTTP/1.1\r\nHost: x\r\n" .. ("X-Drip: 1\r\n"):rep(200)
+    local started, answer, err = socket.gettime()
+    slow:settimeout(0.05)
+    for i = 1, #request do
+      slow:send(request:sub(i, i))
+      answer, err = slow:receive("*l")
+      if answer or err == "closed" or socket.gettime() - started > seconds then break end
+    end
+    local took = socket.gettime() - started
+    slow:settimeout(5)
+    local _, closed = slow:receive("*a")
+    slow:close()
+    return answer, took, closed
+  end
+
+  it("drop a client dripping a head byte by byte within seconds by default, with a 408", function()
+    local srv = test.server("spec/apps/limits.lua")
+    local answer, took, closed = drip(srv, 8)
+    assert.same("HTTP/1.1 408 Request Timeout", answer)
+    assert.is_true(took < 8, "dropped for its rate, before the 20 s --header-timeout")
+    assert.is_nil(closed) -- nil error: the server closed it
+    assert.same("hello\n", srv:get("/hello").body)
+    assert.same(0, srv:stop(), srv:log())
+  end)
+
+  it("drop a head not whole within --header-timeout, whatever its rate", function()
+    local srv = test.server("spec/apps/limits.lua", { args = { "--header-timeout", "0.5", "--min-rate", "0" } })
+    local answer, took = drip(srv, 8)
+    assert.same("HTTP/1.1 408 Request Timeout", answer)
+    assert.is_true(took < 8, "dropped at the header timeout, before the 30 s --request-timeout")
+    assert.same(0, srv:stop(), srv:log())
+  end)
+
+  it("keep a head that arrives in pieces over more than a second at a good rate", function()
+    local srv = test.server("spec/apps/limits.lua", { args = { "--min-rate", "100" } })
+    local sock = srv:connect()
+    local head = "GET /hello HTTP/1.1\r\nHost: x\r\n" .. ("X-Pad: " .. ("p"):rep(141) .. "\r\n"):rep(4) .. "\r\n"
+    local piece = math.ceil(#head / 5)
+    for i = 1, #head, piece do -- 5 pieces of ~125 bytes, 0.3 s apart: each one buys 1.25 s more
+      sock:send(head:sub(i, i + piece - 1))
+      if i + piece <= #head then socket.select(nil, nil, 0.3) end
+    end
+    assert.same("hello\n", assert(test.response(sock)):rest())
+    sock:close()
+    assert.same(0, srv:stop(), srv:log())
+  end)
+end)
+
+describe("--backlog", function()
+  local core = require "rill.core"
+  local function rill(...)
+    local argv = {}
+    for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
+    for _, a in ipairs({ ... }) do argv[#argv + 1] = a end
+    local proc <close> = core.spawn(argv)
+    return proc:wait(30), proc:log()
+  end
+
+  it("is listed by --help and taken with a count", function()
+    local status, out = rill("--help")
+    assert.same(0, status)
+    assert.matches("--backlog N", out, 1, true)
+    local srv = test.server("spec/apps/limits.lua", { args = { "--backlog", "16" } })
+    assert.same("hello\n", srv:get("/hello").body)
+    assert.same(0, srv:stop(), srv:log())
+  end)
+
+  it("refuses a count that is not from 1 to 65535, naming the option", function()
+    for _, bad in ipairs({ "0", "-1", "abc", "65536", "99999999999999999999", "", "1.5" }) do
+      local status, err = rill("spec/apps/limits.lua", "--listen", "127.0.0.1:0", "--backlog", bad)
+      assert.same(2, status, bad)
+      assert.matches("rill: --backlog wants a count from 1 to 65535, got '" .. bad .. "'", err, 1, true)
+    end
+  end)
+
+  it("and the head limits refuse values that are not finite and non-negative", function()
+    for _, opt in ipairs({ "--header-timeout", "--min-rate" }) do
+      for _, bad in ipairs({ "-1", "abc", "nan", "inf", "1e300" }) do
+        local status, err = rill("spec/apps/limits.lua", "--listen", "127.0.0.1:0", opt, bad)
+        assert.same(2, status, opt .. " " .. bad)
+        assert.matches("rill: " .. opt .. " wants ", err, 1, true)
+      end
+    end
   end)
 end)

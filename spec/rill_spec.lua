@@ -19,6 +19,15 @@ describe("rill.run", function()
     assert.is_true(rill.now() - t0 >= 0.02)
   end)
 
+  it("gives back all of 2000 results, and takes 2000 arguments", function()
+    local t = {}
+    for i = 1, 2000 do t[i] = i end
+    local back = table.pack(rill.run(function() return table.unpack(t) end))
+    assert.same(2000, back.n)
+    assert.same(2000, back[2000])
+    assert.same(2000, rill.run(function(...) return select("#", ...) end, table.unpack(t)))
+  end)
+
   it("cannot be nested inside a running task", function()
     local ok, err = pcall(rill.run, function() return rill.run(function() end) end)
     assert.is_false(ok)
@@ -30,7 +39,7 @@ describe("rill.sleep", function()
   it("names its argument on bad input", function()
     local ok, err = pcall(rill.run, function() rill.sleep("soon") end)
     assert.is_false(ok)
-    assert.matches("bad argument #1 to 'sleep' %(number expected, got string%)", err)
+    assert.matches("bad argument #1 to 'sleep' %(a number from 0 to 1000000000, got string%)", err)
     ok, err = pcall(rill.run, function() rill.sleep(-1) end)
     assert.is_false(ok)
     assert.matches("bad argument #1 to 'sleep'", err)
@@ -133,5 +142,31 @@ describe("rill.test.call", function()
     local app = rill.router { ["GET /u/:id"] = function(req) return "u" .. req.params.id end }
     assert.same("u7", test.call(app, { path = "/u/7" }).body)
     assert.same(404, test.call(app, { path = "/v" }).status)
+  end)
+end)
+
+describe("rill.core.spawn's process", function()
+  local core = require "rill.core"
+
+  it("refuses timeouts, positions and signals that are not finite and in range", function()
+    local p <close> = core.spawn({ "sh", "-c", "echo ready >&2" })
+    assert.truthy(p:wait_for("ready", 10))
+    assert.same(0, p:wait(10))
+    local bad = {
+      function() p:wait_for("x", 0 / 0) end,
+      function() p:wait_for("x", math.huge) end,
+      function() p:wait_for("x", -1) end,
+      function() p:wait_for("x", 1, 0) end,
+      function() p:wait_for("x", 1, 0 / 0) end,
+      function() p:wait(0 / 0) end,
+      function() p:wait(1e300) end,
+      function() p:kill(1e300) end,
+      function() p:kill(0) end,
+    }
+    for i, fn in ipairs(bad) do
+      local ok, err = pcall(fn)
+      assert.is_false(ok, "case " .. i)
+      assert.matches("bad argument #%d to '[%w_]+' %(an? [a-z]+ from ", err)
+    end
   end)
 end)

@@ -16,12 +16,21 @@
  * (the bufferevent's callback argument) and sets our close callback on it:
  * from then on, evhttp_connection_free tells us. Connections are found from
  * a request by their fd.
+ *
+ * What conn.c must never do: let a client hold a descriptor without limit.
+ * A shed connection lingers a second at most; a head has --header-timeout
+ * and a minimum rate; a client that does not read is dropped even while a
+ * stream keeps adding heartbeats (progress is what the kernel took, not what
+ * we queued); and when accept runs out of descriptors the listener pauses
+ * instead of failing in a loop (libevent would retry and log at once, forever).
  */
 #include "conn.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <errno.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +38,7 @@
 #include <time.h>
 
 #include "headscan.h"
+#include "log.h"
 #include "sched.h"
 #include "server.h"
 
@@ -69,10 +79,15 @@ struct rill_conn {
     int refused; /* the status the stand-in request answers */
     const char *why;
     int fd;
-    unsigned admitted : 1, moving : 1, body_timed : 1;
-    struct rill_link deadline;    /* stamped when the request being read began */
-    struct rill_link idle;        /* stamped when last seen active */
-    size_t out_len;               /* bytes waiting to be written, then */
+    unsigned admitted : 1, moving : 1, body_timed : 1, head_timed : 1;
+    struct rill_link deadline; /* stamped when the request being read began */
+    struct rill_link idle;     /* stamped when last seen active */
+    struct rill_link linger;   /* stamped when shed */
+    struct evbuffer_cb_entry *output_cb;
+    size_t drained;               /* bytes the kernel took from the output, in all */
+    size_t drained_seen;          /* of those, when last seen active */
+    struct event *head_ev;        /* --header-timeout, --min-rate; made when first needed */
+    struct timeval head_start;    /* when the head being read began */
     struct rill_conn *fresh_next; /* accepted, not set up yet */
 };
 
@@ -86,7 +101,22 @@ struct rill_conns {
     struct event *setup_ev;
     struct rill_queue deadlines; /* --request-timeout */
     struct rill_queue idle;      /* --keepalive-timeout */
+    struct rill_queue linger;    /* shed connections, closed a second later at most */
+    struct timeval head_span;    /* --header-timeout; 0: none */
+    double min_rate;             /* --min-rate; 0: off */
+    struct evconnlistener *listener;
+    struct event *resume_ev; /* accepting again, when no connection closed first */
+    int paused;
+    struct timeval logged_at; /* the last "cannot accept" line */
+    long unlogged;            /* pauses since */
 };
+
+/* How long a shed connection may wait for its client to close, after its 503. */
+#define LINGER_SECONDS 1.0
+/* How soon a listener paused for want of descriptors tries again, if none closed. */
+#define RESUME_SECONDS 0.1
+/* Seconds between two "cannot accept" lines. */
+#define ACCEPT_LOG_EVERY 60
 
 /*
  * What a refused head turns into: evhttp parses it, and on_request answers
@@ -189,15 +219,23 @@ static struct rill_conn *queue_due(const struct rill_queue *q, const struct time
     return timercmp(&due, now, >) ? NULL : q->oldest;
 }
 
+/* seconds (finite, checked by main.c) as a timeval; 0 or less: zero, which means "off". */
+static void to_timeval(double seconds, struct timeval *tv)
+{
+    tv->tv_sec = 0;
+    tv->tv_usec = 0;
+    if (seconds > 0) {
+        tv->tv_sec = (time_t)seconds;
+        tv->tv_usec = (suseconds_t)((seconds - (double)tv->tv_sec) * 1e6);
+    }
+}
+
 static void queue_init(struct rill_queue *q, struct event_base *base, event_callback_fn fire,
                        void *arg, double seconds, size_t link)
 {
     q->ev = evtimer_new(base, fire, arg);
     q->link = link;
-    if (seconds > 0) {
-        q->span.tv_sec = (time_t)seconds;
-        q->span.tv_usec = (suseconds_t)((seconds - (double)q->span.tv_sec) * 1e6);
-    }
+    to_timeval(seconds, &q->span);
 }
 
 /* ---- the deadline of reading a request ----------------------------------------------- */
@@ -243,6 +281,81 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     queue_arm(&cs->deadlines);
 }
 
+/* ---- a head's own time and rate (--header-timeout, --min-rate) --------------------------- */
+
+/*
+ * As Apache's mod_reqtimeout with header=1-20,MinRate=500: a head has one
+ * second from its first byte, plus one second for every min_rate bytes of it
+ * that came, and never more than --header-timeout. A client dripping a byte
+ * at a time is cut off within about a second; a head that comes whole in one
+ * read is never timed at all, as the clock runs only for a head still
+ * incomplete after a read (held). The timer fires when the head was due as
+ * of its arming; bytes that came since only make it later, so it is armed
+ * again then, and a read costs nothing.
+ */
+static void head_due(const struct rill_conn *c, struct timeval *due)
+{
+    const struct rill_conns *cs = c->set;
+    struct timeval allowed = cs->head_span;
+    if (cs->min_rate > 0) {
+        size_t got = c->held ? evbuffer_get_length(c->held) : 0;
+        double s = 1 + (double)got / cs->min_rate;
+        s = s < 1e9 ? s : 1e9; /* a tiny rate: no overflow of time_t */
+        struct timeval by_rate = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+        if (!evutil_timerisset(&allowed) || timercmp(&by_rate, &allowed, <))
+            allowed = by_rate;
+    }
+    timeradd(&c->head_start, &allowed, due);
+}
+
+static void head_arm(struct rill_conn *c)
+{
+    struct timeval now, due, wait = {0, 0};
+    now_coarse(&now);
+    head_due(c, &due);
+    if (timercmp(&due, &now, >))
+        timersub(&due, &now, &wait);
+    event_add(c->head_ev, &wait);
+}
+
+static void on_head_time(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_conn *c = arg;
+    struct timeval now, due;
+    (void)fd, (void)what;
+    now_coarse(&now);
+    head_due(c, &due);
+    if (timercmp(&due, &now, >)) {
+        head_arm(c); /* more of the head came since: it has longer */
+        return;
+    }
+    c->head_timed = 0;
+    send_raw(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    evhttp_connection_free(c->evcon); /* our close callback frees c */
+}
+
+/* A head is incomplete after a read: its clock runs, unless a reply on c is in flight. */
+static void head_clock_start(struct rill_conn *c)
+{
+    struct rill_conns *cs = c->set;
+    if (c->head_timed || c->req || !c->evcon || !c->held)
+        return;
+    if (!evutil_timerisset(&cs->head_span) && cs->min_rate <= 0)
+        return;
+    if (!c->head_ev && !(c->head_ev = evtimer_new(cs->base, on_head_time, c)))
+        return; /* out of memory: --request-timeout still holds */
+    now_coarse(&c->head_start);
+    c->head_timed = 1;
+    head_arm(c);
+}
+
+static void head_clock_stop(struct rill_conn *c)
+{
+    if (c->head_timed)
+        evtimer_del(c->head_ev);
+    c->head_timed = 0;
+}
+
 /* ---- the inactivity timer (--keepalive-timeout) ----------------------------------------- */
 
 /*
@@ -262,8 +375,20 @@ static void idle_touch(struct rill_conn *c)
     struct rill_queue *q = &c->set->idle;
     if (!evutil_timerisset(&q->span) || !c->evcon)
         return;
-    c->out_len = evbuffer_get_length(bufferevent_get_output(c->bev));
+    c->drained_seen = c->drained;
     queue_append(q, c);
+}
+
+/*
+ * Counts what leaves the output. Only a drain is the client's progress: the
+ * output's length also moves when we add to it (a heartbeat every few
+ * seconds would then keep a client that reads nothing forever).
+ */
+static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct rill_conn *c = arg;
+    (void)buf;
+    c->drained += info->n_deleted;
 }
 
 /* A body evhttp reads with the gate off: evhttp's read timeout watches it until dispatch. */
@@ -283,7 +408,7 @@ static void idle_expired(struct rill_conn *c)
         idle_touch(c); /* lifted: however long a handler works before its first byte */
     } else if (!c->req && (c->gate == GATE_PASS || c->gate == GATE_BODY)) {
         idle_hand_body_to_evhttp(c);
-    } else if (out != c->out_len || (reply == RILL_REPLY_STREAMING && out == 0)) {
+    } else if (c->drained != c->drained_seen || (reply == RILL_REPLY_STREAMING && out == 0)) {
         idle_touch(c); /* the client read some of what it was sent, or a stream is idle */
     } else {
         queue_remove(&c->set->idle, c);
@@ -372,6 +497,7 @@ static void give_to_evhttp(struct rill_conn *c, const char *bytes, size_t len)
 
 static void held_clear(struct rill_conn *c)
 {
+    head_clock_stop(c);
     if (c->held)
         evbuffer_free(c->held);
     c->held = NULL;
@@ -500,6 +626,7 @@ static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n)
     } else if ((c->held = evbuffer_new()) != NULL) {
         take_tail(c, input, n, c->held);
         c->scanned = n;
+        head_clock_start(c);
     } /* else out of memory: evhttp reads the bytes unchecked */
 }
 
@@ -523,6 +650,74 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     }
 }
 
+/* ---- the listener ------------------------------------------------------------------------ */
+
+/*
+ * At EMFILE (or ENFILE, ENOBUFS) accept fails while the connection waits in
+ * the kernel's queue, so the listener is readable again at once: libevent
+ * retries in a loop and logs every failure (half a million lines in three
+ * seconds, nobody served). Instead the listener pauses, and resumes when a
+ * connection closes (its descriptor is then free), or after RESUME_SECONDS
+ * when the descriptors went elsewhere; the log gets one line a minute at
+ * most. Connections wait in the backlog meanwhile.
+ */
+
+/* The listener's callbacks get evhttp's argument, not ours: one server per process. */
+static struct rill_conns *listening;
+
+static void accept_resume(struct rill_conns *cs)
+{
+    if (!cs->paused || !cs->listener)
+        return;
+    cs->paused = 0;
+    event_del(cs->resume_ev);
+    evconnlistener_enable(cs->listener);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    accept_resume(arg);
+}
+
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    struct rill_conns *cs = listening;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval now;
+    (void)arg;
+    if (!cs || cs->listener != lev)
+        return;
+    evconnlistener_disable(lev);
+    cs->paused = 1;
+    rill_timer_add(cs->resume_ev, RESUME_SECONDS);
+    now_coarse(&now);
+    if (evutil_timerisset(&cs->logged_at) && now.tv_sec - cs->logged_at.tv_sec < ACCEPT_LOG_EVERY) {
+        cs->unlogged++;
+        return;
+    }
+    if (cs->unlogged)
+        rill_log("cannot accept connections: %s: paused until one closes (and %ld times since "
+                 "the last line)",
+                 strerror(err), cs->unlogged);
+    else
+        rill_log("cannot accept connections: %s: paused until one closes", strerror(err));
+    cs->logged_at = now;
+    cs->unlogged = 0;
+}
+
+void rill_conns_listen(struct rill_conns *cs, struct evconnlistener *lev)
+{
+    if (!cs)
+        return;
+    cs->listener = lev;
+    cs->paused = 0;
+    event_del(cs->resume_ev);
+    listening = lev ? cs : NULL;
+    if (lev)
+        evconnlistener_set_error_cb(lev, on_accept_error);
+}
+
 /* ---- accept, set up, close ------------------------------------------------------------ */
 
 static int index_put(struct rill_conns *cs, int fd, struct rill_conn *c)
@@ -544,6 +739,10 @@ static void conn_free(struct rill_conn *c)
 {
     if (c->input_cb)
         evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_cb);
+    if (c->output_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->output_cb);
+    if (c->head_ev)
+        event_free(c->head_ev);
     if (c->held)
         evbuffer_free(c->held);
     free(c);
@@ -558,13 +757,20 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
         rill_server_client_gone(c->req);
     deadline_stop(c);
     queue_remove(&cs->idle, c);
+    queue_remove(&cs->linger, c);
     cs->by_fd[c->fd] = NULL;
     cs->count -= c->admitted;
     conn_free(c);
+    accept_resume(cs); /* its descriptor is closed right after this returns */
 }
 
-/* One too many: a 503 at once, then the connection lingers, dropping input, until the client
- * closes. */
+/*
+ * One too many: a 503 at once, then the connection lingers, dropping input,
+ * until the client closes, and a second at most. Closing at once would reset
+ * a connection whose request is still arriving, and the client could lose
+ * the 503; lingering longer would let a flood of shed connections hold the
+ * descriptors --max-connections is there to keep.
+ */
 static void shed(struct rill_conn *c)
 {
     send_raw(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -573,7 +779,23 @@ static void shed(struct rill_conn *c)
     shutdown(c->fd, SHUT_WR);
     set_gate(c, GATE_DISCARD);
     held_clear(c);
-    deadline_start(c); /* one that never closes is dropped at the request timeout */
+    deadline_stop(c);
+    queue_remove(&c->set->idle, c);
+    queue_append(&c->set->linger, c);
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_conns *cs = arg;
+    struct rill_conn *c;
+    struct timeval now;
+    (void)fd, (void)what;
+    now_coarse(&now);
+    while ((c = queue_due(&cs->linger, &now)) != NULL) {
+        queue_remove(&cs->linger, c);
+        evhttp_connection_free(c->evcon); /* our close callback frees c */
+    }
+    queue_arm(&cs->linger);
 }
 
 static void set_up(struct rill_conn *c)
@@ -626,6 +848,7 @@ static struct bufferevent *on_accept(struct event_base *base, void *arg)
     c->fd = -1;
     rill_headscan_init(&c->scan, cs->max_header_bytes);
     c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
+    c->output_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_output, c);
     bufferevent_incref(bev); /* until set_up: evhttp may drop it before (out of memory) */
     c->fresh_next = cs->fresh;
     cs->fresh = c;
@@ -669,10 +892,13 @@ int rill_conn_dispatched(struct rill_conn *c, const char **why)
 void rill_conn_attach(struct rill_conn *c, struct rill_request *r)
 {
     c->req = r;
-    if (r)
+    if (r) {
         deadline_stop(c); /* a pipelined request's clock waits for this reply */
-    else if (c->held || c->gate == GATE_PASS || c->gate == GATE_BODY)
+        head_clock_stop(c);
+    } else if (c->held || c->gate == GATE_PASS || c->gate == GATE_BODY) {
         deadline_start(c); /* the next request had begun arriving */
+        head_clock_start(c);
+    }
     if (!r)
         idle_touch(c); /* a reply is done: idle from now */
 }
@@ -695,6 +921,11 @@ struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
     queue_init(&cs->deadlines, base, on_deadline, cs, cfg->request_timeout,
                offsetof(struct rill_conn, deadline));
     queue_init(&cs->idle, base, on_idle, cs, cfg->idle_timeout, offsetof(struct rill_conn, idle));
+    queue_init(&cs->linger, base, on_linger, cs, LINGER_SECONDS,
+               offsetof(struct rill_conn, linger));
+    to_timeval(cfg->header_timeout, &cs->head_span);
+    cs->min_rate = cfg->min_rate;
+    cs->resume_ev = evtimer_new(base, on_resume, cs);
     evhttp_set_bevcb(http, on_accept, cs);
     return cs;
 }
@@ -712,6 +943,10 @@ void rill_conns_free(struct rill_conns *cs)
     event_free(cs->setup_ev);
     event_free(cs->deadlines.ev);
     event_free(cs->idle.ev);
+    event_free(cs->linger.ev);
+    event_free(cs->resume_ev);
+    if (listening == cs)
+        listening = NULL;
     free(cs->by_fd);
     free(cs);
 }

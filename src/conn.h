@@ -12,7 +12,10 @@
  * (headscan.c: 414, 431, the 400s evhttp cannot see), a deadline for
  * reading a whole request (--request-timeout: a client dripping bytes is cut
  * off, which evhttp's inactivity timer never does, notes/evhttp.md Q3), and
- * the inactivity timer itself (--keepalive-timeout).
+ * a head's own time and rate (--header-timeout, --min-rate: a head dripped
+ * byte by byte is cut off within seconds), the inactivity timer itself
+ * (--keepalive-timeout), and the listener: accepting pauses when the process
+ * runs out of file descriptors, and resumes when a connection closes.
  */
 
 struct rill_conns;
@@ -23,6 +26,8 @@ struct rill_conns_config {
     size_t max_header_bytes;
     double request_timeout; /* seconds from a request's first byte to its last; 0: none */
     double idle_timeout;    /* seconds a connection may stay silent or not read; 0: none */
+    double header_timeout;  /* seconds from a head's first byte to its end; 0: none */
+    double min_rate;        /* bytes/s a head must keep coming at, after its first second; 0: off */
     int max_connections;    /* 0: no limit */
 };
 
@@ -31,6 +36,13 @@ struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
 /* After evhttp_free: every connection is closed by then. */
 void rill_conns_free(struct rill_conns *cs);
 int rill_conns_count(const struct rill_conns *cs);
+
+struct evconnlistener;
+/*
+ * The listener new connections come from (evhttp_bound_socket_get_listener),
+ * or NULL before it is freed: conn.c pauses and resumes it. One per process.
+ */
+void rill_conns_listen(struct rill_conns *cs, struct evconnlistener *lev);
 
 /* The connection req came on; NULL if it got no gate (out of memory at accept). */
 struct rill_conn *rill_conn_of(struct rill_conns *cs, struct evhttp_request *req);

@@ -16,14 +16,23 @@ struct run_state {
     int finished, status, nres;
 };
 
-/* Moves the results (or the error object) to the caller of rill.run. */
+/*
+ * Moves the results (or the error object) to the caller of rill.run. A
+ * function may return more values than the caller's stack has room for
+ * (lua_xmove does not check): the room is asked for first, and when there is
+ * none the caller gets an error instead.
+ */
 static void on_run_done(struct rill_task *t, int status, int nres)
 {
     struct run_state *rs = (struct run_state *)t;
     rs->finished = 1;
     rs->status = status;
     rs->nres = nres;
-    if (status == LUA_OK) {
+    if (status == LUA_OK && !lua_checkstack(rs->caller, nres + 1)) {
+        lua_pop(t->co, nres);
+        rs->status = LUA_ERRRUN;
+        lua_pushfstring(rs->caller, "rill.run: too many results (%d)", nres);
+    } else if (status == LUA_OK) {
         lua_xmove(t->co, rs->caller, nres);
     } else if (status != RILL_CANCELLED) {
         lua_pop(t->co, 1); /* the traceback: the caller gets the error itself */
@@ -44,6 +53,10 @@ static int core_run(lua_State *L)
     rill_task_init(&rs.task, w, on_run_done);
     rs.caller = L;
     lua_State *co = rill_task_open(&rs.task);
+    if (!lua_checkstack(co, nargs + 1)) { /* the task's stack is as small as a new thread's */
+        rill_task_release(&rs.task);
+        return luaL_error(L, "rill.run: too many arguments (%d)", nargs);
+    }
     lua_xmove(L, co, nargs + 1);
     rill_task_resume(&rs.task, nargs);
     while (!rs.finished) {

@@ -22,6 +22,7 @@
 #include <event2/event_struct.h>
 #include <event2/http.h>
 #include <lauxlib.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -33,13 +34,15 @@
 
 #include "effects.h"
 #include "httpresp.h"
+#include "luanum.h"
 #include "sse_parse.h"
 #include "sched.h"
 
-#define FETCH_MT       "rill.fetch"
-#define FETCH_HIGH     (256 * 1024) /* buffered body bytes above which the upstream is paused */
-#define FETCH_LOW      (64 * 1024)
-#define FETCH_MAX_READ (8 * 1024 * 1024) /* default cap of :read() */
+#define FETCH_MT        "rill.fetch"
+#define FETCH_HIGH      (256 * 1024) /* buffered body bytes above which the upstream is paused */
+#define FETCH_LOW       (64 * 1024)
+#define FETCH_MAX_READ  (8 * 1024 * 1024) /* default cap of :read() */
+#define FETCH_MAX_LIMIT INT_MAX           /* largest max_body and max_line: they print as %d */
 
 enum phase { P_CLOSED, P_RESOLVING, P_CONNECTING, P_HEAD, P_BODY, P_DONE, P_FAILED };
 
@@ -697,16 +700,10 @@ static int fetch_head_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
+/* A duration in the options (argument #2): finite, 0 (none) to RILL_MAX_SECONDS (luanum.h). */
 static double opt_seconds(lua_State *L, const char *field, double dflt)
 {
-    double v = dflt;
-    if (lua_getfield(L, 2, field) != LUA_TNIL) {
-        v = lua_tonumber(L, -1);
-        if (!lua_isnumber(L, -1) || v < 0)
-            luaL_error(L, "bad argument #2 to 'fetch' (%s must be a number of seconds)", field);
-    }
-    lua_pop(L, 1);
-    return v;
+    return rill_opt_field_range(L, 2, field, dflt, 0, RILL_MAX_SECONDS);
 }
 
 /* The request line, headers and body, from the URL and opts (stack: url, opts). */
@@ -728,9 +725,12 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
     if (lua_getfield(L, 2, "headers") == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
+            if (lua_type(L, -2) != LUA_TSTRING) /* lua_tostring would convert the key: next fails */
+                luaL_error(L, "bad argument #2 to 'fetch' (a header name must be a string, got %s)",
+                           luaL_typename(L, -2));
             const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
-            if (lua_type(L, -2) != LUA_TSTRING || !v || strpbrk(k, "\r\n: ") || strpbrk(v, "\r\n"))
-                luaL_error(L, "bad argument #2 to 'fetch' (invalid header '%s')", k ? k : "?");
+            if (!v || strpbrk(k, "\r\n: ") || strpbrk(v, "\r\n"))
+                luaL_error(L, "bad argument #2 to 'fetch' (invalid header '%s')", k);
             has_host |= strcasecmp(k, "host") == 0;
             has_ua |= strcasecmp(k, "user-agent") == 0;
             has_ae |= strcasecmp(k, "accept-encoding") == 0;
@@ -852,7 +852,7 @@ static int fetch_call(lua_State *L)
     build_request(L, f, target, 0);
     double timeout = opt_seconds(L, "timeout", 30);
     f->idle_timeout = opt_seconds(L, "idle_timeout", 0);
-    f->max_read = (size_t)opt_seconds(L, "max_body", FETCH_MAX_READ);
+    f->max_read = (size_t)rill_opt_field_int(L, 2, "max_body", FETCH_MAX_READ, 0, FETCH_MAX_LIMIT);
     lua_settop(L, 3);
     if (f->tls)
         tls_options(L, f);
@@ -1080,8 +1080,8 @@ static int fetch_chunks(lua_State *L)
 static int fetch_lines(lua_State *L)
 {
     check_fetch(L, 1);
-    lua_Integer max_line = luaL_optinteger(L, 2, 1024 * 1024);
-    luaL_argcheck(L, max_line > 0, 2, "max_line must be positive");
+    lua_Integer max_line =
+        lua_isnoneornil(L, 2) ? 1024 * 1024 : rill_check_int_range(L, 2, 1, FETCH_MAX_LIMIT);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, max_line);
     return rill_push_iterator(L, iter_lines, 2, 1);

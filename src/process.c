@@ -41,6 +41,12 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A timeout argument: 10 s when absent; a NaN would make the wait loops spin forever. */
+static double opt_seconds(lua_State *L, int arg)
+{
+    return lua_isnoneornil(L, arg) ? 10 : rill_check_range(L, arg, 0, RILL_MAX_SECONDS);
+}
+
 /* In the child: stdout and stderr to the pipe, die with the parent, exec. Never returns. */
 static void exec_child(int err_w, char **argv, char **env)
 {
@@ -181,8 +187,10 @@ static int process_wait_for(lua_State *L)
 {
     struct process *p = check_process(L);
     const char *text = luaL_checkstring(L, 2);
-    double deadline = now() + luaL_optnumber(L, 3, 10);
-    size_t from = (size_t)luaL_optinteger(L, 4, 1) - 1, b, e, len;
+    double deadline = now() + opt_seconds(L, 3);
+    size_t from =
+        (size_t)(lua_isnoneornil(L, 4) ? 1 : rill_check_int_range(L, 4, 1, LUA_MAXINTEGER)) - 1;
+    size_t b, e, len;
     for (;;) {
         lua_getiuservalue(L, 1, 1);
         const char *log = lua_tolstring(L, -1, &len);
@@ -225,8 +233,9 @@ static int signal_number(lua_State *L, int idx)
 static int process_kill(lua_State *L)
 {
     struct process *p = check_process(L);
+    int sig = signal_number(L, 2); /* checked even when the process is gone */
     if (p->pid > 0)
-        kill(p->pid, signal_number(L, 2));
+        kill(p->pid, sig);
     return 0;
 }
 
@@ -246,7 +255,7 @@ static int reap(struct process *p, int flags)
 static int process_wait(lua_State *L)
 {
     struct process *p = check_process(L);
-    double deadline = now() + luaL_optnumber(L, 2, 10);
+    double deadline = now() + opt_seconds(L, 2);
     while (!reap(p, WNOHANG)) {
         if (now() >= deadline) {
             lua_pushnil(L);

@@ -336,6 +336,7 @@ static void begin_shutdown(struct rill_server *s)
         return;
     }
     s->draining = 1;
+    rill_conns_listen(s->conns, NULL); /* before the listener is freed */
     if (s->bound)
         evhttp_del_accept_socket(s->http, s->bound); /* stop accepting */
     s->bound = NULL;
@@ -385,7 +386,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 /* ---- start ----------------------------------------------------------------------- */
 
 /* Our own listening socket: TCP_NODELAY set here is inherited by accepted sockets. */
-static evutil_socket_t listen_on(const char *host, int port, char *err, size_t errlen)
+static evutil_socket_t listen_on(const char *host, int port, int backlog, char *err, size_t errlen)
 {
     struct addrinfo hints = {0}, *ai;
     char service[16];
@@ -404,7 +405,7 @@ static evutil_socket_t listen_on(const char *host, int port, char *err, size_t e
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* SSE lines go out at once */
     }
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -476,13 +477,17 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
     s->grace = cfg->grace;
     if (load_refs(s, err, errlen) != 0)
         goto fail;
-    evutil_socket_t fd = listen_on(cfg->host, cfg->port, err, errlen);
+    evutil_socket_t fd = listen_on(cfg->host, cfg->port, cfg->backlog, err, errlen);
     if (fd < 0)
         goto fail;
     s->http = evhttp_new(w->base);
     configure(s, cfg);
-    struct rill_conns_config ccfg = {cfg->max_header_bytes, cfg->request_timeout,
-                                     cfg->keepalive_timeout, cfg->max_connections};
+    struct rill_conns_config ccfg = {.max_header_bytes = cfg->max_header_bytes,
+                                     .request_timeout = cfg->request_timeout,
+                                     .idle_timeout = cfg->keepalive_timeout,
+                                     .header_timeout = cfg->header_timeout,
+                                     .min_rate = cfg->min_rate,
+                                     .max_connections = cfg->max_connections};
     s->conns = rill_conns_new(s->http, w->base, &ccfg);
     s->bound = evhttp_accept_socket_with_handle(s->http, fd);
     if (!s->bound) {
@@ -490,6 +495,7 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
         close(fd);
         goto fail;
     }
+    rill_conns_listen(s->conns, evhttp_bound_socket_get_listener(s->bound)); /* EMFILE: pauses */
     w->server = s;
     announce(fd);
     return s;
@@ -516,6 +522,7 @@ void rill_server_free(struct rill_server *s)
     signal(SIGTERM, SIG_IGN);
     if (s->grace_timer)
         event_free(s->grace_timer);
+    rill_conns_listen(s->conns, NULL); /* evhttp_free frees the listener */
     if (s->http)
         evhttp_free(s->http); /* closes idle keep-alive connections */
     rill_conns_free(s->conns);

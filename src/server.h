@@ -14,8 +14,13 @@ struct rill_server_config {
     size_t max_body_bytes;
     double keepalive_timeout; /* seconds a connection may sit idle or stall mid-request; 0: none */
     double request_timeout;   /* seconds to read a whole request, from its first byte; 0: none */
+    double header_timeout;    /* seconds to read a request head, from its first byte; 0: none */
+    double min_rate;          /* bytes/s a head still arriving must keep up; 0: off */
     int max_connections;      /* past it a new connection gets a 503; 0: no limit */
+    int backlog;              /* listen(2)'s queue of connections not accepted yet */
 };
+
+#define RILL_MAX_BACKLOG 65535
 
 struct rill_server;
 
