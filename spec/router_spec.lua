@@ -103,6 +103,22 @@ describe("rill.router", function()
       assert.are.equal("by name", app(req("GET", "/users/bob")))
     end)
 
+    it("never lets a negated class cross a '/'", function()
+      local app = router.new { ["GET /:nope[^.]"] = echo_params }
+      assert.are.same({ nope = "good" }, app(req("GET", "/good")))
+      assert.are.equal(404, app(req("GET", "/one.two")).status)
+      assert.are.equal(404, app(req("GET", "/a/b")).status)
+    end)
+
+    it("refuses a class that matches '/', naming the route", function()
+      for _, key in ipairs { "GET /:x[%p]", "GET /:x[/a]", "GET /:x[%w/]" } do
+        local ok, err = pcall(router.new, { [key] = tag("x") })
+        assert.is_false(ok, key)
+        assert.is_truthy(err:find("route '" .. key .. "'", 1, true), err)
+        assert.is_truthy(err:find("matches '/'", 1, true), err)
+      end
+    end)
+
     it("accepts a multi-item class such as [%a%d-]", function()
       local app = router.new { ["GET /p/:slug[%a%d-]"] = echo_params }
       assert.are.same({ slug = "my-post-2" }, app(req("GET", "/p/my-post-2")))
@@ -120,6 +136,14 @@ describe("rill.router", function()
       local app = router.new { ["GET /files/*"] = echo_params }
       assert.are.same({ splat = "" }, app(req("GET", "/files/")))
       assert.are.equal(404, app(req("GET", "/files")).status)
+    end)
+
+    it("leaves params.splat absent when an optional (*) matched nothing", function()
+      local app = router.new { ["GET /:one(*)"] = echo_params, ["GET /d/:game(/:user)(*)"] = echo_params }
+      assert.are.same({ one = "hello_world" }, app(req("GET", "/hello_world")))
+      assert.is_nil(app(req("GET", "/hello_world")).splat)
+      assert.are.same({ game = "go", user = "ann" }, app(req("GET", "/d/go/ann")))
+      assert.are.same({ game = "go", user = "ann", splat = "/more" }, app(req("GET", "/d/go/ann/more")))
     end)
 
     it("combines with params and trailing literals", function()
@@ -199,13 +223,77 @@ describe("rill.router", function()
       end
     end)
 
-    it("breaks remaining ties by the pattern string", function()
-      for _, order in ipairs(permutations { { "/:a/x", "first" }, { "/x/:b", "second" } }) do
+    it("tries a constrained parameter before an unconstrained one, declared in either order", function()
+      for _, base in ipairs { "/users", "/posts" } do
+        for _, order in ipairs(permutations { { ":name", "by name" }, { ":uid[%d]", "by id" } }) do
+          local app = router.new()
+          for _, r in ipairs(order) do app:get(base .. "/" .. r[1], tag(r[2])) end
+          assert.are.equal("by id", app(req("GET", base .. "/17")))
+          assert.are.equal("by name", app(req("GET", base .. "/seventeen")))
+        end
+      end
+    end)
+
+    it("applies the constrained-first rule to constructor tables too", function()
+      local app = router.new {
+        ["GET /posts/:name"] = tag("by name"),
+        ["GET /posts/:uid[%d]"] = tag("by id"),
+      }
+      assert.are.equal("by id", app(req("GET", "/posts/3")))
+      assert.are.equal("by name", app(req("GET", "/posts/three")))
+    end)
+
+    it("prefers the longer literal prefix", function()
+      for _, order in ipairs(permutations { { "/:a/x", "param first" }, { "/x/:b", "literal first" } }) do
         local app = router.new()
         for _, r in ipairs(order) do app:get(r[1], tag(r[2])) end
-        -- same class and literal count; "/:a/x" sorts before "/x/:b"
-        assert.are.equal("first", app(req("GET", "/x/x")))
+        assert.are.equal("literal first", app(req("GET", "/x/x")))
+        assert.are.equal("param first", app(req("GET", "/y/x")))
       end
+    end)
+
+    it("prefers a route with fewer captures at the same prefix", function()
+      for _, order in ipairs(permutations { { "/:a/:b", "two" }, { "/:a/tail", "one" } }) do
+        local app = router.new()
+        for _, r in ipairs(order) do app:get(r[1], tag(r[2])) end
+        assert.are.equal("one", app(req("GET", "/k/tail")))
+        assert.are.equal("two", app(req("GET", "/k/head")))
+      end
+    end)
+
+    it("prefers a required segment over an optional group of the same path", function()
+      for _, order in ipairs(permutations { { "/test(/:game)", "optional" }, { "/test/:game", "required" } }) do
+        local app = router.new()
+        for _, r in ipairs(order) do app:get(r[1], tag(r[2])) end
+        assert.are.equal("required", app(req("GET", "/test/chess")))
+        assert.are.equal("optional", app(req("GET", "/test")))
+      end
+    end)
+
+    it("prefers the route with more literal text when the rest ties", function()
+      for _, order in ipairs(permutations { { "/t/:game", "plain" }, { "/t/:game-world", "suffixed" } }) do
+        local app = router.new()
+        for _, r in ipairs(order) do app:get(r[1], function(q) return r[2] .. " " .. q.params.game end) end
+        assert.are.equal("suffixed hello", app(req("GET", "/t/hello-world")))
+        assert.are.equal("plain hello", app(req("GET", "/t/hello")))
+      end
+    end)
+
+    it("breaks the remaining ties by declaration order", function()
+      local names = { "s1", "s2", "s3", "s4", "s5" }
+      local app = router.new()
+      for _, n in ipairs(names) do app:get("/:" .. n, tag(n)) end
+      app:get("/*", tag("splat"))
+      assert.are.equal("s1", app(req("GET", "/hey")))
+
+      local reversed = router.new()
+      for i = #names, 1, -1 do reversed:get("/:" .. names[i], tag(names[i])) end
+      assert.are.equal("s5", reversed(req("GET", "/hey")))
+    end)
+
+    it("counts a constructor table as declared in the sorted order of its keys", function()
+      local app = router.new { ["GET /:zeta"] = tag("zeta"), ["GET /:alpha"] = tag("alpha") }
+      assert.are.equal("alpha", app(req("GET", "/x")))
     end)
 
     it("prefers a method-specific route over an any-method route with the same pattern", function()
@@ -477,6 +565,254 @@ describe("rill.router", function()
       local app = router { ["GET /"] = tag("home") }
       assert.are.equal("home", app(req("GET", "/")))
       assert.are.equal("function", type(getmetatable(app).__call))
+    end)
+  end)
+  describe("custom 404 and 405 handlers", function()
+    local function json(status, text)
+      return { status = status, headers = { ["content-type"] = "application/json" }, body = text }
+    end
+
+    it("calls not_found with the request when no route matches the path", function()
+      local seen
+      local app = router.new({ ["GET /"] = tag("home") }, {
+        not_found = function(r)
+          seen = r
+          return json(404, '{"error":"not found"}')
+        end,
+      })
+      local r = req("GET", "/missing")
+      assert.are.same(json(404, '{"error":"not found"}'), app(r))
+      assert.are.equal(r, seen)
+      assert.are.equal("home", app(req("GET", "/")))
+    end)
+
+    it("calls method_not_allowed with the Allow value and keeps the Allow header", function()
+      local got
+      local app = router.new({ ["GET /r"] = tag("get"), ["POST /r"] = tag("post") }, {
+        method_not_allowed = function(_, allow)
+          got = allow
+          return json(405, '{"error":"method not allowed"}')
+        end,
+      })
+      local res = app(req("DELETE", "/r"))
+      assert.are.equal("GET, HEAD, POST", got)
+      assert.are.equal(405, res.status)
+      assert.are.equal("GET, HEAD, POST", res.headers.allow)
+      assert.are.equal("application/json", res.headers["content-type"])
+      assert.are.equal('{"error":"method not allowed"}', res.body)
+    end)
+
+    it("defaults the status to 404 or 405 and takes a string as the body", function()
+      local app = router.new({ ["PUT /r"] = tag("put") }, {
+        not_found = function() return "nothing here\n" end,
+        method_not_allowed = function() return { body = "no\n" } end,
+      })
+      assert.are.same({
+        status = 404,
+        headers = { ["content-type"] = "text/plain; charset=utf-8" },
+        body = "nothing here\n",
+      }, app(req("GET", "/x")))
+      assert.are.same({ status = 405, headers = { allow = "PUT" }, body = "no\n" }, app(req("GET", "/r")))
+    end)
+
+    it("does not change the handler's table and lets its own Allow stand", function()
+      local shared = { status = 405, headers = { Allow = "GET" }, body = "x" }
+      local plain = { headers = { ["x-a"] = "1" } }
+      local app = router.new({ ["POST /a"] = tag("post"), ["POST /b"] = tag("post") }, {
+        method_not_allowed = function(r) return r.path == "/a" and shared or plain end,
+      })
+      assert.are.equal("GET", app(req("GET", "/a")).headers.Allow)
+      assert.is_nil(app(req("GET", "/a")).headers.allow)
+      local res = app(req("GET", "/b"))
+      assert.are.same({ status = 405, headers = { ["x-a"] = "1", allow = "POST" } }, res)
+      assert.are.same({ headers = { ["x-a"] = "1" } }, plain)
+    end)
+
+    it("returns a handler's nil as an empty response with the miss status", function()
+      local app = router.new({ ["GET /r"] = tag("get") }, {
+        not_found = function() end,
+        method_not_allowed = function() end,
+      })
+      assert.are.same({ status = 404, headers = {} }, app(req("GET", "/x")))
+      assert.are.same({ status = 405, headers = { allow = "GET, HEAD" } }, app(req("PUT", "/r")))
+    end)
+
+    it("keeps the default replies for the handler it is not given", function()
+      local app = router.new({ ["GET /r"] = tag("get") }, { not_found = function() return "custom" end })
+      assert.are.equal("method not allowed\n", app(req("POST", "/r")).body)
+      assert.are.equal("custom", app(req("GET", "/x")).body)
+    end)
+
+    it("names the argument when the options are wrong", function()
+      assert.has_error(function() router.new({}, "x") end,
+        "bad argument #2 to 'new' (table or nil expected, got string)")
+      assert.has_error(function() router.new({}, { notfound = tag("x") }) end,
+        "bad argument #2 to 'new' (unknown option 'notfound')")
+      assert.has_error(function() router({}, { not_found = "x" }) end,
+        "bad argument #2 to 'router' (option 'not_found' must be a function or callable table, got string)")
+    end)
+  end)
+
+  -- The cases of Lapis's router spec (spec/routes_spec.moon in leafo/lapis),
+  -- restated for rill. Where rill answers differently on purpose, the case
+  -- shows rill's answer and docs/handlers.md ("rill and Lapis") says why.
+  describe("cases from Lapis's router spec", function()
+    -- { pattern, { path, expected params or false for no match }, ... }
+    local cases = {
+      { "/:v", { "/okay", { v = "okay" } }, { "/okay.com", { v = "okay.com" } } },
+      -- Lapis stops a param before the literal that follows it; rill's
+      -- params are greedy and backtrack, which agrees on these paths
+      { "/:left-:right", { "/a-b", { left = "a", right = "b" } }, { "/a-b-c", { left = "a-b", right = "c" } } },
+      { "/:left(-:right)",
+        { "/a-b", { left = "a", right = "b" } },
+        { "/az", { left = "az" } },
+        { "/i/fail", false } },
+      { "/hi/*-:tail", { "/hi/a/b/c-okay", { splat = "a/b/c", tail = "okay" } } },
+      { "/*/hello", { "/whoa/zone/hello", { splat = "whoa/zone" } } },
+      { "/:one.*", { "/sure-thing.com", { one = "sure-thing", splat = "com" } } },
+      { "/browse/*(.:format)",
+        { "/browse/things", { splat = "things" } },
+        { "/browse/things.zip", { splat = "things", format = "zip" } },
+        -- Lapis: splat "things", format "tar.gz"
+        { "/browse/things.tar.gz", { splat = "things.tar", format = "gz" } },
+        -- Lapis's possessive matching finds no reading of this path
+        { "/browse/v1.2/x.zip", { splat = "v1.2/x", format = "zip" } } },
+      { "/:one(*)", { "/hello_world", { one = "hello_world" } } },
+      { "/zone(/:game(/:user))", { "/zone/drone/leafo", { game = "drone", user = "leafo" } } },
+      { "/:game(/:user)(*)", { "/drone/leafo/hi", { game = "drone", user = "leafo", splat = "/hi" } } },
+      { "/zone(/:game(/:user)(*))",
+        { "/zone", {} },
+        { "/zone/leafo", { game = "leafo" } },
+        { "/zone/leafo/beefo", { game = "leafo", user = "beefo" } },
+        { "/zone/drone/leafo/here", { game = "drone", user = "leafo", splat = "/here" } } },
+      { "/zone(/:game(/:user)(*))(.:format)",
+        { "/zone", {} },
+        { "/zone/leafo", { game = "leafo" } },
+        { "/zone/leafo/beefo", { game = "leafo", user = "beefo" } },
+        { "/zone/drone/leafo/here", { game = "drone", user = "leafo", splat = "/here" } },
+        { "/zone.zip", { format = "zip" } },
+        { "/zone/leafo.jpeg", { game = "leafo", format = "jpeg" } },
+        { "/zone/leafo/beefo.moon", { game = "leafo", user = "beefo", format = "moon" } },
+        { "/zone/drone/leafo/here.leaf", { game = "drone", user = "leafo", splat = "/here", format = "leaf" } } },
+      { "/manifest(-:version)(.:format)",
+        { "/manifest", {} },
+        { "/manifest-first.json", { version = "first", format = "json" } },
+        { "/manifest.json", { format = "json" } },
+        { "/manifest-first", { version = "first" } },
+        -- a TODO in Lapis's spec; rill's backtracking reads it
+        { "/manifest-5.1.zip", { version = "5.1", format = "zip" } } },
+      { "/manifest(-:a.:b)(.:format)",
+        { "/manifest-5.1.json", { a = "5", b = "1", format = "json" } },
+        { "/manifest-5.1", { a = "5", b = "1" } },
+        { "/manifest.json", { format = "json" } } },
+      { "/:n[%d]", { "/what", false }, { "/", false }, { "/1223", { n = "1223" } }, { "/1", { n = "1" } } },
+      { "/:w[%a]", { "/what", { w = "what" } }, { "/1223", false }, { "/1", false } },
+      { "/:w[%w]", { "/what", { w = "what" } }, { "/999", { w = "999" } }, { "/aj23", { w = "aj23" } },
+        { "/2lll__", false }, { "/", false } },
+      { "/:r[a-f]", { "/what", false }, { "/-", false }, { "/abf", { r = "abf" } } },
+      { "/:s[12fg]", { "/what", false }, { "/12", { s = "12" } }, { "/f2", { s = "f2" } } },
+      { "/:m[a%dd-g]", { "/what", false }, { "/a3", { m = "a3" } }, { "/9a99f", { m = "9a99f" } } },
+      { "/:nope[^.]", { "/good", { nope = "good" } }, { "/", false }, { "/one.two", false } },
+    }
+
+    for _, case in ipairs(cases) do
+      local pattern = case[1]
+      for i = 2, #case do
+        local path, want = case[i][1], case[i][2]
+        it(("matches %s against %s"):format(pattern, path), function()
+          local app = router.new { ["GET " .. pattern] = echo_params }
+          local res = app(req("GET", path))
+          if want then
+            assert.are.same(want, res)
+          else
+            assert.are.equal(404, res.status)
+          end
+        end)
+      end
+    end
+
+    local function winner(patterns, path)
+      local app = router.new()
+      for _, p in ipairs(patterns) do
+        app:get(p, function(r) return { p, r.params } end)
+      end
+      local res = app(req("GET", path))
+      if res.status == 404 then return 404 end
+      return res[1], res[2]
+    end
+
+    it("resolves a set of static, constrained, param and splat routes", function()
+      local set = { "/hello", "/hello/:name[%d]", "/hello/:name", "/hello/:name/world",
+        "/static/*", "/x/:color/:height/*", "/please/" }
+      assert.are.same({ "/hello", {} }, { winner(set, "/hello") })
+      assert.are.same({ "/hello/:name[%d]", { name = "234" } }, { winner(set, "/hello/234") })
+      assert.are.same({ "/hello/:name", { name = "world2323" } }, { winner(set, "/hello/world2323") })
+      assert.are.same({ "/hello/:name/world", { name = "the-parameter" } },
+        { winner(set, "/hello/the-parameter/world") })
+      -- rill matches the decoded req.path, so a %20 arrives as a space
+      assert.are.same({ "/static/*", { splat = "hello/world/343434/foo bar.png" } },
+        { winner(set, "/static/hello/world/343434/foo bar.png") })
+      assert.are.same({ "/x/:color/:height/*", { color = "greenthing", height = "123px", splat = "a.txt" } },
+        { winner(set, "/x/greenthing/123px/a.txt") })
+      assert.are.equal(404, winner(set, "/what-the-heck"))
+      assert.are.equal(404, winner(set, "/hello//world"))
+      assert.are.same({ "/please/", {} }, { winner(set, "/please/") })
+      assert.are.equal(404, winner(set, "/please"))
+    end)
+
+    it("matches everything with a catch-all splat", function()
+      assert.are.same({ "/*", { splat = "hello_world" } }, { winner({ "/*" }, "/hello_world") })
+    end)
+
+    it("matches the routes Lapis names (rill has no route names)", function()
+      local set = { "/home", "/profile/:name", "/profile/:name/settings", "/game/:user_slug/:game_slug",
+        "/page/:slug/*", "/page(.:format)" }
+      assert.are.same({ "/home", {} }, { winner(set, "/home") })
+      assert.are.same({ "/profile/:name/settings", { name = "adam" } }, { winner(set, "/profile/adam/settings") })
+      assert.are.same({ "/game/:user_slug/:game_slug", { user_slug = "leafo", game_slug = "x-moon" } },
+        { winner(set, "/game/leafo/x-moon") })
+      assert.are.same({ "/page/:slug/*", { slug = "cool", splat = "hello" } }, { winner(set, "/page/cool/hello") })
+      assert.are.same({ "/page(.:format)", { format = "zip" } }, { winner(set, "/page.zip") })
+    end)
+
+    it("resolves optional parts beside a static route", function()
+      local set = { "/test(/:game)", "/zone(/:game(/:user)(*))", "/test/me" }
+      assert.are.same({ "/test(/:game)", { game = "yeah" } }, { winner(set, "/test/yeah") })
+      assert.are.equal(404, winner(set, "/test/ozone/"))
+      assert.are.same({ "/test/me", {} }, { winner(set, "/test/me") })
+    end)
+
+    it("orders a literal, then a param, then a splat", function()
+      local set = { "/*", "/:slug", "/hello" }
+      assert.are.same({ "/hello", {} }, { winner(set, "/hello") })
+      assert.are.same({ "/:slug", { slug = "world" } }, { winner(set, "/world") })
+      assert.are.same({ "/*", { splat = "whoa/zone" } }, { winner(set, "/whoa/zone") })
+    end)
+
+    it("keeps declaration order among routes that tie", function()
+      local set = { "/*", "/:slug1", "/:slug2", "/:slug3", "/:slug4", "/:slug5", "/hello" }
+      assert.are.same({ "/:slug1", { slug1 = "hey" } }, { winner(set, "/hey") })
+    end)
+
+    -- the two cases Lapis marks pending hold in rill
+    it("prefers the more specific /test/:game-world over /test/:game", function()
+      assert.are.same({ "/test/:game-world", { game = "hello" } },
+        { winner({ "/test/:game", "/test/:game-world" }, "/test/hello-world") })
+    end)
+
+    it("prefers the non-optional /test/:game over /test(/:game)", function()
+      assert.are.same({ "/test/:game", { game = "thing" } },
+        { winner({ "/test(/:game)", "/test/:game" }, "/test/thing") })
+    end)
+
+    it("sorts by the number of captures, splat routes last", function()
+      -- Lapis's list also has /*/hi/*: rill allows one '*' per route
+      local set = { "/*", "/*/hi", "/:slug1/:slug2", "/:slug1/two", "/hello" }
+      assert.are.same({ "/hello", {} }, { winner(set, "/hello") })
+      assert.are.equal("/:slug1/two", (winner(set, "/x/two")))
+      assert.are.equal("/:slug1/:slug2", (winner(set, "/x/three")))
+      assert.are.equal("/*/hi", (winner(set, "/a/b/hi")))
+      assert.are.equal("/*", (winner(set, "/a/b/c")))
     end)
   end)
 end)

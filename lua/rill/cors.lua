@@ -3,6 +3,7 @@
 -- preflight OPTIONS (allowing the last-event-id header a reconnecting
 -- EventSource sends) and adds the allow-origin headers to responses.
 local type, pairs, ipairs, error, tostring, table = type, pairs, ipairs, error, tostring, table
+local getmetatable = getmetatable
 
 -- origin: "*", a string, a list of strings, or function(origin) → boolean.
 local function allows(rule, origin)
@@ -62,16 +63,61 @@ local function with_headers(res, extra)
   return out
 end
 
+local function is_callable(v)
+  if type(v) == "function" then
+    return true
+  end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function bad_opt(msg)
+  error("bad argument #2 to 'cors' (" .. msg .. ")", 3)
+end
+
+-- Options are checked when the handler is built: a bad origin rule or a
+-- header value with a line break would otherwise surface at the first
+-- request, or reach the wire.
+local function check_opts(opts)
+  if type(opts) ~= "table" or opts.origin == nil then
+    bad_opt("a table with origin expected")
+  end
+  local origin = opts.origin
+  if type(origin) == "table" then
+    for _, o in ipairs(origin) do
+      if type(o) ~= "string" or o == "" then
+        bad_opt("origin must list non-empty strings")
+      end
+    end
+  elseif not ((type(origin) == "string" and origin ~= "") or is_callable(origin)) then
+    bad_opt("origin must be \"*\", a string, a list of strings or a function, got " .. type(origin))
+  end
+  for _, name in ipairs { "methods", "headers" } do
+    local v = opts[name]
+    if v ~= nil and (type(v) ~= "string" or v:find("[%c]")) then
+      bad_opt(name .. " must be a string without control characters")
+    end
+  end
+  local max_age = opts.max_age
+  if max_age ~= nil and not (math.type(max_age) and math.tointeger(max_age) and max_age >= 0 and max_age <= 1e9) then
+    bad_opt("max_age must be an integer of seconds from 0 to 1e9, got " .. tostring(max_age))
+  end
+  if opts.credentials ~= nil and type(opts.credentials) ~= "boolean" then
+    bad_opt("credentials must be a boolean")
+  end
+end
+
 -- opts: origin (required), credentials (boolean), methods (default
 -- "GET, POST, OPTIONS"), headers (extra request headers to allow, a string),
 -- max_age (seconds a preflight is cached, default 600).
 return function(handler, opts)
-  if type(opts) ~= "table" or opts.origin == nil then
-    error("bad argument #2 to 'cors' (a table with origin expected)", 2)
+  if not is_callable(handler) then
+    error(("bad argument #1 to 'cors' (function expected, got %s)"):format(type(handler)), 2)
   end
+  check_opts(opts)
   local allow_headers = "last-event-id" .. (opts.headers and (", " .. opts.headers) or "")
   local methods = opts.methods or "GET, POST, OPTIONS"
-  local max_age = tostring(opts.max_age or 600)
+  local max_age = tostring(math.tointeger(opts.max_age or 600))
   return function(req)
     local origin = req.headers.origin
     local ok = type(origin) == "string" and allows(opts.origin, origin)

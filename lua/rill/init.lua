@@ -16,7 +16,7 @@ return {
   tail = core.tail, -- rill.tail(path, opts): the lines of a growing file, like tail -F
   now = core.now, -- monotonic seconds
   run = core.run, -- rill.run(fn, ...): drive the loop until fn returns (tests, scripts)
-  router = router.new, -- rill.router { ["GET /x/:id"] = handler, ... }
+  router = router.new, -- rill.router({ ["GET /x/:id"] = handler, ... } [, {not_found=, method_not_allowed=}])
   sse = sse, -- rill.sse(source, opts), .encode(event), .follow(url, opts), .last_event_id(req)
   publish = hub.publish, -- rill.publish(topic, event) → id
   subscribe = hub.subscribe, -- rill.subscribe(topic, {last_event_id=}) → iterator of events

@@ -10,7 +10,7 @@ local router = require "rill.router"
 local type, tostring, error, getmetatable, pcall = type, tostring, error, getmetatable, pcall
 local getinfo = debug.getinfo
 local close_body = co.close
-local is_router, route = router.is_router, router.route
+local is_router, route = router.is_router, router.route_named
 
 -- Closes the body iterator when the stream ends, fails or is cancelled.
 local Closer = { __close = function(c) close_body(c.body) end }

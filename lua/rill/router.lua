@@ -11,7 +11,9 @@
 --
 -- Each route path is compiled once, when it is added, into one or more
 -- anchored Lua patterns (one per combination of optional groups). Static
--- routes are kept in a hash table keyed by exact path.
+-- routes are kept in a hash table keyed by exact path. Precedence is a
+-- total order computed from the pattern (see `before`), ending with the
+-- order of declaration, so it never depends on how pattern text sorts.
 
 local M = {}
 
@@ -59,6 +61,13 @@ local function scan_class(s, i)
       end
       if not pcall(string.find, "", "[" .. body .. "]") then
         fail("invalid character class '[" .. body .. "]'")
+      end
+      -- a parameter is one segment: a negated class is kept off '/', and a
+      -- class that names '/' is refused rather than silently crossing it
+      if body:sub(1, 1) == "^" then
+        body = body .. "/"
+      elseif ("/"):find("^[" .. body .. "]$") then
+        fail("character class '[" .. body .. "]' matches '/' (a parameter is one segment; use '*')")
       end
       return body, j + 1
     else
@@ -114,12 +123,13 @@ local function parse_seq(s, i, st, depth)
       i = i + 1 + #name
       if s:sub(i, i) == "[" then class, i = scan_class(s, i + 1) end
       add_name(st, name, false)
+      if not class then st.unconstrained = st.unconstrained + 1 end
       seq[#seq + 1] = { param = name, class = class }
     elseif c == "*" then
       flush()
       add_name(st, "splat", true)
       st.splat = true
-      seq[#seq + 1] = { splat = true }
+      seq[#seq + 1] = { splat = true, optional = depth > 0 }
       i = i + 1
     elseif c == "[" or c == "]" then
       fail("unexpected '" .. c .. "' at position " .. i
@@ -134,9 +144,14 @@ local function parse_seq(s, i, st, depth)
   return seq, i
 end
 
+-- A variant is { pattern, names, opt_splat }: opt_splat is the index in
+-- names of a '*' inside an optional group, which is left out of params when
+-- it matched nothing (so `/:one(*)` on `/x` gives no splat, not "").
 local function piece(node)
   if node.lit then return { pattern = lua_escape(node.lit), names = {} } end
-  if node.splat then return { pattern = "(.*)", names = { "splat" } } end
+  if node.splat then
+    return { pattern = "(.*)", names = { "splat" }, opt_splat = node.optional and 1 or nil }
+  end
   local class = node.class and ("[" .. node.class .. "]") or "[^/]"
   return { pattern = "(" .. class .. "+)", names = { node.param } }
 end
@@ -144,7 +159,8 @@ end
 local function join(a, b)
   local names = table.move(a.names, 1, #a.names, 1, {})
   table.move(b.names, 1, #b.names, #names + 1, names)
-  return { pattern = a.pattern .. b.pattern, names = names }
+  local opt = a.opt_splat or (b.opt_splat and #a.names + b.opt_splat)
+  return { pattern = a.pattern .. b.pattern, names = names, opt_splat = opt }
 end
 
 -- Turns a node list into every combination of present/absent optional
@@ -169,10 +185,11 @@ local function expand(seq)
   return variants
 end
 
--- Compiles a route path into { rank, literals, variants }, or nil, err.
+-- Compiles a route path into its variants and the facts precedence is
+-- computed from (see `before`), or nil, err.
 local function compile(path)
   if path:sub(1, 1) ~= "/" then return nil, "pattern must start with '/'" end
-  local st = { names = {}, captures = 0, literals = 0 }
+  local st = { names = {}, captures = 0, literals = 0, unconstrained = 0 }
   local ok, seq = pcall(parse_seq, path, 1, st, 0)
   if not ok then
     if getmetatable(seq) == ParseError then return nil, seq.msg end
@@ -190,7 +207,14 @@ local function compile(path)
   elseif st.captures == 0 and not st.optional then
     rank = RANK_STATIC
   end
-  return { rank = rank, literals = st.literals, variants = variants }
+  return {
+    rank = rank,
+    prefix = (path:find("[:%*%(]") or #path + 1) - 1, -- literal text before the first capture or group
+    unconstrained = st.unconstrained,
+    captures = st.captures,
+    literals = st.literals,
+    variants = variants,
+  }
 end
 
 -- "GET|post" -> set { GET = true, POST = true } and canonical key "GET|POST".
@@ -220,15 +244,19 @@ local function split_key(key)
   return spec, path
 end
 
--- Total order on routes, so precedence never depends on insertion or
--- `pairs` order: rank, then more literal characters, then pattern string,
--- then method-specific before any-method, then method list.
+-- The precedence, a total order (docs/handlers.md, "Precedence"): static
+-- routes, then routes with parameters, then routes with a '*'; then the
+-- longer literal prefix; fewer unconstrained parameters (so `:id[%d]` is
+-- tried before `:name`); fewer captures; more literal characters; a route
+-- for named methods before an any-method one; then declaration order.
 local function before(a, b)
   if a.rank ~= b.rank then return a.rank < b.rank end
+  if a.prefix ~= b.prefix then return a.prefix > b.prefix end
+  if a.unconstrained ~= b.unconstrained then return a.unconstrained < b.unconstrained end
+  if a.captures ~= b.captures then return a.captures < b.captures end
   if a.literals ~= b.literals then return a.literals > b.literals end
-  if a.path ~= b.path then return a.path < b.path end
   if a.any ~= b.any then return b.any end
-  return a.method_key < b.method_key
+  return a.seq < b.seq
 end
 
 -- Validates and registers one route. Returns true, or nil plus the
@@ -252,7 +280,9 @@ local function add_route(self, spec, path, handler)
   end
   self._ids[id] = true
   route.path, route.handler = path, handler
-  route.any, route.methods, route.method_key = set == nil, set or EMPTY, key
+  route.any, route.methods = set == nil, set or EMPTY
+  self._seq = self._seq + 1
+  route.seq = self._seq -- declaration order, the last tie-breaker
   self._routes[#self._routes + 1] = route
   self._dirty = true
   return true
@@ -275,10 +305,13 @@ local function rebuild(self)
   self._static, self._dynamic, self._dirty = static, dynamic, false
 end
 
-local function bind(names, ...)
+local function bind(variant, ...)
   if (...) == nil then return nil end
-  local params = {}
-  for i = 1, #names do params[names[i]] = select(i, ...) end
+  local params, names, opt = {}, variant.names, variant.opt_splat
+  for i = 1, #names do
+    local value = select(i, ...)
+    if i ~= opt or value ~= "" then params[names[i]] = value end
+  end
   return params
 end
 
@@ -290,7 +323,7 @@ local function match_path(route, path)
   local variants = route.variants
   for i = 1, #variants do
     local v = variants[i]
-    local params = bind(v.names, path:match(v.pattern))
+    local params = bind(v, path:match(v.pattern))
     if params then return params end
   end
   return nil
@@ -323,22 +356,66 @@ local function not_found()
   }
 end
 
-local function method_not_allowed(allowed)
+-- The Allow value of a 405: the methods that would match, sorted, HEAD
+-- whenever GET (a HEAD is served by the GET route).
+local function allow_value(allowed)
   if allowed.GET then allowed.HEAD = true end
   local list = {}
   for m in pairs(allowed) do list[#list + 1] = m end
   table.sort(list)
+  return table.concat(list, ", ")
+end
+
+local function method_not_allowed(allow)
   return {
     status = 405,
-    headers = { ["allow"] = table.concat(list, ", "), ["content-type"] = TEXT_PLAIN },
+    headers = { ["allow"] = allow, ["content-type"] = TEXT_PLAIN },
     body = "method not allowed\n",
   }
+end
+
+local function has_header(headers, name)
+  for k in pairs(headers) do
+    if type(k) == "string" and k:lower() == name then return true end
+  end
+  return false
+end
+
+-- Runs an app's not_found / method_not_allowed handler. Its answer is a
+-- response like a route's, except that the status defaults to the 404/405
+-- (a forgotten status must not turn a miss into a 200) and a 405 always
+-- carries Allow. The app's table is copied, never changed: it may be shared.
+local function run_miss(handler, req, status, allow)
+  local res = handler(req, allow)
+  local t = type(res)
+  if t == "string" then
+    return { status = status, headers = { ["allow"] = allow, ["content-type"] = TEXT_PLAIN }, body = res }
+  elseif res == nil then
+    return { status = status, headers = { ["allow"] = allow } }
+  elseif t ~= "table" then
+    return res -- rill.respond names the bad type
+  end
+  local out = {}
+  for k, v in pairs(res) do out[k] = v end
+  out.status = out.status or status
+  if allow and type(out.headers) == "table" then
+    if not has_header(out.headers, "allow") then
+      local headers = { ["allow"] = allow }
+      for k, v in pairs(out.headers) do headers[k] = v end
+      out.headers = headers
+    end
+  elseif allow then
+    out.headers = { ["allow"] = allow }
+  end
+  return out
 end
 
 -- Finds the route of method and path and runs its handler. plain: req is a
 -- plain table (rill.test), which gets a fresh req.params; the server's req
 -- makes an empty one when it is read.
-local function route(self, req, method, path, plain)
+-- What answers method and path: a route's handler (req.params set), or nil
+-- with the miss's status and, for a 405, its Allow value.
+local function find(self, req, method, path, plain)
   if self._dirty then rebuild(self) end
   local static = self._static[path]
   if static then -- the common case first: a static route of this path takes this method
@@ -346,7 +423,7 @@ local function route(self, req, method, path, plain)
       local r = static[i]
       if r.any or r.methods[method] then
         if plain then req.params = {} end
-        return r.handler(req)
+        return r.handler
       end
     end
   end
@@ -359,10 +436,37 @@ local function route(self, req, method, path, plain)
     elseif plain then
       req.params = {}
     end
-    return found.handler(req)
+    return found.handler
   end
-  if miss then return method_not_allowed(miss.allowed) end
+  if miss then return nil, 405, allow_value(miss.allowed) end
+  return nil, 404
+end
+
+local function answer_miss(self, req, status, allow)
+  if status == 405 then
+    if self._method_not_allowed then return run_miss(self._method_not_allowed, req, 405, allow) end
+    return method_not_allowed(allow)
+  end
+  if self._not_found then return run_miss(self._not_found, req, 404, nil) end
   return not_found()
+end
+
+-- Finds the route of method and path and runs its handler. plain: req is a
+-- plain table (rill.test), which gets a fresh req.params; the server's req
+-- makes an empty one when it is read.
+local function route(self, req, method, path, plain)
+  local handler, status, allow = find(self, req, method, path, plain)
+  if handler then return handler(req) end
+  return answer_miss(self, req, status, allow)
+end
+
+-- For rill.respond: the response and the function that made it, which an
+-- error in the response is named after (its file and line).
+local function route_named(self, req, method, path)
+  local handler, status, allow = find(self, req, method, path, false)
+  if handler then return (handler(req)), handler end
+  local custom = status == 405 and self._method_not_allowed or self._not_found
+  return (answer_miss(self, req, status, allow)), custom
 end
 
 local function dispatch(self, req)
@@ -383,6 +487,7 @@ Router.__call = dispatch
 -- at hand: no lookups through req for them.
 function M.is_router(v) return getmetatable(v) == Router end
 M.route = route
+M.route_named = route_named
 
 local function check_self(self, fname)
   if getmetatable(self) ~= Router then
@@ -417,11 +522,34 @@ for _, name in ipairs { "get", "post", "put", "delete", "patch", "options" } do
   end
 end
 
+-- Reads the options of a router: its not_found and method_not_allowed
+-- handlers. Returns true, or nil and a message for argument #2.
+local function set_options(self, opts, fname)
+  if opts == nil then return true end
+  if type(opts) ~= "table" then
+    return nil, ("bad argument #2 to '%s' (table or nil expected, got %s)"):format(fname, type(opts))
+  end
+  for k, v in pairs(opts) do
+    if k ~= "not_found" and k ~= "method_not_allowed" then
+      return nil, ("bad argument #2 to '%s' (unknown option '%s')"):format(fname, tostring(k))
+    end
+    if not is_callable(v) then
+      return nil, ("bad argument #2 to '%s' (option '%s' must be a function or callable table, got %s)")
+        :format(fname, k, type(v))
+    end
+  end
+  self._not_found, self._method_not_allowed = opts.not_found, opts.method_not_allowed
+  return true
+end
+
 -- Builds a router from a routes table; returns it, or nil and a message.
--- Keys are visited in sorted order so the reported error is deterministic.
-local function build(routes, fname)
+-- Keys are visited in sorted order, which is then their declaration order
+-- (a Lua table has none) and makes the reported error deterministic.
+local function build(routes, opts, fname)
   local self = setmetatable({ _routes = {}, _ids = {}, _static = {}, _dynamic = {},
-    _dirty = false }, Router)
+    _dirty = false, _seq = 0 }, Router)
+  local ok, err = set_options(self, opts, fname)
+  if not ok then return nil, err end
   if routes == nil then return self end
   if type(routes) ~= "table" then
     return nil, ("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(routes))
@@ -436,29 +564,30 @@ local function build(routes, fname)
   end
   table.sort(keys)
   for _, key in ipairs(keys) do
-    local spec, path, err = split_key(key)
-    local ok, msg
+    local spec, path, perr = split_key(key)
+    local added, msg
     if path then
       local _
-      ok, _, msg = add_route(self, spec, path, routes[key])
+      added, _, msg = add_route(self, spec, path, routes[key])
     else
-      msg = ("route '%s': %s"):format(key, err)
+      msg = ("route '%s': %s"):format(key, perr)
     end
-    if not ok then return nil, ("bad argument #1 to '%s' (%s)"):format(fname, msg) end
+    if not added then return nil, ("bad argument #1 to '%s' (%s)"):format(fname, msg) end
   end
   return self
 end
 
--- Creates a router. `routes` maps "METHOD|METHOD /pattern" keys to handlers.
-function M.new(routes)
-  local self, err = build(routes, "new")
+-- Creates a router. `routes` maps "METHOD|METHOD /pattern" keys to handlers;
+-- `opts` may give not_found(req) and method_not_allowed(req, allow) handlers.
+function M.new(routes, opts)
+  local self, err = build(routes, opts, "new")
   if not self then error(err, 2) end
   return self
 end
 
 return setmetatable(M, {
-  __call = function(_, routes)
-    local self, err = build(routes, "router")
+  __call = function(_, routes, opts)
+    local self, err = build(routes, opts, "router")
     if not self then error(err, 2) end
     return self
   end,

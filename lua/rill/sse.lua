@@ -11,6 +11,24 @@ local getmetatable, setmetatable, pairs = getmetatable, setmetatable, pairs
 
 local M = {}
 
+local MAX_SECONDS = 1e9 -- the longest duration rill takes anywhere (src/luanum.h)
+
+-- A duration option: a finite number of seconds from 0 to 1e9. NaN, an
+-- infinity or 1e300 would turn a timer into "every loop turn" or "never".
+local function check_seconds(v, fname, argn, name, level)
+  if type(v) ~= "number" or v ~= v or v < 0 or v > MAX_SECONDS then
+    error(("bad argument #%d to '%s' (%s must be a number of seconds from 0 to 1e9, got %s)")
+      :format(argn, fname, name, tostring(v)), level + 1)
+  end
+end
+
+local function check_opts(opts, fname, level)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to '%s' (table or nil expected, got %s)"):format(fname, type(opts)), level + 1)
+  end
+  return opts or {}
+end
+
 -- Encodes one event: a table {event=, data=, id=, retry=, comment=} or a
 -- string (the data). data is split on every line end into data: lines; a
 -- field that cannot be encoded raises rather than corrupt the stream. A
@@ -68,14 +86,23 @@ end
 -- the bytes encoded once at publish. opts: heartbeat (seconds idle before a
 -- comment line, default 15, 0 = none), retry (ms, sent first), status, headers.
 function M.response(source, opts)
-  opts = opts or {}
+  opts = check_opts(opts, "sse", 2)
   local iter = as_iterator(source)
   local heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat
-  -- checked here, before the head goes out: the C side checks it again (rill.core.out.sse)
-  if type(heartbeat) ~= "number" or heartbeat ~= heartbeat or heartbeat < 0 or heartbeat > 1e9
-      or (heartbeat > 0 and heartbeat < 0.001) then
+  check_seconds(heartbeat, "sse", 2, "heartbeat", 2)
+  if heartbeat > 0 and heartbeat < 0.001 then -- shorter would fire every loop turn
     error(("bad argument #2 to 'sse' (heartbeat must be 0 (none) or from 0.001 to 1e9 seconds, got %s)")
       :format(tostring(heartbeat)), 2)
+  end
+  if opts.retry ~= nil then
+    local ms = math.type(opts.retry) and math.tointeger(opts.retry)
+    if not ms or ms < 0 or ms > MAX_SECONDS * 1000 then
+      error(("bad argument #2 to 'sse' (retry must be an integer of milliseconds from 0 to 1e12, got %s)")
+        :format(tostring(opts.retry)), 2)
+    end
+  end
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then
+    error(("bad argument #2 to 'sse' (headers must be a table, got %s)"):format(type(opts.headers)), 2)
   end
   local retry = opts.retry and M.encode({ retry = opts.retry })
   local headers = { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache", ["x-accel-buffering"] = "no" }
@@ -94,6 +121,10 @@ end
 -- The resume point of a request: its Last-Event-ID header, or for a first
 -- connection (EventSource cannot set headers) ?last_event_id= (the header wins).
 function M.last_event_id(req)
+  local t = type(req)
+  if t ~= "table" and t ~= "userdata" then
+    error(("bad argument #1 to 'last_event_id' (request expected, got %s)"):format(t), 2)
+  end
   local id = req.headers["last-event-id"]
   if type(id) == "table" then
     id = id[#id]
@@ -120,9 +151,7 @@ local function option(opts, name)
   if v == nil then
     return DEFAULTS[name]
   end
-  if type(v) ~= "number" or v < 0 then
-    error(("bad argument #2 to 'follow' (%s must be a number of seconds)"):format(name), 3)
-  end
+  check_seconds(v, "follow", 2, name, 3)
   return v
 end
 
@@ -187,7 +216,14 @@ function M.follow(url, opts)
   if type(url) ~= "string" then
     error(("bad argument #1 to 'follow' (string expected, got %s)"):format(type(url)), 2)
   end
-  opts = opts or {}
+  opts = check_opts(opts, "follow", 2)
+  for _, name in ipairs { "timeout", "idle_timeout" } do -- checked here, not at the first pull
+    if opts[name] ~= nil then check_seconds(opts[name], "follow", 2, name, 2) end
+  end
+  local max = opts.max_event_bytes
+  if max ~= nil and not (math.type(max) and math.tointeger(max) and max > 0) then
+    error(("bad argument #2 to 'follow' (max_event_bytes must be a positive integer, got %s)"):format(tostring(max)), 2)
+  end
   local settings = {
     headers = opts.headers,
     timeout = opts.timeout,
