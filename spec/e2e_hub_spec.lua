@@ -2,6 +2,7 @@
 -- rill.sse and the hub end to end, against spec/apps/hub.lua.
 local rill = require "rill"
 local test = require "rill.test"
+local socket = require "socket"
 
 describe("rill.sse.encode", function()
   local cases = { "", "lone\rcr", "crlf\r\nline", "trailing\n", "ünïcødé ✓", ("m"):rep(1024 * 1024),
@@ -301,5 +302,32 @@ describe("the hub at shutdown", function()
     assert.same("end", ending)
     s:close()
     assert.same(0, srv:wait())
+  end)
+
+  -- The subscribers' clients do not read, so their streams are still queued
+  -- when the hub shuts down, on a topic whose history the global budget took:
+  -- the hub frees the topic once, never after its last subscriber did (ASan).
+  it("exits cleanly with subscribers still on a topic that has no history left", function()
+    local srv = test.server("spec/apps/hub.lua", { args = { "--grace", "0.2", "--max-body-bytes", "16777216" } })
+    assert.same(200, srv:request({ method = "POST",
+      path = "/configure?history_bytes=67108864&total_history_bytes=9000000" }).status)
+    local clients = {}
+    for i = 1, 2 do
+      clients[i] = assert(socket.connect(srv.host, srv.port))
+      clients[i]:send("GET /events/held HTTP/1.1\r\nHost: x\r\n\r\n") -- and never read
+    end
+    assert.same(2, srv:settle(function(st) return st.streams == 2 end).streams)
+    local function publish(topic, data)
+      return srv:request({ method = "POST", path = "/publish/" .. topic, body = data }).status
+    end
+    assert.same(202, publish("held", ("x"):rep(8 * 1024 * 1024)))
+    assert.same(202, publish("other", ("y"):rep(1024 * 1024)))
+    local stats = srv:get("/stats?topic=held").body
+    assert.matches("history=0 ", stats) -- evicted for the newer event of another topic
+    assert.matches("subscribers=2", stats)
+    assert.matches("evicted=1 ", srv:get("/stats").body)
+    assert.same(2, srv:settle(function(st) return st.blocked == 2 end).blocked)
+    assert.same(0, srv:stop()) -- ASan makes a use after free exit 1
+    for _, c in ipairs(clients) do c:close() end
   end)
 end)
