@@ -468,6 +468,27 @@ static int forbidden(lua_State *L, const char *path, const char *why)
 }
 
 /*
+ * The real path of path (relative: from the app's directory) into real, or
+ * why it may not be tailed (a string pushed on the stack).
+ */
+static const char *confine(lua_State *L, const char *path, char *real)
+{
+    char full[PATH_MAX];
+    const char *why = NULL;
+    if (!app_dir_set)
+        rill_tail_app_dir(".", 1); /* under rill.run: the current directory */
+    if (nroots == 0)
+        return "no tail root (the app is in /: give --tail-root)";
+    if (!absolute(path, full, sizeof full))
+        return "path too long";
+    if (!resolve(full, real, &why))
+        return lua_pushfstring(L, "%s: %s", full, why);
+    if (!under_a_root(real))
+        return lua_pushfstring(L, "%s is outside the tail roots (--tail-root)", real);
+    return NULL;
+}
+
+/*
  * rill.tail(path [, opts]) → tail (callable: line, offset), nil, nil, tail;
  * or nil, err, "forbidden" for a path outside the tail roots. A relative
  * path is taken from the app's directory. opts: from ("end", "start", N
@@ -486,19 +507,10 @@ static int tail_new(lua_State *L)
     size_t max_line = (size_t)rill_opt_field_int(L, 2, "max_line", 64 * 1024, 1, MAX_LINE);
     double poll = rill_opt_field_range(L, 2, "poll", 0, 0, MAX_POLL);
     luaL_argcheck(L, poll == 0 || poll >= 0.01, 2, "poll must be 0 (inotify) or at least 0.01");
-    if (!app_dir_set)
-        rill_tail_app_dir(".", 1); /* under rill.run: the current directory */
-    if (nroots == 0)
-        return forbidden(L, path, "no tail root (the app is in /: give --tail-root)");
-    char full[PATH_MAX], real[PATH_MAX];
-    const char *why = NULL;
-    if (!absolute(path, full, sizeof full))
-        return forbidden(L, path, "path too long");
-    if (!resolve(full, real, &why))
-        return forbidden(L, path, lua_pushfstring(L, "%s: %s", full, why));
-    if (!under_a_root(real))
-        return forbidden(L, path,
-                         lua_pushfstring(L, "%s is outside the tail roots (--tail-root)", real));
+    char real[PATH_MAX];
+    const char *why = confine(L, path, real);
+    if (why)
+        return forbidden(L, path, why);
     struct tail *t = lua_newuserdatauv(L, sizeof *t, 0); /* 3 */
     memset(t, 0, sizeof *t);
     t->res.close = tail_close_res;
