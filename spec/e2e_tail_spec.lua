@@ -356,6 +356,7 @@ end
     local dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. dir))
+    finally(function() os.execute("rm -rf " .. dir) end)
     write(dir .. "/app.lua", APP)
     write(dir .. "/rel.log", "next to the app\n")
     local srv = test.server(dir .. "/app.lua")
@@ -369,7 +370,6 @@ end
     assert.same(("tail ../elsewhere.log: %s/elsewhere.log is outside the tail roots (--tail-root)\n")
       :format(parent), res.body)
     assert.same(0, srv:stop())
-    os.execute("rm -rf " .. dir)
   end)
 
   -- An app at the top of the filesystem must not open all of it to tails.
@@ -380,6 +380,7 @@ end
       pending("needs a writable / to place an app there")
       return
     end
+    finally(function() os.remove(app) end) -- also when an assertion fails
     f:write(APP)
     f:close()
     local srv = test.server(app)
@@ -390,6 +391,5 @@ end
     local explicit = test.server(app, { args = { "--tail-root", "/" } })
     assert.same(200, explicit:open("/?path=" .. app).status)
     assert.same(0, explicit:stop())
-    os.remove(app)
   end)
 end)
