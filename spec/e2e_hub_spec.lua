@@ -307,6 +307,7 @@ describe("the hub at shutdown", function()
   -- took while it still has subscribers (run under ASan and valgrind).
   it("exits cleanly with subscribers still on a topic that has no history left", function()
     local srv = test.server("spec/apps/hub.lua")
+    finally(function() srv:stop() end) -- stop() is idempotent
     assert.same(200, srv:request({ method = "POST", path = "/configure?total_history_bytes=1000" }).status)
     local streams = { srv:open("/events/held"), srv:open("/events/held"), srv:open("/events/other") }
     assert.same(3, srv:settle(function(st) return st.streams == 3 end).streams)
