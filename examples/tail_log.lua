@@ -1,6 +1,7 @@
 -- SPDX-License-Identifier: MIT
 -- A live view of a log file in the browser, surviving rotation and reconnects:
---   LOG=./app.log rill examples/tail_log.lua --tail-root .
+--   LOG=$PWD/app.log rill examples/tail_log.lua --tail-root .
+-- (a relative LOG would start in examples/, the app's directory)
 -- then open http://127.0.0.1:8080/ (the last 10 lines, then every new one).
 local rill = require "rill"
 

@@ -302,4 +302,26 @@ describe("the hub at shutdown", function()
     s:close()
     assert.same(0, srv:wait())
   end)
+
+  -- Shutdown frees each topic once, also one whose history the global budget
+  -- took while it still has subscribers (run under ASan and valgrind).
+  it("exits cleanly with subscribers still on a topic that has no history left", function()
+    local srv = test.server("spec/apps/hub.lua")
+    finally(function() srv:stop() end) -- stop() is idempotent
+    assert.same(200, srv:request({ method = "POST", path = "/configure?total_history_bytes=1000" }).status)
+    local streams = { srv:open("/events/held"), srv:open("/events/held"), srv:open("/events/other") }
+    assert.same(3, srv:settle(function(st) return st.streams == 3 end).streams)
+    local function publish(topic, data)
+      return srv:request({ method = "POST", path = "/publish/" .. topic, body = data }).status
+    end
+    assert.same(202, publish("held", "x"))
+    assert.same("x", streams[1]:event(5).data)
+    assert.same(202, publish("other", ("y"):rep(2000))) -- past the budget: both histories go
+    local held = srv:get("/stats?topic=held").body
+    assert.matches("history=0 ", held)
+    assert.matches("subscribers=2", held)
+    assert.matches("evicted=2 ", srv:get("/stats").body)
+    assert.same(0, srv:stop()) -- ASan and valgrind make an invalid access exit non-zero
+    for _, s in ipairs(streams) do s:close() end
+  end)
 end)

@@ -1,5 +1,6 @@
 -- SPDX-License-Identifier: MIT
 -- rill.tail end to end: spec/apps/tail.lua follows files the spec writes.
+local rill = require "rill"
 local test = require "rill.test"
 local url = require "socket.url"
 
@@ -157,6 +158,75 @@ describe("rill.tail", function()
     assert.matches("outside the tail roots", res.body)
   end)
 
+  -- The root is checked on every open by name, by where the opened file
+  -- really is, not only when the tail starts.
+  it("refuses a symlink out of the root that a rotation puts at the path", function()
+    local outside = dir:gsub("/root$", "/outside") .. "/rotated-secret.txt"
+    append(outside, "")
+    local path = new_path()
+    append(path, "")
+    local s = srv:open(route("lines", path))
+    append(path, "before rotation\n")
+    assert.same("before rotation\n", s:chunk(5))
+    assert(os.rename(path, path .. ".1"))
+    assert(os.execute(("ln -s %s %s"):format(outside, path)))
+    append(outside, "secret\n")
+    local chunk, err = s:chunk(5)
+    assert.is_nil(chunk) -- the stream is cut, the secret never sent
+    assert.same("closed", err)
+    assert.truthy(srv:wait_log("now leads to " .. path .. " (a symlink), outside the tail roots"))
+    s:close()
+  end)
+
+  it("refuses a file that appears later as a symlink out of the root", function()
+    local outside = dir:gsub("/root$", "/outside") .. "/later-secret.txt"
+    append(outside, "secret\n")
+    local path = new_path()
+    local s = srv:open(route("lines", path, "&from=start")) -- not there yet: it waits
+    assert(os.execute(("ln -s %s %s"):format(outside, path)))
+    local chunk, err = s:chunk(5)
+    assert.is_nil(chunk)
+    assert.same("closed", err)
+    assert.truthy(srv:wait_log("outside the tail roots"))
+    s:close()
+  end)
+
+  it("refuses a directory swapped for a symlink out of the root", function()
+    local outside_dir = dir:gsub("/root$", "/outside") .. "/swapped"
+    assert(os.execute("mkdir -p " .. outside_dir .. " " .. dir .. "/sub"))
+    append(outside_dir .. "/app.log", "secret\n")
+    local s = srv:open(route("lines", dir .. "/sub/app.log", "&from=start"))
+    assert(os.execute(("rmdir %s/sub && ln -s %s %s/sub"):format(dir, outside_dir, dir)))
+    append(outside_dir .. "/app.log", "more secret\n") -- the poll or inotify wakes the tail
+    local chunk = s:chunk(5)
+    assert.is_nil(chunk)
+    assert.truthy(srv:wait_log("now leads to " .. outside_dir .. "/app.log, outside the tail roots"))
+    s:close()
+  end)
+
+  it("names the resolved path when it refuses one", function()
+    local res = srv:get(route("lines", dir .. "/../outside/secret.txt"))
+    assert.same(403, res.status)
+    assert.same(("tail %s/../outside/secret.txt: %s is outside the tail roots (--tail-root)\n")
+      :format(dir, dir:gsub("/root$", "/outside") .. "/secret.txt"), res.body)
+  end)
+
+  it("checks every number of its options, naming the option", function()
+    local path = new_path()
+    append(path, "x\n")
+    local function refused(query)
+      local res = srv:get(route("lines", path, query))
+      assert.same(500, res.status, query)
+      return srv:log()
+    end
+    assert.matches("max_line must be an integer from 1", refused("&max_line=-1"))
+    assert.matches("max_line must be an integer from 1", refused("&max_line=0.5"))
+    assert.matches("poll must be a number from 0 to 3600, got 1e%+300", refused("&poll=1e300"))
+    assert.matches("poll must be 0 %(inotify%) or at least 0.01", refused("&poll=1e-9"))
+    assert.matches("from must be an integer from 0 to 1000000", refused("&from=9223372036854775807"))
+    assert.matches("from%.offset must be an integer from 0", refused("&from=offset=-1"))
+  end)
+
   it("resumes exactly after the last event a client got, by Last-Event-ID", function()
     local path = new_path()
     append(path, "")
@@ -220,5 +290,109 @@ describe("rill.tail", function()
     end
     local after = srv:settle(function(st) return st.active == 0 and st.fds == before.fds end)
     assert.same(before.fds, after.fds)
+  end)
+end)
+
+describe("rill.tail in process", function()
+  local dir -- under the working directory: the tail root under rill.run
+  setup(function()
+    dir = ("build/tail-spec-%d"):format(math.random(1, 1e9))
+    assert(os.execute("mkdir -p " .. dir))
+  end)
+  teardown(function() os.execute("rm -rf " .. dir) end)
+
+  local function tail_error(opts)
+    local ok, err = pcall(rill.run, function() return rill.tail(dir .. "/none.log", opts) end)
+    assert.is_false(ok)
+    return err
+  end
+
+  it("refuses NaN, infinities and out-of-range numbers in its options", function()
+    assert.matches("max_line must be an integer from 1 to %d+, got %-?nan", tail_error({ max_line = 0 / 0 }))
+    assert.matches("max_line must be an integer", tail_error({ max_line = math.huge }))
+    assert.matches("poll must be a number from 0 to 3600, got %-?nan", tail_error({ poll = 0 / 0 }))
+    assert.matches("poll must be a number from 0 to 3600, got %-inf", tail_error({ poll = -math.huge }))
+    assert.matches("from must be an integer from 0 to 1000000, got 9223372036854775807",
+      tail_error({ from = math.maxinteger }))
+    assert.matches("from must be an integer", tail_error({ from = 0 / 0 }))
+    assert.matches("from%.offset must be an integer from 0", tail_error({ from = { offset = 1e300 } }))
+    assert.matches("from must be", tail_error({ from = true }))
+  end)
+
+  it("looks back at most 1 MiB for the last N lines, however large N is", function()
+    local path = dir .. "/big.log"
+    local f = assert(io.open(path, "w"))
+    local line = ("x"):rep(99) .. "\n"
+    for _ = 1, 30000 do f:write(line) end -- 3,000,000 bytes
+    f:close()
+    local offset = rill.run(function()
+      local t <close> = assert(rill.tail(path, { from = 1000000 }))
+      local _, at = t()
+      return at
+    end)
+    assert.same(3000000 - 1024 * 1024 + 76, offset) -- the first whole line inside the window
+    assert.same(0, offset % 100)
+  end)
+end)
+
+-- An app of its own in a temporary directory: the default root and the
+-- directory relative paths start from, wherever rill runs.
+describe("rill.tail's default root", function()
+  local APP = [[
+local rill = require "rill"
+return function(req)
+  local lines, err = rill.tail(req.query.path, { from = "start" })
+  if not lines then return { status = 403, body = err .. "\n" } end
+  return { body = lines }
+end
+]]
+  local function write(path, text)
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+  end
+
+  it("is the app's directory, and relative paths start there, not in the working directory", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    finally(function() os.execute("rm -rf " .. dir) end)
+    write(dir .. "/app.lua", APP)
+    write(dir .. "/rel.log", "next to the app\n")
+    local srv = test.server(dir .. "/app.lua")
+    finally(function() srv:stop() end) -- stop() is idempotent
+    local s = srv:open("/?path=rel.log")
+    assert.same(200, s.status)
+    assert.same("next to the app\n", s:chunk(5))
+    s:close()
+    local res = srv:get("/?path=../elsewhere.log")
+    assert.same(403, res.status)
+    local parent = dir:match("^(.*)/[^/]+$")
+    assert.same(("tail ../elsewhere.log: %s/elsewhere.log is outside the tail roots (--tail-root)\n")
+      :format(parent), res.body)
+    assert.same(0, srv:stop())
+  end)
+
+  -- An app at the top of the filesystem must not open all of it to tails.
+  it("is not / for an app in /: that takes an explicit --tail-root /", function()
+    local app = ("/rill-tail-spec-%d.lua"):format(math.random(1, 1e9))
+    local f = io.open(app, "w")
+    if not f then
+      pending("needs a writable / to place an app there")
+      return
+    end
+    finally(function() os.remove(app) end) -- also when an assertion fails
+    f:write(APP)
+    f:close()
+    local srv = test.server(app)
+    finally(function() srv:stop() end)
+    local res = srv:get("/?path=/etc/hostname")
+    assert.same(403, res.status)
+    assert.matches("no tail root %(the app is in /: give %-%-tail%-root%)", res.body)
+    assert.same(0, srv:stop())
+    local explicit = test.server(app, { args = { "--tail-root", "/" } })
+    finally(function() explicit:stop() end)
+    assert.same(200, explicit:open("/?path=" .. app).status)
+    assert.same(0, explicit:stop())
   end)
 end)

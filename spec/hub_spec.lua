@@ -17,7 +17,10 @@ local function drain(topic, last_event_id, n)
 end
 
 describe("the hub", function()
-  after_each(function() rill.hub.configure { history = 1000, history_bytes = 4 * 1024 * 1024, history_age = 3600 } end)
+  after_each(function()
+    rill.hub.configure { history = 1000, history_bytes = 4 * 1024 * 1024, history_age = 3600,
+                         max_topics = 10000, total_history_bytes = 64 * 1024 * 1024 }
+  end)
 
   it("bounds a topic's history by bytes", function()
     rill.hub.configure { history_bytes = 200 }
@@ -63,6 +66,100 @@ describe("the hub", function()
       "bad argument #2 to 'publish' (table or string expected, got number)")
     assert.has_error(function() rill.publish("t", { data = "x", event = "a\nb" }) end)
     assert.has_error(function() rill.subscribe("t") end) -- outside a handler
+  end)
+
+  it("bounds all histories together, evicting the oldest events of any topic first", function()
+    rill.hub.configure { total_history_bytes = 256 * 1024 }
+    local evicted = rill.hub.stats().evicted
+    local first = rill.publish("budget-a", ("a"):rep(1000))
+    rill.publish("budget-a", ("a"):rep(1000)) -- the client below has not seen this one
+    for i = 1, 400 do
+      rill.publish(("budget-%d"):format(i % 7), ("b"):rep(1000))
+    end
+    local st = rill.hub.stats()
+    assert.is_true(st.history_bytes <= 256 * 1024)
+    assert.is_true(st.evicted > evicted)
+    assert.same(0, rill.hub.stats("budget-a").history) -- the oldest went first
+    assert.is_true(rill.hub.stats("budget-6").history > 0)
+    rill.publish("budget-a", "new")
+    assert.same({ "gap:expired", "new" }, drain("budget-a", first, 2))
+  end)
+
+  it("bounds the number of topics: a new one past max_topics gets nil, err, \"limit\"", function()
+    rill.publish("topics-1", "x") -- a live topic, among those of the tests above
+    rill.hub.configure { max_topics = 1 }
+    local refused = rill.hub.stats().refused
+    local id, err, code = rill.publish("topics-3", "x")
+    assert.is_nil(id)
+    assert.same("hub: too many topics (max_topics = 1)", err)
+    assert.same("limit", code)
+    assert.same({ nil, err, "limit" }, { rill.close_topic("topics-3") })
+    assert.same({ nil, err, "limit" }, { rill.run(function() return rill.subscribe("topics-3") end) })
+    assert.same(refused + 3, rill.hub.stats().refused)
+    assert.truthy(rill.publish("topics-1", "an existing topic takes events as before"))
+  end)
+
+  it("makes room for a new topic by forgetting idle ones, then the first closed", function()
+    rill.close_topic("closed-1")
+    rill.close_topic("closed-2")
+    rill.hub.configure { history_age = 0.05 }
+    rill.publish("idle-1", "ages out")
+    rill.run(function() rill.sleep(0.1) end) -- idle-1 (and the topics above) keep no history now
+    rill.hub.configure { max_topics = rill.hub.stats().topics }
+    assert.truthy(rill.publish("room-1", "x")) -- the idle topics made way
+    rill.hub.configure { history_age = 3600 }
+    assert.is_true(rill.hub.stats("closed-1").closed)
+    rill.hub.configure { max_topics = rill.hub.stats().topics }
+    assert.truthy(rill.publish("room-2", "x")) -- then closed-1, the first closed
+    assert.is_false(rill.hub.stats("closed-1").closed)
+    assert.is_true(rill.hub.stats("closed-2").closed)
+    assert.is_nil(rill.publish("closed-2", "x"))
+  end)
+
+  it("keeps a closed topic closed after its last subscriber left", function()
+    assert.is_true(rill.close_topic("closed-empty"))
+    rill.run(function()
+      local next_event = rill.subscribe("closed-empty")
+      assert.is_nil(next_event()) -- nothing to replay: the stream ends
+    end)
+    collectgarbage()
+    assert.is_true(rill.hub.stats("closed-empty").closed)
+    local id, err = rill.publish("closed-empty", "x")
+    assert.is_nil(id)
+    assert.same("topic 'closed-empty' is closed", err)
+  end)
+
+  it("raises on a hub event closed by hand instead of reading freed memory", function()
+    local first = rill.publish("gc-by-hand", "a")
+    rill.publish("gc-by-hand", "b")
+    local ev = rill.run(function() return rill.subscribe("gc-by-hand", { last_event_id = first })() end)
+    assert.same("b", ev.data)
+    getmetatable(ev).__gc(ev)
+    getmetatable(ev).__gc(ev) -- twice is fine
+    assert.has_error(function() return tostring(ev) end, "attempt to use a closed hub event")
+    assert.has_error(function() return ev.data end, "attempt to use a closed hub event")
+    assert.truthy(rill.publish("gc-by-hand", "the topic goes on"))
+  end)
+
+  it("checks every number of hub.configure and subscribe, naming the option", function()
+    local function message(opts)
+      local ok, err = pcall(rill.hub.configure, opts)
+      assert.is_false(ok)
+      return err
+    end
+    assert.matches("history_age must be a number from 0.001 to 1000000000, got inf", message({ history_age = math.huge }))
+    assert.matches("history_age must be a number", message({ history_age = 0 / 0 }))
+    assert.matches("history_age must be a number", message({ history_age = 1e300 }))
+    assert.matches("history must be an integer from 1", message({ history = -1 }))
+    assert.matches("history_bytes must be an integer", message({ history_bytes = 1.5 }))
+    assert.matches("queue must be an integer", message({ queue = 1e300 }))
+    assert.matches("max_topics must be an integer from 1", message({ max_topics = 0 }))
+    assert.matches("total_history_bytes must be an integer", message({ total_history_bytes = "big" }))
+    local ok, err = pcall(rill.run, function() return rill.subscribe("t", { queue = 0 / 0 }) end)
+    assert.is_false(ok)
+    assert.matches("queue must be an integer from 1", err)
+    assert.has_error(function() rill.sse.parser(2 ^ 40) end)
+    assert.has_error(function() rill.sse.parser(0) end)
   end)
 
   it("counts topics, subscribers and published events", function()

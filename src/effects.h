@@ -19,6 +19,8 @@ void rill_hub_shutdown(lua_State *L);
 
 /* A directory rill.tail may read below (realpath'd); -1 if it does not exist. */
 int rill_tail_add_root(const char *dir);
+/* The app's directory: relative tail paths start there; as_root: also the root (unless `/`). */
+int rill_tail_app_dir(const char *dir, int as_root);
 
 /* Idle upstream connections kept for reuse (stats). */
 int rill_fetch_idle_connections(void);

@@ -1042,8 +1042,8 @@ static int iter_events(lua_State *L)
 static int fetch_events(lua_State *L)
 {
     struct fetch *f = check_fetch(L, 1);
-    lua_Integer max = luaL_optinteger(L, 2, RILL_SSE_DEFAULT_MAX);
-    luaL_argcheck(L, max > 0, 2, "max_event_bytes must be positive");
+    lua_Integer max = lua_isnoneornil(L, 2) ? RILL_SSE_DEFAULT_MAX
+                                            : rill_check_int_range(L, 2, 1, RILL_SSE_MAX_CAP);
     if (f->sse)
         return luaL_error(L, "events() was already called on this fetch");
     f->sse = rill_sse_new((size_t)max);

@@ -12,6 +12,13 @@
  *
  * Ids are "<topic epoch>-<seq>": short and CORS-safe, and an id from before
  * a restart (another epoch) is recognised as unknown rather than misread.
+ *
+ * Memory is bounded globally too, since topic names often come from
+ * requests: all histories together stay under total_history_bytes (the
+ * oldest events of any topic go first: every event is also on one list in
+ * publish order), and there are at most max_topics topics. A new topic past
+ * that bound first makes room by forgetting idle ones; a closed topic is
+ * remembered as closed (so it never reopens) for as long as the bound allows.
  */
 #include <event2/buffer.h>
 #include <event2/event_struct.h>
@@ -27,11 +34,16 @@
 #include "effects.h"
 #include "hub.h"
 #include "log.h"
+#include "luanum.h"
 #include "sched.h"
 
 #define EVENT_MT "rill.hub.event"
 #define SUB_MT   "rill.subscription"
 #define BUCKETS  1024
+/* What an event costs the global budget beyond its bytes: its C and Lua bookkeeping. */
+#define EVENT_OVERHEAD 256
+#define MAX_COUNT      1000000000  /* the largest history, queue or max_topics accepted */
+#define MAX_BYTES      (1LL << 40) /* the largest byte budget accepted */
 
 struct hub_config {
     size_t history;       /* events kept per topic */
@@ -39,9 +51,11 @@ struct hub_config {
     double history_age;   /* seconds an event is kept */
     size_t queue;         /* how far a subscriber may lag, in events */
     int drop_oldest;      /* overflow: skip ahead with a gap event, not disconnect */
+    size_t max_topics;    /* topics at most, closed ones included */
+    size_t total_bytes;   /* all histories together, EVENT_OVERHEAD per event included */
 };
 
-static struct hub_config config = {1000, 4 * 1024 * 1024, 3600, 1000, 0};
+static struct hub_config config = {1000, 4 * 1024 * 1024, 3600, 1000, 0, 10000, 64 * 1024 * 1024};
 
 struct wire { /* the encoded event, shared by the history and queued writes */
     int refs;
@@ -51,6 +65,8 @@ struct wire { /* the encoded event, shared by the history and queued writes */
 
 struct hub_event {
     struct wire *wire;
+    struct topic *topic;
+    struct hub_event *older, *newer; /* every topic's events, in publish order */
     uint64_t seq;
     double at;
     int ud_ref;   /* the Lua object (rill.hub.event), anchored while in history */
@@ -65,7 +81,7 @@ struct topic {
     struct hub_event **ring;
     size_t cap, head, count; /* history: count events from ring[head], oldest first */
     size_t bytes;
-    int closed;
+    uint64_t closed; /* 0, or the order of its closing (the oldest closed is forgotten first) */
     struct subscription *subs;
     int nsubs;
 };
@@ -87,6 +103,8 @@ struct subscription {
 
 static struct topic *buckets[BUCKETS];
 static struct hub_stats stats;
+static struct hub_event *oldest, *newest; /* the global publish order */
+static uint64_t closings;                 /* topics closed so far, to order them */
 
 /* ---- wire blocks and events ----------------------------------------------------- */
 
@@ -167,6 +185,7 @@ static void new_epoch(char *epoch)
 
 static void trim(lua_State *L, struct rill_worker *w, struct topic *t);
 static void maybe_free_topic(lua_State *L, struct topic *t);
+static void drop_oldest_event(lua_State *L, struct topic *t);
 
 /* Every 10 s: history ages out of topics nobody touches, idle topics go. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -194,15 +213,68 @@ static void start_sweep(struct rill_worker *w)
     event_add(sweep, &ten);
 }
 
+/* Unlinks t from its bucket and frees it, with what history it still has. */
+static void forget_topic(lua_State *L, struct topic *t)
+{
+    struct topic **p = &buckets[hash(t->name)];
+    while (*p != t)
+        p = &(*p)->next_in_bucket;
+    *p = t->next_in_bucket;
+    while (t->count > 0)
+        drop_oldest_event(L, t);
+    free(t->ring);
+    free(t->name);
+    free(t);
+    stats.topics--;
+}
+
+/*
+ * At max_topics: forgets the idle topics (aged out, no subscriber), and if
+ * that is not enough, the closed topic with nothing left that was closed
+ * first. Returns whether there is room now.
+ */
+static int make_room(lua_State *L, struct rill_worker *w)
+{
+    struct topic *closed = NULL;
+    for (int b = 0; b < BUCKETS; b++) {
+        struct topic *t = buckets[b], *next;
+        for (; t; t = next) {
+            next = t->next_in_bucket;
+            trim(L, w, t);
+            maybe_free_topic(L, t);
+        }
+    }
+    if ((size_t)stats.topics < config.max_topics)
+        return 1;
+    for (int b = 0; b < BUCKETS; b++)
+        for (struct topic *t = buckets[b]; t; t = t->next_in_bucket)
+            if (t->closed && !t->count && !t->subs && (!closed || t->closed < closed->closed))
+                closed = t;
+    if (closed)
+        forget_topic(L, closed);
+    return closed != NULL;
+}
+
+/*
+ * The topic, created on first use; NULL past max_topics when no room can be
+ * made (push_too_many says so to Lua).
+ */
 static struct topic *get_topic(lua_State *L, const char *name)
 {
     struct topic *t = find_topic(name);
     if (t)
         return t;
-    start_sweep(rill_worker_get(L));
+    struct rill_worker *w = rill_worker_get(L);
+    if ((size_t)stats.topics >= config.max_topics && !make_room(L, w)) {
+        stats.refused++;
+        return NULL;
+    }
+    start_sweep(w);
     t = calloc(1, sizeof *t);
-    if (!t || !(t->name = strdup(name)))
+    if (!t || !(t->name = strdup(name))) {
+        free(t);
         luaL_error(L, "out of memory");
+    }
     new_epoch(t->epoch);
     unsigned b = hash(name);
     t->next_in_bucket = buckets[b];
@@ -211,14 +283,37 @@ static struct topic *get_topic(lua_State *L, const char *name)
     return t;
 }
 
+/* nil, "hub: too many topics (max_topics = N)", "limit" */
+static int push_too_many(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "hub: too many topics (max_topics = %I)", (lua_Integer)config.max_topics);
+    lua_pushliteral(L, "limit");
+    return 3;
+}
+
 static struct hub_event *history_at(struct topic *t, size_t i)
 {
     return t->ring[(t->head + i) % t->cap];
 }
 
+static size_t cost(const struct hub_event *e)
+{
+    return e->wire->len + EVENT_OVERHEAD;
+}
+
 static void drop_oldest_event(lua_State *L, struct topic *t)
 {
     struct hub_event *e = history_at(t, 0);
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        oldest = e->newer;
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        newest = e->older;
+    stats.history_bytes -= (long)cost(e);
     t->bytes -= e->wire->len;
     t->head = (t->head + 1) % t->cap;
     t->count--;
@@ -234,21 +329,28 @@ static void trim(lua_State *L, struct rill_worker *w, struct topic *t)
         drop_oldest_event(L, t);
 }
 
-/* A topic with no history and no subscriber is forgotten. */
+/*
+ * The global budget: the oldest events of all topics go first (the oldest
+ * event overall is always the oldest of its topic). Topics left empty are
+ * not freed here (the publisher holds one): the sweep and make_room do it.
+ */
+static void evict(lua_State *L)
+{
+    while (oldest && (size_t)stats.history_bytes > config.total_bytes) {
+        drop_oldest_event(L, oldest->topic);
+        stats.evicted++;
+    }
+}
+
+/*
+ * An open topic with no history and no subscriber is forgotten. A closed
+ * one is kept, so that it stays closed, until make_room needs its place.
+ */
 static void maybe_free_topic(lua_State *L, struct topic *t)
 {
-    if (t->count > 0 || t->subs)
+    if (t->count > 0 || t->subs || t->closed)
         return;
-    struct topic **p = &buckets[hash(t->name)];
-    while (*p != t)
-        p = &(*p)->next_in_bucket;
-    *p = t->next_in_bucket;
-    while (t->count > 0)
-        drop_oldest_event(L, t);
-    free(t->ring);
-    free(t->name);
-    free(t);
-    stats.topics--;
+    forget_topic(L, t);
 }
 
 static int push_event(struct topic *t, struct hub_event *e)
@@ -268,6 +370,14 @@ static int push_event(struct topic *t, struct hub_event *e)
     t->ring[(t->head + t->count) % t->cap] = e;
     t->count++;
     t->bytes += e->wire->len;
+    e->topic = t;
+    e->older = newest;
+    if (newest)
+        newest->newer = e;
+    else
+        oldest = e;
+    newest = e;
+    stats.history_bytes += (long)cost(e);
     return 0;
 }
 
@@ -330,12 +440,15 @@ static void drop_laggards(struct topic *t)
 static int hub_next_id(lua_State *L)
 {
     struct topic *t = get_topic(L, luaL_checkstring(L, 1));
+    if (!t)
+        return push_too_many(L);
     lua_pushfstring(L, "%s-%I", t->epoch, (lua_Integer)(t->last_seq + 1));
     return 1;
 }
 
 /*
- * hub.publish(topic, id, wire, fields) → id, or nil, "closed". The Lua
+ * hub.publish(topic, id, wire, fields) → id, or nil, err (closed, or past
+ * max_topics: then a third value, "limit"). The Lua
  * side (lua/rill/hub.lua) encoded the event into wire once; fields is the
  * event table subscribers read.
  */
@@ -349,6 +462,8 @@ static int hub_publish(lua_State *L)
     luaL_argcheck(L, idlen < sizeof(((struct hub_event *)0)->id), 2, "id longer than 128 bytes");
     struct rill_worker *w = rill_worker_get(L);
     struct topic *t = get_topic(L, name);
+    if (!t)
+        return push_too_many(L);
     if (t->closed) {
         lua_pushnil(L);
         lua_pushfstring(L, "topic '%s' is closed", name);
@@ -383,19 +498,27 @@ static int hub_publish(lua_State *L)
     e->ud_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     stats.published++;
     trim(L, w, t);
+    evict(L);
     drop_laggards(t);
     wake_all(t);
     lua_pushvalue(L, 2);
     return 1;
 }
 
-/* hub.close(topic): subscribers drain what was published, then their streams end. */
+/*
+ * hub.close(topic) → true, or nil, err, "limit" past max_topics: subscribers
+ * drain what was published, then their streams end.
+ */
 static int hub_close(lua_State *L)
 {
     struct topic *t = get_topic(L, luaL_checkstring(L, 1));
-    t->closed = 1;
+    if (!t)
+        return push_too_many(L);
+    if (!t->closed)
+        t->closed = ++closings;
     wake_all(t);
-    return 0;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* hub.disconnect(topic) → how many: ends every subscriber's stream (they may resume). */
@@ -633,22 +756,10 @@ enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer
     return RILL_PUMP_MORE;
 }
 
-static size_t opt_size(lua_State *L, int idx, const char *field, size_t dflt)
-{
-    size_t v = dflt;
-    if (lua_getfield(L, idx, field) != LUA_TNIL) {
-        lua_Integer n = lua_tointeger(L, -1);
-        if (!lua_isinteger(L, -1) || n <= 0)
-            luaL_error(L, "bad argument #2 to 'subscribe' (%s must be a positive integer)", field);
-        v = (size_t)n;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 /*
- * hub.subscribe(topic, opts) → iterator, nil, nil, subscription. opts:
- * last_event_id, queue (events it may lag), overflow ("disconnect" or "drop").
+ * hub.subscribe(topic, opts) → iterator, nil, nil, subscription; or nil,
+ * err, "limit" past max_topics. opts: last_event_id, queue (events it may
+ * lag), overflow ("disconnect" or "drop").
  */
 static int hub_subscribe(lua_State *L)
 {
@@ -659,20 +770,22 @@ static int hub_subscribe(lua_State *L)
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     struct rill_task *task = rill_task_check(L);
+    struct topic *t = get_topic(L, name);
+    if (!t)
+        return push_too_many(L);
     struct subscription *s = lua_newuserdatauv(L, sizeof *s, 0); /* 3 */
     memset(s, 0, sizeof *s);
     s->res.close = sub_close_res;
     s->w = task->w;
     rill_waiter_init(&s->wait, task->w->base, sub_unwaited);
     luaL_setmetatable(L, SUB_MT);
-    s->queue = opt_size(L, 2, "queue", config.queue);
+    s->queue = (size_t)rill_opt_field_int(L, 2, "queue", (lua_Integer)config.queue, 1, MAX_COUNT);
     lua_getfield(L, 2, "overflow");
     static const char *const policies[] = {"disconnect", "drop", NULL};
     s->drop_oldest = luaL_checkoption(L, -1, policies[config.drop_oldest], policies) == 1;
     lua_getfield(L, 2, "last_event_id");
     const char *last = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
 
-    struct topic *t = get_topic(L, name);
     trim(L, task->w, t);
     s->topic = t;
     s->cursor = t->last_seq;
@@ -690,29 +803,36 @@ static int hub_subscribe(lua_State *L)
     return rill_push_iterator(L, sub_next, 1, 3);
 }
 
-/* hub.configure{history=, history_bytes=, history_age=, queue=, overflow=} */
+/*
+ * hub.configure{history=, history_bytes=, history_age=, queue=, overflow=,
+ * max_topics=, total_history_bytes=}: every number checked (luanum.h). A
+ * lower bound applies from the next publish or new topic on.
+ */
 static int hub_configure(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     struct hub_config c = config;
-    lua_settop(L, 1);
-    lua_pushvalue(L, 1);
-    lua_insert(L, 2); /* the subscribe option checker reads index 2 */
-    c.history = opt_size(L, 2, "history", c.history);
-    c.history_bytes = opt_size(L, 2, "history_bytes", c.history_bytes);
-    c.queue = opt_size(L, 2, "queue", c.queue);
-    if (lua_getfield(L, 2, "history_age") != LUA_TNIL) {
-        c.history_age = luaL_checknumber(L, -1);
-        luaL_argcheck(L, c.history_age > 0, 1, "history_age must be positive");
-    }
-    lua_getfield(L, 2, "overflow");
+    c.history = (size_t)rill_opt_field_int(L, 1, "history", (lua_Integer)c.history, 1, MAX_COUNT);
+    c.history_bytes = (size_t)rill_opt_field_int(L, 1, "history_bytes",
+                                                 (lua_Integer)c.history_bytes, 1, MAX_BYTES);
+    c.queue = (size_t)rill_opt_field_int(L, 1, "queue", (lua_Integer)c.queue, 1, MAX_COUNT);
+    c.history_age =
+        rill_opt_field_range(L, 1, "history_age", c.history_age, 0.001, RILL_MAX_SECONDS);
+    c.max_topics =
+        (size_t)rill_opt_field_int(L, 1, "max_topics", (lua_Integer)c.max_topics, 1, MAX_COUNT);
+    c.total_bytes = (size_t)rill_opt_field_int(L, 1, "total_history_bytes",
+                                               (lua_Integer)c.total_bytes, 1, MAX_BYTES);
+    lua_getfield(L, 1, "overflow");
     static const char *const policies[] = {"disconnect", "drop", NULL};
     c.drop_oldest = luaL_checkoption(L, -1, policies[c.drop_oldest], policies) == 1;
     config = c;
     return 0;
 }
 
-/* hub.stats([topic]) → {topics, subscribers, published, dropped, gaps} or a topic's. */
+/*
+ * hub.stats([topic]) → {topics, subscribers, published, dropped, gaps,
+ * evicted, refused, history_bytes} or a topic's.
+ */
 static int hub_stats_fn(lua_State *L)
 {
     int one_topic = !lua_isnoneornil(L, 1);
@@ -732,11 +852,10 @@ static int hub_stats_fn(lua_State *L)
     const struct {
         const char *name;
         long value;
-    } fields[] = {{"topics", stats.topics},
-                  {"subscribers", stats.subscribers},
-                  {"published", stats.published},
-                  {"dropped", stats.dropped},
-                  {"gaps", stats.gaps}};
+    } fields[] = {{"topics", stats.topics},       {"subscribers", stats.subscribers},
+                  {"published", stats.published}, {"dropped", stats.dropped},
+                  {"gaps", stats.gaps},           {"evicted", stats.evicted},
+                  {"refused", stats.refused},     {"history_bytes", stats.history_bytes}};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         lua_pushinteger(L, fields[i].value);
         lua_setfield(L, -2, fields[i].name);
@@ -752,11 +871,13 @@ void rill_hub_shutdown(lua_State *L)
     for (int b = 0; b < BUCKETS; b++) {
         while (buckets[b]) {
             struct topic *t = buckets[b];
-            while (t->subs)
-                sub_unlink(t->subs); /* their requests are gone already */
-            while (t->count > 0)
-                drop_oldest_event(L, t);
-            maybe_free_topic(L, t);
+            /* not sub_unlink: the last one would free t under this loop */
+            for (struct subscription *s = t->subs; s; s = s->next) {
+                s->topic = NULL; /* its request is freed later: it finds no topic */
+                stats.subscribers--;
+            }
+            t->subs = NULL;
+            forget_topic(L, t);
         }
     }
 }
@@ -768,19 +889,30 @@ const struct hub_stats *rill_hub_stats(void)
 
 /* ---- the event object ---------------------------------------------------------------- */
 
+static struct wire *check_event(lua_State *L, int idx);
+
 static int event_index(lua_State *L)
 {
-    luaL_checkudata(L, 1, EVENT_MT);
+    check_event(L, 1);
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 2);
     lua_gettable(L, -2);
     return 1;
 }
 
+/* An event whose __gc ran (by hand: getmetatable(ev).__gc(ev)) raises when used. */
+static struct wire *check_event(lua_State *L, int idx)
+{
+    struct wire **wp = luaL_checkudata(L, idx, EVENT_MT);
+    if (!*wp)
+        luaL_error(L, "attempt to use a closed hub event");
+    return *wp;
+}
+
 static int event_tostring(lua_State *L)
 {
-    struct wire **wp = luaL_checkudata(L, 1, EVENT_MT);
-    lua_pushlstring(L, (*wp)->bytes, (*wp)->len);
+    struct wire *w = check_event(L, 1);
+    lua_pushlstring(L, w->bytes, w->len);
     return 1;
 }
 

@@ -6,6 +6,9 @@
 
 struct hub_stats {
     long topics, subscribers, published, dropped, gaps;
+    long evicted;       /* events dropped for the global budget (total_history_bytes) */
+    long refused;       /* new topics refused past max_topics */
+    long history_bytes; /* what all histories cost the global budget */
 };
 
 /*

@@ -134,13 +134,17 @@ static void add_app_dir(lua_State *L, const char *app)
     lua_pop(L, 3);
 }
 
-/* Without --tail-root, rill.tail reads below the app's directory. */
-static void default_tail_root(const char *app)
+/*
+ * Relative rill.tail paths start in the app's directory, and without
+ * --tail-root it is the root too; an app in `/` gets no implicit root
+ * (the whole filesystem takes an explicit --tail-root /).
+ */
+static void tail_app_dir(const char *app, int explicit_roots)
 {
     char dir[PATH_MAX];
     const char *slash = strrchr(app, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - app) : 1, slash ? app : ".");
-    rill_tail_add_root(dir[0] ? dir : "/");
+    rill_tail_app_dir(dir[0] ? dir : "/", !explicit_roots);
 }
 
 /* Thousands of streams need thousands of descriptors: take what the hard limit allows. */
@@ -334,8 +338,7 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         return EXIT_USAGE;
     }
     *app = argv[optind];
-    if (tail_roots == 0)
-        default_tail_root(*app);
+    tail_app_dir(*app, tail_roots > 0);
     return -1;
 }
 

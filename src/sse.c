@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "effects.h"
+#include "luanum.h"
 #include "sse_parse.h"
 
 #define PARSER_MT "rill.sse.parser"
@@ -90,8 +91,8 @@ static int parser_close(lua_State *L)
 
 static int parser_new(lua_State *L)
 {
-    lua_Integer max = luaL_optinteger(L, 1, RILL_SSE_DEFAULT_MAX);
-    luaL_argcheck(L, max > 0, 1, "max_event_bytes must be positive");
+    lua_Integer max = lua_isnoneornil(L, 1) ? RILL_SSE_DEFAULT_MAX
+                                            : rill_check_int_range(L, 1, 1, RILL_SSE_MAX_CAP);
     struct parser *p = lua_newuserdatauv(L, sizeof *p, 0);
     p->p = NULL;
     luaL_setmetatable(L, PARSER_MT);

@@ -55,23 +55,59 @@ static void swap(struct buf *a, struct buf *b)
     *b = t;
 }
 
+/* Every byte the buffers hold, spare capacity included: what the cap bounds. */
+static size_t capacity(const struct rill_sse_parser *p)
+{
+    return p->data.cap + p->type.cap + p->val.cap + p->idbuf.cap + p->id.cap;
+}
+
+/* Gives back the spare capacity of every buffer but keep (an empty one is freed). */
+static void shrink_others(struct rill_sse_parser *p, const struct buf *keep)
+{
+    struct buf *all[] = {&p->data, &p->type, &p->val, &p->idbuf, &p->id};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        struct buf *b = all[i];
+        if (b == keep || b->cap == b->len)
+            continue;
+        if (b->len == 0) {
+            free(b->b);
+            b->b = NULL;
+            b->cap = 0;
+        } else {
+            char *nb = realloc(b->b, b->len);
+            if (nb) {
+                b->b = nb;
+                b->cap = b->len;
+            }
+        }
+    }
+}
+
 /*
- * Makes room for need bytes in b. Callers check need <= max first, so a
- * buffer never grows past max (a hostile upstream cannot make us allocate
- * more); doubling keeps appends linear.
+ * Makes room for need bytes in b. The capacities of all five buffers
+ * together never pass max: buffers are kept for reuse and swapped (an event
+ * line's value becomes the type, an id line's the id buffer), so a cap per
+ * buffer would let the parser hold five times max. When doubling would pass
+ * the cap, the others give back their spare room first; what remains
+ * failing is RILL_SSE_TOO_BIG. Doubling keeps appends linear.
  */
-static int reserve(struct buf *b, size_t need, size_t max)
+static int reserve(struct rill_sse_parser *p, struct buf *b, size_t need)
 {
     if (need <= b->cap)
         return 0;
+    if (capacity(p) - b->cap + need > p->max)
+        shrink_others(p, b);
+    size_t others = capacity(p) - b->cap;
+    if (others > p->max || need > p->max - others)
+        return RILL_SSE_TOO_BIG;
     size_t cap = b->cap ? b->cap * 2 : 64;
     if (cap < need) /* also when the doubling wrapped */
         cap = need;
-    if (cap > max)
-        cap = max;
+    if (cap > p->max - others)
+        cap = p->max - others;
     char *nb = realloc(b->b, cap);
     if (!nb)
-        return -1;
+        return RILL_SSE_NOMEM;
     b->b = nb;
     b->cap = cap;
     return 0;
@@ -83,10 +119,14 @@ static int fail(struct rill_sse_parser *p, int err)
     return err;
 }
 
-/* The bytes the cap applies to: the pending event and the line being read. */
+/*
+ * The bytes the cap applies to: everything the parser holds, that is the
+ * pending event (data, type), the line being read (an event, id or retry
+ * value) and the last event id, as received and as committed.
+ */
 static size_t held_bytes(const struct rill_sse_parser *p)
 {
-    return p->data.len + p->type.len + p->val.len;
+    return p->data.len + p->type.len + p->val.len + p->idbuf.len + p->id.len;
 }
 
 /*
@@ -97,20 +137,22 @@ static int append(struct rill_sse_parser *p, struct buf *b, const char *s, size_
 {
     if (n == 0)
         return 0;
-    if (n > p->max - held_bytes(p)) /* held_bytes() <= max always holds */
+    if (held_bytes(p) > p->max || n > p->max - held_bytes(p))
         return fail(p, RILL_SSE_TOO_BIG);
-    if (reserve(b, b->len + n, p->max))
-        return fail(p, RILL_SSE_NOMEM);
+    int rc = reserve(p, b, b->len + n);
+    if (rc)
+        return fail(p, rc);
     memcpy(b->b + b->len, s, n);
     b->len += n;
     return 0;
 }
 
-/* dst = src. dst->cap never passes max since src->len <= max. */
-static int copy(struct buf *dst, const struct buf *src, size_t max)
+/* dst = src, within the cap: 0, or RILL_SSE_TOO_BIG / RILL_SSE_NOMEM. */
+static int copy(struct rill_sse_parser *p, struct buf *dst, const struct buf *src)
 {
-    if (reserve(dst, src->len, max))
-        return -1;
+    int rc = reserve(p, dst, src->len);
+    if (rc)
+        return rc;
     if (src->len)
         memcpy(dst->b, src->b, src->len);
     dst->len = src->len;
@@ -189,6 +231,10 @@ static int take(struct rill_sse_parser *p, const char *s, size_t n)
     }
     if (p->mode == M_DATA)
         return append(p, &p->data, s, n);
+    if (p->mode == M_ID && n > RILL_SSE_MAX_ID - p->val.len) {
+        p->mode = M_SKIP; /* an id past 1 KiB is dropped, as if the line were a comment */
+        p->val.len = 0;
+    }
     if (p->mode == M_SKIP)
         return 0;
     return append(p, &p->val, s, n);
@@ -243,8 +289,9 @@ static int dispatch(struct rill_sse_parser *p, rill_sse_dispatch_fn fn, void *ar
 {
     if (!p->dirty)
         return 0;
-    if (copy(&p->id, &p->idbuf, p->max))
-        return fail(p, RILL_SSE_NOMEM);
+    int rc = copy(p, &p->id, &p->idbuf);
+    if (rc)
+        return fail(p, rc);
 
     struct rill_sse_event ev = {
         .type = p->type.len ? p->type.b : "message",
@@ -256,7 +303,7 @@ static int dispatch(struct rill_sse_parser *p, rill_sse_dispatch_fn fn, void *ar
         .retry = p->retry,
         .fires = p->data.len > 0,
     };
-    int rc = fn ? fn(&ev, arg) : 0;
+    rc = fn ? fn(&ev, arg) : 0;
     p->data.len = 0;
     p->type.len = 0;
     p->retry = -1;
@@ -389,7 +436,7 @@ void rill_sse_reset(struct rill_sse_parser *p)
     p->space = 0;
     p->after_cr = 0;
     p->dirty = 0;
-    p->err = copy(&p->idbuf, &p->id, p->max) ? RILL_SSE_NOMEM : 0;
+    p->err = copy(p, &p->idbuf, &p->id);
 }
 
 const char *rill_sse_last_id(const struct rill_sse_parser *p, size_t *len)

@@ -13,9 +13,11 @@
  */
 
 #define RILL_SSE_DEFAULT_MAX (1024 * 1024) /* max_event_bytes when 0 is given */
+#define RILL_SSE_MAX_CAP     (1 << 30)     /* the largest max_event_bytes accepted from Lua */
+#define RILL_SSE_MAX_ID      1024          /* a longer id line is ignored, like a comment */
 
 enum {
-    RILL_SSE_TOO_BIG = -1, /* a pending line/event passed max_event_bytes */
+    RILL_SSE_TOO_BIG = -1, /* what the parser holds would pass max_event_bytes */
     RILL_SSE_NOMEM = -2,   /* a buffer could not grow */
 };
 
@@ -49,11 +51,15 @@ struct rill_sse_event {
 typedef int (*rill_sse_dispatch_fn)(const struct rill_sse_event *ev, void *arg);
 
 /*
- * Makes a parser. max_event_bytes caps the pending event (type + data) plus
- * the line being read, so a hostile upstream cannot grow memory: no buffer
- * ever grows past it. Comment and unknown-field lines are skipped without
- * being stored and are not limited. 0 selects RILL_SSE_DEFAULT_MAX.
- * Returns NULL when out of memory.
+ * Makes a parser. max_event_bytes caps everything the parser holds: the
+ * pending event (data + type), the line being read (an event, id or retry
+ * value) and the last event id (as received and as committed), spare buffer
+ * capacity included, so a hostile upstream cannot grow memory past it:
+ * rill_sse_memory() stays under max_event_bytes + sizeof the parser. An id
+ * line longer than RILL_SSE_MAX_ID bytes is ignored (the id stays as it
+ * was). Comment and unknown-field lines are skipped without being stored
+ * and are not limited. 0 selects RILL_SSE_DEFAULT_MAX. Returns NULL when
+ * out of memory.
  */
 struct rill_sse_parser *rill_sse_new(size_t max_event_bytes);
 void rill_sse_free(struct rill_sse_parser *p);

@@ -7,7 +7,11 @@
  * per inode, so tails of one file share one watch, and an event wakes the
  * tails whose file or directory it names. A stat poll backs inotify up
  * (filesystems where it does not fire, a full event queue) or replaces it
- * (opts.poll). Paths are confined to the tail roots (--tail-root).
+ * (opts.poll). Paths are confined to the tail roots (--tail-root): checked
+ * by name when the tail starts, and by the opened descriptor's real path on
+ * every open (tailer.c), so a file that appears later, a rotation or a
+ * symlink swapped in cannot lead outside them. A relative path is taken
+ * from the app's directory, never from the process's working directory.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -24,12 +28,17 @@
 #include <unistd.h>
 
 #include "effects.h"
+#include "luanum.h"
 #include "sched.h"
 #include "tailer.h"
 
 #define TAIL_MT     "rill.tail"
 #define READ_CHUNK  (64 * 1024)
 #define MAX_ROOTS   16
+#define MAX_LINE    (64 * 1024 * 1024) /* the largest max_line accepted */
+#define MAX_FROM    1000000            /* the largest from = N (lines) accepted */
+#define MAX_SCAN    (1024 * 1024)      /* from = N looks back at most this many bytes */
+#define MAX_POLL    3600.0             /* seconds */
 #define FILE_EVENTS (IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF | IN_CLOSE_WRITE)
 #define DIR_EVENTS  (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
 
@@ -57,6 +66,8 @@ static int inotify_fd = -1;
 static struct event *inotify_ev;
 static char roots[MAX_ROOTS][PATH_MAX];
 static int nroots;
+static char app_dir[PATH_MAX]; /* what a relative path is taken from */
+static int app_dir_set;
 
 /* ---- roots ---------------------------------------------------------------------- */
 
@@ -65,6 +76,22 @@ int rill_tail_add_root(const char *dir)
     if (nroots == MAX_ROOTS || !realpath(dir, roots[nroots]))
         return -1;
     nroots++;
+    return 0;
+}
+
+/*
+ * The app's directory: relative paths are taken from it, and without an
+ * explicit --tail-root (as_root) it is the root. Not when it is `/`: an app
+ * at the top of the filesystem would open all of it to tails, so that takes
+ * an explicit --tail-root /.
+ */
+int rill_tail_app_dir(const char *dir, int as_root)
+{
+    if (!realpath(dir, app_dir))
+        return -1;
+    app_dir_set = 1;
+    if (as_root && strcmp(app_dir, "/") != 0)
+        return rill_tail_add_root(app_dir);
     return 0;
 }
 
@@ -92,6 +119,14 @@ static char *resolve(const char *path, char *out, const char **err)
     strcat(out, "/");
     strcat(out, base);
     return out;
+}
+
+/* path, or app_dir/path when relative, into out; NULL if too long. */
+static char *absolute(const char *path, char *out, size_t cap)
+{
+    int n = path[0] == '/' ? snprintf(out, cap, "%s", path)
+                           : snprintf(out, cap, "%s/%s", app_dir, path);
+    return n < 0 || (size_t)n >= cap ? NULL : out;
 }
 
 static int under_a_root(const char *real)
@@ -183,6 +218,9 @@ static int read_more(lua_State *L, struct tail *t)
     off_t at;
     int events;
     ssize_t n = rill_follow_read(&t->follow, buf, sizeof buf, &at, &events);
+    if (n < 0 && errno == EACCES)
+        luaL_error(L, "tail %s: now leads to %s, outside the tail roots (--tail-root)",
+                   t->follow.path, t->follow.denied);
     if (n < 0)
         luaL_error(L, "tail %s: %s", t->follow.path, strerror(errno));
     if (events & (RILL_FOLLOW_TRUNCATED | RILL_FOLLOW_ROTATED | RILL_FOLLOW_OPENED)) {
@@ -351,63 +389,111 @@ static int parse_id(const char *id, unsigned long long *ino, long long *off)
     return id && sscanf(id, "%llx-%lld%c", ino, off, &end) == 2 && *off >= 0;
 }
 
+static const char from_usage[] = "from must be \"end\", \"start\", a line count or {offset=}";
+
+/* from = {offset = N}: an integer from 0; past the end means the end. */
+static off_t from_offset(lua_State *L, int idx)
+{
+    int isint = 0;
+    lua_getfield(L, idx, "offset");
+    lua_Integer off = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+    if (!isint || off < 0)
+        luaL_argerror(L, 2, "from.offset must be an integer from 0");
+    lua_pop(L, 1);
+    return (off_t)off;
+}
+
 /*
  * Where to start. last_event_id resumes exactly after the line it names while
  * the file is the same and not shorter; otherwise the reader gets a rill-gap
- * notice ("rotated" or "truncated") and the whole current file.
+ * notice ("rotated" or "truncated") and the whole current file. Every option
+ * is checked even when the file is not there yet. Returns -1 (errno EACCES)
+ * when the file now at the path is outside the roots.
  */
-static void position(lua_State *L, struct tail *t, int opts)
+static int position(lua_State *L, struct tail *t, int opts)
 {
-    int exists = rill_follow_open(&t->follow, RILL_FROM_END) == 0;
-    lua_getfield(L, opts, "last_event_id");
     lua_getfield(L, opts, "from");
+    int from_type = lua_type(L, -1);
+    lua_Integer lines = 0;
+    off_t offset = 0;
+    if (from_type == LUA_TNUMBER)
+        lines = rill_opt_field_int(L, opts, "from", 0, 0, MAX_FROM);
+    else if (from_type == LUA_TTABLE)
+        offset = from_offset(L, lua_absindex(L, -1));
+    else if (from_type == LUA_TSTRING)
+        luaL_argcheck(
+            L, strcmp(lua_tostring(L, -1), "end") == 0 || strcmp(lua_tostring(L, -1), "start") == 0,
+            2, from_usage);
+    else
+        luaL_argcheck(L, from_type == LUA_TNIL, 2, from_usage);
+    int start = from_type == LUA_TSTRING && strcmp(lua_tostring(L, -1), "start") == 0;
+    lua_pop(L, 1);
+    lua_getfield(L, opts, "last_event_id");
+    luaL_argcheck(L, lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING, 2,
+                  "last_event_id must be a string");
+    const char *last = lua_tostring(L, -1);
+
+    int exists = rill_follow_open(&t->follow, RILL_FROM_END) == 0;
+    if (!exists && errno == EACCES)
+        return -1;
     unsigned long long ino;
     long long off;
-    if (!lua_isnil(L, -2) && exists) {
-        int ok = parse_id(lua_tostring(L, -2), &ino, &off);
+    if (last && exists) {
+        int ok = parse_id(last, &ino, &off);
         if (ok && ino == (unsigned long long)t->follow.ino && off <= t->follow.offset) {
             t->follow.offset = off;
         } else {
             t->notice = ok && ino == (unsigned long long)t->follow.ino ? "truncated" : "rotated";
             t->follow.offset = 0;
         }
-    } else if (lua_type(L, -1) == LUA_TNUMBER && exists) {
-        lua_Integer n = lua_tointeger(L, -1);
-        luaL_argcheck(L, n >= 0, 2, "from must be \"end\", \"start\", a line count or {offset=}");
-        t->follow.offset = rill_follow_last_lines(&t->follow, (long)n);
-    } else if (lua_type(L, -1) == LUA_TTABLE && exists) {
-        lua_getfield(L, -1, "offset");
-        off = (long long)luaL_checkinteger(L, -1);
-        luaL_argcheck(L, off >= 0, 2, "from.offset must be a non-negative integer");
-        t->follow.offset = off <= t->follow.offset ? off : t->follow.offset;
-        lua_pop(L, 1);
-    } else if (lua_type(L, -1) == LUA_TSTRING && exists) {
-        const char *from = lua_tostring(L, -1);
-        luaL_argcheck(L, strcmp(from, "end") == 0 || strcmp(from, "start") == 0, 2,
-                      "from must be \"end\", \"start\", a line count or {offset=}");
-        if (strcmp(from, "start") == 0)
-            t->follow.offset = 0;
+    } else if (exists && from_type == LUA_TNUMBER) {
+        t->follow.offset = rill_follow_last_lines(&t->follow, (long long)lines, MAX_SCAN);
+    } else if (exists && from_type == LUA_TTABLE) {
+        t->follow.offset = offset <= t->follow.offset ? offset : t->follow.offset;
+    } else if (exists && start) {
+        t->follow.offset = 0;
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     t->pending_at = t->follow.offset;
+    return 0;
 }
 
-static double opt_number(lua_State *L, int opts, const char *field, double dflt)
+/* nil, "tail <path>: <why>", "forbidden" */
+static int forbidden(lua_State *L, const char *path, const char *why)
 {
-    double v = dflt;
-    if (lua_getfield(L, opts, field) == LUA_TNUMBER)
-        v = lua_tonumber(L, -1);
-    else if (!lua_isnil(L, -1))
-        luaL_error(L, "bad argument #2 to 'tail' (%s must be a number)", field);
-    lua_pop(L, 1);
-    return v;
+    lua_pushnil(L);
+    lua_pushfstring(L, "tail %s: %s", path, why);
+    lua_pushliteral(L, "forbidden");
+    return 3;
+}
+
+/*
+ * The real path of path (relative: from the app's directory) into real, or
+ * why it may not be tailed (a string pushed on the stack).
+ */
+static const char *confine(lua_State *L, const char *path, char *real)
+{
+    char full[PATH_MAX];
+    const char *why = NULL;
+    if (!app_dir_set)
+        rill_tail_app_dir(".", 1); /* under rill.run: the current directory */
+    if (nroots == 0)
+        return "no tail root (the app is in /: give --tail-root)";
+    if (!absolute(path, full, sizeof full))
+        return "path too long";
+    if (!resolve(full, real, &why))
+        return lua_pushfstring(L, "%s: %s", full, why);
+    if (!under_a_root(real))
+        return lua_pushfstring(L, "%s is outside the tail roots (--tail-root)", real);
+    return NULL;
 }
 
 /*
  * rill.tail(path [, opts]) → tail (callable: line, offset), nil, nil, tail;
- * or nil, err, "forbidden" for a path outside the tail roots.
- * opts: from ("end", "start", N, {offset=N}), last_event_id, strip (no
- * terminators), max_line (bytes, default 64 KiB), poll (seconds: stat only).
+ * or nil, err, "forbidden" for a path outside the tail roots. A relative
+ * path is taken from the app's directory. opts: from ("end", "start", N
+ * lines, {offset=N}), last_event_id, strip (no terminators), max_line (bytes,
+ * default 64 KiB), poll (seconds: stat only). Numbers are checked (luanum.h).
  */
 static int tail_new(lua_State *L)
 {
@@ -418,16 +504,13 @@ static int tail_new(lua_State *L)
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     struct rill_task *task = rill_task_check(L);
-    if (nroots == 0)
-        rill_tail_add_root("."); /* under rill.run: the current directory */
+    size_t max_line = (size_t)rill_opt_field_int(L, 2, "max_line", 64 * 1024, 1, MAX_LINE);
+    double poll = rill_opt_field_range(L, 2, "poll", 0, 0, MAX_POLL);
+    luaL_argcheck(L, poll == 0 || poll >= 0.01, 2, "poll must be 0 (inotify) or at least 0.01");
     char real[PATH_MAX];
-    const char *why = "outside the tail roots (--tail-root)";
-    if (!resolve(path, real, &why) || !under_a_root(real)) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "tail %s: %s", path, why);
-        lua_pushliteral(L, "forbidden");
-        return 3;
-    }
+    const char *why = confine(L, path, real);
+    if (why)
+        return forbidden(L, path, why);
     struct tail *t = lua_newuserdatauv(L, sizeof *t, 0); /* 3 */
     memset(t, 0, sizeof *t);
     t->res.close = tail_close_res;
@@ -435,6 +518,7 @@ static int tail_new(lua_State *L)
     t->file_wd = t->dir_wd = -1;
     t->pending = evbuffer_new();
     rill_follow_init(&t->follow, real);
+    t->follow.allowed = under_a_root;
     snprintf(t->name, sizeof t->name, "%s", strrchr(real, '/') + 1);
     rill_waiter_init(&t->wait, t->w->base, NULL);
     event_assign(&t->poll_timer, t->w->base, -1, EV_PERSIST, on_poll, t);
@@ -446,15 +530,19 @@ static int tail_new(lua_State *L)
     tails = t;
     rill_resource_add(task, &t->res);
 
-    t->max_line = (size_t)opt_number(L, 2, "max_line", 64 * 1024);
-    luaL_argcheck(L, t->max_line > 0, 2, "max_line must be positive");
+    t->max_line = max_line;
     lua_getfield(L, 2, "strip");
     t->strip = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    double poll = opt_number(L, 2, "poll", 0);
     t->polling_only = poll > 0;
     t->poll_every = poll > 0 ? poll : 1.0; /* inotify's safety net, or the only way */
-    position(L, t, 2);
+    if (position(L, t, 2) != 0) {
+        rill_resource_remove(&t->res);
+        tail_close_res(&t->res);
+        return forbidden(L, path,
+                         lua_pushfstring(L, "%s leads to %s, outside the tail roots (--tail-root)",
+                                         real, t->follow.denied));
+    }
     watch(t);
     struct timeval tv = {(time_t)t->poll_every,
                          (suseconds_t)((t->poll_every - (time_t)t->poll_every) * 1e6)};

@@ -407,11 +407,68 @@ static void test_cap(void)
     CHECK(rill_sse_feed(p, line, big + 6, record, &r) == 0);
     CHECK(rill_sse_memory(p) <= cap + 1024);
 
-    /* id values count too */
+    /* an id line past 1 KiB is ignored: the id stays, nothing is held */
     memcpy(line, "id:", 3);
-    CHECK(rill_sse_feed(p, line, big + 6, record, &r) == RILL_SSE_TOO_BIG);
+    CHECK(rill_sse_feed(p, line, big + 6, record, &r) == 0);
+    CHECK(rill_sse_memory(p) <= cap + 1024);
+    CHECK(rill_sse_feed(p, "data:after\n\n", 12, record, &r) == 0);
+    check_last(p, "3");
     rill_sse_free(p);
     free(line);
+}
+
+/*
+ * The cap bounds the whole parser, not each buffer: event, id and retry
+ * values are swapped between buffers that are kept for reuse, so capping
+ * each buffer alone let it hold about five times the cap.
+ */
+static void test_cap_whole(void)
+{
+    const size_t cap = 4096;
+    char line[8192];
+    struct pieces c = {0};
+    struct rill_sse_parser *p = rill_sse_new(cap);
+    for (int round = 0; round < 4; round++) {
+        const char *fields[] = {"event:", "retry:", "id:", "data:"};
+        for (size_t f = 0; f < 4; f++) {
+            size_t k = strlen(fields[f]), n = f == 2 ? 500 : 3000;
+            memcpy(line, fields[f], k);
+            memset(line + k, f == 1 ? '7' : 'a' + round, n);
+            memcpy(line + k + n, "\n\n", 2);
+            CHECK(rill_sse_feed(p, line, k + n + 2, count, &c) == 0);
+            CHECK(rill_sse_memory(p) <= cap + 256);
+        }
+    }
+    CHECK(c.calls == 16);
+    /* one event whose type, data and id together pass the cap is refused */
+    const char *big_type = "event:";
+    CHECK(rill_sse_feed(p, big_type, strlen(big_type), count, &c) == 0);
+    memset(line, 't', 2000);
+    CHECK(rill_sse_feed(p, line, 2000, count, &c) == 0);
+    CHECK(rill_sse_feed(p, "\ndata:", 6, count, &c) == 0);
+    CHECK(rill_sse_feed(p, line, 2000, count, &c) == RILL_SSE_TOO_BIG);
+    CHECK(rill_sse_memory(p) <= cap + 256);
+    rill_sse_free(p);
+}
+
+/* An id of 1 KiB is kept; one byte more and the line is ignored (WHATWG: just a field). */
+static void test_id_limit(void)
+{
+    char line[RILL_SSE_MAX_ID + 16];
+    struct rec r = {0};
+    struct rill_sse_parser *p = rill_sse_new(0);
+    CHECK(rill_sse_feed(p, "id: 1\n\n", 7, record, &r) == 0);
+    memcpy(line, "id:", 3);
+    memset(line + 3, 'k', RILL_SSE_MAX_ID + 1);
+    memcpy(line + 3 + RILL_SSE_MAX_ID + 1, "\n\n", 2);
+    CHECK(rill_sse_feed(p, line, RILL_SSE_MAX_ID + 6, record, &r) == 0);
+    check_last(p, "1");
+    CHECK(rill_sse_feed(p, line, RILL_SSE_MAX_ID + 3, record, &r) == 0); /* 1024 bytes */
+    CHECK(rill_sse_feed(p, "\n\n", 2, record, &r) == 0);
+    size_t n;
+    rill_sse_last_id(p, &n);
+    CHECK(n == RILL_SSE_MAX_ID);
+    rill_sse_free(p);
 }
 
 /* The cap is on type + data (with its LFs) + the line being read. */
@@ -524,6 +581,8 @@ int main(void)
     test_cr_lf_split();
     test_cap();
     test_cap_edge();
+    test_cap_whole();
+    test_id_limit();
     test_reset();
     test_id_only();
     test_stop();

@@ -2,10 +2,13 @@
 /* Unit tests for the tail -F engine, on real files in a temporary directory. */
 #include "tailer.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -90,19 +93,24 @@ static void test_created_later_and_deleted(void)
     rill_follow_close(&f);
 }
 
-static void expect_last(const char *text, long n, off_t want)
+static void expect_last_within(const char *text, long long n, off_t window, off_t want)
 {
     struct rill_follow f;
     write_file(path, text, 0);
     rill_follow_init(&f, path);
     rill_follow_open(&f, RILL_FROM_END);
-    off_t got = rill_follow_last_lines(&f, n);
+    off_t got = rill_follow_last_lines(&f, n, window);
     if (got != want) {
-        fprintf(stderr, "last %ld lines of %s: %lld, want %lld\n", n, text, (long long)got,
+        fprintf(stderr, "last %lld lines of %.40s: %lld, want %lld\n", n, text, (long long)got,
                 (long long)want);
         failures++;
     }
     rill_follow_close(&f);
+}
+
+static void expect_last(const char *text, long long n, off_t want)
+{
+    expect_last_within(text, n, 1 << 20, want);
 }
 
 static void test_last_lines(void)
@@ -121,6 +129,73 @@ static void test_last_lines(void)
         big[i] = '\n';
     big[sizeof big - 1] = '\0'; /* 199 lines of 99 x, then 99 x without newline */
     expect_last(big, 3, (off_t)(sizeof big - 1 - 99 - 200));
+    expect_last("a\nb\nc\n", LLONG_MAX, 0); /* no overflow counting n + 1 */
+    /* the backwards scan stops at its window: the first line starting inside it */
+    expect_last_within(big, 1000000, 250, (off_t)(sizeof big - 1 - 99 - 100));
+    expect_last_within(big, 1000000, 199, (off_t)(sizeof big - 1 - 99 - 100));
+    expect_last_within(big, 1000000, 50, (off_t)(sizeof big - 1)); /* none: the end */
+    expect_last_within("a\nb\nc\n", 9, 4, 2);                      /* "b\nc\n" exactly */
+}
+
+/* Confinement: only files under dir/ok may be opened, on every open by name. */
+static char ok_dir[128];
+static int only_ok(const char *real)
+{
+    size_t n = strlen(ok_dir);
+    return strncmp(real, ok_dir, n) == 0 && real[n] == '/';
+}
+
+/*
+ * A rotation that puts a symlink to a file outside at the path, or a file
+ * that appears later as a symlink, is refused (EACCES, `denied` names
+ * where it led) instead of followed; so is a directory swapped for a symlink.
+ */
+static void test_confined_on_every_open(void)
+{
+    char log[192], outside[192], rotated[200], sub[160], moved[170];
+    snprintf(ok_dir, sizeof ok_dir, "%s/ok", dir);
+    snprintf(log, sizeof log, "%s/app.log", ok_dir);
+    snprintf(outside, sizeof outside, "%s/secret", dir);
+    snprintf(rotated, sizeof rotated, "%s.1", log);
+    mkdir(ok_dir, 0755);
+    write_file(outside, "secret\n", 0);
+    write_file(log, "first\n", 0);
+    struct rill_follow f;
+    int ev;
+    rill_follow_init(&f, log);
+    f.allowed = only_ok;
+    CHECK(rill_follow_open(&f, RILL_FROM_START) == 0);
+    CHECK(strcmp(read_all(&f, &ev), "first\n") == 0);
+    rename(log, rotated);
+    CHECK(symlink(outside, log) == 0); /* the rotation's new file is a symlink out */
+    char buf[64];
+    off_t at;
+    CHECK(rill_follow_read(&f, buf, sizeof buf, &at, &ev) == -1 && errno == EACCES);
+    CHECK(strstr(f.denied, "app.log (a symlink)") != NULL);
+    rill_follow_close(&f);
+
+    /* appearing later, through a directory swapped for a symlink */
+    snprintf(sub, sizeof sub, "%s/sub", ok_dir);
+    snprintf(moved, sizeof moved, "%s/elsewhere", dir);
+    mkdir(moved, 0755);
+    char in_moved[200], in_sub[200];
+    snprintf(in_moved, sizeof in_moved, "%s/x.log", moved);
+    snprintf(in_sub, sizeof in_sub, "%s/x.log", sub);
+    write_file(in_moved, "outside\n", 0);
+    CHECK(symlink(moved, sub) == 0);
+    rill_follow_init(&f, in_sub);
+    f.allowed = only_ok;
+    CHECK(rill_follow_read(&f, buf, sizeof buf, &at, &ev) == -1 && errno == EACCES);
+    CHECK(strcmp(f.denied, in_moved) == 0);
+    rill_follow_close(&f);
+    unlink(in_sub);
+    unlink(sub);
+    unlink(in_moved);
+    rmdir(moved);
+    unlink(log);
+    unlink(rotated);
+    unlink(outside);
+    rmdir(ok_dir);
 }
 
 int main(void)
@@ -133,6 +208,7 @@ int main(void)
     test_rotation();
     test_created_later_and_deleted();
     test_last_lines();
+    test_confined_on_every_open();
     unlink(path);
     rmdir(dir);
     return check_report();

@@ -15,7 +15,8 @@ local function check_topic(topic, fname)
   end
 end
 
--- rill.publish(topic, event) → the event's id, or nil, err for a closed topic.
+-- rill.publish(topic, event) → the event's id, or nil, err for a closed topic
+-- (nil, err, "limit" for a new topic past max_topics).
 -- event: a table {event=, data=, id=, retry=} or a string (the data). The id
 -- is generated (short, CORS-safe, increasing) unless given.
 function M.publish(topic, ev)
@@ -25,18 +26,26 @@ function M.publish(topic, ev)
   elseif type(ev) ~= "table" then
     error(("bad argument #2 to 'publish' (table or string expected, got %s)"):format(type(ev)), 2)
   end
-  local id = ev.id ~= nil and tostring(ev.id) or hub.next_id(topic)
+  local id, err, code
+  if ev.id ~= nil then
+    id = tostring(ev.id)
+  else
+    id, err, code = hub.next_id(topic)
+    if not id then return nil, err, code end
+  end
   local fields = { event = ev.event, data = ev.data, id = id, retry = ev.retry }
   return hub.publish(topic, id, sse.encode(fields), fields)
 end
 
--- rill.subscribe(topic, {last_event_id=, queue=, overflow=}) → iterator of events.
+-- rill.subscribe(topic, {last_event_id=, queue=, overflow=}) → iterator of events,
+-- or nil, err, "limit" for a new topic past max_topics.
 function M.subscribe(topic, opts)
   check_topic(topic, "subscribe")
   return hub.subscribe(topic, opts)
 end
 
--- rill.close_topic(topic): subscribers get what was published, then their streams end.
+-- rill.close_topic(topic) → true (or nil, err, "limit" past max_topics):
+-- subscribers get what was published, then their streams end.
 function M.close_topic(topic)
   check_topic(topic, "close_topic")
   return hub.close(topic)

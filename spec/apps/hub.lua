@@ -18,10 +18,18 @@ return rill.cors(rill.router {
     })
     return rill.sse(events, { heartbeat = n(req.query.hb), retry = n(req.query.retry) })
   end,
+  -- a long poll: the data of the next event (the subscription is held while the handler waits)
+  ["GET /next/:topic"] = function(req)
+    local next_event = rill.subscribe(req.params.topic)
+    local ev = next_event()
+    return ev and ev.data or "closed\n"
+  end,
   ["POST /close/:topic"] = function(req) rill.close_topic(req.params.topic); return "closed\n" end,
   ["POST /drop/:topic"] = function(req) return tostring(rill.hub.disconnect(req.params.topic)) end,
   ["POST /configure"] = function(req)
-    rill.hub.configure { history = n(req.query.history), queue = n(req.query.queue) }
+    rill.hub.configure { history = n(req.query.history), queue = n(req.query.queue),
+                         history_bytes = n(req.query.history_bytes),
+                         total_history_bytes = n(req.query.total_history_bytes) }
     return "configured\n"
   end,
   ["GET /stats"] = function(req)

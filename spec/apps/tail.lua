@@ -5,9 +5,9 @@ local rill = require "rill"
 local function options(req)
   local from = req.query.from
   if from and from:match("^%d+$") then
-    from = tonumber(from)
-  elseif from and from:match("^offset=%d+$") then
-    from = { offset = tonumber(from:match("%d+")) }
+    from = math.tointeger(tonumber(from)) or tonumber(from)
+  elseif from and from:match("^offset=%-?%d+$") then
+    from = { offset = tonumber(from:match("%-?%d+")) }
   end
   return { from = from, strip = req.query.strip == "1", max_line = tonumber(req.query.max_line),
            poll = tonumber(req.query.poll), last_event_id = rill.sse.last_event_id(req) }
