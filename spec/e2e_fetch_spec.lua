@@ -232,7 +232,7 @@ describe("rill.fetch's options", function()
     for _, name in ipairs({ "timeout", "idle_timeout" }) do
       for _, bad in ipairs({ 0 / 0, math.huge, -math.huge, 1e300, -1, "5" }) do
         local err = raised(function() rill.fetch(up, { [name] = bad }) end)
-        assert.matches("bad argument #2 to 'fetch' %(" .. name .. ": number from 0 to", err)
+        assert.matches("bad argument #2 to 'fetch' %(" .. name .. ": number", err)
       end
     end
   end)
