@@ -641,15 +641,15 @@ static void on_resp_header(void *arg, const char *n, size_t nl, const char *v, s
     lua_pop(L, 3);
 }
 
-/* Parks the running task on f; k continues when a callback wakes it. */
-static int wait_on(lua_State *L, struct fetch *f, lua_KFunction k)
+/* Parks the running task on f; k continues when a callback wakes it. what names the reader. */
+static int wait_on(lua_State *L, struct fetch *f, lua_KFunction k, const char *what)
 {
-    rill_task_check_wait(L, NULL); /* before reading upstream again */
+    rill_task_check_wait(L, what); /* before reading upstream again */
     if (f->paused && f->bev) {     /* a reader that needs more: read upstream again */
         bufferevent_enable(f->bev, EV_READ);
         f->paused = 0;
     }
-    return rill_waiter_park(L, &f->wait, k);
+    return rill_waiter_park(L, &f->wait, k, what);
 }
 
 /* After a reader took bytes: read upstream again once the backlog is small. */
@@ -691,7 +691,7 @@ static int fetch_head_k(lua_State *L, int status, lua_KContext ctx)
         return 3;
     }
     if (f->phase < P_BODY)
-        return wait_on(L, f, fetch_head_k);
+        return wait_on(L, f, fetch_head_k, "rill.fetch");
     lua_getiuservalue(L, 3, 1);
     lua_pushinteger(L, f->parser.status);
     lua_setfield(L, -2, "status");
@@ -894,7 +894,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx)
         bufferevent_enable(f->bev, EV_READ);
         f->paused = 0;
     }
-    return wait_on(L, f, read_k);
+    return wait_on(L, f, read_k, "up:read()");
 }
 
 /* up:read() → the whole body, or nil, err, code. */
@@ -918,7 +918,7 @@ static int chunks_k(lua_State *L, int status, lua_KContext ctx)
         return 0;
     if (f->phase == P_FAILED || f->phase == P_CLOSED)
         return raise_failure(L, f);
-    return wait_on(L, f, chunks_k);
+    return wait_on(L, f, chunks_k, "up:chunks()");
 }
 
 static int lines_k(lua_State *L, int status, lua_KContext ctx)
@@ -944,7 +944,7 @@ static int lines_k(lua_State *L, int status, lua_KContext ctx)
         return 0;
     if (f->phase == P_FAILED || f->phase == P_CLOSED)
         return raise_failure(L, f);
-    return wait_on(L, f, lines_k);
+    return wait_on(L, f, lines_k, "up:lines()");
 }
 
 /* Sets ev.id when this block changed the last event id (stack: ..., uv, queue, event). */
@@ -1026,7 +1026,7 @@ static int events_k(lua_State *L, int status, lua_KContext ctx)
         return 0; /* an event without its blank line is dropped, as browsers do */
     if (f->phase == P_FAILED || f->phase == P_CLOSED)
         return raise_failure(L, f);
-    return wait_on(L, f, events_k);
+    return wait_on(L, f, events_k, "up:events()");
 }
 
 static int iter_events(lua_State *L)

@@ -672,7 +672,8 @@ static int next_k(lua_State *L, int status, lua_KContext ctx)
     switch (sub_step(s, &e)) {
     case STEP_EVENT: lua_rawgeti(L, LUA_REGISTRYINDEX, e->ud_ref); return 1;
     case STEP_GAP: return push_gap(L, s);
-    case STEP_WAIT: return rill_waiter_park(L, &s->wait, next_k);
+    case STEP_WAIT:
+        return rill_waiter_park(L, &s->wait, next_k, "a hub subscription (rill.subscribe)");
     case STEP_END: return 0; /* drained: the stream ends */
     case STEP_SLOW:
         return luaL_error(L, "hub: subscriber of '%s' too slow, disconnected (it may resume)",

@@ -337,9 +337,9 @@ static void waiter_cancel(struct rill_task *t)
         w->task = NULL;
 }
 
-int rill_waiter_park(lua_State *L, struct rill_waiter *w, lua_KFunction k)
+int rill_waiter_park(lua_State *L, struct rill_waiter *w, lua_KFunction k, const char *what)
 {
-    struct rill_task *t = rill_task_check_wait(L, NULL);
+    struct rill_task *t = rill_task_check_wait(L, what);
     if (w->task && w->task != t)
         return luaL_error(L, "another handler is already waiting on this object");
     w->task = t;

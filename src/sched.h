@@ -98,8 +98,11 @@ struct rill_waiter {
 
 void rill_waiter_init(struct rill_waiter *w, struct event_base *base,
                       void (*unwaited)(struct rill_waiter *w));
-/* Parks the running task on w, to continue in k. Raises if another task waits there. */
-int rill_waiter_park(lua_State *L, struct rill_waiter *w, lua_KFunction k);
+/*
+ * Parks the running task on w, to continue in k. Raises if another task
+ * waits there, or where the task cannot yield (what names the effect).
+ */
+int rill_waiter_park(lua_State *L, struct rill_waiter *w, lua_KFunction k, const char *what);
 /* News for the waiting task, if there is one. */
 void rill_waiter_wake(struct rill_waiter *w);
 /* News that must be handled even with nobody waiting (then unwaited runs). */

@@ -274,7 +274,7 @@ static struct tail *check_tail(lua_State *L, int idx)
 
 static int park(lua_State *L, struct tail *t, lua_KFunction k)
 {
-    return rill_waiter_park(L, &t->wait, k);
+    return rill_waiter_park(L, &t->wait, k, "a rill.tail iterator");
 }
 
 /* The iterator: line, offset; waits for the next line. */
