@@ -8,6 +8,16 @@ local wire = require "spec.support.wire"
 
 local LAST = "GET /hits HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
+-- The line of the fixture where a route is defined: errors name it.
+local function line_of(route)
+  local n = 0
+  for line in io.lines("spec/apps/replies.lua") do
+    n = n + 1
+    if line:find(route, 1, true) then return n end
+  end
+  error("no route " .. route)
+end
+
 local function get(path, extra)
   return ("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n"):format(path, extra or "")
 end
@@ -133,7 +143,8 @@ describe("rill's framing", function()
   describe("a handler's framing fields", function()
     it("answer 500 when a Content-Length disagrees with the body, naming the app's line", function()
       assert.same(500, srv:get("/cl/99").status)
-      assert.is_truthy(srv:wait_log("spec/apps/replies.lua:30: GET /cl/99: header 'content-length' says 99 bytes, the body has 5"))
+      assert.is_truthy(srv:wait_log(("spec/apps/replies.lua:%d: GET /cl/99: header 'content-length' says 99 bytes, the body has 5")
+        :format(line_of('"GET /cl/:n"'))))
       local rs = exchange(get("/cl/5") .. LAST)
       assert.same({ 200, "short" }, { rs[1].status, rs[1].body })
     end)
@@ -177,6 +188,14 @@ describe("rill's framing", function()
         end
       end)
     end
+  end)
+
+  describe("rill.fetch's own requests", function()
+    it("carry list values once per item, and never a caller's framing or hop-by-hop fields", function()
+      local res = srv:request({ path = "/forward", headers = { host = ("%s:%d"):format(srv.host, srv.port) } })
+      assert.same(200, res.status)
+      assert.same("x-multi=a|b\nx-one=1\nte=nil\nupgrade=nil\ncontent-length=3\nabc\n", res.body)
+    end)
   end)
 
   describe("HTTP/1.0", function()
@@ -239,7 +258,7 @@ describe("rill's framing", function()
       local rs, rest = exchange(get("/badlist") .. LAST)
       assert.same({ 500, 200 }, { rs[1].status, rs[2].status })
       assert.same("", rest)
-      assert.is_truthy(srv:wait_log("spec/apps/replies.lua:41: GET /badlist: body[2] is a table"))
+      assert.is_truthy(srv:wait_log(("spec/apps/replies.lua:%d: GET /badlist: body[2] is a table"):format(line_of('"GET /badlist"'))))
     end)
 
     it("write numbers in a list as text, as lazy bodies do", function()

@@ -34,7 +34,9 @@
 
 #include "effects.h"
 #include "httpresp.h"
+#include "headscan.h"
 #include "luanum.h"
+#include "replyhead.h"
 #include "sse_parse.h"
 #include "sched.h"
 
@@ -707,37 +709,103 @@ static double opt_seconds(lua_State *L, const char *field, double dflt)
 }
 
 /* The request line, headers and body, from the URL and opts (stack: url, opts). */
+/* A field value for the upstream request: no control byte but HTAB (a CRLF would add a header). */
+static const char *request_value(lua_State *L, const char *name, int vidx)
+{
+    size_t len;
+    int t = lua_type(L, vidx);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_error(L, "bad argument #2 to 'fetch' (header '%s' has a %s value)", name,
+                   luaL_typename(L, vidx));
+    const char *v = lua_tolstring(L, vidx, &len); /* a value, never the key next() needs */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            luaL_error(L, "bad argument #2 to 'fetch' (header '%s' has a control character)", name);
+    }
+    return v;
+}
+
+static void check_name(lua_State *L, int kidx)
+{
+    if (lua_type(L, kidx) != LUA_TSTRING) /* lua_tostring would convert the key: next fails */
+        luaL_error(L, "bad argument #2 to 'fetch' (a header name must be a string, got %s)",
+                   luaL_typename(L, kidx));
+    size_t len;
+    const char *k = lua_tolstring(L, kidx, &len);
+    int ok = len > 0;
+    for (size_t i = 0; i < len && ok; i++)
+        ok = rill_is_tchar((unsigned char)k[i]);
+    if (!ok)
+        luaL_error(L, "bad argument #2 to 'fetch' (invalid header name '%s')", k);
+}
+
+/*
+ * opts.headers onto the request: a value or a list of values per name
+ * (req.headers can be passed on as they are). The framing and hop-by-hop
+ * fields are rill's to write for this request, so they are not passed on.
+ */
+static void add_request_headers(lua_State *L, struct fetch *f, int *has_host, int *has_ua,
+                                int *has_ae)
+{
+    int t = lua_getfield(L, 2, "headers");
+    if (t == LUA_TNIL)
+        return;
+    if (t != LUA_TTABLE)
+        luaL_error(L, "bad argument #2 to 'fetch' (headers must be a table, got %s)",
+                   luaL_typename(L, -1));
+    int headers = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, headers)) {
+        check_name(L, -2);
+        const char *k = lua_tostring(L, -2);
+        int list = lua_type(L, -1) == LUA_TTABLE;
+        lua_Integer n = list ? (lua_Integer)lua_rawlen(L, -1) : 1;
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (list)
+                lua_rawgeti(L, -1, i);
+            const char *v = request_value(L, k, lua_gettop(L));
+            if (!rill_is_framing_field(k))
+                evbuffer_add_printf(f->request, "%s: %s\r\n", k, v);
+            if (list)
+                lua_pop(L, 1);
+        }
+        *has_host |= strcasecmp(k, "host") == 0;
+        *has_ua |= strcasecmp(k, "user-agent") == 0;
+        *has_ae |= strcasecmp(k, "accept-encoding") == 0;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* The request line, headers and body, from the URL and opts (stack: url, opts). */
 static void build_request(lua_State *L, struct fetch *f, const char *target, int head_only)
 {
     const char *method = "GET";
-    if (lua_getfield(L, 2, "method") != LUA_TNIL)
-        method = luaL_checkstring(L, -1);
+    int t = lua_getfield(L, 2, "method");
+    if (t != LUA_TNIL && t != LUA_TSTRING)
+        luaL_error(L, "bad argument #2 to 'fetch' (method must be a string, got %s)",
+                   luaL_typename(L, -1));
+    if (t == LUA_TSTRING)
+        method = lua_tostring(L, -1);
+    int upper = *method != '\0';
     for (const char *c = method; *c; c++)
-        if (*c < 'A' || *c > 'Z')
-            luaL_error(L, "bad argument #2 to 'fetch' (method must be upper-case letters)");
+        upper &= *c >= 'A' && *c <= 'Z';
+    if (!upper)
+        luaL_error(L, "bad argument #2 to 'fetch' (method must be upper-case letters, got '%s')",
+                   method);
     size_t blen = 0;
     const char *body = NULL;
-    if (lua_getfield(L, 2, "body") != LUA_TNIL)
-        body = luaL_checklstring(L, -1, &blen);
+    t = lua_getfield(L, 2, "body");
+    if (t != LUA_TNIL && t != LUA_TSTRING)
+        luaL_error(L, "bad argument #2 to 'fetch' (body must be a string, got %s)",
+                   luaL_typename(L, -1));
+    if (t == LUA_TSTRING)
+        body = lua_tolstring(L, -1, &blen);
     f->request = evbuffer_new();
     evbuffer_add_printf(f->request, "%s %s HTTP/1.1\r\n", method, target);
     int has_host = 0, has_ua = 0, has_ae = 0;
-    if (lua_getfield(L, 2, "headers") == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            if (lua_type(L, -2) != LUA_TSTRING) /* lua_tostring would convert the key: next fails */
-                luaL_error(L, "bad argument #2 to 'fetch' (a header name must be a string, got %s)",
-                           luaL_typename(L, -2));
-            const char *k = lua_tostring(L, -2), *v = lua_tostring(L, -1);
-            if (!v || strpbrk(k, "\r\n: ") || strpbrk(v, "\r\n"))
-                luaL_error(L, "bad argument #2 to 'fetch' (invalid header '%s')", k);
-            has_host |= strcasecmp(k, "host") == 0;
-            has_ua |= strcasecmp(k, "user-agent") == 0;
-            has_ae |= strcasecmp(k, "accept-encoding") == 0;
-            evbuffer_add_printf(f->request, "%s: %s\r\n", k, v);
-            lua_pop(L, 1);
-        }
-    }
+    add_request_headers(L, f, &has_host, &has_ua, &has_ae);
     if (!has_host)
         evbuffer_add_printf(f->request,
                             (f->port == (f->tls ? 443 : 80) ? "Host: %s\r\n" : "Host: %s:%d\r\n"),
@@ -754,7 +822,7 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
     evbuffer_add_printf(f->request, f->poolable ? "\r\n" : "Connection: close\r\n\r\n");
     if (body)
         evbuffer_add(f->request, body, blen);
-    lua_pop(L, 3);
+    lua_pop(L, 2); /* method, body */
     rill_resp_init(&f->parser, &resp_handler, f, head_only || strcmp(method, "HEAD") == 0);
 }
 

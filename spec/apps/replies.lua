@@ -67,6 +67,23 @@ return rill.router {
     return { status = up.status, headers = up.headers, body = up:read() }
   end,
   ["POST /echo"] = function(req) return req.body end,
+  ["POST /seen-headers"] = function(req)
+    local function show(name)
+      local v = req.headers[name]
+      return name .. "=" .. (type(v) == "table" and table.concat(v, "|") or tostring(v))
+    end
+    return table.concat({ show("x-multi"), show("x-one"), show("te"), show("upgrade"),
+      show("content-length"), req.body }, "\n") .. "\n"
+  end,
+  ["GET /forward"] = function(req)
+    local up = assert(rill.fetch(("http://%s/seen-headers"):format(req.headers.host), {
+      method = "POST",
+      body = "abc",
+      headers = { ["x-multi"] = { "a", "b" }, ["x-one"] = 1, te = "trailers", upgrade = "h2c",
+        ["content-length"] = "99", connection = "keep-alive", ["transfer-encoding"] = "chunked" },
+    }))
+    return up:read()
+  end,
   ["GET /header/:name"] = function(req) return ("[%s]\n"):format(tostring(req.headers[req.params.name])) end,
   ["GET /core-out"] = function() return tostring(require("rill.core").out) .. "\n" end,
   ["GET /sort/sleep"] = function() return in_sort(function() rill.sleep(0.01) end) end,
