@@ -791,9 +791,9 @@ static const char *opt_field_id(lua_State *L, int arg)
     if (t == LUA_TNIL)
         return NULL;
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
-        luaL_argerror(L, arg,
-                      lua_pushfstring(L, "last_event_id: string expected, got %s",
-                                      luaL_typename(L, -1)));
+        luaL_argerror(
+            L, arg,
+            lua_pushfstring(L, "last_event_id: string expected, got %s", luaL_typename(L, -1)));
     return lua_tostring(L, -1);
 }
 
@@ -812,9 +812,10 @@ static int hub_subscribe(lua_State *L)
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    size_t queue = (size_t)rill_opt_field_int(L, 2, "queue", (lua_Integer)config.queue, 1, MAX_COUNT);
+    size_t queue =
+        (size_t)rill_opt_field_int(L, 2, "queue", (lua_Integer)config.queue, 1, MAX_COUNT);
     int drop_oldest = opt_field_drop(L, 2, config.drop_oldest);
-    const char *last = opt_field_id(L, 2); /* 3 when given */
+    const char *last = opt_field_id(L, 2); /* its value at 3, nil when absent */
     struct rill_task *task = rill_task_check(L);
     struct topic *t = get_topic(L, name);
     if (!t)

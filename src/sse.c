@@ -147,8 +147,8 @@ static const char *field(lua_State *L, const char *name, size_t *len)
         return NULL;
     }
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
-        luaL_argerror(L, 1,
-                      lua_pushfstring(L, "%s: string expected, got %s", name, luaL_typename(L, -1)));
+        luaL_argerror(
+            L, 1, lua_pushfstring(L, "%s: string expected, got %s", name, luaL_typename(L, -1)));
     return lua_tolstring(L, -1, len); /* a number becomes a string in its own slot */
 }
 
