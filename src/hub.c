@@ -758,9 +758,50 @@ enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer
 }
 
 /*
+ * The overflow option of the options table at arg: 1 for "drop", 0 for
+ * "disconnect", dflt when absent. Not luaL_checkoption on the field's copy:
+ * that would name the stack slot ("bad argument #-1"), not the argument.
+ */
+static int opt_field_drop(lua_State *L, int arg, int dflt)
+{
+    int t = lua_getfield(L, arg, "overflow");
+    const char *s = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int drop = dflt;
+    if (s && strcmp(s, "drop") == 0) {
+        drop = 1;
+    } else if (s && strcmp(s, "disconnect") == 0) {
+        drop = 0;
+    } else if (t != LUA_TNIL) {
+        const char *got = s ? lua_pushfstring(L, "'%s'", s) : luaL_typename(L, -1);
+        luaL_argerror(L, arg,
+                      lua_pushfstring(L, "overflow: 'disconnect' or 'drop' expected, got %s", got));
+    }
+    lua_pop(L, 1);
+    return drop;
+}
+
+/*
+ * The last_event_id option of the options table at arg: a string (a number
+ * counts, as Lua's own string arguments do), or NULL when absent. Its value
+ * stays on the stack, which anchors the string a number converts to.
+ */
+static const char *opt_field_id(lua_State *L, int arg)
+{
+    int t = lua_getfield(L, arg, "last_event_id");
+    if (t == LUA_TNIL)
+        return NULL;
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_argerror(
+            L, arg,
+            lua_pushfstring(L, "last_event_id: string expected, got %s", luaL_typename(L, -1)));
+    return lua_tostring(L, -1);
+}
+
+/*
  * hub.subscribe(topic, opts) → iterator, nil, nil, subscription; or nil,
  * err, "limit" past max_topics. opts: last_event_id, queue (events it may
- * lag), overflow ("disconnect" or "drop").
+ * lag), overflow ("disconnect" or "drop"). Every option is checked before
+ * the topic or the subscription exists, so a bad one leaves nothing behind.
  */
 static int hub_subscribe(lua_State *L)
 {
@@ -770,22 +811,24 @@ static int hub_subscribe(lua_State *L)
         lua_newtable(L);
     }
     luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    size_t queue =
+        (size_t)rill_opt_field_int(L, 2, "queue", (lua_Integer)config.queue, 1, MAX_COUNT);
+    int drop_oldest = opt_field_drop(L, 2, config.drop_oldest);
+    const char *last = opt_field_id(L, 2); /* its value at 3, nil when absent */
     struct rill_task *task = rill_task_check(L);
     struct topic *t = get_topic(L, name);
     if (!t)
         return push_too_many(L);
-    struct subscription *s = lua_newuserdatauv(L, sizeof *s, 0); /* 3 */
+    struct subscription *s = lua_newuserdatauv(L, sizeof *s, 0);
+    int ud = lua_gettop(L);
     memset(s, 0, sizeof *s);
     s->res.close = sub_close_res;
     s->w = task->w;
     rill_waiter_init(&s->wait, task->w->base, sub_unwaited);
     luaL_setmetatable(L, SUB_MT);
-    s->queue = (size_t)rill_opt_field_int(L, 2, "queue", (lua_Integer)config.queue, 1, MAX_COUNT);
-    lua_getfield(L, 2, "overflow");
-    static const char *const policies[] = {"disconnect", "drop", NULL};
-    s->drop_oldest = luaL_checkoption(L, -1, policies[config.drop_oldest], policies) == 1;
-    lua_getfield(L, 2, "last_event_id");
-    const char *last = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+    s->queue = queue;
+    s->drop_oldest = drop_oldest;
 
     trim(L, task->w, t);
     s->topic = t;
@@ -800,8 +843,8 @@ static int hub_subscribe(lua_State *L)
     stats.subscribers++;
     rill_resource_add(task, &s->res);
 
-    lua_pushvalue(L, 3);
-    return rill_push_iterator(L, sub_next, 1, 3);
+    lua_pushvalue(L, ud);
+    return rill_push_iterator(L, sub_next, 1, ud);
 }
 
 /*
@@ -823,9 +866,7 @@ static int hub_configure(lua_State *L)
         (size_t)rill_opt_field_int(L, 1, "max_topics", (lua_Integer)c.max_topics, 1, MAX_COUNT);
     c.total_bytes = (size_t)rill_opt_field_int(L, 1, "total_history_bytes",
                                                (lua_Integer)c.total_bytes, 1, MAX_BYTES);
-    lua_getfield(L, 1, "overflow");
-    static const char *const policies[] = {"disconnect", "drop", NULL};
-    c.drop_oldest = luaL_checkoption(L, -1, policies[c.drop_oldest], policies) == 1;
+    c.drop_oldest = opt_field_drop(L, 1, c.drop_oldest);
     config = c;
     return 0;
 }

@@ -134,16 +134,22 @@ static void add_lines(luaL_Buffer *b, const char *prefix, const char *s, size_t 
     }
 }
 
-/* Pushes ev[name] as a string (tostring), or returns NULL for nil (nothing pushed). */
+/*
+ * Pushes ev[name] as a string, or returns NULL for nil (nothing pushed). A
+ * string or a number, as Lua's own string arguments: anything else raises
+ * rather than go out as "table: 0x...".
+ */
 static const char *field(lua_State *L, const char *name, size_t *len)
 {
-    if (lua_getfield(L, 1, name) == LUA_TNIL) {
+    int t = lua_getfield(L, 1, name);
+    if (t == LUA_TNIL) {
         lua_pop(L, 1);
         return NULL;
     }
-    const char *s = luaL_tolstring(L, -1, len);
-    lua_remove(L, -2);
-    return s;
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_argerror(
+            L, 1, lua_pushfstring(L, "%s: string expected, got %s", name, luaL_typename(L, -1)));
+    return lua_tolstring(L, -1, len); /* a number becomes a string in its own slot */
 }
 
 /* An event or id field is one line: a line break would start another field. */
@@ -163,8 +169,7 @@ static int sse_encode(lua_State *L)
         lua_insert(L, 1);
         lua_setfield(L, 1, "data");
     } else if (!lua_istable(L, 1)) {
-        return luaL_error(L, "sse: bad event (table or string expected, got %s)",
-                          luaL_typename(L, 1));
+        return luaL_typeerror(L, 1, "table or string");
     }
     lua_settop(L, 1);
     const char *comment = field(L, "comment", &clen); /* 2 when present */

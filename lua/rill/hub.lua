@@ -15,6 +15,15 @@ local function check_topic(topic, fname)
   end
 end
 
+-- The fields publish reads itself (it makes the id a string) must be strings
+-- or numbers, as for rill.sse.encode: a table would go out as "table: 0x...".
+local function check_field(ev, name)
+  local t = type(ev[name])
+  if t ~= "nil" and t ~= "string" and t ~= "number" then
+    error(("bad argument #2 to 'publish' (%s: string expected, got %s)"):format(name, t), 3)
+  end
+end
+
 -- rill.publish(topic, event) → the event's id, or nil, err for a closed topic
 -- (nil, err, "limit" for a new topic past max_topics).
 -- event: a table {event=, data=, id=, retry=} or a string (the data). The id
@@ -26,6 +35,9 @@ function M.publish(topic, ev)
   elseif type(ev) ~= "table" then
     error(("bad argument #2 to 'publish' (table or string expected, got %s)"):format(type(ev)), 2)
   end
+  check_field(ev, "event")
+  check_field(ev, "data")
+  check_field(ev, "id")
   local id, err, code
   if ev.id ~= nil then
     id = tostring(ev.id)

@@ -20,6 +20,47 @@ local socket = require "socket"
 
 local M = {}
 
+---------------------------------------------------------------------------
+-- Argument checks: misuse raises `bad argument #N to 'fn' (...)` at the
+-- spec's line, as rill's own functions do. depth: how many calls the check
+-- is below the public function (1: called by it directly).
+
+local MAX_SECONDS = 1e9 -- the longest duration rill takes anywhere (src/luanum.h)
+
+local function bad(argn, fname, msg, depth)
+  error(("bad argument #%d to '%s' (%s)"):format(argn, fname, msg), depth + 2)
+end
+
+local function check_type(v, want, fname, argn, name, depth)
+  if type(v) ~= want then
+    bad(argn, fname, ("%s%s expected, got %s"):format(name and name .. ": " or "", want, type(v)), depth + 1)
+  end
+end
+
+local function check_opt(v, want, fname, argn, name, depth)
+  if v ~= nil then
+    check_type(v, want, fname, argn, name, depth + 1)
+  end
+end
+
+-- A timeout: nil (the default) or seconds from 0 to 1e9. NaN would make a
+-- wait never end (or end at once), and inf or a negative is no timeout.
+local function check_timeout(v, fname, argn, name, depth)
+  if v ~= nil and not (type(v) == "number" and v >= 0 and v <= MAX_SECONDS) then
+    local got = type(v) == "number" and tostring(v) or type(v)
+    bad(argn, fname, ("%snumber from 0 to 1000000000 expected, got %s"):format(name and name .. ": " or "", got),
+      depth + 1)
+  end
+end
+
+-- Options of a request (M.open, srv:request, srv:open): nil or a table.
+local function check_request_opts(opts, fname, argn, depth)
+  check_opt(opts, "table", fname, argn, nil, depth + 1)
+  if opts then
+    check_timeout(opts.timeout, fname, argn, "timeout", depth + 1)
+  end
+end
+
 -- The rill executable: $RILL_BIN, else build/rill in the current directory.
 -- Words separated by spaces are a command prefix: "valgrind -q build/rill".
 M.bin = os.getenv("RILL_BIN") or "build/rill"
@@ -215,6 +256,8 @@ end
 
 -- Opens a connection to host:port, sends the request, reads the head.
 function M.open(host, port, opts)
+  check_request_opts(opts, "open", 3, 1)
+  opts = opts or {}
   local sock = assert(socket.tcp())
   sock:settimeout(opts.timeout or DEFAULT_TIMEOUT)
   local ok, err = sock:connect(host, port)
@@ -255,7 +298,12 @@ Server.__index = Server
 -- environment variables in opts.env), and waits for its "rill listening on"
 -- line: never a probe connection.
 function M.server(app, opts)
+  check_type(app, "string", "server", 1, nil, 1)
+  check_opt(opts, "table", "server", 2, nil, 1)
   opts = opts or {}
+  check_timeout(opts.timeout, "server", 2, "timeout", 1)
+  check_opt(opts.args, "table", "server", 2, "args", 1)
+  check_opt(opts.env, "table", "server", 2, "env", 1)
   local argv = {}
   for word in M.bin:gmatch("%S+") do
     argv[#argv + 1] = word
@@ -278,6 +326,8 @@ end
 -- (Each request also drains the server's stderr, which would otherwise fill
 -- its pipe and block the server on logging in a long spec.)
 function Server:request(opts)
+  check_type(opts, "table", "request", 1, nil, 1)
+  check_request_opts(opts, "request", 1, 1)
   self.proc:log()
   local s = assert(M.open(self.host, self.port, opts))
   local body, chunks, ending = s:rest(opts.timeout)
@@ -291,6 +341,8 @@ end
 
 -- Sends a request and returns the stream after its head, to read chunk by chunk.
 function Server:open(path, opts)
+  check_type(path, "string", "open", 1, nil, 1)
+  check_request_opts(opts, "open", 2, 1)
   self.proc:log()
   opts = opts or {}
   opts.path = path
@@ -328,6 +380,8 @@ end
 
 -- Waits for a stderr line containing text, written after the last wait.
 function Server:wait_log(text, timeout)
+  check_type(text, "string", "wait_log", 1, nil, 1)
+  check_timeout(timeout, "wait_log", 2, nil, 1)
   local line, next_pos = self.proc:wait_for(text, timeout or DEFAULT_TIMEOUT, self.mark)
   if line then
     self.mark = next_pos
@@ -353,6 +407,8 @@ end
 -- Polls stats until check(stats) is true or the timeout passes; returns the
 -- last stats. For counters that settle after the loop processes closes.
 function Server:settle(check, timeout)
+  check_type(check, "function", "settle", 1, nil, 1)
+  check_timeout(timeout, "settle", 2, nil, 1)
   local deadline = core.now() + (timeout or DEFAULT_TIMEOUT)
   local stats = self:stats()
   while not check(stats) and core.now() < deadline do
@@ -377,6 +433,7 @@ end
 -- Waits for the server to exit by itself; returns its exit status (-N for
 -- signal N), or nil, "timeout".
 function Server:wait(timeout)
+  check_timeout(timeout, "wait", 1, nil, 1)
   if self.stopped then
     return self.status
   end
@@ -388,9 +445,25 @@ function Server:wait(timeout)
   return status, err
 end
 
+-- The signals proc:kill takes by name (src/process.c), besides numbers 1 to 64.
+local SIGNALS = { TERM = true, KILL = true, INT = true, USR1 = true, STOP = true, CONT = true, HUP = true }
+
+local function is_signal(sig)
+  if math.type(sig) then
+    local n = math.tointeger(sig)
+    return n ~= nil and n >= 1 and n <= 64
+  end
+  return sig == nil or SIGNALS[sig] ~= nil
+end
+
 -- Sends sig (default TERM) and waits for the exit; returns the exit status.
 -- Kills the server if it has not exited within the timeout.
 function Server:stop(sig, timeout)
+  if not is_signal(sig) then
+    bad(1, "stop", ("a signal name (\"TERM\", \"KILL\", ...) or number expected, got %s")
+      :format(type(sig) == "string" and "'" .. sig .. "'" or tostring(sig)), 1)
+  end
+  check_timeout(timeout, "stop", 2, nil, 1)
   if self.stopped then
     return self.status
   end
@@ -417,8 +490,23 @@ local function split_target(target)
   return path, query
 end
 
+-- The fields of a fake request that must have a type; fname and argn name
+-- the argument that carries them.
+local FIELD_TYPES = { method = "string", path = "string", body = "string", headers = "table", query = "table" }
+
+local function check_fields(fields, fname, argn, depth)
+  check_opt(fields, "table", fname, argn, nil, depth + 1)
+  for name, want in pairs(FIELD_TYPES) do
+    check_opt(fields and fields[name], want, fname, argn, name, depth + 1)
+  end
+  for name in pairs(fields and fields.headers or {}) do
+    check_type(name, "string", fname, argn, "a header name", depth + 1)
+  end
+end
+
 -- A fake req with the fields a real one has.
 function M.request(fields)
+  check_fields(fields, "request", 1, 1)
   fields = fields or {}
   local path, query = split_target(fields.path or "/")
   local headers = core.headers({})
@@ -457,6 +545,11 @@ end
 -- Calls handler with a fake request (fields as for M.request) in a rill.run
 -- task, so effects work. Returns { status, headers, body, chunks, streamed }.
 function M.call(handler, fields)
+  local mt = getmetatable(handler)
+  if type(handler) ~= "function" and not (type(mt) == "table" and mt.__call ~= nil) then
+    bad(1, "call", ("function expected, got %s"):format(type(handler)), 1)
+  end
+  check_fields(fields, "call", 2, 1)
   local req = M.request(fields)
   local res = { chunks = {} }
   local out = {}
