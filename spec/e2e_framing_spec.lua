@@ -106,6 +106,16 @@ describe("rill's framing", function()
       assert.same("", rest)
     end)
 
+    for _, line in ipairs({ "HEAD / HTTP/2.0", "HEAD / HTTP/1.1x", "HEAD /", "HEAD  / HTTP/1.1" }) do
+      it(("gets rill's own bodiless 400 for a request line evhttp cannot parse: %q"):format(line), function()
+        local rs, rest = exchange(line .. "\r\nHost: x\r\n\r\n", { "HEAD" })
+        assert.same(1, #rs)
+        assert.same(400, rs[1].status)
+        assert.same("", rest)
+        assert.same("text/plain; charset=utf-8", wire.one(rs[1], "content-type"))
+      end)
+    end
+
     it("gets no body from a refusal", function()
       local rs, rest = exchange("HEAD /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", { "HEAD" })
       assert.same(400, rs[1].status)
@@ -313,6 +323,18 @@ describe("rill's framing", function()
         assert.is_truthy(srv:settle(function(st) return st.tasks == 0 end))
       end)
     end
+  end)
+
+  describe("the hub (a use after free found in review)", function()
+    it("survives an option's __index closing the topic's only subscriber during subscribe", function()
+      assert.same("ok\n", srv:get("/hub/index-closes").body)
+      assert.same("hello\n", srv:get("/hello").body)
+    end)
+
+    it("survives collected subscriptions freeing topics while others subscribe and publish", function()
+      assert.same("ok\n", srv:get("/hub/gc-frees").body)
+      assert.same("hello\n", srv:get("/hello").body)
+    end)
   end)
 
   describe("rill.core.out", function()

@@ -330,6 +330,9 @@ static void on_head_time(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->head_timed = 0;
+    /* a refusal still being written goes out whole, then the connection closes as it says */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)))
+        return;
     send_raw(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     evhttp_connection_free(c->evcon); /* our close callback frees c */
 }
@@ -773,9 +776,9 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
  */
 static void shed(struct rill_conn *c)
 {
-    send_raw(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                "Content-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-                "too many connections\n");
+    /* sent before the request is read, so it may answer a HEAD: no body, the reason in its line */
+    send_raw(c, "HTTP/1.1 503 Service Unavailable (too many connections)\r\n"
+                "Content-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n");
     shutdown(c->fd, SHUT_WR);
     set_gate(c, GATE_DISCARD);
     held_clear(c);

@@ -49,6 +49,32 @@ static size_t plain_run(const struct rill_headscan *h, const unsigned char *p, s
 
 /* ---- the head ------------------------------------------------------------------------- */
 
+/* Keeps the last bytes of the request line, to see its version when it ends. */
+static void version_add(struct rill_headscan *h, const unsigned char *p, size_t n)
+{
+    size_t cap = sizeof h->version;
+    if (n >= cap) {
+        memcpy(h->version, p + n - cap, cap);
+        h->version_len = cap;
+        return;
+    }
+    size_t keep = h->version_len < cap - n ? h->version_len : cap - n;
+    memmove(h->version, h->version + h->version_len - keep, keep);
+    memcpy(h->version + keep, p, n);
+    h->version_len = keep + n;
+}
+
+/*
+ * The request line is "METHOD SP target SP HTTP/1.x". evhttp answers one it
+ * cannot parse itself, with an HTML page even to a HEAD: rill refuses every
+ * other shape first, so a refusal is always its own.
+ */
+static int line_shape_ok(const struct rill_headscan *h)
+{
+    return h->line_spaces == 2 && h->version_len == sizeof h->version &&
+           (memcmp(h->version, " HTTP/1.1", 9) == 0 || memcmp(h->version, " HTTP/1.0", 9) == 0);
+}
+
 void rill_headscan_init(struct rill_headscan *h, size_t max)
 {
     memset(h, 0, sizeof *h);
@@ -143,7 +169,13 @@ static enum rill_scan_result step(struct rill_headscan *h, unsigned char c)
             return bad(h, 400, "empty request line");
         if ((c == '\r' || c == '\n') && h->line_blank)
             return bad(h, 400, "space at the end of the request line");
+        if ((c == '\r' || c == '\n') && !line_shape_ok(h))
+            return bad(h, 400, "malformed request line or unsupported HTTP version");
         h->line_blank = c == ' ';
+        if (c == ' ') {
+            h->line_spaces++;
+            version_add(h, &c, 1);
+        }
         if (c == '\r' || c == '\n')
             h->state = c == '\r' ? S_LINE_CR : S_FIELD;
         else if (is_ctl(c) || c == '\t')
@@ -199,9 +231,11 @@ enum rill_scan_result rill_headscan_feed(struct rill_headscan *h, const char *p,
         if (h->state == S_LINE && RILL_REQUEST_LINE_MAX - h->line < room)
             room = RILL_REQUEST_LINE_MAX - h->line; /* the line's own limit, as for the head's */
         run = run < room ? run : room;              /* the byte past the limit goes the slow way */
-        h->seen += run, h->line += run, i += run;
-        if (run)
+        if (run && h->state == S_LINE) {
             h->line_blank = 0; /* the run had no space */
+            version_add(h, (const unsigned char *)p + i, run);
+        }
+        h->seen += run, h->line += run, i += run;
         if (i == n)
             break;
         enum rill_scan_result res = head_byte(h, (unsigned char)p[i]);

@@ -35,7 +35,10 @@ struct rill_headscan {
     size_t name_len, te_len;
     size_t te_blanks; /* spaces and tabs after the TE value's last other byte */
     int in_te, te_seen;
-    int line_blank; /* the request line's last byte was a space */
+    int line_blank;  /* the request line's last byte was a space */
+    int line_spaces; /* spaces in the request line: exactly two */
+    char version[9]; /* the request line's last bytes: " HTTP/1.1" */
+    size_t version_len;
 };
 
 /*

@@ -461,41 +461,51 @@ static int hub_publish(lua_State *L)
     luaL_checktype(L, 4, LUA_TTABLE);
     luaL_argcheck(L, idlen < sizeof(((struct hub_event *)0)->id), 2, "id longer than 128 bytes");
     struct rill_worker *w = rill_worker_get(L);
+    /*
+     * What may raise or run Lua (allocations: a GC step runs __gc, which may
+     * free a topic) comes first: the Lua object and its registry ref. Then
+     * the topic, and from there on nothing but C until the event is linked.
+     */
+    struct wire **ud = lua_newuserdatauv(L, sizeof *ud, 1); /* 5 */
+    *ud = NULL;
+    luaL_setmetatable(L, EVENT_MT);
+    lua_pushvalue(L, 4);
+    lua_setiuservalue(L, 5, 1);
+    lua_pushvalue(L, 5);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     struct topic *t = get_topic(L, name);
-    if (!t)
-        return push_too_many(L);
-    if (t->closed) {
+    if (!t || t->closed) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        if (!t)
+            return push_too_many(L);
         lua_pushnil(L);
         lua_pushfstring(L, "topic '%s' is closed", name);
         return 2;
     }
     struct hub_event *e = calloc(1, sizeof *e);
     struct wire *wr = malloc(sizeof *wr + len);
-    struct wire **ud = lua_newuserdatauv(L, sizeof *ud, 1); /* 5 */
-    *ud = NULL;
-    luaL_setmetatable(L, EVENT_MT);
     if (!e || !wr) {
         free(e);
         free(wr);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "out of memory");
     }
     wr->refs = 1; /* the Lua object; the history takes its own below */
     wr->len = len;
     memcpy(wr->bytes, bytes, len);
     *ud = wr;
-    lua_pushvalue(L, 4);
-    lua_setiuservalue(L, 5, 1);
     e->wire = wr;
     e->seq = t->last_seq + 1;
     e->at = now(w);
     memcpy(e->id, id, idlen + 1);
     if (push_event(t, e) != 0) {
         free(e);
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         return luaL_error(L, "out of memory"); /* the Lua object frees wr */
     }
     wr->refs++;
     t->last_seq = e->seq;
-    e->ud_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    e->ud_ref = ref;
     stats.published++;
     trim(L, w, t);
     evict(L);
@@ -817,9 +827,11 @@ static int hub_subscribe(lua_State *L)
     int drop_oldest = opt_field_drop(L, 2, config.drop_oldest);
     const char *last = opt_field_id(L, 2); /* its value at 3, nil when absent */
     struct rill_task *task = rill_task_check(L);
-    struct topic *t = get_topic(L, name);
-    if (!t)
-        return push_too_many(L);
+    /*
+     * Everything that may run Lua (an allocation's GC step runs __gc, an
+     * option's __index runs app code) comes before get_topic: such code may
+     * close the last subscriber of the topic, which frees it.
+     */
     struct subscription *s = lua_newuserdatauv(L, sizeof *s, 0);
     int ud = lua_gettop(L);
     memset(s, 0, sizeof *s);
@@ -829,6 +841,9 @@ static int hub_subscribe(lua_State *L)
     luaL_setmetatable(L, SUB_MT);
     s->queue = queue;
     s->drop_oldest = drop_oldest;
+    struct topic *t = get_topic(L, name);
+    if (!t)
+        return push_too_many(L);
 
     trim(L, task->w, t);
     s->topic = t;

@@ -598,12 +598,15 @@ static int out_pump(lua_State *L)
     }
     size_t len;
     const char *first = luaL_optlstring(L, 2, NULL, &len);
+    /* the ref first: it may raise (the memory cap), and nothing is handed over yet */
+    lua_getupvalue(L, 1, 1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the subscription stays alive */
     if (rill_hub_pump(s, &r->task, pump, r) != 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
         lua_pushboolean(L, 0);
         return 1;
     }
-    lua_getupvalue(L, 1, 1);
-    r->pump_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the subscription stays alive */
+    r->pump_ref = ref;
     r->pump = s;
     if (first && len) {
         evbuffer_add(r->task.w->scratch, first, len);

@@ -520,6 +520,7 @@ void rill_server_free(struct rill_server *s)
     /* shutting down already: a late signal must not kill the cleanup */
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     if (s->grace_timer)
         event_free(s->grace_timer);
     rill_conns_listen(s->conns, NULL); /* evhttp_free frees the listener */

@@ -218,7 +218,7 @@ static int read_more(lua_State *L, struct tail *t)
     off_t at;
     int events;
     ssize_t n = rill_follow_read(&t->follow, buf, sizeof buf, &at, &events);
-    if (n < 0 && errno == EACCES)
+    if (n < 0 && t->follow.refused)
         luaL_error(L, "tail %s: now leads to %s, outside the tail roots (--tail-root)",
                    t->follow.path, t->follow.denied);
     if (n < 0)
@@ -434,7 +434,7 @@ static int position(lua_State *L, struct tail *t, int opts)
     const char *last = lua_tostring(L, -1);
 
     int exists = rill_follow_open(&t->follow, RILL_FROM_END) == 0;
-    if (!exists && errno == EACCES)
+    if (!exists && t->follow.refused)
         return -1;
     unsigned long long ino;
     long long off;

@@ -51,14 +51,17 @@ int rill_follow_open(struct rill_follow *f, off_t from)
     struct stat st;
     int nofollow = f->allowed ? O_NOFOLLOW : 0; /* a final symlink is refused, not followed */
     int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | nofollow);
+    f->refused = 0; /* a plain EACCES (a mode 000 file) is "not readable yet", as for tail -F */
     if (fd < 0 && errno == ELOOP && f->allowed) {
         snprintf(f->denied, sizeof f->denied, "%.4000s (a symlink)", f->path);
+        f->refused = 1;
         errno = EACCES;
     }
     if (fd < 0)
         return -1;
     if (f->allowed && !fd_allowed(f, fd)) {
         close(fd);
+        f->refused = 1;
         errno = EACCES;
         return -1;
     }
@@ -88,7 +91,7 @@ ssize_t rill_follow_read(struct rill_follow *f, char *buf, size_t cap, off_t *at
     *events = 0;
     if (f->fd < 0) {
         if (rill_follow_open(f, RILL_FROM_START) != 0)
-            return errno == EACCES ? -1 : 0; /* refused, or not there yet */
+            return f->refused ? -1 : 0; /* refused, or not there (or not readable) yet */
         *events |= RILL_FOLLOW_OPENED;
     }
     for (int switched = 0; switched < 2; switched++) {
@@ -109,7 +112,7 @@ ssize_t rill_follow_read(struct rill_follow *f, char *buf, size_t cap, off_t *at
         if (!path_replaced(f))
             return 0;
         if (rill_follow_open(f, RILL_FROM_START) != 0)
-            return errno == EACCES ? -1 : 0;
+            return f->refused ? -1 : 0;
         *events |= RILL_FOLLOW_ROTATED;
     }
     return 0;

@@ -33,7 +33,8 @@ struct rill_follow {
     char path[PATH_MAX];
     rill_follow_allowed_fn allowed; /* NULL: no confinement */
     char denied[PATH_MAX];          /* where a refused open led ("" until one is) */
-    int fd;                         /* -1 while the path has no file */
+    int refused; /* the last open failed because `allowed` refused it (not a permission error) */
+    int fd;      /* -1 while the path has no file */
     dev_t dev;
     ino_t ino;
     off_t offset; /* the next byte to read */
@@ -45,7 +46,7 @@ struct rill_follow {
 void rill_follow_init(struct rill_follow *f, const char *path);
 /*
  * Opens the file now if it exists, positioned by from (RILL_FROM_END, or an
- * offset). -1 with errno ENOENT etc., or EACCES when `allowed` refused it.
+ * offset). -1 with errno ENOENT, EACCES etc.; `refused` is set when `allowed` refused it.
  */
 int rill_follow_open(struct rill_follow *f, off_t from);
 void rill_follow_close(struct rill_follow *f);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -198,6 +199,47 @@ static void test_confined_on_every_open(void)
     rmdir(ok_dir);
 }
 
+/*
+ * A file it may not read yet (mode 000) is not a confinement refusal: the
+ * tail waits for it, as tail -F does, instead of failing. Run as nobody when
+ * root, since root reads a mode 000 file anyway.
+ */
+static int unreadable_waits(const char *file)
+{
+    if (geteuid() == 0 && setuid(65534) != 0)
+        return 0;
+    struct rill_follow f;
+    char buf[64];
+    off_t at;
+    int ev;
+    rill_follow_init(&f, file);
+    f.allowed = only_ok;
+    int waits = rill_follow_open(&f, RILL_FROM_START) == -1 && errno == EACCES && !f.refused &&
+                rill_follow_read(&f, buf, sizeof buf, &at, &ev) == 0;
+    rill_follow_close(&f);
+    return waits;
+}
+
+static void test_unreadable_is_not_refused(void)
+{
+    char file[192];
+    snprintf(ok_dir, sizeof ok_dir, "%s/ok", dir);
+    snprintf(file, sizeof file, "%s/locked.log", ok_dir);
+    mkdir(ok_dir, 0755);
+    chmod(dir, 0755); /* nobody may look inside */
+    write_file(file, "x\n", 0);
+    chmod(file, 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(unreadable_waits(file) ? 0 : 1);
+    int status = 1;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    unlink(file);
+    rmdir(ok_dir);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/rill-tailer-XXXXXX");
@@ -209,6 +251,7 @@ int main(void)
     test_created_later_and_deleted();
     test_last_lines();
     test_confined_on_every_open();
+    test_unreadable_is_not_refused();
     unlink(path);
     rmdir(dir);
     return check_report();

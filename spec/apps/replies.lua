@@ -110,6 +110,30 @@ return rill.router {
     rill.sleep(0.01)
     return ("%s %s\n"):format(ok, err)
   end,
+  -- an option's __index closes the topic's only subscriber while subscribe runs
+  ["GET /hub/index-closes"] = function()
+    local _, _, _, first = rill.subscribe("index-room")
+    local opts = setmetatable({}, { __index = function(_, k)
+      if k == "queue" or k == "last_event_id" then first:close() end
+    end })
+    local _, _, _, second = rill.subscribe("index-room", opts)
+    second:close()
+    return "ok\n"
+  end,
+  -- dropped subscriptions collected (their __gc frees a topic) while others subscribe and publish
+  ["GET /hub/gc-frees"] = function()
+    collectgarbage("incremental", 1, 1000) -- a collection at almost every allocation
+    for i = 1, 300 do
+      local topic = "gc-room-" .. (i % 3)
+      do rill.subscribe(topic) end -- dropped: only its __gc closes it
+      local _, _, _, s = rill.subscribe(topic)
+      rill.publish(topic, "e" .. i)
+      s:close()
+    end
+    collectgarbage("incremental", 200, 100)
+    collectgarbage()
+    return "ok\n"
+  end,
   ["GET /heartbeat/:s"] = function(req)
     return rill.sse(function() return nil end, { heartbeat = tonumber(req.params.s) })
   end,
