@@ -23,43 +23,48 @@ local function is_callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
--- "app.lua:12: GET /x: " for an error in what the handler defined at app.lua:12 returned.
-local function origin(fn, req)
+-- "app.lua:12: route 'GET /users/:id': GET /users/7: " for an error in what
+-- the handler defined at app.lua:12 returned.
+local function origin(fn, req, name)
   local where = "handler"
   local info = type(fn) == "function" and getinfo(fn, "S")
   if info and info.what == "Lua" then
     where = info.short_src .. ":" .. info.linedefined
   end
+  if name then
+    where = ("%s: route '%s'"):format(where, name)
+  end
   return ("%s: %s %s: "):format(where, tostring(req.method), tostring(req.path))
 end
 
-local function fail(fn, req, msg)
-  error(origin(fn, req) .. tostring(msg), 0)
+-- fn and name: the handler and its route, passed down as two arguments (no table per request)
+local function fail(fn, name, req, msg)
+  error(origin(fn, req, name) .. tostring(msg), 0)
 end
 
 -- out.reply / out.start, their errors (a bad status or header) named after the handler.
-local function checked(fn, req, call, ...)
+local function checked(fn, name, req, call, ...)
   local ok, res = pcall(call, ...)
   if not ok then
-    fail(fn, req, res)
+    fail(fn, name, req, res)
   end
   return res
 end
 
 -- A list body is checked whole before its head goes out: a bad element is a
 -- 500, never a 200 cut short. Numbers are written as text, as a lazy body's are.
-local function check_list(fn, req, list)
+local function check_list(fn, name, req, list)
   for i = 1, #list do
     local t = type(list[i])
     if t ~= "string" and t ~= "number" then
-      fail(fn, req, ("body[%d] is a %s, expected a string"):format(i, t))
+      fail(fn, name, req, ("body[%d] is a %s, expected a string"):format(i, t))
     end
   end
 end
 
-local function send_list(fn, req, out, status, headers, list)
-  check_list(fn, req, list)
-  if checked(fn, req, out.start, status, headers) then
+local function send_list(fn, name, req, out, status, headers, list)
+  check_list(fn, name, req, list)
+  if checked(fn, name, req, out.start, status, headers) then
     for i = 1, #list do
       local chunk = list[i]
       out.write(type(chunk) == "number" and tostring(chunk) or chunk)
@@ -68,9 +73,9 @@ local function send_list(fn, req, out, status, headers, list)
   return out.finish()
 end
 
-local function send_lazy(fn, req, out, status, headers, body, sse, pump)
+local function send_lazy(fn, name, req, out, status, headers, body, sse, pump)
   local closer <close> = setmetatable({ body = body }, Closer)
-  local started = checked(fn, req, out.start, status, headers)
+  local started = checked(fn, name, req, out.start, status, headers)
   headers = nil -- sent: not kept alive for as long as the stream lasts
   if started then
     if sse then
@@ -87,7 +92,7 @@ local function send_lazy(fn, req, out, status, headers, body, sse, pump)
       if t == "number" then
         chunk = tostring(chunk)
       elseif t ~= "string" and t ~= "userdata" then -- userdata: a published hub event
-        fail(fn, req, ("body iterator returned a %s, expected a string or nil"):format(t))
+        fail(fn, name, req, ("body iterator returned a %s, expected a string or nil"):format(t))
       end
       out.write(chunk)
       chunk = body()
@@ -102,12 +107,12 @@ local last_handler, last_is_router
 
 -- method and path come from the server (not from rill.test's in-process calls)
 return function(handler, req, out, method, path)
-  local res, fn
+  local res, fn, name
   if path and handler ~= last_handler then
     last_handler, last_is_router = handler, is_router(handler)
   end
   if path and last_is_router then
-    res, fn = route(handler, req, method, path)
+    res, fn, name = route(handler, req, method, path)
   else
     res = handler(req)
   end
@@ -118,16 +123,16 @@ return function(handler, req, out, method, path)
   elseif res == nil then
     return out.reply(204, nil, nil)
   elseif t ~= "table" then
-    fail(fn, req, ("handler returned a %s, expected a string, a table or nil"):format(t))
+    fail(fn, name, req, ("handler returned a %s, expected a string, a table or nil"):format(t))
   end
   local status, headers, body = res.status or 200, res.headers, res.body
   local bt = type(body)
   if body == nil or bt == "string" then
-    return checked(fn, req, out.reply, status, headers, body)
+    return checked(fn, name, req, out.reply, status, headers, body)
   elseif is_callable(body) then
-    return send_lazy(fn, req, out, status, headers, body, res.sse, res.pump)
+    return send_lazy(fn, name, req, out, status, headers, body, res.sse, res.pump)
   elseif bt == "table" then
-    return send_list(fn, req, out, status, headers, body)
+    return send_list(fn, name, req, out, status, headers, body)
   end
-  fail(fn, req, ("response body is a %s, expected a string, a list of strings or an iterator"):format(bt))
+  fail(fn, name, req, ("response body is a %s, expected a string, a list of strings or an iterator"):format(bt))
 end

@@ -279,7 +279,7 @@ local function add_route(self, spec, path, handler)
     return nil, 2, ("route '%s': duplicate route"):format(display)
   end
   self._ids[id] = true
-  route.path, route.handler = path, handler
+  route.path, route.handler, route.display = path, handler, display
   route.any, route.methods = set == nil, set or EMPTY
   self._seq = self._seq + 1
   route.seq = self._seq -- declaration order, the last tie-breaker
@@ -413,8 +413,8 @@ end
 -- Finds the route of method and path and runs its handler. plain: req is a
 -- plain table (rill.test), which gets a fresh req.params; the server's req
 -- makes an empty one when it is read.
--- What answers method and path: a route's handler (req.params set), or nil
--- with the miss's status and, for a 405, its Allow value.
+-- What answers method and path: a route (req.params set), or nil with the
+-- miss's status and, for a 405, its Allow value.
 local function find(self, req, method, path, plain)
   if self._dirty then rebuild(self) end
   local static = self._static[path]
@@ -423,7 +423,7 @@ local function find(self, req, method, path, plain)
       local r = static[i]
       if r.any or r.methods[method] then
         if plain then req.params = {} end
-        return r.handler
+        return r
       end
     end
   end
@@ -436,7 +436,7 @@ local function find(self, req, method, path, plain)
     elseif plain then
       req.params = {}
     end
-    return found.handler
+    return found
   end
   if miss then return nil, 405, allow_value(miss.allowed) end
   return nil, 404
@@ -455,18 +455,18 @@ end
 -- plain table (rill.test), which gets a fresh req.params; the server's req
 -- makes an empty one when it is read.
 local function route(self, req, method, path, plain)
-  local handler, status, allow = find(self, req, method, path, plain)
-  if handler then return handler(req) end
+  local r, status, allow = find(self, req, method, path, plain)
+  if r then return r.handler(req) end
   return answer_miss(self, req, status, allow)
 end
 
--- For rill.respond: the response and the function that made it, which an
--- error in the response is named after (its file and line).
+-- For rill.respond: the response, the function that made it and its route,
+-- which an error in the response is named after (the app's file and line).
 local function route_named(self, req, method, path)
-  local handler, status, allow = find(self, req, method, path, false)
-  if handler then return (handler(req)), handler end
+  local r, status, allow = find(self, req, method, path, false)
+  if r then return (r.handler(req)), r.handler, r.display end
   local custom = status == 405 and self._method_not_allowed or self._not_found
-  return (answer_miss(self, req, status, allow)), custom
+  return (answer_miss(self, req, status, allow)), custom, status == 405 and "405" or "404"
 end
 
 local function dispatch(self, req)
