@@ -708,7 +708,6 @@ static double opt_seconds(lua_State *L, const char *field, double dflt)
     return rill_opt_field_range(L, 2, field, dflt, 0, RILL_MAX_SECONDS);
 }
 
-/* The request line, headers and body, from the URL and opts (stack: url, opts). */
 /* A field value for the upstream request: no control byte but HTAB (a CRLF would add a header). */
 static const char *request_value(lua_State *L, const char *name, int vidx)
 {
@@ -718,11 +717,8 @@ static const char *request_value(lua_State *L, const char *name, int vidx)
         luaL_error(L, "bad argument #2 to 'fetch' (header '%s' has a %s value)", name,
                    luaL_typename(L, vidx));
     const char *v = lua_tolstring(L, vidx, &len); /* a value, never the key next() needs */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            luaL_error(L, "bad argument #2 to 'fetch' (header '%s' has a control character)", name);
-    }
+    if (rill_value_bad_byte(v, len) >= 0)
+        luaL_error(L, "bad argument #2 to 'fetch' (header '%s' has a control character)", name);
     return v;
 }
 

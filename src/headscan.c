@@ -28,6 +28,14 @@ static int is_ctl(unsigned char c)
     return (c < 0x20 && c != '\t') || c == 0x7f;
 }
 
+long rill_value_bad_byte(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (is_ctl((unsigned char)v[i]))
+            return (long)i;
+    return -1;
+}
+
 /*
  * How many bytes from p only move the counters in the current state: the
  * common bytes of a request line, a value or a long name, read in a tight loop.

@@ -76,5 +76,11 @@ enum rill_scan_result rill_chunkscan_feed(struct rill_chunkscan *c, const char *
 
 /* RFC 9110 tchar: what a method or a header name is made of. */
 int rill_is_tchar(unsigned char c);
+/*
+ * The first byte of a field value that may not be sent (CR, LF, NUL or any
+ * other control byte but HTAB: a CRLF would end the field and start
+ * another), or -1 when there is none. For the values rill writes.
+ */
+long rill_value_bad_byte(const char *v, size_t len);
 
 #endif

@@ -87,12 +87,10 @@ struct wishes {
  */
 static void check_value(lua_State *L, const char *name, const char *v, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            luaL_error(L, "header '%s' has a control character (byte %d) in its value", name,
-                       (int)c);
-    }
+    long bad = rill_value_bad_byte(v, len);
+    if (bad >= 0)
+        luaL_error(L, "header '%s' has a control character (byte %d) in its value", name,
+                   (int)(unsigned char)v[bad]);
 }
 
 static long long parse_length(const char *v)
