@@ -81,9 +81,12 @@ describe("--keepalive-timeout", function()
     slow:send("GET /hello HTTP/1.1\r\nHost: x\r\nX-Partial: ")
     assert.same("hello world\n", srv:get("/hello").body)
     slow:settimeout(5)
-    local data, err, partial = slow:receive("*a") -- closed without an answer, not a timeout
+    local data, err, partial = slow:receive("*a") -- closed, not a timeout
     assert.are_not.equal("timeout", err)
-    assert.same("", data or partial)
+    -- dropped by the inactivity timer (no answer), or, on a loaded machine, by
+    -- the head's own --min-rate timer a moment later (a 408): either way, dropped
+    data = data or partial
+    assert.is_true(data == "" or data:find("^HTTP/1%.1 408 ") ~= nil, data)
     slow:close()
   end)
 
