@@ -106,7 +106,8 @@ describe("rill's framing", function()
       assert.same("", rest)
     end)
 
-    for _, line in ipairs({ "HEAD / HTTP/2.0", "HEAD / HTTP/1.1x", "HEAD /", "HEAD  / HTTP/1.1" }) do
+    for _, line in ipairs({ "HEAD / HTTP/2.0", "HEAD / HTTP/1.1x", "HEAD /", "HEAD  / HTTP/1.1",
+      "HEAD  HTTP/1.1", "HEAD //a:b HTTP/1.1", "HEAD //[x HTTP/1.1", "HEAD :x HTTP/1.1" }) do
       it(("gets rill's own bodiless 400 for a request line evhttp cannot parse: %q"):format(line), function()
         local rs, rest = exchange(line .. "\r\nHost: x\r\n\r\n", { "HEAD" })
         assert.same(1, #rs)
@@ -205,6 +206,15 @@ describe("rill's framing", function()
       local res = srv:request({ path = "/forward", headers = { host = ("%s:%d"):format(srv.host, srv.port) } })
       assert.same(200, res.status)
       assert.same("x-multi=a|b\nx-one=1\nte=nil\nupgrade=nil\ncontent-length=3\nabc\n", res.body)
+    end)
+  end)
+
+  describe("rill.fetch's request headers", function()
+    it("refuse an empty list (it would drop the default Host) and two Hosts", function()
+      assert.same(500, srv:get("/forward-bad/empty").status)
+      assert.is_truthy(srv:wait_log("header 'host' needs a value or a non-empty list"))
+      assert.same(500, srv:get("/forward-bad/two").status)
+      assert.is_truthy(srv:wait_log("header 'host' needs one value"))
     end)
   end)
 

@@ -745,8 +745,10 @@ static void add_request_headers(lua_State *L, struct fetch *f, int *has_host, in
                                 int *has_ae)
 {
     int t = lua_getfield(L, 2, "headers");
-    if (t == LUA_TNIL)
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
         return;
+    }
     if (t != LUA_TTABLE)
         luaL_error(L, "bad argument #2 to 'fetch' (headers must be a table, got %s)",
                    luaL_typename(L, -1));
@@ -757,6 +759,9 @@ static void add_request_headers(lua_State *L, struct fetch *f, int *has_host, in
         const char *k = lua_tostring(L, -2);
         int list = lua_type(L, -1) == LUA_TTABLE;
         lua_Integer n = list ? (lua_Integer)lua_rawlen(L, -1) : 1;
+        if (n == 0 || (n > 1 && strcasecmp(k, "host") == 0)) /* no line, or two Hosts */
+            luaL_error(L, "bad argument #2 to 'fetch' (header '%s' needs %s)", k,
+                       n ? "one value" : "a value or a non-empty list");
         for (lua_Integer i = 1; i <= n; i++) {
             if (list)
                 lua_rawgeti(L, -1, i);

@@ -72,14 +72,27 @@ static void version_add(struct rill_headscan *h, const unsigned char *p, size_t 
     h->version_len = keep + n;
 }
 
+/* Keeps the first bytes of the request target (the bytes after the first space). */
+static void target_add(struct rill_headscan *h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n && h->target_len < sizeof h->target; i++)
+        h->target[h->target_len++] = (char)p[i];
+}
+
 /*
- * The request line is "METHOD SP target SP HTTP/1.x". evhttp answers one it
- * cannot parse itself, with an HTML page even to a HEAD: rill refuses every
- * other shape first, so a refusal is always its own.
+ * The request line is "METHOD SP target SP HTTP/1.x", the target "*" or a
+ * path from one "/" (httpcheck.c refuses every other form anyway). evhttp
+ * answers a line it cannot parse itself (shorter than 14 bytes, an empty
+ * part, a "//a:b" its URI parser takes for an authority), with an HTML page
+ * even to a HEAD: rill refuses every other shape first, so that a refusal is
+ * always its own.
  */
 static int line_shape_ok(const struct rill_headscan *h)
 {
-    return h->line_spaces == 2 && h->version_len == sizeof h->version &&
+    int target =
+        (h->target_len == 1 && h->target[0] == '*') ||
+        (h->target_len >= 1 && h->target[0] == '/' && (h->target_len == 1 || h->target[1] != '/'));
+    return h->line_spaces == 2 && h->line >= 14 && target && h->version_len == sizeof h->version &&
            (memcmp(h->version, " HTTP/1.1", 9) == 0 || memcmp(h->version, " HTTP/1.0", 9) == 0);
 }
 
@@ -179,6 +192,8 @@ static enum rill_scan_result step(struct rill_headscan *h, unsigned char c)
             return bad(h, 400, "space at the end of the request line");
         if ((c == '\r' || c == '\n') && !line_shape_ok(h))
             return bad(h, 400, "malformed request line or unsupported HTTP version");
+        if (c == ' ' && (h->line == 0 || h->line_blank))
+            return bad(h, 400, "malformed request line"); /* an empty method or target */
         h->line_blank = c == ' ';
         if (c == ' ') {
             h->line_spaces++;
@@ -242,6 +257,8 @@ enum rill_scan_result rill_headscan_feed(struct rill_headscan *h, const char *p,
         if (run && h->state == S_LINE) {
             h->line_blank = 0; /* the run had no space */
             version_add(h, (const unsigned char *)p + i, run);
+            if (h->line_spaces == 1)
+                target_add(h, (const unsigned char *)p + i, run);
         }
         h->seen += run, h->line += run, i += run;
         if (i == n)

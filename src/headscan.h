@@ -39,6 +39,8 @@ struct rill_headscan {
     int line_spaces; /* spaces in the request line: exactly two */
     char version[9]; /* the request line's last bytes: " HTTP/1.1" */
     size_t version_len;
+    char target[2]; /* the first bytes of the request target */
+    size_t target_len;
 };
 
 /*

@@ -2,6 +2,7 @@
 /* Unit tests for the raw request head scanner (ctest). */
 #include "headscan.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
@@ -96,9 +97,38 @@ static void test_chunked(void)
     CHECK(chunks("0\r\nX: a\0b\r\n\r\n", &used, &why, &line) == 0); /* strlen: cut at NUL */
 }
 
+/*
+ * The request line must be a shape evhttp parses (else evhttp answers with
+ * an HTML page, a body even to a HEAD), and nothing valid may be refused.
+ */
+static void test_request_line_shape(void)
+{
+    static const char *const ok[] = {
+        "GET / HTTP/1.1",     "GET / HTTP/1.0",        "HEAD /a/b?c=d HTTP/1.1",
+        "OPTIONS * HTTP/1.1", "PATCH /%2F/x HTTP/1.1", "POST /a:b HTTP/1.1",
+    };
+    static const char *const bad[] = {
+        "GET  / HTTP/1.1",     "HEAD  HTTP/1.1",     " /abcdefgh HTTP/1.1",
+        "HEAD //a:b HTTP/1.1", "HEAD //[x HTTP/1.1", "HEAD :x HTTP/1.1",
+        "HEAD / HTTP/2.0",     "HEAD / HTTP/1.1x",   "HEAD /",
+        "GET / HTTP/1.1 ",     "X / HTTP/1.1",       "GET /  HTTP/1.1",
+        "GET *x HTTP/1.1",     "GET / http/1.1",
+    };
+    char head[128];
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        snprintf(head, sizeof head, "%s\r\nHost: x\r\n\r\n", ok[i]);
+        CHECK(status_of(head) == 200);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(head, sizeof head, "%s\r\nHost: x\r\n\r\n", bad[i]);
+        CHECK(status_of(head) == 400);
+    }
+}
+
 int main(void)
 {
     test_chunked();
+    test_request_line_shape();
     size_t used;
     const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\nBODY";
     CHECK(scan(get, 64, &used) == 200 && used == strlen(get) - 4);

@@ -67,6 +67,11 @@ return rill.router {
     return { status = up.status, headers = up.headers, body = up:read() }
   end,
   ["POST /echo"] = function(req) return req.body end,
+  ["GET /forward-bad/:how"] = function(req)
+    local host = req.params.how == "empty" and {} or { "a", "b" }
+    rill.fetch(("http://%s/hello"):format(req.headers.host), { headers = { host = host } })
+    return "not reached\n"
+  end,
   ["POST /seen-headers"] = function(req)
     local function show(name)
       local v = req.headers[name]
