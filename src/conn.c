@@ -41,20 +41,7 @@
 #include "log.h"
 #include "sched.h"
 #include "server.h"
-
-/* A connection's place in one of the timed queues (below). */
-struct rill_link {
-    struct rill_conn *prev, *next;
-    struct timeval at;
-    unsigned queued : 1;
-};
-
-struct rill_queue {
-    struct rill_conn *oldest, *newest;
-    struct event *ev;
-    struct timeval span; /* how long one may wait; 0: the queue is off */
-    size_t link;         /* offsetof the rill_link in struct rill_conn */
-};
+#include "timedq.h"
 
 enum gate {
     GATE_HEAD,    /* a head is arriving: bytes are held and scanned */
@@ -80,9 +67,9 @@ struct rill_conn {
     const char *why;
     int fd;
     unsigned admitted : 1, moving : 1, body_timed : 1, head_timed : 1;
-    struct rill_link deadline; /* stamped when the request being read began */
-    struct rill_link idle;     /* stamped when last seen active */
-    struct rill_link linger;   /* stamped when shed */
+    struct rill_tq_link deadline; /* stamped when the request being read began */
+    struct rill_tq_link idle;     /* stamped when last seen active */
+    struct rill_tq_link linger;   /* stamped when shed */
     struct evbuffer_cb_entry *output_cb;
     size_t drained;               /* bytes the kernel took from the output, in all */
     size_t drained_seen;          /* of those, when last seen active */
@@ -99,11 +86,11 @@ struct rill_conns {
     int nfds;
     struct rill_conn *fresh;
     struct event *setup_ev;
-    struct rill_queue deadlines; /* --request-timeout */
-    struct rill_queue idle;      /* --keepalive-timeout */
-    struct rill_queue linger;    /* shed connections, closed a second later at most */
-    struct timeval head_span;    /* --header-timeout; 0: none */
-    double min_rate;             /* --min-rate; 0: off */
+    struct rill_tq deadlines; /* --request-timeout */
+    struct rill_tq idle;      /* --keepalive-timeout */
+    struct rill_tq linger;    /* shed connections, closed a second later at most */
+    struct timeval head_span; /* --header-timeout; 0: none */
+    double min_rate;          /* --min-rate; 0: off */
     struct evconnlistener *listener;
     struct event *resume_ev; /* accepting again, when no connection closed first */
     int paused;
@@ -137,121 +124,29 @@ static int is_head(struct evbuffer *buf, size_t at)
     return evbuffer_copyout_from(buf, &ptr, method, sizeof method) == sizeof method &&
            memcmp(method, "HEAD ", sizeof method) == 0;
 }
+
 /* What ends a refused chunked body, in place of its bad line: the request is then answered. */
 static const char BODY_END[] = "\r\n0\r\n\r\n";
 
-/* ---- timed queues ------------------------------------------------------------------------ */
-
 /*
- * The request deadline and the inactivity timer are each one queue of
- * connections in the order they were stamped, with one timer for the oldest:
- * a stamp is two pointer moves, where a timer per connection (evhttp's) costs
- * a timer-heap operation on every read and write. Time is the coarse
- * monotonic clock: a wall-clock step must not drop everyone at once, and a few
- * milliseconds are nothing against timeouts in seconds.
+ * The request deadline, the inactivity timer and the linger of shed
+ * connections are each a timed queue of connections (timedq.h).
  */
-static void now_coarse(struct timeval *tv)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    tv->tv_sec = ts.tv_sec;
-    tv->tv_usec = (suseconds_t)(ts.tv_nsec / 1000);
-}
-
-static struct rill_link *link_of(const struct rill_queue *q, struct rill_conn *c)
-{
-    return (struct rill_link *)((char *)c + q->link);
-}
-
-static void queue_remove(struct rill_queue *q, struct rill_conn *c)
-{
-    struct rill_link *l = link_of(q, c);
-    if (!l->queued)
-        return;
-    l->queued = 0;
-    if (l->prev)
-        link_of(q, l->prev)->next = l->next;
-    else
-        q->oldest = l->next;
-    if (l->next)
-        link_of(q, l->next)->prev = l->prev;
-    else
-        q->newest = l->prev;
-}
-
-static void queue_arm(struct rill_queue *q)
-{
-    struct timeval now, due, wait = {0, 0};
-    if (!q->oldest)
-        return;
-    now_coarse(&now);
-    timeradd(&link_of(q, q->oldest)->at, &q->span, &due);
-    if (timercmp(&due, &now, >))
-        timersub(&due, &now, &wait);
-    event_add(q->ev, &wait);
-}
-
-/* Stamps c now and puts it at the back. */
-static void queue_append(struct rill_queue *q, struct rill_conn *c)
-{
-    struct rill_link *l = link_of(q, c);
-    queue_remove(q, c);
-    now_coarse(&l->at);
-    l->queued = 1;
-    l->prev = q->newest;
-    l->next = NULL;
-    if (q->newest)
-        link_of(q, q->newest)->next = c;
-    else
-        q->oldest = c;
-    q->newest = c;
-    if (!event_pending(q->ev, EV_TIMEOUT, NULL))
-        queue_arm(q); /* else it fires for an older one first, and is armed again then */
-}
-
-/* The oldest connection whose time is up at now, or NULL. */
-static struct rill_conn *queue_due(const struct rill_queue *q, const struct timeval *now)
-{
-    struct timeval due;
-    if (!q->oldest)
-        return NULL;
-    timeradd(&link_of(q, q->oldest)->at, &q->span, &due);
-    return timercmp(&due, now, >) ? NULL : q->oldest;
-}
-
-/* seconds (finite, checked by main.c) as a timeval; 0 or less: zero, which means "off". */
-static void to_timeval(double seconds, struct timeval *tv)
-{
-    tv->tv_sec = 0;
-    tv->tv_usec = 0;
-    if (seconds > 0) {
-        tv->tv_sec = (time_t)seconds;
-        tv->tv_usec = (suseconds_t)((seconds - (double)tv->tv_sec) * 1e6);
-    }
-}
-
-static void queue_init(struct rill_queue *q, struct event_base *base, event_callback_fn fire,
-                       void *arg, double seconds, size_t link)
-{
-    q->ev = evtimer_new(base, fire, arg);
-    q->link = link;
-    to_timeval(seconds, &q->span);
-}
 
 /* ---- the deadline of reading a request ----------------------------------------------- */
 
 /* A request began arriving: its clock runs, unless a reply on c is in flight. */
 static void deadline_start(struct rill_conn *c)
 {
-    struct rill_queue *q = &c->set->deadlines;
+    struct rill_tq *q = &c->set->deadlines;
     if (c->deadline.queued || c->req || !evutil_timerisset(&q->span))
         return;
-    queue_append(q, c);
+    rill_tq_append(q, c);
 }
 
 static void deadline_stop(struct rill_conn *c)
 {
-    queue_remove(&c->set->deadlines, c);
+    rill_tq_remove(&c->set->deadlines, c);
 }
 
 static void send_raw(struct rill_conn *c, const char *bytes)
@@ -266,8 +161,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     struct rill_conn *c;
     struct timeval now;
     (void)fd, (void)what;
-    now_coarse(&now);
-    while ((c = queue_due(&cs->deadlines, &now)) != NULL) {
+    rill_tq_now(&now);
+    while ((c = rill_tq_due(&cs->deadlines, &now)) != NULL) {
         deadline_stop(c);
         if (c->req)
             continue; /* a reply is in flight: the clock restarts when it is done */
@@ -278,7 +173,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
                         "Connection: close\r\n\r\n");
         evhttp_connection_free(c->evcon); /* our close callback frees c */
     }
-    queue_arm(&cs->deadlines);
+    rill_tq_arm(&cs->deadlines);
 }
 
 /* ---- a head's own time and rate (--header-timeout, --min-rate) --------------------------- */
@@ -311,7 +206,7 @@ static void head_due(const struct rill_conn *c, struct timeval *due)
 static void head_arm(struct rill_conn *c)
 {
     struct timeval now, due, wait = {0, 0};
-    now_coarse(&now);
+    rill_tq_now(&now);
     head_due(c, &due);
     if (timercmp(&due, &now, >))
         timersub(&due, &now, &wait);
@@ -323,7 +218,7 @@ static void on_head_time(evutil_socket_t fd, short what, void *arg)
     struct rill_conn *c = arg;
     struct timeval now, due;
     (void)fd, (void)what;
-    now_coarse(&now);
+    rill_tq_now(&now);
     head_due(c, &due);
     if (timercmp(&due, &now, >)) {
         head_arm(c); /* more of the head came since: it has longer */
@@ -347,7 +242,7 @@ static void head_clock_start(struct rill_conn *c)
         return;
     if (!c->head_ev && !(c->head_ev = evtimer_new(cs->base, on_head_time, c)))
         return; /* out of memory: --request-timeout still holds */
-    now_coarse(&c->head_start);
+    rill_tq_now(&c->head_start);
     c->head_timed = 1;
     head_arm(c);
 }
@@ -375,11 +270,11 @@ static void head_clock_stop(struct rill_conn *c)
 /* c is active now: to the back of the queue. */
 static void idle_touch(struct rill_conn *c)
 {
-    struct rill_queue *q = &c->set->idle;
+    struct rill_tq *q = &c->set->idle;
     if (!evutil_timerisset(&q->span) || !c->evcon)
         return;
     c->drained_seen = c->drained;
-    queue_append(q, c);
+    rill_tq_append(q, c);
 }
 
 /*
@@ -397,7 +292,7 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 /* A body evhttp reads with the gate off: evhttp's read timeout watches it until dispatch. */
 static void idle_hand_body_to_evhttp(struct rill_conn *c)
 {
-    queue_remove(&c->set->idle, c);
+    rill_tq_remove(&c->set->idle, c);
     c->body_timed = 1;
     bufferevent_set_timeouts(c->bev, &c->set->idle.span, NULL);
 }
@@ -414,7 +309,7 @@ static void idle_expired(struct rill_conn *c)
     } else if (c->drained != c->drained_seen || (reply == RILL_REPLY_STREAMING && out == 0)) {
         idle_touch(c); /* the client read some of what it was sent, or a stream is idle */
     } else {
-        queue_remove(&c->set->idle, c);
+        rill_tq_remove(&c->set->idle, c);
         evhttp_connection_free(c->evcon); /* our close callback frees c */
     }
 }
@@ -425,11 +320,11 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     struct rill_conn *c;
     struct timeval now;
     (void)fd, (void)what;
-    now_coarse(&now);
+    rill_tq_now(&now);
     /* each one looked at leaves the front: touched to the back, or gone */
-    while ((c = queue_due(&cs->idle, &now)) != NULL)
+    while ((c = rill_tq_due(&cs->idle, &now)) != NULL)
         idle_expired(c);
-    queue_arm(&cs->idle);
+    rill_tq_arm(&cs->idle);
 }
 
 /* ---- the gate --------------------------------------------------------------------------- */
@@ -694,7 +589,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     evconnlistener_disable(lev);
     cs->paused = 1;
     rill_timer_add(cs->resume_ev, RESUME_SECONDS);
-    now_coarse(&now);
+    rill_tq_now(&now);
     if (evutil_timerisset(&cs->logged_at) && now.tv_sec - cs->logged_at.tv_sec < ACCEPT_LOG_EVERY) {
         cs->unlogged++;
         return;
@@ -759,8 +654,8 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     if (c->req)
         rill_server_client_gone(c->req);
     deadline_stop(c);
-    queue_remove(&cs->idle, c);
-    queue_remove(&cs->linger, c);
+    rill_tq_remove(&cs->idle, c);
+    rill_tq_remove(&cs->linger, c);
     cs->by_fd[c->fd] = NULL;
     cs->count -= c->admitted;
     conn_free(c);
@@ -783,8 +678,8 @@ static void shed(struct rill_conn *c)
     set_gate(c, GATE_DISCARD);
     held_clear(c);
     deadline_stop(c);
-    queue_remove(&c->set->idle, c);
-    queue_append(&c->set->linger, c);
+    rill_tq_remove(&c->set->idle, c);
+    rill_tq_append(&c->set->linger, c);
 }
 
 static void on_linger(evutil_socket_t fd, short what, void *arg)
@@ -793,12 +688,12 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
     struct rill_conn *c;
     struct timeval now;
     (void)fd, (void)what;
-    now_coarse(&now);
-    while ((c = queue_due(&cs->linger, &now)) != NULL) {
-        queue_remove(&cs->linger, c);
+    rill_tq_now(&now);
+    while ((c = rill_tq_due(&cs->linger, &now)) != NULL) {
+        rill_tq_remove(&cs->linger, c);
         evhttp_connection_free(c->evcon); /* our close callback frees c */
     }
-    queue_arm(&cs->linger);
+    rill_tq_arm(&cs->linger);
 }
 
 static void set_up(struct rill_conn *c)
@@ -921,12 +816,12 @@ struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
     cs->max_header_bytes = cfg->max_header_bytes;
     cs->max = cfg->max_connections;
     cs->setup_ev = event_new(base, -1, 0, on_setup, cs);
-    queue_init(&cs->deadlines, base, on_deadline, cs, cfg->request_timeout,
-               offsetof(struct rill_conn, deadline));
-    queue_init(&cs->idle, base, on_idle, cs, cfg->idle_timeout, offsetof(struct rill_conn, idle));
-    queue_init(&cs->linger, base, on_linger, cs, LINGER_SECONDS,
-               offsetof(struct rill_conn, linger));
-    to_timeval(cfg->header_timeout, &cs->head_span);
+    rill_tq_init(&cs->deadlines, base, on_deadline, cs, cfg->request_timeout,
+                 offsetof(struct rill_conn, deadline));
+    rill_tq_init(&cs->idle, base, on_idle, cs, cfg->idle_timeout, offsetof(struct rill_conn, idle));
+    rill_tq_init(&cs->linger, base, on_linger, cs, LINGER_SECONDS,
+                 offsetof(struct rill_conn, linger));
+    rill_tq_timeval(cfg->header_timeout, &cs->head_span);
     cs->min_rate = cfg->min_rate;
     cs->resume_ev = evtimer_new(base, on_resume, cs);
     evhttp_set_bevcb(http, on_accept, cs);
@@ -944,9 +839,9 @@ void rill_conns_free(struct rill_conns *cs)
         free(c);
     }
     event_free(cs->setup_ev);
-    event_free(cs->deadlines.ev);
-    event_free(cs->idle.ev);
-    event_free(cs->linger.ev);
+    rill_tq_free(&cs->deadlines);
+    rill_tq_free(&cs->idle);
+    rill_tq_free(&cs->linger);
     event_free(cs->resume_ev);
     if (listening == cs)
         listening = NULL;
