@@ -115,6 +115,21 @@ describe("rill.sse and the hub", function()
     s:close()
   end)
 
+  it("gives heartbeats to streams sharing an interval and to those with their own, as they come and go", function()
+    local a, b, c = subscribe("beats2", "?hb=0.05"), subscribe("beats2", "?hb=0.05"), subscribe("beats2", "?hb=0.07")
+    for _, s in ipairs({ a, b, c }) do
+      assert.same(":\n", s:chunk(5))
+    end
+    a:close() -- its queue goes on for b; c's is its own
+    for _ = 1, 2 do
+      assert.same(":\n", b:chunk(5))
+      assert.same(":\n", c:chunk(5))
+    end
+    b:close()
+    c:close()
+    assert.is_truthy(srv:settle(function(st) return st.streams == 0 end))
+  end)
+
   it("keeps no coroutine for an idle subscriber stream: C feeds it", function()
     local streams = { subscribe("idle-cost"), subscribe("idle-cost"), subscribe("idle-cost") }
     local st = srv:stats()

@@ -6,8 +6,10 @@
 #include <lua.h>
 
 #include "sched.h"
+#include "timedq.h"
 
 struct rill_server;
+struct rill_beats;
 
 /*
  * One HTTP request being handled: owns its task (the handler coroutine) and
@@ -25,16 +27,16 @@ struct rill_request {
     struct subscription *pump; /* a hub subscription C feeds the stream from (out.pump) */
     int pump_ref;              /* its Lua object, anchored while pumped */
     char id[72];
-    struct event heartbeat;  /* an SSE stream's idle timer */
-    double heartbeat_every;  /* seconds; 0: none */
-    unsigned long wrote_at;  /* the worker's resume count at the last direct write */
-    unsigned responded : 1;  /* a reply was sent or started */
-    unsigned streaming : 1;  /* a chunked reply is open */
-    unsigned watching : 1;   /* our close callback is armed */
-    unsigned wait_drain : 1; /* the body waits for the client to read */
-    unsigned gone : 1;       /* the client disconnected */
-    unsigned completed : 1;  /* evhttp flushed the reply */
-    unsigned sse : 1;        /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
+    struct rill_tq_link beat; /* an SSE stream's place in its heartbeat queue */
+    struct rill_beats *beats; /* that queue (response.c); NULL: no heartbeats */
+    unsigned long wrote_at;   /* the worker's resume count at the last direct write */
+    unsigned responded : 1;   /* a reply was sent or started */
+    unsigned streaming : 1;   /* a chunked reply is open */
+    unsigned watching : 1;    /* our close callback is armed */
+    unsigned wait_drain : 1;  /* the body waits for the client to read */
+    unsigned gone : 1;        /* the client disconnected */
+    unsigned completed : 1;   /* evhttp flushed the reply */
+    unsigned sse : 1;         /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
 };
 
 /* The request of the running handler; raises outside one (e.g. in rill.run). */

@@ -21,7 +21,9 @@
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -341,10 +343,18 @@ static void drain_cancel(struct rill_task *t)
     t->w->stats.blocked--;
 }
 
+/* A heartbeat queue: the streams of one interval, the longest idle first (see on_beats). */
+struct rill_beats {
+    struct rill_tq q;
+    double every;
+    int streams;
+    struct rill_beats *next;
+};
+
 static void rearm_heartbeat(struct rill_request *r)
 {
-    if (r->heartbeat_every > 0)
-        rill_timer_add(&r->heartbeat, r->heartbeat_every);
+    if (r->beats)
+        rill_tq_append(&r->beats->q, r); /* idle from now */
 }
 
 /* "1a\r\n": a chunk's size line, in hex. */
@@ -426,20 +436,79 @@ sent:
 }
 
 /*
- * An SSE stream idle for heartbeat_every seconds gets a comment: one ":"
- * line, with no blank line after it. A comment followed by a blank line is
- * an empty event block to some clients (@microsoft/fetch-event-source's
- * bug #15 dispatches an empty message for it). rill.sse writes whole events
- * only, so this always falls between two events.
+ * Heartbeats. A stream idle for its interval gets a comment: one ":" line,
+ * with no blank line after it. A comment followed by a blank line is an
+ * empty event block to some clients (@microsoft/fetch-event-source's bug #15
+ * dispatches an empty message for it). rill.sse writes whole events only, so
+ * this always falls between two events.
+ *
+ * The streams of one interval are one timed queue (timedq.h), stamped on
+ * every chunk: a link per stream, not a struct event, and no timer-heap work
+ * per chunk. Intervals are few in practice; past MAX_BEAT_QUEUES distinct
+ * ones a stream joins the closest shorter one (a heartbeat a little early is
+ * harmless), so an interval taken from a request cannot make a queue each.
  */
-static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+#define MAX_BEAT_QUEUES 64
+
+static struct rill_beats *beat_queues; /* one worker per process */
+static int nbeat_queues;
+
+static void on_beats(evutil_socket_t fd, short what, void *arg)
 {
-    struct rill_request *r = arg;
+    struct rill_beats *b = arg;
+    struct rill_request *r;
+    struct timeval now;
     (void)fd, (void)what;
-    if (!r->streaming || !r->req)
+    rill_tq_now(&now);
+    while ((r = rill_tq_due(&b->q, &now)) != NULL) {
+        rill_tq_remove(&b->q, r); /* sending stamps it again, at the back */
+        if (!r->streaming || !r->req)
+            continue;
+        evbuffer_add(r->task.w->scratch, ":\n", 2);
+        send_chunk(r, r->task.w->scratch);
+    }
+    rill_tq_arm(&b->q);
+}
+
+/* The queue for every seconds (or the closest shorter one past the cap); NULL: out of memory. */
+static struct rill_beats *beats_for(struct event_base *base, double every)
+{
+    struct rill_beats *b, *below = NULL, *above = NULL;
+    for (b = beat_queues; b; b = b->next) {
+        if (b->every == every)
+            return b;
+        if (b->every < every && (!below || b->every > below->every))
+            below = b;
+        if (b->every > every && (!above || b->every < above->every))
+            above = b;
+    }
+    if (nbeat_queues >= MAX_BEAT_QUEUES)
+        return below ? below : above;
+    if (!(b = calloc(1, sizeof *b)))
+        return NULL;
+    rill_tq_init(&b->q, base, on_beats, b, every, offsetof(struct rill_request, beat));
+    if (!b->q.ev) {
+        free(b);
+        return NULL;
+    }
+    b->every = every;
+    b->next = beat_queues;
+    beat_queues = b;
+    nbeat_queues++;
+    return b;
+}
+
+static void beats_leave(struct rill_beats *b)
+{
+    if (--b->streams > 0)
         return;
-    evbuffer_add(r->task.w->scratch, ":\n", 2);
-    send_chunk(r, r->task.w->scratch);
+    struct rill_beats **p = &beat_queues;
+    while (*p != b)
+        p = &(*p)->next;
+    *p = b->next;
+    nbeat_queues--;
+    rill_tq_free(&b->q);
+    free(b);
 }
 
 /* out.sse(heartbeat_seconds): this response is an event stream (rill.sse), once. */
@@ -451,18 +520,23 @@ static int out_sse(lua_State *L)
                   "heartbeat must be 0 (none) or at least 0.001 seconds");
     if (r->sse)
         return luaL_error(L, "the response is already an event stream");
+    if (every > 0 && !(r->beats = beats_for(r->task.w->base, every)))
+        return luaL_error(L, "out of memory");
     r->sse = 1;
-    r->heartbeat_every = every;
-    evtimer_assign(&r->heartbeat, r->task.w->base, on_heartbeat, r); /* never pending here */
-    rearm_heartbeat(r);
+    if (r->beats) {
+        r->beats->streams++;
+        rearm_heartbeat(r);
+    }
     return 0;
 }
 
 void rill_response_stop_heartbeat(struct rill_request *r)
 {
-    if (r->heartbeat_every > 0)
-        evtimer_del(&r->heartbeat);
-    r->heartbeat_every = 0;
+    if (!r->beats)
+        return;
+    rill_tq_remove(&r->beats->q, r);
+    beats_leave(r->beats);
+    r->beats = NULL;
 }
 
 /*

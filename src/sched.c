@@ -31,7 +31,6 @@ void rill_task_init(struct rill_task *t, struct rill_worker *w, rill_done_fn don
     t->w = w;
     t->done = done;
     t->ref = LUA_NOREF;
-    evtimer_assign(&t->timer, w->base, NULL, t);
 }
 
 lua_State *rill_task_open(struct rill_task *t)
@@ -90,7 +89,9 @@ void rill_task_release(struct rill_task *t)
     if (t->ref == LUA_NOREF)
         return;
     close_resources(t);
-    evtimer_del(&t->timer);
+    if (t->timer) /* deleted if pending */
+        event_free(t->timer);
+    t->timer = NULL;
     lua_settop(t->co, 0);
     if (lua_status(t->co) == LUA_OK && w->npool < RILL_THREAD_POOL)
         w->pool[w->npool++] = t->ref; /* a finished coroutine can run a new function */

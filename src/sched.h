@@ -39,7 +39,7 @@ struct rill_task {
     rill_done_fn done;
     void (*abort)(struct rill_task *t); /* ends the task's request uncleanly (server.c) */
     struct rill_resource *resources;
-    struct event timer; /* for rill.sleep and deferred work */
+    struct event *timer; /* rill.sleep's, made on its first call (most tasks never sleep) */
     unsigned running : 1;
     unsigned closing : 1;          /* cancel asked for while running */
     unsigned owner_is_request : 1; /* the task is a struct rill_request */

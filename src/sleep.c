@@ -15,7 +15,7 @@ static void on_sleep_done(evutil_socket_t fd, short what, void *arg)
 
 static void sleep_cancel(struct rill_task *t)
 {
-    evtimer_del(&t->timer);
+    evtimer_del(t->timer);
 }
 
 /* rill.sleep(s): parks the calling coroutine on a timer. */
@@ -24,8 +24,9 @@ static int sleep_call(lua_State *L)
     double s = rill_check_range(L, 1, 0, RILL_MAX_SECONDS);
     struct rill_task *t = rill_task_check_wait(L, "rill.sleep"); /* before arming anything */
 
-    evtimer_assign(&t->timer, t->w->base, on_sleep_done, t);
-    rill_timer_add(&t->timer, s);
+    if (!t->timer && !(t->timer = evtimer_new(t->w->base, on_sleep_done, t)))
+        return luaL_error(L, "out of memory"); /* nothing armed */
+    rill_timer_add(t->timer, s);
     return rill_task_wait(L, t, sleep_cancel); /* sleep_cancel runs if the client leaves first */
 }
 
