@@ -19,7 +19,26 @@ return rill.router {
   ["GET /sse"] = function()
     return rill.sse(rill.subscribe("idle"), { heartbeat = 0 })
   end,
-  -- fan-out (bench/fanout.c): subscribers, and one publish to all of them
+  -- the same idle stream written the way most users write one: a generator
+  -- that sleeps (its coroutine stays parked in rill.sleep)
+  ["GET /sse-gen"] = function()
+    return rill.sse(coroutine.wrap(function()
+      while true do
+        rill.sleep(3600)
+        coroutine.yield({ comment = "tick" })
+      end
+    end), { heartbeat = 0 })
+  end,
+  -- the C-fed stream with its default heartbeat (15 s): its timer's bytes (bench/massif.sh)
+  ["GET /sse-hb"] = function()
+    return rill.sse(rill.subscribe("idle"))
+  end,
+  -- a full collection, so that the bytes a massif snapshot counts are live ones
+  ["GET /gc"] = function()
+    collectgarbage("collect")
+    return ("%.0f\n"):format(collectgarbage("count") * 1024)
+  end,
+  -- fan-out (bench/fanout.c, bench/fanthru.c): subscribers, and one publish to all of them
   ["GET /events/:topic"] = function(req)
     return rill.sse(rill.subscribe(req.params.topic), { heartbeat = 0 })
   end,

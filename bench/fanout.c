@@ -3,10 +3,13 @@
  * Fan-out latency: N subscribers of /events/TOPIC, then ROUNDS publishes of
  * one event each; per round, the time from sending the publish until each
  * subscriber's socket has the event, as seen by epoll (the publisher's own
- * reply is read in the same loop, not waited for first). Prints p50/p99/max.
+ * reply is read in the same loop, not waited for first). A subscriber has the
+ * event when its stream holds that round's payload ("tick-<round>"), not at
+ * its first read (nchan sends a comment after the head). Prints p50/p99/max.
  *   fanout PORT N ROUNDS
  * Bounded: each round waits at most 10 s.
  */
+#define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,27 +75,32 @@ int main(int argc, char **argv)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     int ep = epoll_create1(0);
+    int *fds = malloc(sizeof(int) * (size_t)n), *had = calloc((size_t)n, sizeof(int));
     for (int i = 0; i < n; i++) {
         int fd = connect_to();
         if (fd < 0 ||
-            request(fd, "GET /events/bench?hb=0 HTTP/1.1\r\nHost: x\r\n\r\n", "\r\n\r\n") != 0) {
+            request(fd, "GET /events/bench HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", "\r\n\r\n") != 0) {
             fprintf(stderr, "fanout: subscriber %d failed\n", i);
             return 1;
         }
-        struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
         epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+        fds[i] = fd;
     }
     int pub = connect_to();
-    struct epoll_event pub_ev = {.events = EPOLLIN, .data.fd = pub};
+    struct epoll_event pub_ev = {.events = EPOLLIN, .data.u32 = (uint32_t)n};
     epoll_ctl(ep, EPOLL_CTL_ADD, pub, &pub_ev);
     double *lat = malloc(sizeof(double) * (size_t)n);
     printf("| round | p50 ms | p99 ms | max ms |\n|---|---|---|---|\n");
     for (int r = 1; r <= rounds; r++) {
-        static const char publish[] =
-            "POST /publish/bench HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ntick";
+        char publish[256], payload[32];
+        int pl = snprintf(payload, sizeof payload, "tick-%d\n", r); /* the newline ends it */
+        int len = snprintf(publish, sizeof publish,
+                           "POST /publish/bench HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%.*s",
+                           pl - 1, pl - 1, payload);
         double t0 = now_ms();
         /* the publisher's reply is read with the rest: a server may answer it after the fan-out */
-        if (write(pub, publish, sizeof publish - 1) != (ssize_t)sizeof publish - 1)
+        if (write(pub, publish, (size_t)len) != len)
             return 1;
         int got = 0;
         while (got < n && now_ms() - t0 < 10000) {
@@ -101,8 +109,14 @@ int main(int argc, char **argv)
             double t = now_ms();
             for (int i = 0; i < k; i++) {
                 char buf[4096];
-                if (read(evs[i].data.fd, buf, sizeof buf) > 0 && evs[i].data.fd != pub)
+                uint32_t s = evs[i].data.u32;
+                ssize_t got_bytes = read(s == (uint32_t)n ? pub : fds[s], buf, sizeof buf);
+                /* an event is one write: its payload is not split between reads */
+                if (s < (uint32_t)n && got_bytes > 0 && had[s] != r &&
+                    memmem(buf, (size_t)got_bytes, payload, (size_t)pl)) {
+                    had[s] = r;
                     lat[got++] = t - t0;
+                }
             }
         }
         if (got < n) {
