@@ -130,6 +130,26 @@ describe("rill.sse and the hub", function()
     assert.is_truthy(srv:settle(function(st) return st.streams == 0 end))
   end)
 
+  -- a C-fed stream lets go of its request's headers: how its connection ends must not change
+  for _, case in ipairs({ { "keep-alive", "", true }, { "close", "Connection: close\r\n", false } }) do
+    it(("ends a C-fed stream as its client asked (%s), its request's headers long gone"):format(case[1]), function()
+      local topic = "light-" .. case[1]
+      local sock = srv:connect()
+      sock:settimeout(5)
+      sock:send(("GET /events/%s?hb=0 HTTP/1.1\r\nHost: x\r\n%s\r\n"):format(topic, case[2]))
+      local res = assert(test.response(sock, "GET"))
+      assert.same(200, res.status)
+      assert.is_truthy(srv:settle(function(st) return st.tasks == 0 end)) -- fed from C now
+      publish(topic, "last")
+      srv:request({ method = "POST", path = "/close/" .. topic })
+      assert.matches("data: last", (res:rest()))
+      sock:send("GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+      local again = test.response(sock, "GET")
+      assert.same(case[3], again ~= nil and again.status == 200)
+      sock:close()
+    end)
+  end
+
   it("keeps no coroutine for an idle subscriber stream: C feeds it", function()
     local streams = { subscribe("idle-cost"), subscribe("idle-cost"), subscribe("idle-cost") }
     local st = srv:stats()

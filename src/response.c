@@ -573,6 +573,28 @@ static int out_finish(lua_State *L)
     return 0;
 }
 
+/*
+ * A stream fed from C has no Lua left that could read its request (the
+ * handler ended, its req view is cut off), and its framing was decided with
+ * its head (a close is in the output headers, which evhttp_send_done reads
+ * with the input ones). What an idle stream would keep for hours of the
+ * request goes: its headers, its URI and their parse (evhttp frees these
+ * itself on its error path, so they may be NULL). The id is fixed first.
+ */
+void rill_response_travel_light(struct rill_request *r)
+{
+    struct evhttp_request *req = r->req;
+    if (!req || !r->pump)
+        return;
+    (void)rill_request_id(r);
+    evhttp_clear_headers(evhttp_request_get_input_headers(req));
+    if (req->uri_elems)
+        evhttp_uri_free(req->uri_elems);
+    req->uri_elems = NULL;
+    free(req->uri); /* mm_strdup'd: rill sets no allocator of libevent's own */
+    req->uri = NULL;
+}
+
 void rill_response_unpump(struct rill_request *r)
 {
     if (!r->pump)

@@ -4,10 +4,10 @@
 #include "request.h"
 
 /* Output buffer marks of a streamed body (backpressure, notes/evhttp.md Q1). */
-#define RILL_OUT_HIGH (256 * 1024) /* above it the body iterator is not pulled */
-#define RILL_OUT_LOW  (64 * 1024)  /* drained below it, pulling resumes */
-#define RILL_IN_HIGH  (16 * 1024)  /* unread client input kept while a handler runs */
-#define RILL_MIN_HEARTBEAT 0.001   /* seconds: a shorter one would fire every loop turn */
+#define RILL_OUT_HIGH      (256 * 1024) /* above it the body iterator is not pulled */
+#define RILL_OUT_LOW       (64 * 1024)  /* drained below it, pulling resumes */
+#define RILL_IN_HIGH       (16 * 1024)  /* unread client input kept while a handler runs */
+#define RILL_MIN_HEARTBEAT 0.001        /* seconds: a shorter one would fire every loop turn */
 
 /* A short plain-text error reply (500, 503), when nothing was sent yet. */
 void rill_response_error(struct rill_request *r, int status, const char *what);
@@ -16,6 +16,8 @@ void rill_response_error(struct rill_request *r, int status, const char *what);
  * closed after what was already queued, so the client sees truncation).
  */
 void rill_response_end(struct rill_request *r, int clean);
+/* A stream fed from C lets go of what it no longer needs of its request (its headers, URI). */
+void rill_response_travel_light(struct rill_request *r);
 /* Hands a pumped stream's subscription back to the hub, closed (the stream ends). */
 void rill_response_unpump(struct rill_request *r);
 /* Stops an SSE stream's heartbeat timer (the stream ends, or its client left). */

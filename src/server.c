@@ -116,7 +116,7 @@ static void on_task_done(struct rill_task *t, int status, int nres)
         rill_log("request %s: the handler ended without a response", rill_request_id(r));
     if (r->req && !r->gone) {
         if (r->streaming && r->pump && status == LUA_OK)
-            ; /* the stream goes on, fed from C (out.pump) */
+            rill_response_travel_light(r); /* the stream goes on, fed from C (out.pump) */
         else if (r->streaming)
             rill_response_end(r, status == LUA_OK); /* an error mid-stream truncates it */
         else if (!r->responded)
