@@ -50,6 +50,19 @@ enum gate {
     GATE_DISCARD, /* refused or shed: every byte from now on is dropped */
 };
 
+/*
+ * A head's scanner, then its chunked body's (never both at once). A head
+ * that arrives whole, as most do, is scanned in one place for the whole
+ * process (scratch); a connection has its own only while a head is held or
+ * a chunked body read, so an idle or streaming connection holds none.
+ */
+union scanner {
+    struct rill_headscan head;
+    struct rill_chunkscan body;
+};
+
+static union scanner scratch; /* one worker per process, one scan at a time */
+
 struct rill_conn {
     struct rill_conns *set;
     struct bufferevent *bev;
@@ -58,10 +71,7 @@ struct rill_conn {
     struct rill_request *req; /* the request being served */
     struct evbuffer *held;    /* head bytes evhttp has not seen (GATE_HEAD) */
     size_t scanned;           /* of held */
-    union {                   /* never both at once: a head, then its chunked body */
-        struct rill_headscan scan;
-        struct rill_chunkscan body;
-    };
+    union scanner *sc;        /* while a head is held or a chunked body read; else NULL */
     enum gate gate;
     int refused; /* the status the stand-in request answers */
     const char *why;
@@ -400,14 +410,22 @@ static void held_clear(struct rill_conn *c)
         evbuffer_free(c->held);
     c->held = NULL;
     c->scanned = 0;
-    rill_headscan_init(&c->scan, c->set->max_header_bytes);
 }
 
-static void refuse(struct rill_conn *c, int head)
+/* The connection's own scanner, no longer needed. */
+static void scanner_drop(struct rill_conn *c)
 {
-    c->refused = c->scan.status;
-    c->why = c->scan.why;
+    free(c->sc);
+    c->sc = NULL;
+}
+
+/* A head scanned in sc was refused. */
+static void refuse(struct rill_conn *c, const union scanner *sc, int head)
+{
+    c->refused = sc->head.status;
+    c->why = sc->head.why;
     held_clear(c);
+    scanner_drop(c);
     deadline_stop(c);
     set_gate(c, GATE_DISCARD);
     if (head)
@@ -426,7 +444,8 @@ static void refuse_body(struct rill_conn *c, size_t k)
     struct evbuffer *input = bufferevent_get_input(c->bev);
     size_t len = evbuffer_get_length(input);
     c->refused = 400;
-    c->why = c->body.why;
+    c->why = c->sc->body.why;
+    scanner_drop(c);
     deadline_stop(c);
     set_gate(c, GATE_DISCARD);
     take_tail(c, input, k < len ? k : len, NULL);
@@ -468,11 +487,13 @@ static void scan_body(struct rill_conn *c, size_t n)
 {
     struct evbuffer *input = bufferevent_get_input(c->bev);
     size_t len = evbuffer_get_length(input), at = len - n;
-    enum rill_scan_result res = feed_from(input, &at, feed_body, &c->body);
-    if (res == RILL_SCAN_DONE)
+    enum rill_scan_result res = feed_from(input, &at, feed_body, &c->sc->body);
+    if (res == RILL_SCAN_DONE) {
+        scanner_drop(c);
         set_gate(c, GATE_PASS);
-    else if (res == RILL_SCAN_BAD)
-        refuse_body(c, c->body.line + (len - at));
+    } else if (res == RILL_SCAN_BAD) {
+        refuse_body(c, c->sc->body.line + (len - at));
+    }
 }
 
 /*
@@ -480,17 +501,23 @@ static void scan_body(struct rill_conn *c, size_t n)
  * front of it), and the gate follows a chunked body, of which the last
  * `after` bytes of the input are the start.
  */
-static void head_done(struct rill_conn *c, size_t after)
+static void head_done(struct rill_conn *c, const union scanner *sc, size_t after)
 {
-    int chunked = c->scan.chunked;
+    int chunked = sc->head.chunked;
     if (c->held)
         give_to_evhttp(c, NULL, 0);
     held_clear(c);
     set_gate(c, GATE_PASS);
-    if (!chunked)
+    if (!chunked) {
+        scanner_drop(c);
         return;
+    }
+    if (!c->sc && !(c->sc = malloc(sizeof *c->sc))) {
+        set_gate(c, GATE_DISCARD); /* out of memory: nothing on c can be trusted now */
+        return;
+    }
     set_gate(c, GATE_BODY);
-    rill_chunkscan_init(&c->body, c->set->max_header_bytes);
+    rill_chunkscan_init(&c->sc->body, c->set->max_header_bytes);
     if (after)
         scan_body(c, after);
 }
@@ -498,11 +525,11 @@ static void head_done(struct rill_conn *c, size_t after)
 /* Scans the held bytes not seen yet: the head is released when whole, refused when bad. */
 static void scan_held(struct rill_conn *c)
 {
-    enum rill_scan_result res = feed_from(c->held, &c->scanned, feed_head, &c->scan);
+    enum rill_scan_result res = feed_from(c->held, &c->scanned, feed_head, &c->sc->head);
     if (res == RILL_SCAN_DONE)
-        head_done(c, evbuffer_get_length(c->held) - c->scanned);
+        head_done(c, c->sc, evbuffer_get_length(c->held) - c->scanned);
     else if (res == RILL_SCAN_BAD)
-        refuse(c, is_head(c->held, 0));
+        refuse(c, c->sc, is_head(c->held, 0));
 }
 
 /*
@@ -514,18 +541,24 @@ static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n)
 {
     size_t len = evbuffer_get_length(input), at = len - n;
     deadline_start(c);
-    enum rill_scan_result res = feed_from(input, &at, feed_head, &c->scan);
+    rill_headscan_init(&scratch.head, c->set->max_header_bytes);
+    enum rill_scan_result res = feed_from(input, &at, feed_head, &scratch.head);
     if (res == RILL_SCAN_DONE) {
-        head_done(c, len - at);
+        head_done(c, &scratch, len - at);
     } else if (res == RILL_SCAN_BAD) {
         int head = is_head(input, len - n);
         take_tail(c, input, n, NULL);
-        refuse(c, head);
-    } else if ((c->held = evbuffer_new()) != NULL) {
+        refuse(c, &scratch, head);
+    } else if ((c->held = evbuffer_new()) != NULL && (c->sc = malloc(sizeof *c->sc)) != NULL) {
+        *c->sc = scratch; /* the head goes on in the next read: c keeps its own */
         take_tail(c, input, n, c->held);
         c->scanned = n;
         head_clock_start(c);
-    } /* else out of memory: evhttp reads the bytes unchecked */
+    } else { /* out of memory: nothing on c can be trusted now */
+        held_clear(c);
+        take_tail(c, input, n, NULL);
+        set_gate(c, GATE_DISCARD);
+    }
 }
 
 /* Bytes from the client (or from evhttp draining what it read: ignored). */
@@ -641,6 +674,7 @@ static void conn_free(struct rill_conn *c)
         evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->output_cb);
     if (c->head_ev)
         event_free(c->head_ev);
+    free(c->sc);
     if (c->held)
         evbuffer_free(c->held);
     free(c);
@@ -677,6 +711,7 @@ static void shed(struct rill_conn *c)
     shutdown(c->fd, SHUT_WR);
     set_gate(c, GATE_DISCARD);
     held_clear(c);
+    scanner_drop(c);
     deadline_stop(c);
     rill_tq_remove(&c->set->idle, c);
     rill_tq_append(&c->set->linger, c);
@@ -744,7 +779,6 @@ static struct bufferevent *on_accept(struct event_base *base, void *arg)
     c->set = cs;
     c->bev = bev;
     c->fd = -1;
-    rill_headscan_init(&c->scan, cs->max_header_bytes);
     c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
     c->output_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_output, c);
     bufferevent_incref(bev); /* until set_up: evhttp may drop it before (out of memory) */
@@ -779,7 +813,6 @@ int rill_conn_dispatched(struct rill_conn *c, const char **why)
         idle_touch(c);
     }
     set_gate(c, GATE_HEAD); /* what follows this request is the next head */
-    rill_headscan_init(&c->scan, c->set->max_header_bytes); /* after a body, in the union */
     struct evbuffer *input = bufferevent_get_input(c->bev);
     size_t buffered = evbuffer_get_length(input);
     if (buffered)
@@ -836,6 +869,7 @@ void rill_conns_free(struct rill_conns *cs)
         struct rill_conn *c = cs->fresh;
         cs->fresh = c->fresh_next;
         bufferevent_decref(c->bev);
+        free(c->sc);
         free(c);
     }
     event_free(cs->setup_ev);
