@@ -15,6 +15,7 @@
 #include <event2/keyvalq_struct.h>
 #include <sys/queue.h>
 #include <lauxlib.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -365,11 +366,13 @@ static int count_fds(void)
 static void print_stats(struct rill_server *s)
 {
     struct rill_stats *st = &s->w->stats;
+    /* the heap in use, from the allocator (not RSS): what specs bound per stream */
+    struct mallinfo2 heap = mallinfo2();
     rill_log("stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
-             "fds=%d idle=%d connections=%d",
+             "fds=%d idle=%d connections=%d heap=%zu",
              st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
              lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections(),
-             rill_conns_count(s->conns));
+             rill_conns_count(s->conns), heap.uordblks);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -10,6 +10,16 @@ return rill.cors(rill.router {
     if not id then return { status = 409, body = err .. "\n" } end
     return { status = 202, body = id }
   end,
+  ["POST /gc"] = function() collectgarbage() collectgarbage() return "collected\n" end,
+  -- the way most streams are written: a generator that waits
+  ["GET /generator"] = function()
+    return { body = coroutine.wrap(function()
+      while true do
+        rill.sleep(3600)
+        coroutine.yield("tick\n")
+      end
+    end) }
+  end,
   ["GET /events/:topic"] = function(req)
     local events = rill.subscribe(req.params.topic, {
       last_event_id = rill.sse.last_event_id(req),
