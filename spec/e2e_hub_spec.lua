@@ -130,6 +130,19 @@ describe("rill.sse and the hub", function()
     assert.is_truthy(srv:settle(function(st) return st.streams == 0 end))
   end)
 
+  it("shares heartbeat timers among intervals that round alike, however many are asked for", function()
+    local base = srv:stats().beats
+    local held = {}
+    for i = 0, 49 do -- 50 intervals from 1000 to 1049 s: 960 and 1024 s once rounded
+      held[#held + 1] = subscribe("ladder", ("?hb=%d"):format(1000 + i))
+    end
+    assert.same(base + 2, srv:stats().beats)
+    held[#held + 1] = subscribe("ladder", "?hb=15") -- exact: its own queue
+    assert.same(base + 3, srv:stats().beats)
+    for _, s in ipairs(held) do s:close() end
+    assert.is_truthy(srv:settle(function(st) return st.beats == base end))
+  end)
+
   -- a C-fed stream lets go of its request's headers: how its connection ends must not change
   for _, case in ipairs({ { "keep-alive", "", true }, { "close", "Connection: close\r\n", false } }) do
     it(("ends a C-fed stream as its client asked (%s), its request's headers long gone"):format(case[1]), function()

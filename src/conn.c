@@ -512,11 +512,7 @@ static void head_done(struct rill_conn *c, const union scanner *sc, size_t after
         scanner_drop(c);
         return;
     }
-    if (!c->sc && !(c->sc = malloc(sizeof *c->sc))) {
-        set_gate(c, GATE_DISCARD); /* out of memory: nothing on c can be trusted now */
-        return;
-    }
-    set_gate(c, GATE_BODY);
+    set_gate(c, GATE_BODY); /* c->sc exists (head_arrived made it, or the held head had it) */
     rill_chunkscan_init(&c->sc->body, c->set->max_header_bytes);
     if (after)
         scan_body(c, after);
@@ -543,7 +539,10 @@ static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n)
     deadline_start(c);
     rill_headscan_init(&scratch.head, c->set->max_header_bytes);
     enum rill_scan_result res = feed_from(input, &at, feed_head, &scratch.head);
-    if (res == RILL_SCAN_DONE) {
+    if (res == RILL_SCAN_DONE && scratch.head.chunked && !(c->sc = malloc(sizeof *c->sc))) {
+        take_tail(c, input, n, NULL); /* out of memory: the body cannot be checked, so it goes */
+        set_gate(c, GATE_DISCARD);    /* and the deadline reaps c */
+    } else if (res == RILL_SCAN_DONE) {
         head_done(c, &scratch, len - at);
     } else if (res == RILL_SCAN_BAD) {
         int head = is_head(input, len - n);

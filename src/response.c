@@ -21,6 +21,7 @@
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,14 +445,12 @@ sent:
  *
  * The streams of one interval are one timed queue (timedq.h), stamped on
  * every chunk: a link per stream, not a struct event, and no timer-heap work
- * per chunk. Intervals are few in practice; past MAX_BEAT_QUEUES distinct
- * ones a stream joins the closest shorter one (a heartbeat a little early is
- * harmless), so an interval taken from a request cannot make a queue each.
+ * per chunk. An interval is rounded down to eighths of an octave (15, 10,
+ * 30, 60 s stay exact; none is more than 12% early), so however many
+ * intervals requests ask for there are at most 8 queues an octave, about 320
+ * between 0.001 s and 1e9 s, and no stream beats later than it asked.
  */
-#define MAX_BEAT_QUEUES 64
-
 static struct rill_beats *beat_queues; /* one worker per process */
-static int nbeat_queues;
 
 static void on_beats(evutil_socket_t fd, short what, void *arg)
 {
@@ -470,20 +469,22 @@ static void on_beats(evutil_socket_t fd, short what, void *arg)
     rill_tq_arm(&b->q);
 }
 
-/* The queue for every seconds (or the closest shorter one past the cap); NULL: out of memory. */
+/* every rounded down to m x 2^k, m a sixteenth from 8/16 to 15/16 (frexp's range). */
+static double beat_interval(double every)
+{
+    int k;
+    double m = frexp(every, &k);
+    return ldexp(floor(m * 16) / 16, k);
+}
+
+/* The queue for every seconds, rounded (beat_interval); NULL: out of memory. */
 static struct rill_beats *beats_for(struct event_base *base, double every)
 {
-    struct rill_beats *b, *below = NULL, *above = NULL;
-    for (b = beat_queues; b; b = b->next) {
+    struct rill_beats *b;
+    every = beat_interval(every);
+    for (b = beat_queues; b; b = b->next)
         if (b->every == every)
             return b;
-        if (b->every < every && (!below || b->every > below->every))
-            below = b;
-        if (b->every > every && (!above || b->every < above->every))
-            above = b;
-    }
-    if (nbeat_queues >= MAX_BEAT_QUEUES)
-        return below ? below : above;
     if (!(b = calloc(1, sizeof *b)))
         return NULL;
     rill_tq_init(&b->q, base, on_beats, b, every, offsetof(struct rill_request, beat));
@@ -494,8 +495,15 @@ static struct rill_beats *beats_for(struct event_base *base, double every)
     b->every = every;
     b->next = beat_queues;
     beat_queues = b;
-    nbeat_queues++;
     return b;
+}
+
+int rill_response_beat_queues(void)
+{
+    int n = 0;
+    for (struct rill_beats *b = beat_queues; b; b = b->next)
+        n++;
+    return n;
 }
 
 static void beats_leave(struct rill_beats *b)
@@ -506,7 +514,6 @@ static void beats_leave(struct rill_beats *b)
     while (*p != b)
         p = &(*p)->next;
     *p = b->next;
-    nbeat_queues--;
     rill_tq_free(&b->q);
     free(b);
 }

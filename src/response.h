@@ -20,6 +20,8 @@ void rill_response_end(struct rill_request *r, int clean);
 void rill_response_travel_light(struct rill_request *r);
 /* Hands a pumped stream's subscription back to the hub, closed (the stream ends). */
 void rill_response_unpump(struct rill_request *r);
+/* Heartbeat queues in use (stats): one per distinct rounded interval. */
+int rill_response_beat_queues(void);
 /* Stops an SSE stream's heartbeat timer (the stream ends, or its client left). */
 void rill_response_stop_heartbeat(struct rill_request *r);
 /* Arms close detection while a handler waits before its first byte (notes Q2). */

@@ -369,10 +369,10 @@ static void print_stats(struct rill_server *s)
     /* the heap in use, from the allocator (not RSS): what specs bound per stream */
     struct mallinfo2 heap = mallinfo2();
     rill_log("stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
-             "fds=%d idle=%d connections=%d heap=%zu",
+             "fds=%d idle=%d connections=%d heap=%zu beats=%d",
              st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
              lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections(),
-             rill_conns_count(s->conns), heap.uordblks);
+             rill_conns_count(s->conns), heap.uordblks, rill_response_beat_queues());
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
