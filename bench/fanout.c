@@ -79,7 +79,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         int fd = connect_to();
         if (fd < 0 ||
-            request(fd, "GET /events/bench HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", "\r\n\r\n") != 0) {
+            request(fd,
+                    "GET /events/bench HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
+                    "\r\n\r\n") != 0) {
             fprintf(stderr, "fanout: subscriber %d failed\n", i);
             return 1;
         }
@@ -95,9 +97,10 @@ int main(int argc, char **argv)
     for (int r = 1; r <= rounds; r++) {
         char publish[256], payload[32];
         int pl = snprintf(payload, sizeof payload, "tick-%d\n", r); /* the newline ends it */
-        int len = snprintf(publish, sizeof publish,
-                           "POST /publish/bench HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%.*s",
-                           pl - 1, pl - 1, payload);
+        int len =
+            snprintf(publish, sizeof publish,
+                     "POST /publish/bench HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%.*s",
+                     pl - 1, pl - 1, payload);
         double t0 = now_ms();
         /* the publisher's reply is read with the rest: a server may answer it after the fan-out */
         if (write(pub, publish, (size_t)len) != len)

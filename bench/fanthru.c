@@ -43,8 +43,9 @@ static int connect_to(void)
 static int subscribe(int fd, const char *topic)
 {
     char buf[8192];
-    int n = snprintf(buf, sizeof buf,
-                     "GET /events/%s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", topic);
+    int n =
+        snprintf(buf, sizeof buf,
+                 "GET /events/%s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", topic);
     if (write(fd, buf, (size_t)n) != n)
         return -1;
     size_t got = 0;
@@ -78,9 +79,9 @@ static size_t reply_len(const char *buf, size_t len)
 
 struct sub {
     int fd;
-    int seen;      /* payloads counted */
-    int last;      /* highest sequence number seen */
-    size_t tail;   /* bytes carried over in keep */
+    int seen;    /* payloads counted */
+    int last;    /* highest sequence number seen */
+    size_t tail; /* bytes carried over in keep */
     char keep[TAIL];
 };
 

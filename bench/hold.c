@@ -22,7 +22,9 @@ static int open_stream(int port, const char *path)
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
         return -1;
     char req[256], head[4096];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n", path);
+    int n =
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n", path);
     if (write(fd, req, (size_t)n) != n)
         return -1;
     size_t got = 0;

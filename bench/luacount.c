@@ -31,12 +31,15 @@ static struct slot {
     void *p;
     uint32_t size;
     uint8_t kind;
-} *slots;
+} * slots;
 static lua_Alloc real_f;
 static void *real_ud;
 static size_t bytes[KINDS], blocks[KINDS], sized[SIZES + 1], sized_n[SIZES + 1];
 
-static size_t hash(void *p) { return ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 42 & (SLOTS - 1); }
+static size_t hash(void *p)
+{
+    return ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 42 & (SLOTS - 1);
+}
 
 static struct slot *find(void *p)
 {

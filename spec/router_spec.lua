@@ -699,7 +699,7 @@ describe("rill.router", function()
         { "/manifest-first.json", { version = "first", format = "json" } },
         { "/manifest.json", { format = "json" } },
         { "/manifest-first", { version = "first" } },
-        -- a TODO in Lapis's spec; rill's backtracking reads it
+        -- left open in Lapis's spec; rill's backtracking reads it
         { "/manifest-5.1.zip", { version = "5.1", format = "zip" } } },
       { "/manifest(-:a.:b)(.:format)",
         { "/manifest-5.1.json", { a = "5", b = "1", format = "json" } },
