@@ -729,10 +729,7 @@ static void check_name(lua_State *L, int kidx)
                    luaL_typename(L, kidx));
     size_t len;
     const char *k = lua_tolstring(L, kidx, &len);
-    int ok = len > 0;
-    for (size_t i = 0; i < len && ok; i++)
-        ok = rill_is_tchar((unsigned char)k[i]);
-    if (!ok)
+    if (!rill_is_token(k, len))
         luaL_error(L, "bad argument #2 to 'fetch' (invalid header name '%s')", k);
 }
 

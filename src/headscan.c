@@ -28,6 +28,14 @@ static int is_ctl(unsigned char c)
     return (c < 0x20 && c != '\t') || c == 0x7f;
 }
 
+int rill_is_token(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!rill_is_tchar((unsigned char)s[i]))
+            return 0;
+    return n > 0;
+}
+
 long rill_value_bad_byte(const char *v, size_t len)
 {
     for (size_t i = 0; i < len; i++)

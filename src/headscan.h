@@ -78,6 +78,8 @@ enum rill_scan_result rill_chunkscan_feed(struct rill_chunkscan *c, const char *
 
 /* RFC 9110 tchar: what a method or a header name is made of. */
 int rill_is_tchar(unsigned char c);
+/* 1 when the n bytes of s are a token (a method, a header name): not empty, all tchar. */
+int rill_is_token(const char *s, size_t n);
 /*
  * The first byte of a field value that may not be sent (CR, LF, NUL or any
  * other control byte but HTAB: a CRLF would end the field and start

@@ -8,16 +8,6 @@
 #include "headscan.h"
 #include "urlcode.h"
 
-static int is_token(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!rill_is_tchar((unsigned char)*s))
-            return 0;
-    return 1;
-}
-
 static int is_digits(const char *s)
 {
     size_t n = strlen(s);
@@ -117,7 +107,7 @@ const char *rill_check_request(const struct rill_request_head *req)
 {
     if (req->major != 1 || (req->minor != 0 && req->minor != 1))
         return "unsupported HTTP version";
-    if (!is_token(req->method))
+    if (!rill_is_token(req->method, strlen(req->method)))
         return "invalid method";
     const char *why = check_target(req);
     return why ? why : check_headers(req);

@@ -186,11 +186,9 @@ static void set_headers(lua_State *L, int idx, struct sink *h, struct wishes *w)
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING) /* never lua_tostring a key during next() */
             luaL_error(L, "header names must be strings (got a %s)", luaL_typename(L, -2));
-        const char *name = lua_tostring(L, -2);
-        for (const char *p = name; *p; p++)
-            if (!rill_is_tchar((unsigned char)*p))
-                luaL_error(L, "invalid header name '%s'", name);
-        if (!*name || strlen(name) != lua_rawlen(L, -2))
+        size_t nlen;
+        const char *name = lua_tolstring(L, -2, &nlen);
+        if (!rill_is_token(name, nlen)) /* a NUL inside is no tchar either */
             luaL_error(L, "invalid header name '%s'", name);
         if (lua_type(L, -1) == LUA_TTABLE) {
             int list = lua_gettop(L);
