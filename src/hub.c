@@ -31,7 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backplane.h"
 #include "effects.h"
+#include "frame.h"
 #include "hub.h"
 #include "log.h"
 #include "luanum.h"
@@ -283,11 +285,23 @@ static struct topic *get_topic(lua_State *L, const char *name)
     return t;
 }
 
+void rill_hub_bounds(struct rill_hub_bounds *b)
+{
+    *b = (struct rill_hub_bounds){config.history, config.history_bytes, config.history_age,
+                                  config.max_topics, config.total_bytes};
+}
+
+const char *rill_hub_too_many(lua_State *L)
+{
+    return lua_pushfstring(L, "hub: too many topics (max_topics = %I)",
+                           (lua_Integer)config.max_topics);
+}
+
 /* nil, "hub: too many topics (max_topics = N)", "limit" */
 static int push_too_many(lua_State *L)
 {
     lua_pushnil(L);
-    lua_pushfstring(L, "hub: too many topics (max_topics = %I)", (lua_Integer)config.max_topics);
+    rill_hub_too_many(L);
     lua_pushliteral(L, "limit");
     return 3;
 }
@@ -434,113 +448,426 @@ static void drop_laggards(struct topic *t)
     }
 }
 
-/* ---- publish ------------------------------------------------------------------------- */
-
-/* hub.next_id(topic) → the id the next published event of the topic gets. */
-static int hub_next_id(lua_State *L)
-{
-    struct topic *t = get_topic(L, luaL_checkstring(L, 1));
-    if (!t)
-        return push_too_many(L);
-    lua_pushfstring(L, "%s-%I", t->epoch, (lua_Integer)(t->last_seq + 1));
-    return 1;
-}
+/* ---- delivery: events in the backplane's order --------------------------------- */
 
 /*
- * hub.publish(topic, id, wire, fields) → id, or nil, err (closed, or past
- * max_topics: then a third value, "limit"). The Lua
- * side (lua/rill/hub.lua) encoded the event into wire once; fields is the
- * event table subscribers read.
+ * The backplane's position for t is epoch, last_seq. When the topic here is
+ * elsewhere (new here, or the backplane forgot and remade it meanwhile) its
+ * history restarts there; a subscriber that had not read all of it gets an
+ * in-band "expired" notice. Live subscribers miss nothing: every event
+ * comes through in order.
  */
-static int hub_publish(lua_State *L)
+static void align(lua_State *L, struct topic *t, const char *epoch, uint64_t last_seq)
 {
-    const char *name = luaL_checkstring(L, 1);
-    size_t idlen, len;
-    const char *id = luaL_checklstring(L, 2, &idlen);
-    const char *bytes = luaL_checklstring(L, 3, &len);
-    luaL_checktype(L, 4, LUA_TTABLE);
-    luaL_argcheck(L, idlen < sizeof(((struct hub_event *)0)->id), 2, "id longer than 128 bytes");
+    if (t->last_seq == last_seq && strcmp(t->epoch, epoch) == 0)
+        return;
+    uint64_t had = t->last_seq;
+    while (t->count > 0)
+        drop_oldest_event(L, t);
+    snprintf(t->epoch, sizeof t->epoch, "%s", epoch);
+    t->last_seq = last_seq;
+    for (struct subscription *s = t->subs; s; s = s->next) {
+        if (s->cursor < had && !s->gap)
+            s->gap = "expired";
+        s->cursor = last_seq;
+    }
+}
+
+int rill_hub_deliver(lua_State *L, const struct rill_hub_delivery *d)
+{
     struct rill_worker *w = rill_worker_get(L);
+    int fields = lua_gettop(L);
     /*
      * What may raise or run Lua (allocations: a GC step runs __gc, which may
      * free a topic) comes first: the Lua object and its registry ref. Then
      * the topic, and from there on nothing but C until the event is linked.
      */
-    struct wire **ud = lua_newuserdatauv(L, sizeof *ud, 1); /* 5 */
+    struct wire **ud = lua_newuserdatauv(L, sizeof *ud, 1);
     *ud = NULL;
     luaL_setmetatable(L, EVENT_MT);
-    lua_pushvalue(L, 4);
-    lua_setiuservalue(L, 5, 1);
-    lua_pushvalue(L, 5);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    struct topic *t = get_topic(L, name);
-    if (!t || t->closed) {
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        if (!t)
-            return push_too_many(L);
-        lua_pushnil(L);
-        lua_pushfstring(L, "topic '%s' is closed", name);
-        return 2;
-    }
-    struct hub_event *e = calloc(1, sizeof *e);
-    struct wire *wr = malloc(sizeof *wr + len);
-    if (!e || !wr) {
+    lua_pushvalue(L, fields);
+    lua_setiuservalue(L, -2, 1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the object, fields at the top again */
+    struct topic *t = get_topic(L, d->topic);
+    struct hub_event *e = t && d->id_len < sizeof e->id ? calloc(1, sizeof *e) : NULL;
+    struct wire *wr = e ? malloc(sizeof *wr + d->wire_len) : NULL;
+    if (!wr) {
         free(e);
-        free(wr);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return luaL_error(L, "out of memory");
+        lua_settop(L, fields - 1);
+        return -1;
     }
-    wr->refs = 1; /* the Lua object; the history takes its own below */
-    wr->len = len;
-    memcpy(wr->bytes, bytes, len);
-    *ud = wr;
+    align(L, t, d->epoch, d->seq - 1);
+    wr->refs = 2; /* the Lua object and the history */
+    wr->len = d->wire_len;
+    memcpy(wr->bytes, d->wire, d->wire_len);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    *(struct wire **)lua_touserdata(L, -1) = wr;
     e->wire = wr;
-    e->seq = t->last_seq + 1;
-    e->at = now(w);
-    memcpy(e->id, id, idlen + 1);
+    e->seq = d->seq;
+    e->at = d->at;
+    e->ud_ref = ref;
+    memcpy(e->id, d->id, d->id_len);
+    e->id[d->id_len] = '\0';
     if (push_event(t, e) != 0) {
         free(e);
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return luaL_error(L, "out of memory"); /* the Lua object frees wr */
+        wr->refs--;
+        luaL_unref(L, LUA_REGISTRYINDEX, ref); /* the Lua object frees wr */
+        lua_settop(L, fields - 1);
+        return -1;
     }
-    wr->refs++;
     t->last_seq = e->seq;
-    e->ud_ref = ref;
     stats.published++;
     trim(L, w, t);
     evict(L);
     drop_laggards(t);
     wake_all(t);
-    lua_pushvalue(L, 2);
-    return 1;
+    lua_settop(L, fields - 1);
+    return 0;
 }
 
+int rill_hub_deliver_topic(lua_State *L, const char *name, const char *epoch, uint64_t last_seq,
+                           int closed)
+{
+    struct topic *t = get_topic(L, name);
+    if (!t)
+        return -1;
+    align(L, t, epoch, last_seq);
+    if (closed && !t->closed)
+        t->closed = ++closings;
+    wake_all(t);
+    return 0;
+}
+
+int rill_hub_deliver_close(lua_State *L, const char *name)
+{
+    struct topic *t = get_topic(L, name);
+    if (!t)
+        return -1;
+    if (!t->closed)
+        t->closed = ++closings;
+    wake_all(t);
+    return 0;
+}
+
+static int disconnect_all(const char *name)
+{
+    struct topic *t = find_topic(name);
+    int n = 0;
+    for (struct subscription *s = t ? t->subs : NULL; s; s = s->next, n++) {
+        s->dropped = 1;
+        rill_waiter_poke(&s->wait);
+    }
+    return n;
+}
+
+void rill_hub_deliver_disconnect(const char *name)
+{
+    disconnect_all(name);
+}
+
+/* ---- the fields subscribers read, as a backplane carries them ---------------------- */
+
+static void blob_field(lua_State *L, struct rill_frame_out *f, int idx, const char *name)
+{
+    size_t len;
+    int type = lua_getfield(L, idx, name);
+    const char *v = type == LUA_TSTRING || type == LUA_TNUMBER ? lua_tolstring(L, -1, &len) : NULL;
+    rill_frame_opt(f, type == LUA_TNUMBER ? RILL_OPT_NUMBER : RILL_OPT_STRING, v, v ? len : 0);
+    lua_pop(L, 1);
+}
+
+/* event, data, retry of the table at idx into f (its id is the backplane's). */
+static void blob_make(lua_State *L, int idx, struct rill_frame_out *f)
+{
+    blob_field(L, f, idx, "event");
+    blob_field(L, f, idx, "data");
+    blob_field(L, f, idx, "retry");
+}
+
+static void blob_push(lua_State *L, struct rill_frame_in *in, const char *name)
+{
+    const char *v;
+    size_t len;
+    enum rill_opt tag = rill_frame_get_opt(in, &v, &len);
+    if (tag == RILL_OPT_NONE)
+        return;
+    lua_pushlstring(L, v, len);
+    if (tag == RILL_OPT_NUMBER && !lua_stringtonumber(L, lua_tostring(L, -1)))
+        ;                            /* keeps the string: it was one once */
+    else if (tag == RILL_OPT_NUMBER) /* the number replaces the string */
+        lua_remove(L, -2);
+    lua_setfield(L, -2, name);
+}
+
+void rill_hub_fields_push(lua_State *L, const char *blob, size_t len, const char *id, size_t id_len)
+{
+    struct rill_frame_in in = {0, (const unsigned char *)blob, len, 0};
+    lua_createtable(L, 0, 4);
+    blob_push(L, &in, "event");
+    blob_push(L, &in, "data");
+    blob_push(L, &in, "retry");
+    lua_pushlstring(L, id, id_len);
+    lua_setfield(L, -2, "id");
+}
+
+/* ---- the in-process backplane ------------------------------------------------------ */
+
+static enum rill_bp_status local_publish(struct rill_backplane *bp, const struct rill_publish *p,
+                                         rill_backplane_done done, void *arg)
+{
+    lua_State *L = p->L;
+    struct topic *t = get_topic(L, p->topic);
+    struct rill_backplane_reply reply = {0};
+    char idbuf[48], epoch[8];
+    (void)bp;
+    if (!t || t->closed) {
+        reply.err = t ? lua_pushfstring(L, "topic '%s' is closed", p->topic) : rill_hub_too_many(L);
+        reply.code = t ? NULL : "limit";
+        done(arg, &reply);
+        return RILL_BP_DONE;
+    }
+    /* t may be gone after an allocation (a GC step may close its last subscriber) */
+    uint64_t seq = t->last_seq + 1;
+    snprintf(epoch, sizeof epoch, "%s", t->epoch);
+    snprintf(idbuf, sizeof idbuf, "%s-%llu", t->epoch, (unsigned long long)seq);
+    const char *id = p->id ? p->id : idbuf;
+    size_t id_len = p->id ? p->id_len : strlen(idbuf);
+    luaL_Buffer b; /* the wire: prefix, the id line, suffix */
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, p->prefix, p->prefix_len);
+    luaL_addstring(&b, "id: ");
+    luaL_addlstring(&b, id, id_len);
+    luaL_addchar(&b, '\n');
+    luaL_addlstring(&b, p->suffix, p->suffix_len);
+    luaL_pushresult(&b);
+    size_t wire_len;
+    const char *wire = lua_tolstring(L, -1, &wire_len);
+    lua_pushvalue(L, p->fields_idx);
+    lua_pushlstring(L, id, id_len);
+    lua_setfield(L, -2, "id");
+    struct rill_hub_delivery d = {p->topic, epoch, seq, id, id_len,
+                                  wire, wire_len, now(rill_worker_get(L))};
+    if (rill_hub_deliver(L, &d) != 0)
+        luaL_error(L, "out of memory");
+    reply.id = id;
+    done(arg, &reply);
+    return RILL_BP_DONE;
+}
+
+static enum rill_bp_status local_close(struct rill_backplane *bp, lua_State *L, const char *topic,
+                                       rill_backplane_done done, void *arg)
+{
+    struct rill_backplane_reply reply = {"true", NULL, NULL};
+    (void)bp;
+    if (rill_hub_deliver_close(L, topic) != 0) {
+        reply.id = NULL;
+        reply.err = rill_hub_too_many(L);
+        reply.code = "limit";
+    }
+    done(arg, &reply);
+    return RILL_BP_DONE;
+}
+
+static void local_disconnect(struct rill_backplane *bp, const char *topic)
+{
+    (void)bp, (void)topic; /* one worker: the hub did it */
+}
+
+static void local_configure(struct rill_backplane *bp, const struct rill_hub_bounds *b)
+{
+    (void)bp, (void)b;
+}
+
+static void local_forget(struct rill_backplane *bp, void *arg)
+{
+    (void)bp, (void)arg; /* it never waits */
+}
+
+struct rill_backplane rill_hub_local = {"in-process", local_publish, local_close,
+                                        local_disconnect, local_configure, local_forget};
+static struct rill_backplane *backplane = &rill_hub_local;
+
+void rill_hub_use(struct rill_backplane *bp)
+{
+    backplane = bp ? bp : &rill_hub_local;
+}
+
+/* ---- publish and close: through the backplane ----------------------------------------- */
+
+#define PENDING_MT "rill.hub.pending"
+
+/*
+ * A publish or close the backplane answers later: the task waits on it. It
+ * is a Lua object on the caller's stack, so a task cancelled meanwhile
+ * leaves it to the GC, which tells the backplane never to answer it.
+ */
+struct pending {
+    struct rill_waiter wait;
+    struct rill_backplane *bp;
+    int answered;
+    char *id, *err, *code;
+};
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* Answers a publish or close; synchronous (in-process) or later (from a backplane callback). */
+static void on_answer(void *arg, const struct rill_backplane_reply *reply)
+{
+    struct pending *pd = arg;
+    pd->answered = 1;
+    pd->id = dup_or_null(reply->id);
+    pd->err = dup_or_null(reply->err ? reply->err : reply->id ? NULL : "hub: no answer");
+    pd->code = dup_or_null(reply->code);
+    rill_waiter_wake(&pd->wait);
+}
+
+static int pending_gc(lua_State *L)
+{
+    struct pending *pd = luaL_checkudata(L, 1, PENDING_MT);
+    if (pd->bp && !pd->answered)
+        pd->bp->forget(pd->bp, pd);
+    pd->bp = NULL;
+    rill_waiter_clear(&pd->wait);
+    free(pd->id);
+    free(pd->err);
+    free(pd->code);
+    pd->id = pd->err = pd->code = NULL;
+    return 0;
+}
+
+static struct pending *pending_new(lua_State *L, struct rill_worker *w)
+{
+    struct pending *pd = lua_newuserdatauv(L, sizeof *pd, 0);
+    memset(pd, 0, sizeof *pd);
+    rill_waiter_init(&pd->wait, w->base, NULL);
+    luaL_setmetatable(L, PENDING_MT);
+    return pd;
+}
+
+/* The answer as Lua values: the id (or true), or nil, err[, code]. */
+static int push_answer(lua_State *L, struct pending *pd, int as_bool)
+{
+    if (pd->id) {
+        if (as_bool)
+            lua_pushboolean(L, 1);
+        else
+            lua_pushstring(L, pd->id);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, pd->err);
+    if (!pd->code)
+        return 2;
+    lua_pushstring(L, pd->code);
+    return 3;
+}
+
+/* Continuations: the pending answer is the top of the stack. */
+static int publish_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct pending *pd = luaL_checkudata(L, lua_gettop(L), PENDING_MT);
+    (void)status, (void)ctx;
+    if (!pd->answered) /* not yet: a spurious wake-up */
+        return rill_waiter_park(L, &pd->wait, publish_k, "rill.publish");
+    return push_answer(L, pd, 0);
+}
+
+static int close_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct pending *pd = luaL_checkudata(L, lua_gettop(L), PENDING_MT);
+    (void)status, (void)ctx;
+    if (!pd->answered)
+        return rill_waiter_park(L, &pd->wait, close_k, "rill.close_topic");
+    return push_answer(L, pd, 1);
+}
+
+/*
+ * Hands the work to the backplane and answers: at once when it answered
+ * at once (in-process), else once it does (the task waits, an effect).
+ */
+static int await(lua_State *L, struct pending *pd, enum rill_bp_status st, lua_KFunction k,
+                 const char *what, int as_bool)
+{
+    if (st == RILL_BP_DONE)
+        return push_answer(L, pd, as_bool);
+    if (st == RILL_BP_GONE) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "hub: the backplane is gone (the server is stopping)");
+        lua_pushliteral(L, "closed");
+        return 3;
+    }
+    pd->bp = backplane;
+    return rill_waiter_park(L, &pd->wait, k, what);
+}
+
+/* Checks, where a backplane answers later, that the caller can wait for it. */
+static struct rill_worker *check_wait(lua_State *L, const char *what)
+{
+    if (backplane != &rill_hub_local)
+        return rill_task_check_wait(L, what)->w;
+    return rill_worker_get(L);
+}
+
+/*
+ * hub.publish(topic, id|nil, prefix, suffix, fields) → id, or nil, err
+ * (closed, or past max_topics: then a third value, "limit"). The Lua side
+ * (lua/rill/hub.lua) encoded the event around its id line
+ * (sse_encode_parts); fields is the table subscribers read.
+ */
+static int hub_publish(lua_State *L)
+{
+    struct rill_publish p = {0};
+    p.topic = luaL_checkstring(L, 1);
+    p.id = luaL_optlstring(L, 2, NULL, &p.id_len);
+    p.prefix = luaL_checklstring(L, 3, &p.prefix_len);
+    p.suffix = luaL_checklstring(L, 4, &p.suffix_len);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    luaL_argcheck(L, !p.id || p.id_len <= 128, 2, "id longer than 128 bytes");
+    lua_settop(L, 5);
+    struct rill_worker *w = check_wait(L, "rill.publish"); /* before anything is sent */
+    struct rill_frame_out blob = {0};
+    if (backplane != &rill_hub_local) {
+        blob_make(L, 5, &blob);
+        if (blob.failed) {
+            rill_frame_release(&blob);
+            return luaL_error(L, "out of memory");
+        }
+        p.fields = (const char *)blob.p;
+        p.fields_len = blob.len;
+    }
+    p.L = L;
+    p.fields_idx = 5;
+    struct pending *pd = pending_new(L, w); /* 6 */
+    enum rill_bp_status st = backplane->publish(backplane, &p, on_answer, pd);
+    rill_frame_release(&blob);
+    lua_settop(L, 6);
+    return await(L, pd, st, publish_k, "rill.publish", 0);
+}
 /*
  * hub.close(topic) → true, or nil, err, "limit" past max_topics: subscribers
  * drain what was published, then their streams end.
  */
 static int hub_close(lua_State *L)
 {
-    struct topic *t = get_topic(L, luaL_checkstring(L, 1));
-    if (!t)
-        return push_too_many(L);
-    if (!t->closed)
-        t->closed = ++closings;
-    wake_all(t);
-    lua_pushboolean(L, 1);
-    return 1;
+    const char *topic = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    struct rill_worker *w = check_wait(L, "rill.close_topic");
+    struct pending *pd = pending_new(L, w); /* 2 */
+    enum rill_bp_status st = backplane->close_topic(backplane, L, topic, on_answer, pd);
+    lua_settop(L, 2);
+    return await(L, pd, st, close_k, "rill.close_topic", 1);
 }
 
-/* hub.disconnect(topic) → how many: ends every subscriber's stream (they may resume). */
+/* hub.disconnect(topic) → how many here: ends every subscriber's stream (they may resume), on every worker. */
 static int hub_disconnect(lua_State *L)
 {
-    struct topic *t = find_topic(luaL_checkstring(L, 1));
-    int n = 0;
-    for (struct subscription *s = t ? t->subs : NULL; s; s = s->next, n++) {
-        s->dropped = 1;
-        rill_waiter_poke(&s->wait);
-    }
-    lua_pushinteger(L, n);
+    const char *topic = luaL_checkstring(L, 1);
+    backplane->disconnect(backplane, topic);
+    lua_pushinteger(L, disconnect_all(topic));
     return 1;
 }
 
@@ -883,6 +1210,9 @@ static int hub_configure(lua_State *L)
                                                (lua_Integer)c.total_bytes, 1, MAX_BYTES);
     c.drop_oldest = opt_field_drop(L, 1, c.drop_oldest);
     config = c;
+    struct rill_hub_bounds b = {c.history, c.history_bytes, c.history_age, c.max_topics,
+                                c.total_bytes};
+    backplane->configure(backplane, &b); /* the master's history keeps the same */
     return 0;
 }
 
@@ -995,7 +1325,7 @@ static const luaL_Reg sub_meta[] = {
 };
 
 static const luaL_Reg hub_funcs[] = {
-    {"next_id", hub_next_id},     {"publish", hub_publish},
+    {"publish", hub_publish},
     {"close", hub_close},         {"disconnect", hub_disconnect},
     {"subscribe", hub_subscribe}, {"configure", hub_configure},
     {"stats", hub_stats_fn},      {NULL, NULL},
@@ -1006,6 +1336,10 @@ void rill_open_hub(lua_State *L)
     luaL_newmetatable(L, EVENT_MT);
     event_mt = lua_topointer(L, -1);
     luaL_setfuncs(L, event_meta, 0);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, PENDING_MT);
+    lua_pushcfunction(L, pending_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_newmetatable(L, SUB_MT);
     luaL_setfuncs(L, sub_meta, 0);

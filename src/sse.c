@@ -161,48 +161,94 @@ static const char *one_line(lua_State *L, const char *name, size_t *len)
     return s;
 }
 
-static int sse_encode(lua_State *L)
+/* An event's fields, read from the table at 1 and checked. */
+struct fields {
+    const char *comment, *event, *id, *data;
+    size_t clen, elen, ilen, dlen;
+    int has_retry;
+    lua_Integer retry;
+};
+
+static void read_fields(lua_State *L, struct fields *f)
 {
-    size_t clen = 0, elen = 0, ilen = 0, dlen = 0;
     if (lua_type(L, 1) == LUA_TSTRING) {
         lua_createtable(L, 0, 1);
         lua_insert(L, 1);
         lua_setfield(L, 1, "data");
     } else if (!lua_istable(L, 1)) {
-        return luaL_typeerror(L, 1, "table or string");
+        luaL_typeerror(L, 1, "table or string");
     }
     lua_settop(L, 1);
-    const char *comment = field(L, "comment", &clen); /* 2 when present */
-    const char *event = one_line(L, "event", &elen);  /* then each in turn */
-    const char *id = one_line(L, "id", &ilen);
-    if (id && memchr(id, '\0', ilen))
-        return luaL_error(L, "sse: the id field cannot contain NUL (browsers would ignore it)");
-    int has_retry = lua_getfield(L, 1, "retry") != LUA_TNIL, valid = 0;
-    lua_Integer retry = has_retry ? lua_tointegerx(L, -1, &valid) : 0;
+    f->comment = field(L, "comment", &f->clen); /* 2 when present */
+    f->event = one_line(L, "event", &f->elen);  /* then each in turn */
+    f->id = one_line(L, "id", &f->ilen);
+    if (f->id && memchr(f->id, '\0', f->ilen))
+        luaL_error(L, "sse: the id field cannot contain NUL (browsers would ignore it)");
+    f->has_retry = lua_getfield(L, 1, "retry") != LUA_TNIL;
+    int valid = 0;
+    f->retry = f->has_retry ? lua_tointegerx(L, -1, &valid) : 0;
     lua_pop(L, 1);
-    if (has_retry && (!valid || retry < 0))
-        return luaL_error(L, "sse: retry must be a non-negative integer of milliseconds");
-    const char *data = field(L, "data", &dlen);
-    if (!comment && !event && !id && !has_retry && !data)
+    if (f->has_retry && (!valid || f->retry < 0))
+        luaL_error(L, "sse: retry must be a non-negative integer of milliseconds");
+    f->data = field(L, "data", &f->dlen);
+}
+
+/* What comes before the id line: the comment and event lines. */
+static void add_head(luaL_Buffer *b, const struct fields *f)
+{
+    if (f->comment)
+        add_lines(b, ": ", f->comment, f->clen);
+    if (f->event)
+        add_lines(b, "event: ", f->event, f->elen);
+}
+
+/* What comes after it: the retry and data lines, and the blank line that ends the block. */
+static void add_tail(luaL_Buffer *b, const struct fields *f)
+{
+    if (f->has_retry) {
+        char ms[32];
+        snprintf(ms, sizeof ms, "retry: %lld\n", (long long)f->retry);
+        luaL_addstring(b, ms);
+    }
+    if (f->data)
+        add_lines(b, "data: ", f->data, f->dlen);
+    luaL_addchar(b, '\n');
+}
+
+static int sse_encode(lua_State *L)
+{
+    struct fields f;
+    read_fields(L, &f);
+    if (!f.comment && !f.event && !f.id && !f.has_retry && !f.data)
         return luaL_error(L, "sse: an event needs data, id, retry, event or comment");
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    if (comment)
-        add_lines(&b, ": ", comment, clen);
-    if (event)
-        add_lines(&b, "event: ", event, elen);
-    if (id)
-        add_lines(&b, "id: ", id, ilen);
-    if (has_retry) {
-        char ms[32];
-        snprintf(ms, sizeof ms, "retry: %lld\n", (long long)retry);
-        luaL_addstring(&b, ms);
-    }
-    if (data)
-        add_lines(&b, "data: ", data, dlen);
-    luaL_addchar(&b, '\n');
+    add_head(&b, &f);
+    if (f.id)
+        add_lines(&b, "id: ", f.id, f.ilen);
+    add_tail(&b, &f);
     luaL_pushresult(&b);
     return 1;
+}
+
+/*
+ * sse_encode_parts(event) → prefix, suffix: the block rill.sse.encode gives
+ * for the event with an id, cut where its id line goes (checked the same,
+ * the id field included). The hub's backplane assigns the id and puts the
+ * line between them, so that a published event is encoded once.
+ */
+static int sse_encode_parts(lua_State *L)
+{
+    struct fields f;
+    read_fields(L, &f);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    add_head(&b, &f);
+    luaL_pushresult(&b);
+    luaL_buffinit(L, &b);
+    add_tail(&b, &f);
+    luaL_pushresult(&b);
+    return 2;
 }
 
 void rill_open_sse(lua_State *L)
@@ -216,4 +262,6 @@ void rill_open_sse(lua_State *L)
     lua_setfield(L, -2, "sse_parser");
     lua_pushcfunction(L, sse_encode);
     lua_setfield(L, -2, "sse_encode");
+    lua_pushcfunction(L, sse_encode_parts);
+    lua_setfield(L, -2, "sse_encode_parts");
 }

@@ -38,15 +38,11 @@ function M.publish(topic, ev)
   check_field(ev, "event")
   check_field(ev, "data")
   check_field(ev, "id")
-  local id, err, code
-  if ev.id ~= nil then
-    id = tostring(ev.id)
-  else
-    id, err, code = hub.next_id(topic)
-    if not id then return nil, err, code end
-  end
-  local fields = { event = ev.event, data = ev.data, id = id, retry = ev.retry }
-  return hub.publish(topic, id, sse.encode(fields), fields)
+  local fields = { event = ev.event, data = ev.data, id = ev.id ~= nil and tostring(ev.id) or nil, retry = ev.retry }
+  -- encoded once, around the id line the backplane fills in (and checked here,
+  -- in the publisher's own call, before anything is sent)
+  local prefix, suffix = sse.encode_parts(fields)
+  return hub.publish(topic, fields.id, prefix, suffix, fields)
 end
 
 -- rill.subscribe(topic, {last_event_id=, queue=, overflow=}) → iterator of events,

@@ -36,6 +36,10 @@ end
 -- client's state without firing an event.
 M.encode = core.sse_encode -- src/sse.c
 
+-- encode_parts(event) → prefix, suffix: the block encode gives for the event
+-- with an id, cut where its id line goes (the hub fills in the id).
+M.encode_parts = core.sse_encode_parts
+
 -- parser([max_event_bytes]): the WHATWG parser rill itself uses, for Lua
 -- clients and specs; p:feed(bytes) returns the blocks those bytes dispatched.
 M.parser = core.sse_parser
