@@ -509,7 +509,8 @@ static void visit(const struct topic *t, rill_history_topic_fn topic_fn,
                   rill_history_event_fn event_fn, void *arg)
 {
     if (topic_fn)
-        topic_fn(arg, t->name, t->epoch, t->last_seq, t->closed != 0);
+        topic_fn(arg, t->name, t->epoch, t->last_seq,
+                 t->count ? history_at(t, 0)->pub.seq : t->last_seq + 1, t->closed != 0);
     for (size_t i = 0; event_fn && i < t->count; i++)
         event_fn(arg, &history_at(t, i)->pub);
 }

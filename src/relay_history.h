@@ -83,12 +83,13 @@ void rill_history_sweep(struct rill_history *h, double now);
  * The snapshot a (re)started worker gets: for each topic, topic_fn(arg,
  * name, epoch, last_seq, closed), then event_fn for each of its events,
  * oldest first. last_seq is the seq of its newest event ever (0 before the
- * first), also when the history is empty. Closed topics come first, in the
+ * first), also when the history is empty; first_seq that of its oldest
+ * event kept (last_seq + 1 when none is). Closed topics come first, in the
  * order they were closed (the order make_room forgets them in), then the open
  * ones. Either callback may be NULL.
  */
 typedef void (*rill_history_topic_fn)(void *arg, const char *name, const char *epoch,
-                                      uint64_t last_seq, int closed);
+                                      uint64_t last_seq, uint64_t first_seq, int closed);
 typedef void (*rill_history_event_fn)(void *arg, const struct rill_history_event *e);
 void rill_history_foreach(const struct rill_history *h, rill_history_topic_fn topic_fn,
                           rill_history_event_fn event_fn, void *arg);

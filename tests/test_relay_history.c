@@ -52,7 +52,8 @@ struct snap {
     int closed[8], count[8];
 };
 
-static void on_topic(void *arg, const char *name, const char *epoch, uint64_t last_seq, int closed)
+static void on_topic(void *arg, const char *name, const char *epoch, uint64_t last_seq,
+                     uint64_t first_seq, int closed)
 {
     struct snap *s = arg;
     int i = s->ntopics++;
@@ -61,6 +62,7 @@ static void on_topic(void *arg, const char *name, const char *epoch, uint64_t la
     snprintf(s->name[i], sizeof s->name[i], "%s", name);
     snprintf(s->epoch[i], sizeof s->epoch[i], "%s", epoch);
     s->last_seq[i] = last_seq;
+    (void)first_seq;
     s->closed[i] = closed;
     s->count[i] = 0;
 }
