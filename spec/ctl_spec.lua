@@ -1,7 +1,8 @@
 -- SPDX-License-Identifier: MIT
 -- rill reload and rill stop (src/ctl.c), against a fake master
 -- (spec/support/fake_master.sh) that speaks the pid and status file protocol.
--- They run as build/rillctl_test until main.c dispatches to rill_ctl_main.
+-- They run as build/rillctl_test until main.c dispatches to rill_ctl_main;
+-- RILLCTL_BIN may name another command ("valgrind ... build/rillctl_test").
 local core = require "rill.core"
 
 local CTL = os.getenv("RILLCTL_BIN") or "./build/rillctl_test"
@@ -37,7 +38,9 @@ describe("rill reload and rill stop", function()
 
   -- Runs the control command; returns its exit status, stdout and stderr.
   local function ctl(...)
-    local argv = { "sh", "-c", 'f=$1; shift; exec "$@" 2>"$f"', "sh", errfile, CTL, ... }
+    local argv = { "sh", "-c", 'f=$1; shift; exec "$@" 2>"$f"', "sh", errfile }
+    for word in CTL:gmatch("%S+") do argv[#argv + 1] = word end
+    for _, a in ipairs({ ... }) do argv[#argv + 1] = a end
     local p = core.spawn(argv)
     procs[#procs + 1] = p
     local status = p:wait(10)
