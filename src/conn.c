@@ -833,6 +833,25 @@ void rill_conn_attach(struct rill_conn *c, struct rill_request *r)
         idle_touch(c); /* a reply is done: idle from now */
 }
 
+/*
+ * A drain (reload): connections waiting for their next request close now.
+ * One whose next request has begun to arrive is served, with a
+ * Connection: close (replyhead.c), like those whose reply is on its way.
+ */
+void rill_conns_close_idle(struct rill_conns *cs)
+{
+    for (int fd = 0; fd < cs->nfds; fd++) {
+        struct rill_conn *c = cs->by_fd[fd];
+        if (!c || !c->evcon || c->req || c->gate != GATE_HEAD ||
+            (c->held && evbuffer_get_length(c->held) > 0) ||
+            evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+            evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+            continue;
+        rill_tq_remove(&cs->idle, c);
+        evhttp_connection_free(c->evcon); /* our close callback frees c */
+    }
+}
+
 int rill_conns_count(const struct rill_conns *cs)
 {
     return cs->count;

@@ -36,6 +36,8 @@ struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
 /* After evhttp_free: every connection is closed by then. */
 void rill_conns_free(struct rill_conns *cs);
 int rill_conns_count(const struct rill_conns *cs);
+/* Closes the connections that wait for their next request (a drain). */
+void rill_conns_close_idle(struct rill_conns *cs);
 
 struct evconnlistener;
 /*

@@ -3,6 +3,17 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
+
+static char prefix[64] = "rill: ";
+
+void rill_log_name(const char *role)
+{
+    if (role)
+        snprintf(prefix, sizeof prefix, "rill[%ld] %s: ", (long)getpid(), role);
+    else
+        snprintf(prefix, sizeof prefix, "rill: ");
+}
 
 void rill_log(const char *fmt, ...)
 {
@@ -11,6 +22,6 @@ void rill_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    /* one fputs per line, so lines from a busy loop are never interleaved mid-line */
-    fprintf(stderr, "rill: %s\n", line);
+    /* one fprintf per line, so lines from a busy loop are never interleaved mid-line */
+    fprintf(stderr, "%s%s\n", prefix, line);
 }

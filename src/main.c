@@ -8,9 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include "ctl.h"
 #include "effects.h"
 #include "embed.h"
+#include "hub_relay.h"
+#include "log.h"
+#include "master.h"
 #include "server.h"
 
 #define EXIT_USAGE 2
@@ -52,11 +57,25 @@ static void usage(FILE *out)
           "                            yielding fails (default 100000000; 0: off)\n"
           "      --max-lua-memory N    bytes the Lua state may hold; past it an\n"
           "                            allocation fails (default 1073741824; 0: off)\n"
+          "      --workers N|auto      N worker processes (auto: one per CPU) under a\n"
+          "                            master that holds the socket, restarts crashed\n"
+          "                            workers and reloads at SIGHUP (default 1: one\n"
+          "                            process, no master)\n"
+          "      --pid-file PATH       the master's pid (default with a master: rill.pid)\n"
+          "      --drain-timeout S     after a reload, old workers keep their streams up\n"
+          "                            to S seconds (default 300)\n"
+          "      --reload              development: a master with one worker (or\n"
+          "                            --workers) reloads when a loaded Lua file changes\n"
+          "      --worker-queue-bytes N  hub events queued to a worker that does not\n"
+          "                            read them, before it is restarted (default 64 MiB)\n"
           "  -h, --help                this help\n"
           "  -v, --version             the version\n"
           "\n"
           "When ready, rill prints \"rill listening on http://HOST:PORT\" to stderr.\n"
-          "SIGUSR1 prints a stats line to stderr.\n",
+          "SIGUSR1 prints a stats line to stderr.\n"
+          "\n"
+          "       rill reload [--pid-file PATH] [--timeout S]   new code, streams kept\n"
+          "       rill stop [--pid-file PATH] [--timeout S] [--now]\n",
           out);
 }
 
@@ -197,23 +216,23 @@ static int is_handler(lua_State *L, int idx)
     return 0;
 }
 
-/* Leaves the app's handler on the stack, or prints one line and returns -1. */
-static int load_app(lua_State *L, const char *app)
+/* Leaves the app's handler on the stack, or puts one line in err and returns -1. */
+static int load_app(lua_State *L, const char *app, char *err, size_t errlen)
 {
     lua_getglobal(L, "require");
     lua_pushliteral(L, "rill"); /* installs the effect-aware coroutine.wrap/resume */
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        fprintf(stderr, "rill: cannot load the rill library: %s\n", lua_tostring(L, -1));
+        snprintf(err, errlen, "cannot load the rill library: %s", lua_tostring(L, -1));
         return -1;
     }
     if (luaL_loadfile(L, app) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        fprintf(stderr, "rill: cannot load %s: %s\n", app, msg ? msg : "(error object)");
+        snprintf(err, errlen, "cannot load %s: %s", app, msg ? msg : "(error object)");
         return -1;
     }
     if (!is_handler(L, -1)) {
-        fprintf(stderr, "rill: %s must return a handler (a function or a router), got %s\n", app,
-                luaL_typename(L, -1));
+        snprintf(err, errlen, "%s must return a handler (a function or a router), got %s", app,
+                 luaL_typename(L, -1));
         return -1;
     }
     return 0;
@@ -224,6 +243,15 @@ static struct {
     size_t instructions; /* per resume of a handler */
     size_t memory;       /* bytes of the Lua state */
 } limits = {100 * 1000 * 1000, 1024 * 1024 * 1024};
+
+/* The processes: --workers, --pid-file, --drain-timeout, --reload. */
+static struct {
+    int workers; /* 0: auto */
+    const char *pid_file;
+    double drain_timeout;
+    int watch;
+    size_t max_queue;
+} procs = {1, NULL, 300, 0, 64 * 1024 * 1024};
 
 /* One option; returns -1 to go on, or the exit status. */
 static int take_option(int c, struct rill_server_config *cfg, char *host, size_t hostcap,
@@ -299,6 +327,31 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
         }
         fprintf(stderr, "rill: --tail-root %s: no such directory (or too many roots)\n", optarg);
         return EXIT_USAGE;
+    case 'w':
+        if (strcmp(optarg, "auto") == 0) {
+            procs.workers = 0;
+            return -1;
+        }
+        procs.workers = (int)strtol(optarg, &end, 10);
+        if (*optarg && !*end && procs.workers >= 1 && procs.workers <= 1024)
+            return -1;
+        fprintf(stderr, "rill: --workers wants a count from 1 to 1024 or auto, got '%s'\n",
+                optarg);
+        return EXIT_USAGE;
+    case 'P': procs.pid_file = optarg; return -1;
+    case 'd':
+        procs.drain_timeout = strtod(optarg, &end);
+        if (*optarg && !*end && procs.drain_timeout >= 0 && procs.drain_timeout <= 1e9)
+            return -1;
+        fprintf(stderr, "rill: --drain-timeout wants seconds, got '%s'\n", optarg);
+        return EXIT_USAGE;
+    case 'W': procs.watch = 1; return -1;
+    case 'Q':
+        if (parse_size(optarg, &procs.max_queue) == 0 && procs.max_queue >= 4096)
+            return -1;
+        fprintf(stderr, "rill: --worker-queue-bytes wants a number of bytes from 4096, got '%s'\n",
+                optarg);
+        return EXIT_USAGE;
     case 'h': usage(stdout); return 0;
     case 'v':
         printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
@@ -325,6 +378,11 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"header-timeout", required_argument, 0, 'D'},
         {"min-rate", required_argument, 0, 'r'},
         {"backlog", required_argument, 0, 'b'},
+        {"workers", required_argument, 0, 'w'},
+        {"pid-file", required_argument, 0, 'P'},
+        {"drain-timeout", required_argument, 0, 'd'},
+        {"reload", no_argument, 0, 'W'},
+        {"worker-queue-bytes", required_argument, 0, 'Q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -342,8 +400,183 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
     return -1;
 }
 
+/* A Lua state with rill's modules, the budget and the app's directory on the path. */
+static lua_State *new_state(const char *app)
+{
+    rill_worker_set_memory_cap(limits.memory);
+    lua_State *L = rill_worker_newstate();
+    luaL_openlibs(L);
+    preload(L);
+    rill_worker_get(L);
+    rill_worker_set_budget(L, (long long)limits.instructions);
+    add_app_dir(L, app);
+    return L;
+}
+
+/* rill.files records the Lua files the app loads, for the master's --reload watch. */
+static void record_files(lua_State *L, const char *app)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "rill.files");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, "record");
+    lua_pushstring(L, app);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+    lua_pop(L, 1);
+}
+
+static void send_files(lua_State *L)
+{
+    const char *paths[256];
+    int n = 0;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "rill.files");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, "list");
+    if (lua_pcall(L, 0, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+        int len = (int)luaL_len(L, -1);
+        for (int i = 1; i <= len && n < 256; i++) {
+            lua_rawgeti(L, -1, i); /* anchored by the list, below */
+            if (lua_isstring(L, -1))
+                paths[n++] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+        rill_hub_relay_send_files(paths, n);
+    }
+    lua_pop(L, 2);
+}
+
+struct app {
+    const char *path;
+    struct rill_server_config *cfg;
+};
+
+/* What the master tells a worker (hub_relay.c). */
+static void on_ready(void *arg)
+{
+    struct rill_worker *w = arg;
+    rill_hub_relay_send_ready();
+    if (procs.watch)
+        send_files(w->L);
+}
+
+static void on_accept(void *arg)
+{
+    struct rill_worker *w = arg;
+    char err[256];
+    if (w->server && rill_server_accept(w->server, err, sizeof err) != 0) {
+        rill_log("%s", err);
+        rill_server_shutdown(w->server);
+    }
+}
+
+static void on_drain(void *arg, double seconds)
+{
+    struct rill_worker *w = arg;
+    if (w->server)
+        rill_server_drain(w->server, seconds);
+}
+
+static void on_gone(void *arg)
+{
+    struct rill_worker *w = arg;
+    if (w->server)
+        rill_server_shutdown(w->server);
+}
+
+/* A worker, in the master's child: the app loaded here, after the fork. */
+static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
+{
+    struct app *a = arg;
+    char err[2048];
+    (void)slot;
+    lua_State *L = new_state(a->path);
+    struct rill_worker *w = rill_worker_get(L);
+    struct rill_relay_control ctl = {on_ready, on_accept, on_drain, on_gone, w};
+    if (rill_hub_relay_start(w, channel_fd, &ctl) != 0) {
+        rill_log("cannot use the master's channel");
+        return 1;
+    }
+    record_files(L, a->path);
+    int status = 0;
+    struct rill_server *s = NULL;
+    a->cfg->listen_fd = listen_fd;
+    if (load_app(L, a->path, err, sizeof err) != 0 ||
+        !(s = rill_server_start(w, a->cfg, err, sizeof err))) {
+        rill_hub_relay_send_failed(channel_fd, err);
+        status = EXIT_USAGE;
+    } else {
+        rill_server_run(s);
+    }
+    rill_server_free(s);
+    rill_hub_relay_stop();
+    lua_close(L);
+    rill_worker_free();
+    return status;
+}
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
+/* --workers N ≥ 2, auto or --reload: a master, which binds once and forks the workers. */
+static int run_master(struct rill_server_config *cfg, const char *app)
+{
+    char err[512];
+    int fd = rill_server_listen(cfg->host, cfg->port, cfg->backlog, err, sizeof err);
+    if (fd < 0) {
+        fprintf(stderr, "rill: %s\n", err);
+        return 1;
+    }
+    struct app a = {app, cfg};
+    struct rill_master_config mc = {.workers = procs.workers ? procs.workers : online_cpus(),
+                                    .listen_fd = fd,
+                                    .drain_timeout = procs.drain_timeout,
+                                    .pid_file = procs.pid_file ? procs.pid_file : "rill.pid",
+                                    .watch = procs.watch,
+                                    .max_queue = procs.max_queue,
+                                    .worker_main = worker_main,
+                                    .arg = &a};
+    int status = rill_master_run(&mc);
+    close(fd);
+    return status;
+}
+
+/* One process, no master: today's rill. */
+static int run_single(struct rill_server_config *cfg, const char *app)
+{
+    char err[2048];
+    lua_State *L = new_state(app);
+    struct rill_worker *w = rill_worker_get(L);
+    if (load_app(L, app, err, sizeof err) != 0) {
+        fprintf(stderr, "rill: %s\n", err);
+        return EXIT_USAGE;
+    }
+    struct rill_server *s = rill_server_start(w, cfg, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "rill: %s\n", err);
+        return 1;
+    }
+    rill_server_run(s);
+    rill_server_free(s);
+    lua_close(L);
+    rill_worker_free();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "stop") == 0))
+        return rill_ctl_main(argc - 1, argv + 1);
     char host[256] = "127.0.0.1";
     struct rill_server_config cfg = {.host = host,
                                      .port = 8080,
@@ -355,7 +588,8 @@ int main(int argc, char **argv)
                                      .header_timeout = 20.0,
                                      .min_rate = 500.0,
                                      .max_connections = -1,
-                                     .backlog = 0};
+                                     .backlog = 0,
+                                     .listen_fd = -1};
     const char *app;
     int status = parse_args(argc, argv, &cfg, host, sizeof host, &app);
     if (status >= 0)
@@ -365,26 +599,7 @@ int main(int argc, char **argv)
         cfg.max_connections = default_max_connections();
     if (cfg.backlog == 0)
         cfg.backlog = default_backlog();
-
-    rill_worker_set_memory_cap(limits.memory);
-    lua_State *L = rill_worker_newstate();
-    luaL_openlibs(L);
-    preload(L);
-    struct rill_worker *w = rill_worker_get(L);
-    rill_worker_set_budget(L, (long long)limits.instructions);
-    add_app_dir(L, app);
-    if (load_app(L, app) != 0)
-        return EXIT_USAGE;
-
-    char err[512];
-    struct rill_server *s = rill_server_start(w, &cfg, err, sizeof err);
-    if (!s) {
-        fprintf(stderr, "rill: %s\n", err);
-        return 1;
-    }
-    rill_server_run(s);
-    rill_server_free(s);
-    lua_close(L);
-    rill_worker_free();
-    return 0;
+    if (procs.workers != 1 || procs.watch)
+        return run_master(&cfg, app);
+    return run_single(&cfg, app);
 }

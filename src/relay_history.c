@@ -533,6 +533,11 @@ void rill_history_foreach_event(const struct rill_history *h, rill_history_event
         event_fn(arg, &e->pub);
 }
 
+size_t rill_history_max_topics(const struct rill_history *h)
+{
+    return h->cfg.max_topics;
+}
+
 void rill_history_stats(const struct rill_history *h, struct rill_history_stats *out)
 {
     *out = h->stats;

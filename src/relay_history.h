@@ -56,6 +56,7 @@ struct rill_history *rill_history_new(const struct rill_history_config *cfg);
 void rill_history_free(struct rill_history *h);
 /* Lower bounds apply from the next publish (or new topic) on, as hub.configure. */
 void rill_history_configure(struct rill_history *h, const struct rill_history_config *cfg);
+size_t rill_history_max_topics(const struct rill_history *h);
 
 /*
  * Appends an event to topic (created on first use). id NULL: generated,

@@ -106,6 +106,13 @@ static int header_is(struct evkeyvalq *h, const char *name, const char *value)
     return v && strcasecmp(v, value) == 0;
 }
 
+static int closing_all; /* a worker draining: every reply ends its connection */
+
+void rill_framing_close_all(void)
+{
+    closing_all = 1;
+}
+
 struct rill_framing rill_framing_decide(struct evhttp_request *req, int status, enum rill_body kind,
                                         size_t len, int has_body, int want_close)
 {
@@ -120,7 +127,7 @@ struct rill_framing rill_framing_decide(struct evhttp_request *req, int status, 
     f.length = kind == RILL_BODY_WHOLE && !bodiless;
     f.chunked = kind == RILL_BODY_STREAM && !bodiless && !http10;
     f.typed = !bodiless && (has_body || kind == RILL_BODY_STREAM); /* a 304 keeps a handler's */
-    f.close = want_close || (connection && rill_lists_token(connection, "close")) ||
+    f.close = want_close || closing_all || (connection && rill_lists_token(connection, "close")) ||
               (http10 && !keep10) ||
               (kind == RILL_BODY_STREAM && http10 && f.body) ||        /* close-delimited */
               (http10 && evhttp_find_header(in, "Transfer-Encoding")); /* RFC 9112 §6.1 */

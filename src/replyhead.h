@@ -35,6 +35,9 @@ struct rill_framing {
  */
 int rill_is_framing_field(const char *name);
 
+/* From now on every reply says Connection: close and closes (a worker draining). */
+void rill_framing_close_all(void);
+
 /* Whether a comma-separated field value (Connection) lists token, case-insensitively. */
 int rill_lists_token(const char *value, const char *token);
 

@@ -43,9 +43,12 @@ struct rill_server {
     int active;
     int handler_ref, driver_ref, out_ref;
     double grace;
-    int draining;
-    struct event *signals[4];
-    struct event *grace_timer;
+    int draining; /* stopping: SIGTERM, or the master gone */
+    int retiring; /* a reload's drain: old streams go on, nothing new is accepted */
+    evutil_socket_t fd; /* the listening socket */
+    int fd_inherited;   /* the master's: accepting waits for rill_server_accept */
+    struct event *signals[5];
+    struct event *grace_timer, *drain_timer;
 };
 
 /* ---- lifecycle -------------------------------------------------------------- */
@@ -63,7 +66,7 @@ static void request_free(struct rill_request *r)
     rill_request_detach(r);
     rill_response_stop_heartbeat(r);
     free(r);
-    if (s->draining && s->active == 0)
+    if ((s->draining || s->retiring) && s->active == 0)
         event_base_loopexit(s->w->base, NULL);
 }
 
@@ -270,13 +273,17 @@ static void on_request(struct evhttp_request *req, void *arg)
 /* ---- shutdown ----------------------------------------------------------------- */
 
 /*
- * Before an event stream ends at shutdown: a retry: with random jitter, so
- * its clients do not all reconnect at the same moment.
+ * Before an event stream ends at shutdown or after a drain: a retry: with
+ * random jitter, so its clients do not all reconnect at the same moment:
+ * from 0.5 s to 5 s, and wider with more streams (10,000 spread over 15 s).
  */
 static void send_retry_jitter(struct rill_request *r)
 {
     struct evbuffer *buf = r->task.w->scratch;
-    evbuffer_add_printf(buf, "retry: %ld\n\n", 1000 + random() % 4000);
+    long spread = 4500 + r->task.w->stats.streams;
+    if (spread > 60000)
+        spread = 60000;
+    evbuffer_add_printf(buf, "retry: %ld\n\n", 500 + random() % spread);
     evhttp_send_reply_chunk(r->req, buf);
     evbuffer_drain(buf, evbuffer_get_length(buf));
 }
@@ -329,6 +336,15 @@ static void on_grace_over(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(s->w->base, &last); /* a last second to flush what was queued */
 }
 
+/* Through libevent, never a bare close: the socket stays in the master (notes/scale.md §4). */
+static void stop_accepting(struct rill_server *s)
+{
+    rill_conns_listen(s->conns, NULL); /* before the listener is freed */
+    if (s->bound)
+        evhttp_del_accept_socket(s->http, s->bound); /* closes this process's copy */
+    s->bound = NULL;
+}
+
 static void begin_shutdown(struct rill_server *s)
 {
     if (s->draining) {
@@ -337,10 +353,7 @@ static void begin_shutdown(struct rill_server *s)
         return;
     }
     s->draining = 1;
-    rill_conns_listen(s->conns, NULL); /* before the listener is freed */
-    if (s->bound)
-        evhttp_del_accept_socket(s->http, s->bound); /* stop accepting */
-    s->bound = NULL;
+    stop_accepting(s);
     stop_all(s, 1); /* streams end now; other requests get the grace period */
     rill_log("shutting down: %d request(s) in flight", s->active);
     if (s->active == 0) {
@@ -349,6 +362,40 @@ static void begin_shutdown(struct rill_server *s)
     }
     s->grace_timer = evtimer_new(s->w->base, on_grace_over, s);
     rill_timer_add(s->grace_timer, s->grace);
+}
+
+void rill_server_shutdown(struct rill_server *s)
+{
+    if (!s->draining)
+        begin_shutdown(s);
+}
+
+/* The drain deadline: the streams left end with a jittered retry:, then the worker exits. */
+static void on_drain_over(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_server *s = arg;
+    struct timeval last = {5, 0};
+    (void)fd, (void)what;
+    rill_log("drain deadline: ending %d request(s)", s->active);
+    stop_all(s, 0);
+    event_base_loopexit(s->w->base, &last); /* what was queued gets 5 s to go out */
+}
+
+void rill_server_drain(struct rill_server *s, double seconds)
+{
+    if (s->draining || s->retiring)
+        return;
+    s->retiring = 1;
+    stop_accepting(s);
+    rill_framing_close_all();
+    rill_conns_close_idle(s->conns);
+    rill_log("draining: %d request(s) go on for up to %.0f s", s->active, seconds);
+    if (s->active == 0) {
+        event_base_loopexit(s->w->base, NULL);
+        return;
+    }
+    s->drain_timer = evtimer_new(s->w->base, on_drain_over, s);
+    rill_timer_add(s->drain_timer, seconds);
 }
 
 static int count_fds(void)
@@ -378,18 +425,24 @@ static void print_stats(struct rill_server *s)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
+    struct rill_server *s = arg;
     if (sig == SIGUSR1)
-        print_stats(arg);
-    else if (sig == SIGHUP) /* its default would kill the server at once */
-        rill_log("SIGHUP: reloading is not supported yet; ignored, still serving");
-    else
-        begin_shutdown(arg);
+        print_stats(s);
+    else if (sig == SIGHUP && s->fd_inherited) /* its default would kill the server at once */
+        rill_log("SIGHUP ignored: the master reloads (send it to the master)");
+    else if (sig == SIGHUP)
+        rill_log("SIGHUP ignored: reloading needs a master (--workers N, or --reload)");
+    else if (sig == SIGQUIT) {
+        rill_log("SIGQUIT: exiting now");
+        event_base_loopbreak(s->w->base);
+    } else
+        begin_shutdown(s);
 }
 
 /* ---- start ----------------------------------------------------------------------- */
 
 /* Our own listening socket: TCP_NODELAY set here is inherited by accepted sockets. */
-static evutil_socket_t listen_on(const char *host, int port, int backlog, char *err, size_t errlen)
+int rill_server_listen(const char *host, int port, int backlog, char *err, size_t errlen)
 {
     struct addrinfo hints = {0}, *ai;
     char service[16];
@@ -418,7 +471,7 @@ static evutil_socket_t listen_on(const char *host, int port, int backlog, char *
     return fd;
 }
 
-static void announce(evutil_socket_t fd)
+void rill_server_announce(evutil_socket_t fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -465,8 +518,8 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
     evhttp_set_max_headers_size(s->http, 2 * (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
     evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
-    const int sigs[] = {SIGINT, SIGTERM, SIGUSR1, SIGHUP};
-    for (int i = 0; i < 4; i++) {
+    const int sigs[] = {SIGINT, SIGTERM, SIGUSR1, SIGHUP, SIGQUIT};
+    for (int i = 0; i < 5; i++) {
         s->signals[i] = evsignal_new(s->w->base, sigs[i], on_signal, s);
         event_add(s->signals[i], NULL);
     }
@@ -480,8 +533,10 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
     s->grace = cfg->grace;
     if (load_refs(s, err, errlen) != 0)
         goto fail;
-    evutil_socket_t fd = listen_on(cfg->host, cfg->port, cfg->backlog, err, errlen);
-    if (fd < 0)
+    s->fd_inherited = cfg->listen_fd >= 0;
+    s->fd = s->fd_inherited ? cfg->listen_fd
+                            : rill_server_listen(cfg->host, cfg->port, cfg->backlog, err, errlen);
+    if (s->fd < 0)
         goto fail;
     s->http = evhttp_new(w->base);
     configure(s, cfg);
@@ -492,19 +547,31 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
                                      .min_rate = cfg->min_rate,
                                      .max_connections = cfg->max_connections};
     s->conns = rill_conns_new(s->http, w->base, &ccfg);
-    s->bound = evhttp_accept_socket_with_handle(s->http, fd);
-    if (!s->bound) {
-        snprintf(err, errlen, "cannot accept on the listening socket");
-        close(fd);
-        goto fail;
-    }
-    rill_conns_listen(s->conns, evhttp_bound_socket_get_listener(s->bound)); /* EMFILE: pauses */
     w->server = s;
-    announce(fd);
+    if (s->fd_inherited)
+        return s; /* the master says when: rill_server_accept */
+    if (rill_server_accept(s, err, errlen) != 0)
+        goto fail;
+    rill_server_announce(s->fd);
     return s;
 fail:
     rill_server_free(s);
     return NULL;
+}
+
+int rill_server_accept(struct rill_server *s, char *err, size_t errlen)
+{
+    if (s->bound || s->draining || s->retiring)
+        return 0;
+    s->bound = evhttp_accept_socket_with_handle(s->http, s->fd);
+    if (!s->bound) {
+        snprintf(err, errlen, "cannot accept on the listening socket");
+        if (!s->fd_inherited)
+            close(s->fd);
+        return -1;
+    }
+    rill_conns_listen(s->conns, evhttp_bound_socket_get_listener(s->bound)); /* EMFILE: pauses */
+    return 0;
 }
 
 void rill_server_run(struct rill_server *s)
@@ -517,7 +584,7 @@ void rill_server_free(struct rill_server *s)
     if (!s)
         return;
     stop_all(s, 0);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (s->signals[i])
             event_free(s->signals[i]);
     /* shutting down already: a late signal must not kill the cleanup */
@@ -526,6 +593,8 @@ void rill_server_free(struct rill_server *s)
     signal(SIGHUP, SIG_IGN);
     if (s->grace_timer)
         event_free(s->grace_timer);
+    if (s->drain_timer)
+        event_free(s->drain_timer);
     rill_conns_listen(s->conns, NULL); /* evhttp_free frees the listener */
     if (s->http)
         evhttp_free(s->http); /* closes idle keep-alive connections */

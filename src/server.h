@@ -18,6 +18,7 @@ struct rill_server_config {
     double min_rate;          /* bytes/s a head still arriving must keep up; 0: off */
     int max_connections;      /* past it a new connection gets a 503; 0: no limit */
     int backlog;              /* listen(2)'s queue of connections not accepted yet */
+    int listen_fd;            /* -1: bind host:port; else the master's socket (a worker) */
 };
 
 #define RILL_MAX_BACKLOG 65535
@@ -30,6 +31,24 @@ struct rill_server;
  */
 struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_server_config *cfg,
                                       char *err, size_t errlen);
+/*
+ * With an inherited socket, accepting starts when the master says (the
+ * worker is ready); else at start. 0, or -1 with a message in err.
+ */
+int rill_server_accept(struct rill_server *s, char *err, size_t errlen);
+/*
+ * A reload's drain: stops accepting, closes idle connections, ends every
+ * further reply with Connection: close, and lets streams and requests in
+ * flight go on for up to seconds; then they end (a stream with a jittered
+ * retry:). The loop ends when none is left.
+ */
+void rill_server_drain(struct rill_server *s, double seconds);
+/* As at SIGTERM: the master is gone. */
+void rill_server_shutdown(struct rill_server *s);
+/* A listening socket on host:port (TCP_NODELAY, close-on-exec); -1 with a message in err. */
+int rill_server_listen(const char *host, int port, int backlog, char *err, size_t errlen);
+/* Prints "rill listening on http://HOST:PORT" for the socket fd. */
+void rill_server_announce(int fd);
 /* Runs the loop until a signal's graceful shutdown is over. */
 void rill_server_run(struct rill_server *s);
 void rill_server_free(struct rill_server *s);

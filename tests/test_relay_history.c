@@ -381,9 +381,9 @@ static void test_configure(void)
 }
 
 static void count_topic(void *arg, const char *name, const char *epoch, uint64_t last_seq,
-                        int closed)
+                        uint64_t first_seq, int closed)
 {
-    (void)name, (void)epoch, (void)closed;
+    (void)name, (void)epoch, (void)closed, (void)first_seq;
     ((long *)arg)[0] += last_seq == 1;
 }
 

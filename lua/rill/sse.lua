@@ -88,7 +88,8 @@ end
 -- Returns a response streaming the events of source: tables or strings
 -- (data), encoded as browsers read them; published hub events go out as
 -- the bytes encoded once at publish. opts: heartbeat (seconds idle before a
--- comment line, default 15, 0 = none), retry (ms, sent first), status, headers.
+-- comment line, default 15, 0 = none), retry (ms, sent first; default 3000,
+-- false = none), status, headers.
 function M.response(source, opts)
   opts = check_opts(opts, "sse", 2)
   local iter = as_iterator(source)
@@ -98,17 +99,23 @@ function M.response(source, opts)
     error(("bad argument #2 to 'sse' (heartbeat must be 0 (none) or from 0.001 to 1e9 seconds, got %s)")
       :format(tostring(heartbeat)), 2)
   end
-  if opts.retry ~= nil then
-    local ms = math.type(opts.retry) and math.tointeger(opts.retry)
+  -- retry: is sticky in EventSource: a stream starts with the normal one, so
+  -- a jittered value from a shutdown or a reload's drain does not stay
+  local retry_ms = opts.retry
+  if retry_ms == nil then
+    retry_ms = M.DEFAULT_RETRY
+  end
+  if retry_ms ~= false then
+    local ms = math.type(retry_ms) and math.tointeger(retry_ms)
     if not ms or ms < 0 or ms > MAX_SECONDS * 1000 then
-      error(("bad argument #2 to 'sse' (retry must be an integer of milliseconds from 0 to 1e12, got %s)")
-        :format(tostring(opts.retry)), 2)
+      error(("bad argument #2 to 'sse' (retry must be an integer of milliseconds from 0 to 1e12, or false, got %s)")
+        :format(tostring(retry_ms)), 2)
     end
   end
   if opts.headers ~= nil and type(opts.headers) ~= "table" then
     error(("bad argument #2 to 'sse' (headers must be a table, got %s)"):format(type(opts.headers)), 2)
   end
-  local retry = opts.retry and M.encode({ retry = opts.retry })
+  local retry = retry_ms and M.encode({ retry = retry_ms })
   local headers = { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache", ["x-accel-buffering"] = "no" }
   for name, value in pairs(opts.headers or {}) do
     headers[name:lower()] = value
@@ -121,6 +128,10 @@ function M.response(source, opts)
     pump = { source = iter, first = retry }, -- the driver may feed a hub subscription from C
   }
 end
+
+-- The retry: a stream starts with unless rill.sse's retry option says otherwise
+-- (false: none), in milliseconds.
+M.DEFAULT_RETRY = 3000
 
 -- The resume point of a request: its Last-Event-ID header, or for a first
 -- connection (EventSource cannot set headers) ?last_event_id= (the header wins).

@@ -1,0 +1,646 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The master: workers, generations, signals. No Lua and no HTTP here.
+ *
+ * Workers are forks: each loads the app after the fork, so a new
+ * generation gets the code as it is on disk now, without an exec. A worker
+ * reports READY once its app loaded and the hub snapshot is applied, and
+ * accepts connections only when the master says ACCEPT:
+ *  - at start, when every worker of the first generation is ready (then
+ *    "rill listening on" is printed, as by a single process);
+ *  - after a crash, as soon as the replacement is ready;
+ *  - at a reload (SIGHUP), when every worker of the new generation is
+ *    ready: then the old ones are told to DRAIN. If one of the new workers
+ *    fails (a syntax error in the new code) the new generation is killed
+ *    before it ever accepted, and the old one serves on.
+ * The listening socket stays open here, so no connection queued in it is
+ * ever reset by a worker exiting (notes/scale.md §4).
+ *
+ * The outcome of every reload goes to the status file (<pid file>.status,
+ * written by rename) that `rill reload` waits on (ctl.c).
+ */
+#include "master.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "relay.h"
+#include "server.h"
+#include "watch.h"
+
+#define QUICK_DEATH   1.0  /* a worker dying this soon after its start backs off */
+#define MAX_BACKOFF   30.0 /* seconds */
+#define START_TIMEOUT 60.0 /* a new generation not ready by then has failed */
+#define DRAIN_GRACE   10.0 /* after the drain deadline, old workers are killed */
+
+enum proc_state { STARTING, READY, SERVING, DRAINING };
+
+struct proc {
+    pid_t pid;
+    int slot, gen;
+    enum proc_state state;
+    double started;  /* monotonic seconds */
+    double kill_at;  /* a draining worker still alive then is killed (0: never) */
+    int stop_signal; /* sent already */
+    struct rill_relay_peer *peer;
+    struct proc *next;
+};
+
+struct master;
+struct slot {
+    struct master *m;
+    int index;
+    int quick_deaths;
+    struct event *restart;
+};
+
+struct master {
+    struct rill_master_config cfg;
+    struct event_base *base;
+    struct rill_relay *relay;
+    struct rill_watch *watch;
+    struct proc *procs;
+    struct slot *slots;
+    int gen;      /* the generation serving (0 before the first is ready) */
+    int next_gen; /* the generation starting, 0: none */
+    double next_drain;
+    int again;    /* a reload was asked for while one was starting */
+    int reloads;  /* reload attempts finished */
+    int stopping; /* SIGTERM/SIGINT (1) or SIGQUIT (2) */
+    int status;   /* the exit status */
+    struct event *signals[7];
+    struct event *tick, *start_timer;
+    char *status_path;
+};
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the pid and status files ---------------------------------------------------------- */
+
+static int write_file(const char *path, const char *text)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    int ok = fputs(text, f) >= 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static void write_status(struct master *m, const char *error)
+{
+    char text[4096];
+    if (!m->status_path)
+        return;
+    if (error)
+        snprintf(text, sizeof text, "%d failed\n%s\n", m->reloads, error);
+    else
+        snprintf(text, sizeof text, "%d ok\n", m->reloads);
+    if (write_file(m->status_path, text) != 0)
+        rill_log("cannot write %s: %s", m->status_path, strerror(errno));
+}
+
+static int write_pid_file(struct master *m)
+{
+    char text[32];
+    if (!m->cfg.pid_file)
+        return 0;
+    snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    if (write_file(m->cfg.pid_file, text) != 0)
+        return -1;
+    size_t n = strlen(m->cfg.pid_file) + sizeof ".status";
+    m->status_path = malloc(n);
+    if (m->status_path)
+        snprintf(m->status_path, n, "%s.status", m->cfg.pid_file);
+    write_status(m, NULL);
+    return 0;
+}
+
+/* Removes the files, if they are still ours. */
+static void remove_pid_file(struct master *m)
+{
+    char text[32] = "";
+    FILE *f = m->cfg.pid_file ? fopen(m->cfg.pid_file, "r") : NULL;
+    if (!f)
+        return;
+    if (!fgets(text, sizeof text, f))
+        text[0] = '\0';
+    fclose(f);
+    if (atol(text) != (long)getpid())
+        return;
+    unlink(m->cfg.pid_file);
+    if (m->status_path)
+        unlink(m->status_path);
+}
+
+/* ---- processes ---------------------------------------------------------------------------- */
+
+static struct proc *proc_of(struct master *m, pid_t pid)
+{
+    for (struct proc *p = m->procs; p; p = p->next)
+        if (p->pid == pid)
+            return p;
+    return NULL;
+}
+
+static int count(struct master *m, int gen, int state_min)
+{
+    int n = 0;
+    for (struct proc *p = m->procs; p; p = p->next)
+        if ((gen < 0 || p->gen == gen) && (int)p->state >= state_min)
+            n++;
+    return n;
+}
+
+static void signal_proc(struct proc *p, int sig)
+{
+    if (p->pid > 0)
+        kill(p->pid, sig);
+}
+
+static void master_free(struct master *m);
+
+/*
+ * In the child, right after fork: everything of the master goes, without
+ * touching the parent's epoll set (event_reinit first, notes/scale.md §3).
+ * Only the listening socket and the worker's own channel stay open.
+ */
+static void become_worker(struct master *m, int channel_fd, int slot)
+{
+    event_reinit(m->base);
+    rill_worker_main main_fn = m->cfg.worker_main;
+    void *arg = m->cfg.arg;
+    int listen_fd = m->cfg.listen_fd;
+    pid_t master_pid = getppid();
+    master_free(m);
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* the master gone: no correct hub is left */
+    if (getppid() != master_pid)
+        _exit(1);
+    char role[32];
+    snprintf(role, sizeof role, "worker %d", slot + 1);
+    rill_log_name(role);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    exit(main_fn(arg, listen_fd, channel_fd, slot));
+}
+
+/* Forks a worker of generation gen into slot; -1 (logged) if it could not. */
+static int spawn(struct master *m, int slot, int gen)
+{
+    int sv[2];
+    struct proc *p = calloc(1, sizeof *p);
+    if (!p || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        free(p);
+        rill_log("cannot start worker %d: %s", slot + 1, strerror(errno));
+        return -1;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old); /* no signal lands in the child's copy of our handlers */
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        free(p);
+        become_worker(m, sv[1], slot);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        free(p);
+        rill_log("cannot fork worker %d: %s", slot + 1, strerror(errno));
+        return -1;
+    }
+    *p = (struct proc){.pid = pid, .slot = slot, .gen = gen, .started = mono_now()};
+    p->peer = rill_relay_add(m->relay, sv[0], (uint64_t)pid, p);
+    if (!p->peer) {
+        close(sv[0]);
+        kill(pid, SIGKILL);
+    }
+    p->next = m->procs;
+    m->procs = p;
+    rill_log("worker %d started (pid %ld, generation %d)", slot + 1, (long)pid, gen);
+    return 0;
+}
+
+static void forget_proc(struct master *m, struct proc *gone)
+{
+    struct proc **pp = &m->procs;
+    while (*pp != gone)
+        pp = &(*pp)->next;
+    *pp = gone->next;
+    rill_relay_remove(gone->peer);
+    free(gone);
+}
+
+/* ---- generations ---------------------------------------------------------------------------- */
+
+static void start_generation(struct master *m, double drain)
+{
+    m->next_gen = m->gen + 1;
+    m->next_drain = drain;
+    for (int i = 0; i < m->cfg.workers; i++)
+        spawn(m, i, m->next_gen);
+    struct timeval tv = {(time_t)START_TIMEOUT, 0};
+    evtimer_add(m->start_timer, &tv);
+}
+
+static void stop(struct master *m, int immediate);
+
+/* The new generation cannot serve: it goes, the old one serves on. */
+static void generation_failed(struct master *m, const char *why)
+{
+    if (!m->next_gen)
+        return;
+    int gen = m->next_gen;
+    m->next_gen = 0;
+    evtimer_del(m->start_timer);
+    for (struct proc *p = m->procs; p; p = p->next)
+        if (p->gen == gen)
+            signal_proc(p, SIGKILL); /* it never accepted a connection */
+    if (m->gen == 0) { /* the first: nothing serves, as a single process would exit */
+        rill_log("%s", why);
+        m->status = 2;
+        stop(m, 1);
+        return;
+    }
+    m->reloads++;
+    rill_log("reload failed, generation %d serves on: %s", m->gen, why);
+    write_status(m, why);
+    if (m->again) {
+        m->again = 0;
+        start_generation(m, m->next_drain);
+    }
+}
+
+/* Every worker of the new generation is ready: it accepts, the old one drains. */
+static void promote(struct master *m)
+{
+    int old = m->gen, draining = 0;
+    evtimer_del(m->start_timer);
+    m->gen = m->next_gen;
+    m->next_gen = 0;
+    for (struct proc *p = m->procs; p; p = p->next) {
+        if (p->gen == m->gen) {
+            p->state = SERVING;
+            rill_relay_accept(p->peer);
+        } else if (p->gen == old && p->state != DRAINING) {
+            p->state = DRAINING;
+            p->kill_at = mono_now() + m->next_drain + DRAIN_GRACE;
+            rill_relay_drain(p->peer, m->next_drain);
+            draining++;
+        }
+    }
+    for (int i = 0; i < m->cfg.workers; i++)
+        evtimer_del(m->slots[i].restart); /* the new generation has every slot */
+    if (old == 0) {
+        rill_server_announce(m->cfg.listen_fd);
+        return;
+    }
+    m->reloads++;
+    if (m->watch)
+        rill_watch_clear(m->watch);
+    rill_log("reloaded: generation %d serves, %d old worker(s) draining", m->gen, draining);
+    write_status(m, NULL);
+    if (m->again) {
+        m->again = 0;
+        start_generation(m, m->next_drain);
+    }
+}
+
+static void reload(struct master *m, double drain)
+{
+    if (m->stopping)
+        return;
+    if (m->next_gen) {
+        m->again = 1; /* after this one: the code may have changed again */
+        return;
+    }
+    rill_log("reloading: starting generation %d", m->gen + 1);
+    start_generation(m, drain);
+}
+
+/* ---- relay hooks ----------------------------------------------------------------------------- */
+
+static void on_ready(void *arg, void *owner)
+{
+    struct master *m = arg;
+    struct proc *p = owner;
+    p->state = READY;
+    if (p->gen == m->next_gen) {
+        if (count(m, m->next_gen, READY) == m->cfg.workers)
+            promote(m);
+    } else if (p->gen == m->gen) { /* a restarted worker */
+        p->state = SERVING;
+        rill_relay_accept(p->peer);
+    }
+}
+
+static void on_failed(void *arg, void *owner, const char *msg)
+{
+    struct master *m = arg;
+    struct proc *p = owner;
+    if (m->stopping)
+        return;
+    if (p->gen == m->next_gen)
+        generation_failed(m, msg);
+    else
+        rill_log("worker %d could not load the app: %s", p->slot + 1, msg);
+}
+
+static void on_files(void *arg, void *owner, const char *const *paths, size_t n)
+{
+    struct master *m = arg;
+    struct proc *p = owner;
+    if (!m->watch || p->gen != m->gen)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        char dir[4096];
+        const char *slash = strrchr(paths[i], '/');
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - paths[i]) : 1,
+                 slash ? paths[i] : ".");
+        if (rill_watch_add_dir(m->watch, dir[0] ? dir : "/") != 0)
+            rill_log("--reload: cannot watch %s: %s", dir, strerror(errno));
+    }
+}
+
+/*
+ * A channel closed: the worker is exiting (its SIGCHLD follows), or it broke
+ * the protocol, and then it cannot be trusted with the hub any more.
+ */
+static void on_lost(void *arg, void *owner, int broken)
+{
+    struct proc *p = owner;
+    (void)arg;
+    if (broken)
+        signal_proc(p, SIGKILL);
+}
+
+static void on_overflow(void *arg, void *owner)
+{
+    struct master *m = arg;
+    struct proc *p = owner;
+    rill_log("worker %d (pid %ld) does not read its hub events (over %zu bytes queued): killed, "
+             "it will be restarted",
+             p->slot + 1, (long)p->pid, m->cfg.max_queue);
+    signal_proc(p, SIGKILL);
+}
+
+/* ---- deaths and restarts ------------------------------------------------------------------------ */
+
+static void describe_exit(int status, char *buf, size_t len)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+static void on_restart(evutil_socket_t fd, short what, void *arg);
+
+/* A serving worker died: a new one takes its slot, at once, or later if it keeps dying young. */
+static void schedule_restart(struct master *m, int slot, double lived)
+{
+    struct slot *s = &m->slots[slot];
+    s->quick_deaths = lived < QUICK_DEATH ? s->quick_deaths + 1 : 0;
+    double delay = 0; /* 1, 2, 4 ... 30 s after the first, second, third... quick death */
+    for (int i = 0; i < s->quick_deaths && delay < MAX_BACKOFF; i++)
+        delay = delay ? delay * 2 : 1;
+    if (delay > MAX_BACKOFF)
+        delay = MAX_BACKOFF;
+    if (delay > 0)
+        rill_log("worker %d died %.1f s after its start: restarting it in %.0f s", slot + 1, lived,
+                 delay);
+    struct timeval tv = {(time_t)delay, 0};
+    evtimer_add(s->restart, &tv);
+}
+
+static void on_restart(evutil_socket_t fd, short what, void *arg)
+{
+    struct slot *s = arg;
+    (void)fd, (void)what;
+    if (!s->m->stopping && s->m->gen)
+        spawn(s->m, s->index, s->m->gen);
+}
+
+static void reaped(struct master *m, struct proc *p, int status)
+{
+    char how[96];
+    describe_exit(status, how, sizeof how);
+    int was_serving = p->gen == m->gen && p->state != DRAINING;
+    int was_next = m->next_gen && p->gen == m->next_gen;
+    int slot = p->slot;
+    double lived = mono_now() - p->started;
+    rill_log("worker %d (pid %ld, generation %d) %s", slot + 1, (long)p->pid, p->gen, how);
+    forget_proc(m, p);
+    if (m->stopping) {
+        if (!m->procs)
+            event_base_loopexit(m->base, NULL);
+        return;
+    }
+    if (was_next) {
+        char why[160];
+        snprintf(why, sizeof why, "a worker of the new code %s before it was ready", how);
+        generation_failed(m, why);
+    } else if (was_serving) {
+        schedule_restart(m, slot, lived);
+    }
+}
+
+static void on_child(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct proc *p = proc_of(m, pid);
+        if (p)
+            reaped(m, p, status);
+    }
+}
+
+/* ---- signals and timers ---------------------------------------------------------------------- */
+
+/* SIGTERM/SIGINT: every worker stops gracefully (as a single process does); SIGQUIT: at once. */
+static void stop(struct master *m, int immediate)
+{
+    if (m->stopping && !immediate) {
+        rill_log("second signal: stopping the workers now");
+        immediate = 1;
+    }
+    m->stopping = immediate ? 2 : 1;
+    evtimer_del(m->start_timer);
+    for (int i = 0; i < m->cfg.workers; i++)
+        evtimer_del(m->slots[i].restart);
+    for (struct proc *p = m->procs; p; p = p->next)
+        signal_proc(p, immediate ? SIGQUIT : SIGTERM);
+    if (!m->procs)
+        event_base_loopexit(m->base, NULL);
+}
+
+static void print_stats(struct master *m)
+{
+    struct rill_history_stats st;
+    size_t queue;
+    rill_relay_stats(m->relay, &st, &queue);
+    rill_log("stats workers=%d starting=%d draining=%d generation=%d reloads=%d topics=%ld "
+             "events=%ld history_bytes=%ld max_queue=%zu",
+             count(m, m->gen, SERVING) - count(m, m->gen, DRAINING),
+             m->next_gen ? count(m, m->next_gen, STARTING) : 0, count(m, -1, DRAINING), m->gen,
+             m->reloads, st.topics, st.events, st.bytes, queue);
+    for (struct proc *p = m->procs; p; p = p->next)
+        signal_proc(p, SIGUSR1); /* each worker prints its own */
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct master *m = arg;
+    (void)what;
+    switch (sig) {
+    case SIGCHLD: on_child(m); break;
+    case SIGHUP: reload(m, m->cfg.drain_timeout); break;
+    case SIGUSR1: print_stats(m); break;
+    case SIGQUIT: stop(m, 1); break;
+    default: stop(m, 0); break;
+    }
+}
+
+/* Once a second: draining workers past their deadline are killed. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct master *m = arg;
+    double now = mono_now();
+    (void)fd, (void)what;
+    for (struct proc *p = m->procs; p; p = p->next) {
+        if (p->state == DRAINING && p->kill_at && now > p->kill_at && !p->stop_signal) {
+            rill_log("worker %d (pid %ld) still draining after its deadline: killed", p->slot + 1,
+                     (long)p->pid);
+            p->stop_signal = SIGKILL;
+            signal_proc(p, SIGKILL);
+        }
+    }
+}
+
+static void on_start_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    generation_failed(arg, "the new workers were not ready within 60 s");
+}
+
+static void on_change(void *arg)
+{
+    struct master *m = arg;
+    rill_log("--reload: a Lua file changed");
+    reload(m, 0);
+}
+
+/* ---- run --------------------------------------------------------------------------------------- */
+
+static const int SIGNALS[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGQUIT, SIGTERM, SIGINT};
+#define NSIGNALS ((int)(sizeof SIGNALS / sizeof SIGNALS[0]))
+
+static int master_setup(struct master *m)
+{
+    struct rill_relay_hooks hooks = {on_ready, on_failed, on_files, on_lost, on_overflow, m};
+    m->base = event_base_new();
+    if (!m->base)
+        return -1;
+    m->relay = rill_relay_new(m->base, m->cfg.max_queue, &hooks);
+    m->slots = calloc((size_t)m->cfg.workers, sizeof *m->slots);
+    m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
+    m->start_timer = evtimer_new(m->base, on_start_timeout, m);
+    if (!m->relay || !m->slots || !m->tick || !m->start_timer)
+        return -1;
+    for (int i = 0; i < m->cfg.workers; i++) {
+        m->slots[i] = (struct slot){m, i, 0, evtimer_new(m->base, on_restart, &m->slots[i])};
+        if (!m->slots[i].restart)
+            return -1;
+    }
+    for (int i = 0; i < NSIGNALS; i++) {
+        m->signals[i] = evsignal_new(m->base, SIGNALS[i], on_signal, m);
+        if (!m->signals[i] || event_add(m->signals[i], NULL) != 0)
+            return -1;
+    }
+    struct timeval one = {1, 0};
+    event_add(m->tick, &one);
+    if (m->cfg.watch && !(m->watch = rill_watch_new(m->base, on_change, m)))
+        return -1;
+    return 0;
+}
+
+static void master_free(struct master *m)
+{
+    while (m->procs) {
+        struct proc *p = m->procs;
+        m->procs = p->next;
+        rill_relay_remove(p->peer);
+        free(p);
+    }
+    rill_relay_free(m->relay);
+    for (int i = 0; m->slots && i < m->cfg.workers; i++)
+        if (m->slots[i].restart)
+            event_free(m->slots[i].restart);
+    free(m->slots);
+    for (int i = 0; i < NSIGNALS; i++)
+        if (m->signals[i])
+            event_free(m->signals[i]);
+    if (m->tick)
+        event_free(m->tick);
+    if (m->start_timer)
+        event_free(m->start_timer);
+    rill_watch_free(m->watch);
+    free(m->status_path);
+    if (m->base)
+        event_base_free(m->base);
+    free(m);
+}
+
+int rill_master_run(const struct rill_master_config *cfg)
+{
+    struct master *m = calloc(1, sizeof *m);
+    if (!m)
+        return 1;
+    m->cfg = *cfg;
+    rill_log_name("master");
+    if (master_setup(m) != 0) {
+        rill_log("cannot start: out of memory");
+        master_free(m);
+        return 1;
+    }
+    if (write_pid_file(m) != 0) {
+        rill_log("cannot write the pid file %s: %s", cfg->pid_file, strerror(errno));
+        master_free(m);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    start_generation(m, 0);
+    event_base_dispatch(m->base);
+    int status = m->status;
+    remove_pid_file(m);
+    rill_log("stopped");
+    master_free(m);
+    return status;
+}
