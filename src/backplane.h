@@ -96,6 +96,7 @@ void rill_hub_bounds(struct rill_hub_bounds *b);
 const char *rill_hub_too_many(lua_State *L);
 
 /* The fields blob of rill_publish: pushes the table {event=, data=, retry=, id=}. */
-void rill_hub_fields_push(lua_State *L, const char *blob, size_t len, const char *id, size_t id_len);
+void rill_hub_fields_push(lua_State *L, const char *blob, size_t len, const char *id,
+                          size_t id_len);
 
 #endif

@@ -163,7 +163,7 @@ enum rill_opt rill_frame_get_opt(struct rill_frame_in *f, const char **s, size_t
         return RILL_OPT_NONE;
     }
     *s = rill_frame_get_str(f, len);
-    return f->bad ? RILL_OPT_NONE : (enum rill_opt)*t;
+    return f->bad ? RILL_OPT_NONE : (enum rill_opt) * t;
 }
 
 int rill_frame_done(const struct rill_frame_in *f)

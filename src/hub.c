@@ -646,8 +646,8 @@ static enum rill_bp_status local_publish(struct rill_backplane *bp, const struct
     lua_pushvalue(L, p->fields_idx);
     lua_pushlstring(L, id, id_len);
     lua_setfield(L, -2, "id");
-    struct rill_hub_delivery d = {p->topic, epoch, seq, id, id_len,
-                                  wire, wire_len, now(rill_worker_get(L))};
+    struct rill_hub_delivery d = {p->topic, epoch, seq,      id,
+                                  id_len,   wire,  wire_len, now(rill_worker_get(L))};
     if (rill_hub_deliver(L, &d) != 0)
         luaL_error(L, "out of memory");
     reply.id = id;
@@ -684,7 +684,7 @@ static void local_forget(struct rill_backplane *bp, void *arg)
     (void)bp, (void)arg; /* it never waits */
 }
 
-struct rill_backplane rill_hub_local = {"in-process", local_publish, local_close,
+struct rill_backplane rill_hub_local = {"in-process",     local_publish,   local_close,
                                         local_disconnect, local_configure, local_forget};
 static struct rill_backplane *backplane = &rill_hub_local;
 
@@ -862,7 +862,8 @@ static int hub_close(lua_State *L)
     return await(L, pd, st, close_k, "rill.close_topic", 1);
 }
 
-/* hub.disconnect(topic) → how many here: ends every subscriber's stream (they may resume), on every worker. */
+/* hub.disconnect(topic) → how many here: ends every subscriber's stream (they may resume), on every
+ * worker. */
 static int hub_disconnect(lua_State *L)
 {
     const char *topic = luaL_checkstring(L, 1);
@@ -1326,9 +1327,12 @@ static const luaL_Reg sub_meta[] = {
 
 static const luaL_Reg hub_funcs[] = {
     {"publish", hub_publish},
-    {"close", hub_close},         {"disconnect", hub_disconnect},
-    {"subscribe", hub_subscribe}, {"configure", hub_configure},
-    {"stats", hub_stats_fn},      {NULL, NULL},
+    {"close", hub_close},
+    {"disconnect", hub_disconnect},
+    {"subscribe", hub_subscribe},
+    {"configure", hub_configure},
+    {"stats", hub_stats_fn},
+    {NULL, NULL},
 };
 
 void rill_open_hub(lua_State *L)

@@ -335,8 +335,7 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
         procs.workers = (int)strtol(optarg, &end, 10);
         if (*optarg && !*end && procs.workers >= 1 && procs.workers <= 1024)
             return -1;
-        fprintf(stderr, "rill: --workers wants a count from 1 to 1024 or auto, got '%s'\n",
-                optarg);
+        fprintf(stderr, "rill: --workers wants a count from 1 to 1024 or auto, got '%s'\n", optarg);
         return EXIT_USAGE;
     case 'P': procs.pid_file = optarg; return -1;
     case 'd':

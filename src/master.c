@@ -281,7 +281,7 @@ static void generation_failed(struct master *m, const char *why)
     for (struct proc *p = m->procs; p; p = p->next)
         if (p->gen == gen)
             signal_proc(p, SIGKILL); /* it never accepted a connection */
-    if (m->gen == 0) { /* the first: nothing serves, as a single process would exit */
+    if (m->gen == 0) {               /* the first: nothing serves, as a single process would exit */
         rill_log("%s", why);
         m->status = 2;
         stop(m, 1);
@@ -409,7 +409,8 @@ static void on_overflow(void *arg, void *owner)
     signal_proc(p, SIGKILL);
 }
 
-/* ---- deaths and restarts ------------------------------------------------------------------------ */
+/* ---- deaths and restarts ------------------------------------------------------------------------
+ */
 
 static void describe_exit(int status, char *buf, size_t len)
 {
@@ -557,7 +558,8 @@ static void on_change(void *arg)
     reload(m, 0);
 }
 
-/* ---- run --------------------------------------------------------------------------------------- */
+/* ---- run ---------------------------------------------------------------------------------------
+ */
 
 static const int SIGNALS[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGQUIT, SIGTERM, SIGINT};
 #define NSIGNALS ((int)(sizeof SIGNALS / sizeof SIGNALS[0]))

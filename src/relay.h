@@ -22,7 +22,8 @@ struct rill_relay_hooks {
     void (*ready)(void *arg, void *owner);                   /* READY */
     void (*failed)(void *arg, void *owner, const char *msg); /* FAILED: the app did not load */
     void (*files)(void *arg, void *owner, const char *const *paths, size_t n);
-    void (*lost)(void *arg, void *owner, int broken); /* the channel closed (broken: by us, a bad frame) */
+    void (*lost)(void *arg, void *owner,
+                 int broken);                 /* the channel closed (broken: by us, a bad frame) */
     void (*overflow)(void *arg, void *owner); /* its queue passed the bound: it is stuck */
     void *arg;
 };

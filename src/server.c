@@ -43,8 +43,8 @@ struct rill_server {
     int active;
     int handler_ref, driver_ref, out_ref;
     double grace;
-    int draining; /* stopping: SIGTERM, or the master gone */
-    int retiring; /* a reload's drain: old streams go on, nothing new is accepted */
+    int draining;       /* stopping: SIGTERM, or the master gone */
+    int retiring;       /* a reload's drain: old streams go on, nothing new is accepted */
     evutil_socket_t fd; /* the listening socket */
     int fd_inherited;   /* the master's: accepting waits for rill_server_accept */
     struct event *signals[5];
