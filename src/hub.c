@@ -804,11 +804,30 @@ static int await(lua_State *L, struct pending *pd, enum rill_bp_status st, lua_K
     return rill_waiter_park(L, &pd->wait, k, what);
 }
 
-/* Checks, where a backplane answers later, that the caller can wait for it. */
+static int check_wait_protected(lua_State *L)
+{
+    rill_task_check_wait(L, lua_tostring(L, 1));
+    return 0;
+}
+
+/*
+ * Checks, where a backplane answers later, that the caller can wait for
+ * it. The error names the app's line (level 2: past rill's Lua wrapper),
+ * and why publishing waits at all.
+ */
 static struct rill_worker *check_wait(lua_State *L, const char *what)
 {
-    if (backplane != &rill_hub_local)
-        return rill_task_check_wait(L, what)->w;
+    if (backplane == &rill_hub_local)
+        return rill_worker_get(L);
+    lua_pushcfunction(L, check_wait_protected);
+    lua_pushstring(L, what);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        luaL_where(L, 2);
+        lua_pushfstring(L, "%s waits for the hub's master (--workers): ", what);
+        lua_rotate(L, -3, 2); /* where, prefix, message */
+        lua_concat(L, 3);
+        lua_error(L);
+    }
     return rill_worker_get(L);
 }
 
