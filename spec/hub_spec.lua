@@ -184,10 +184,29 @@ describe("rill.sse in process", function()
     local res = test.call(function() return rill.sse(function(send) send("a") end, { heartbeat = 5 }) end)
     assert.same("text/event-stream", res.headers["content-type"])
     assert.same(5, res.heartbeat)
-    assert.same("data: a\n\n", res.body)
+    assert.same("retry: 3000\n\ndata: a\n\n", res.body)
   end)
 
   it("refuses a source that is neither an iterator nor a producer", function()
     assert.has_error(function() rill.sse(42) end)
+  end)
+
+  -- retry: is sticky in EventSource: without the normal one first, a jittered
+  -- retry: from a shutdown or a drain would stay with the client
+  it("starts the stream with the normal retry: 3000, another one given, or none with retry = false", function()
+    local function body(opts)
+      return test.call(function() return rill.sse(function(send) send("a") end, opts) end).body
+    end
+    assert.same(3000, rill.sse.DEFAULT_RETRY)
+    assert.same("retry: 3000\n\ndata: a\n\n", body(nil))
+    assert.same("retry: 3000\n\ndata: a\n\n", body({ heartbeat = 0 }))
+    assert.same("retry: 1500\n\ndata: a\n\n", body({ retry = 1500 }))
+    assert.same("retry: 0\n\ndata: a\n\n", body({ retry = 0 }))
+    assert.same("data: a\n\n", body({ retry = false }))
+    for _, bad in ipairs({ "x", -1, 1.5, true }) do
+      local ok, err = pcall(rill.sse, function(send) send("a") end, { retry = bad })
+      assert.is_false(ok, tostring(bad))
+      assert.matches("bad argument #2 to 'sse' (retry must be", err, 1, true)
+    end
   end)
 end)

@@ -207,7 +207,11 @@ function Stream:rest(timeout)
 end
 
 -- The next server-sent event (a table as from rill.sse.parser(): data, event,
--- id, retry), parsed from the body as a browser parses it; nil, err.
+-- id, retry), parsed from the body as a browser parses it; nil, err. As in a
+-- browser, a block that dispatches no event (no data: only retry: or id:,
+-- such as the retry: every rill.sse stream starts with) is not returned, but
+-- it moves the state an EventSource keeps: s.retry, the reconnection time in
+-- ms (nil until the stream sent one), and s:last_event_id().
 function Stream:event(timeout)
   self.sse_parser = self.sse_parser or sse.parser(16 * 1024 * 1024)
   self.sse_queue = self.sse_queue or {}
@@ -217,10 +221,21 @@ function Stream:event(timeout)
       return nil, err
     end
     for _, ev in ipairs(self.sse_parser:feed(chunk)) do
-      self.sse_queue[#self.sse_queue + 1] = ev
+      if ev.retry then
+        self.retry = ev.retry
+      end
+      if ev.data then
+        self.sse_queue[#self.sse_queue + 1] = ev
+      end
     end
   end
   return table.remove(self.sse_queue, 1)
+end
+
+-- The id a browser would send as Last-Event-ID on reconnecting, from the
+-- events read so far ("" before any id).
+function Stream:last_event_id()
+  return self.sse_parser and self.sse_parser:last_event_id() or ""
 end
 
 function Stream:close()

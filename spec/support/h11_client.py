@@ -39,7 +39,7 @@ ROUTES = [
     ("/empty-list", 200, b""),
     ("/lazy", 200, LAZY3),
     ("/lazy-sleep", 200, b"tick 1\ntick 2\n"),
-    ("/sse", 200, b"data: one\n\nevent: two\ndata: 2\n\n"),
+    ("/sse", 200, b"retry: 3000\n\ndata: one\n\nevent: two\ndata: 2\n\n"),
     ("/redirect", 302, b""),
     ("/created", 201, b"made\n"),
     ("/s204", 204, b""),
