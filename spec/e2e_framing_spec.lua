@@ -373,6 +373,17 @@ describe("rill and SIGHUP", function()
   end)
 end)
 
+describe("rill and SIGQUIT", function()
+  it("exits at once, with no grace period for a handler still working", function()
+    local srv = test.server("spec/apps/replies.lua", { args = { "--grace", "600" } })
+    local s = srv:open("/slow")
+    srv:settle(function(st) return st.tasks == 1 end)
+    assert.same(0, srv:stop("QUIT", 10)) -- SIGTERM would wait 600 s for /slow
+    assert.is_truthy(srv:wait_log("SIGQUIT: exiting now"))
+    s:close()
+  end)
+end)
+
 describe("rill under SIGTERM after every non-yieldable misuse", function()
   it("still exits 0", function()
     local srv = test.server("spec/apps/replies.lua")

@@ -461,7 +461,7 @@ function Server:wait(timeout)
 end
 
 -- The signals proc:kill takes by name (src/process.c), besides numbers 1 to 64.
-local SIGNALS = { TERM = true, KILL = true, INT = true, USR1 = true, STOP = true, CONT = true, HUP = true }
+local SIGNALS = { TERM = true, KILL = true, INT = true, USR1 = true, STOP = true, CONT = true, HUP = true, QUIT = true }
 
 local function is_signal(sig)
   if math.type(sig) then

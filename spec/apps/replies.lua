@@ -42,6 +42,8 @@ return rill.router {
   ["GET /lazy"] = function()
     return { body = coroutine.wrap(function() coroutine.yield("one\n") coroutine.yield("two\n") end) }
   end,
+  -- a handler that works for an hour before its reply: SIGTERM would give it --grace
+  ["GET /slow"] = function() rill.sleep(3600) return "late\n" end,
   ["GET /sse"] = function()
     local sent = false
     return rill.sse(function()
