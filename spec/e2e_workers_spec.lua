@@ -22,6 +22,8 @@ local APP = "spec/apps/workers.lua"
 ---------------------------------------------------------------------------
 -- Processes
 
+local KILLED = {} -- the pids the spec SIGKILLed
+
 -- The state letter of /proc/PID/stat ("R", "S", "T", "Z"...), nil when the pid is gone.
 local function proc_state(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
@@ -48,6 +50,7 @@ end
 
 local function signal(pid, sig)
   assert(math.tointeger(pid) and pid > 1, "not a pid: " .. tostring(pid))
+  if sig == "KILL" then KILLED[pid] = true end
   assert(os.execute(("kill -s %s %d 2>/dev/null"):format(sig, pid)), ("kill -s %s %d failed"):format(sig, pid))
 end
 
@@ -116,6 +119,22 @@ local function exit_status(srv)
   if not status then return nil, err end
   srv:log()
   return srv:wait()
+end
+
+-- Every worker the master logged ended with status 0 at the stop, but those
+-- the spec SIGKILLed; nothing from valgrind in the log (it follows the forks:
+-- an error in a worker shows there, and makes the worker exit 99).
+local function check_clean_exits(srv)
+  local log = srv:log()
+  for _, w in ipairs(started(srv)) do
+    local how = log:match(("worker %d %%(pid %d, generation %d%%) ([^\n]*)"):format(w.slot, w.pid, w.gen))
+    if KILLED[w.pid] then
+      assert.equal("killed by signal 9 (Killed)", how)
+    else
+      assert.equal("exited with status 0", how, log)
+    end
+  end
+  assert.is_nil(log:match("==%d+==[^\n]*"), log)
 end
 
 -- The byte position of the end of the log so far: wait_for from there sees new lines only.
@@ -320,7 +339,15 @@ end
 describe("rill --workers 2", function()
   local srv
   setup(function() srv = start(2) end)
-  teardown(function() kill_all(srv) end)
+  -- a graceful stop after everything, every worker exiting cleanly
+  teardown(function()
+    srv.proc:kill("TERM")
+    local status = exit_status(srv)
+    local ok, err = pcall(check_clean_exits, srv)
+    kill_all(srv)
+    assert.equal(0, status)
+    if not ok then error(err, 0) end
+  end)
 
   -- item 1
   it("serves requests on fresh connections from both workers, each a worker the master logged", function()
@@ -562,6 +589,7 @@ describe("stopping rill --workers 2", function()
     end
     assert.is_nil(io.open(srv.pidfile), "the pid file is left behind")
     assert.matches("master: stopped", srv:log())
+    check_clean_exits(srv)
   end
 
   it("leaves no process behind after `rill stop`, a restarted worker included", function()
