@@ -455,6 +455,7 @@ function Server:wait(timeout)
   local status, err = self.proc:wait(timeout or DEFAULT_TIMEOUT)
   if status then
     self.stopped, self.status = true, status
+    self.proc:log() -- its last lines may still be in the pipe
     self.proc:close()
   end
   return status, err
@@ -489,6 +490,7 @@ function Server:stop(sig, timeout)
     status = self.proc:wait()
   end
   self.stopped, self.status = true, status
+  self.proc:log() -- its last lines may still be in the pipe
   self.proc:close()
   return status
 end
