@@ -804,12 +804,6 @@ static int await(lua_State *L, struct pending *pd, enum rill_bp_status st, lua_K
     return rill_waiter_park(L, &pd->wait, k, what);
 }
 
-static int check_wait_protected(lua_State *L)
-{
-    rill_task_check_wait(L, lua_tostring(L, 1));
-    return 0;
-}
-
 /*
  * Checks, where a backplane answers later, that the caller can wait for
  * it. The error names the app's line (level 2: past rill's Lua wrapper),
@@ -817,18 +811,19 @@ static int check_wait_protected(lua_State *L)
  */
 static struct rill_worker *check_wait(lua_State *L, const char *what)
 {
+    struct rill_worker *w = rill_worker_get(L);
     if (backplane == &rill_hub_local)
-        return rill_worker_get(L);
-    lua_pushcfunction(L, check_wait_protected);
-    lua_pushstring(L, what);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        return w;
+    if (!w->current) {
         luaL_where(L, 2);
-        lua_pushfstring(L, "%s waits for the hub's master (--workers): ", what);
-        lua_rotate(L, -3, 2); /* where, prefix, message */
-        lua_concat(L, 3);
+        lua_pushfstring(L,
+                        "%s waits for the hub's master (--workers): call it inside a request "
+                        "handler or rill.run",
+                        what);
+        lua_concat(L, 2);
         lua_error(L);
     }
-    return rill_worker_get(L);
+    return rill_task_check_wait_at(L, what, 2)->w;
 }
 
 /*

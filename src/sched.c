@@ -254,7 +254,7 @@ static const char *blocker(lua_State *L, lua_State *co)
     return "a __gc metamethod or a C function";
 }
 
-static int cannot_wait(lua_State *L, lua_State *co, const char *what, const char *where)
+static int cannot_wait(lua_State *L, lua_State *co, const char *what, const char *where, int level)
 {
     if (!what) {
         lua_Debug ar;
@@ -262,11 +262,14 @@ static int cannot_wait(lua_State *L, lua_State *co, const char *what, const char
                    ? lua_pushfstring(L, "'%s'", ar.name)
                    : "this rill call";
     }
-    return luaL_error(L,
-                      "%s cannot run inside %s, which Lua cannot yield across (a sort "
-                      "comparator, a gsub callback, a metamethod, require...): call it from "
-                      "the handler or a coroutine.wrap generator",
-                      what, where ? where : blocker(L, co));
+    luaL_where(L, level);
+    lua_pushfstring(L,
+                    "%s cannot run inside %s, which Lua cannot yield across (a sort "
+                    "comparator, a gsub callback, a metamethod, require...): call it from "
+                    "the handler or a coroutine.wrap generator",
+                    what, where ? where : blocker(L, co));
+    lua_concat(L, 2);
+    return lua_error(L);
 }
 
 /*
@@ -275,18 +278,24 @@ static int cannot_wait(lua_State *L, lua_State *co, const char *what, const char
  * them must be able to yield, or the yield fails after the effect armed its
  * timer or waiter, leaving it armed for a coroutine that is not waiting.
  */
-struct rill_task *rill_task_check_wait(lua_State *L, const char *what)
+struct rill_task *rill_task_check_wait_at(lua_State *L, const char *what, int level)
 {
     struct rill_task *t = rill_task_check(L);
     const struct rill_resume_link *link = t->w->resumed;
     for (lua_State *co = L;; co = link->from, link = link->outer) {
         if (!lua_isyieldable(co))
-            cannot_wait(L, co, what, NULL);
+            cannot_wait(L, co, what, NULL, level);
         if (co == t->co)
             return t;
         if (!link || link->co != co)
-            cannot_wait(L, co, what, "a coroutine that rill's coroutine.resume did not start");
+            cannot_wait(L, co, what, "a coroutine that rill's coroutine.resume did not start",
+                        level);
     }
+}
+
+struct rill_task *rill_task_check_wait(lua_State *L, const char *what)
+{
+    return rill_task_check_wait_at(L, what, 1);
 }
 
 int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel)

@@ -69,6 +69,8 @@ struct rill_task *rill_task_check(lua_State *L);
  * names the effect in the error ("rill.sleep"; NULL: the called function).
  */
 struct rill_task *rill_task_check_wait(lua_State *L, const char *what);
+/* The same, its error naming the position of the caller at level (luaL_where). */
+struct rill_task *rill_task_check_wait_at(lua_State *L, const char *what, int level);
 /* For an effect: parks the caller until a callback resumes t. Use as `return rill_task_wait(...)`.
  */
 int rill_task_wait(lua_State *L, struct rill_task *t, rill_cancel_fn cancel);
