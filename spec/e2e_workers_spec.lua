@@ -628,3 +628,61 @@ describe("stopping rill --workers 2", function()
     check_gone(srv, workers)
   end)
 end)
+
+describe("rill --workers 2 with a worker that stops reading its hub events", function()
+  it("kills it past --worker-queue-bytes and restarts it, and its clients resume exactly", function()
+    local dir = tmpdir()
+    local srv = test.server(APP, { args = { "--workers", "2", "--pid-file", dir .. "/rill.pid",
+      "--worker-queue-bytes", "65536" } })
+    srv.dir, srv.pidfile = dir, dir .. "/rill.pid"
+    finally(function() kill_all(srv) end)
+    local cur = current(srv)
+    local stuck, other = cur[2], cur[1]
+    local c = pinned(srv, other)
+    local first = publish(c, "q", "before")
+    local from = log_end(srv)
+    signal(stuck, "STOP") -- it reads nothing from now on: the master's queue to it grows
+    assert(wait_until(function() return proc_state(stuck) == "T" end, T))
+    local payload = ("x"):rep(2000)
+    local ids, n = {}, 0
+    -- bounded: the socket buffers take a few hundred KiB before the queue grows
+    while n < 2000 and not srv:log():find("does not read its hub events", from, true) do
+      n = n + 1
+      ids[payload .. n] = publish(c, "q", payload .. n)
+    end
+    local _, pos = wait_line(srv, ("worker 2 (pid %d) does not read its hub events"):format(stuck), from)
+    wait_line(srv, ("worker 2 (pid %d, generation 1) killed by signal 9"):format(stuck), pos)
+    wait_line(srv, "worker 2 started (pid ", pos)
+    local fresh = current(srv)[2]
+    assert.are_not.equal(stuck, fresh)
+    -- the restarted worker got the history: a client resuming there misses nothing
+    local s = stream_on(srv, fresh, "/events/q", { ["last-event-id"] = first })
+    local got = events(s, n)
+    assert.same(after(ids, first), got)
+    s:close()
+    c:close()
+    srv.proc:kill("TERM")
+    assert.equal(0, exit_status(srv))
+  end)
+end)
+
+describe("rill --workers 2 with an app that publishes at load time", function()
+  it("exits 2, naming the app's line and why publishing waits", function()
+    local dir = tmpdir()
+    finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+    local app = assert(io.open(dir .. "/app.lua", "w"))
+    app:write('local rill = require "rill"\nrill.publish("boot", "x")\nreturn function() return "hi" end\n')
+    app:close()
+    local argv = {}
+    for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
+    for _, a in ipairs({ dir .. "/app.lua", "--listen", "127.0.0.1:0", "--workers", "2", "--pid-file", dir .. "/rill.pid" }) do
+      argv[#argv + 1] = a
+    end
+    local proc = core.spawn(argv)
+    finally(function() proc:close() end)
+    assert.equal(2, proc:wait(T))
+    assert.matches("app.lua:2: rill.publish waits for the hub's master %(%-%-workers%): call it inside a request handler or rill.run",
+      proc:log())
+    assert.is_nil(io.open(dir .. "/rill.pid"), "the pid file is removed")
+  end)
+end)

@@ -452,6 +452,7 @@ static void reaped(struct master *m, struct proc *p, int status)
 {
     char how[96];
     describe_exit(status, how, sizeof how);
+    rill_relay_read_now(p->peer); /* a FAILED it sent says more than its exit */
     int was_serving = p->gen == m->gen && p->state != DRAINING;
     int was_next = m->next_gen && p->gen == m->next_gen;
     int slot = p->slot;

@@ -29,6 +29,7 @@ struct rill_relay_peer {
     uint64_t pid;
     void *owner;
     int overflowed;
+    size_t slack; /* its snapshot: queued at once, and no sign of a stuck worker */
     struct rill_relay_peer *prev, *next;
 };
 
@@ -54,7 +55,7 @@ static void check_queue(struct rill_relay_peer *p)
 {
     if (p->overflowed || !p->bev)
         return;
-    if (evbuffer_get_length(bufferevent_get_output(p->bev)) > p->r->max_queue) {
+    if (evbuffer_get_length(bufferevent_get_output(p->bev)) > p->r->max_queue + p->slack) {
         p->overflowed = 1;
         p->r->hooks.overflow(p->r->hooks.arg, p->owner);
     }
@@ -165,6 +166,7 @@ static void send_snapshot(struct rill_relay_peer *p)
     rill_history_foreach_event(p->r->h, snap_event, p);
     rill_frame_begin(&f, RILL_F_SNAP_END);
     send_one(p, &f);
+    p->slack = evbuffer_get_length(bufferevent_get_output(p->bev));
 }
 
 /* ---- receiving ------------------------------------------------------------------------ */
@@ -348,8 +350,20 @@ struct rill_relay_peer *rill_relay_add(struct rill_relay *r, int fd, uint64_t pi
     r->peers = p;
     bufferevent_setcb(p->bev, on_read, NULL, on_event, p);
     bufferevent_enable(p->bev, EV_READ);
+    p->slack = SIZE_MAX / 2; /* while the snapshot is queued */
     send_snapshot(p);
     return p;
+}
+
+void rill_relay_read_now(struct rill_relay_peer *p)
+{
+    if (!p || !p->bev)
+        return;
+    struct evbuffer *in = bufferevent_get_input(p->bev);
+    evutil_socket_t fd = bufferevent_getfd(p->bev);
+    while (evbuffer_read(in, fd, -1) > 0)
+        ;
+    on_read(p->bev, p);
 }
 
 static void send_control(struct rill_relay_peer *p, enum rill_frame_type type, uint64_t arg,

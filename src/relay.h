@@ -34,6 +34,11 @@ struct rill_relay *rill_relay_new(struct event_base *base, size_t max_queue,
 struct rill_relay_peer *rill_relay_add(struct rill_relay *r, int fd, uint64_t pid, void *owner);
 void rill_relay_accept(struct rill_relay_peer *p);
 void rill_relay_drain(struct rill_relay_peer *p, double seconds);
+/*
+ * Handles what the worker wrote before it exited (its FAILED, say), which
+ * its SIGCHLD may have overtaken.
+ */
+void rill_relay_read_now(struct rill_relay_peer *p);
 /* Closes the channel and forgets the peer. */
 void rill_relay_remove(struct rill_relay_peer *p);
 void rill_relay_stats(const struct rill_relay *r, struct rill_history_stats *st, size_t *max_queue);
