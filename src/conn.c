@@ -104,8 +104,10 @@ struct rill_conns {
     struct evconnlistener *listener;
     struct event *resume_ev; /* accepting again, when no connection closed first */
     int paused;
-    struct timeval logged_at; /* the last "cannot accept" line */
-    long unlogged;            /* pauses since */
+    struct timeval logged_at;  /* the last "cannot accept" line */
+    long unlogged;             /* pauses since */
+    void (*closed_fn)(void *); /* after each close */
+    void *closed_arg;
 };
 
 /* How long a shed connection may wait for its client to close, after its 503. */
@@ -693,6 +695,8 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     cs->count -= c->admitted;
     conn_free(c);
     accept_resume(cs); /* its descriptor is closed right after this returns */
+    if (cs->closed_fn)
+        cs->closed_fn(cs->closed_arg);
 }
 
 /*
@@ -850,6 +854,12 @@ void rill_conns_close_idle(struct rill_conns *cs)
         rill_tq_remove(&cs->idle, c);
         evhttp_connection_free(c->evcon); /* our close callback frees c */
     }
+}
+
+void rill_conns_on_close(struct rill_conns *cs, void (*fn)(void *), void *arg)
+{
+    cs->closed_fn = fn;
+    cs->closed_arg = arg;
 }
 
 int rill_conns_count(const struct rill_conns *cs)

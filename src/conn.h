@@ -38,6 +38,8 @@ void rill_conns_free(struct rill_conns *cs);
 int rill_conns_count(const struct rill_conns *cs);
 /* Closes the connections that wait for their next request (a drain). */
 void rill_conns_close_idle(struct rill_conns *cs);
+/* fn(arg) is called after each connection closes (a drain waits for the last one). */
+void rill_conns_on_close(struct rill_conns *cs, void (*fn)(void *), void *arg);
 
 struct evconnlistener;
 /*

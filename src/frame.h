@@ -24,6 +24,7 @@ enum rill_frame_type {
     RILL_F_READY,      /* (the app loaded and the snapshot is applied) */
     RILL_F_FAILED,     /* message: the app did not load */
     RILL_F_FILES,      /* count, then that many paths: the Lua files the app loaded */
+    RILL_F_DRAINING,   /* (DRAIN's answer: the worker accepts no connection any more) */
     /* master -> worker */
     RILL_F_EV = 32,  /* origin pid, token, topic, epoch, seq, id, wire, fields, at (us) */
     RILL_F_REFUSED,  /* token, message, opt code: a publish or close that failed */

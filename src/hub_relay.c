@@ -159,6 +159,13 @@ void rill_hub_relay_send_ready(void)
     send_frame(&f);
 }
 
+void rill_hub_relay_send_draining(void)
+{
+    struct rill_frame_out f = {0};
+    rill_frame_begin(&f, RILL_F_DRAINING);
+    send_frame(&f);
+}
+
 void rill_hub_relay_send_files(const char *const *paths, int n)
 {
     struct rill_frame_out f = {0};

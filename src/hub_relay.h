@@ -27,6 +27,8 @@ void rill_hub_relay_send_ready(void);
 void rill_hub_relay_send_failed(int fd, const char *message);
 /* The Lua files the app loaded, for the master's --reload watch. */
 void rill_hub_relay_send_files(const char *const *paths, int n);
+/* Tells the master this worker stopped accepting (after a DRAIN). */
+void rill_hub_relay_send_draining(void);
 /* Closes the channel (at exit); the hub goes back to in-process. */
 void rill_hub_relay_stop(void);
 

@@ -481,6 +481,7 @@ static void on_drain(void *arg, double seconds)
     struct rill_worker *w = arg;
     if (w->server)
         rill_server_drain(w->server, seconds);
+    rill_hub_relay_send_draining(); /* no connection comes here any more */
 }
 
 static void on_gone(void *arg)

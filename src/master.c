@@ -53,6 +53,7 @@ struct proc {
     double started;  /* monotonic seconds */
     double kill_at;  /* a draining worker still alive then is killed (0: never) */
     int stop_signal; /* sent already */
+    int drain_acked; /* DRAINING came: it accepts no connection any more */
     struct rill_relay_peer *peer;
     struct proc *next;
 };
@@ -75,10 +76,12 @@ struct master {
     int gen;      /* the generation serving (0 before the first is ready) */
     int next_gen; /* the generation starting, 0: none */
     double next_drain;
-    int again;    /* a reload was asked for while one was starting */
-    int reloads;  /* reload attempts finished */
-    int stopping; /* SIGTERM/SIGINT (1) or SIGQUIT (2) */
-    int status;   /* the exit status */
+    int again;         /* a reload was asked for while one was starting */
+    int swapping;      /* promoted: waiting for the old workers to stop accepting */
+    int swap_draining; /* how many old workers were told to drain then */
+    int reloads;       /* reload attempts finished */
+    int stopping;      /* SIGTERM/SIGINT (1) or SIGQUIT (2) */
+    int status;        /* the exit status */
     struct event *signals[7];
     struct event *tick, *start_timer;
     char *status_path;
@@ -296,6 +299,28 @@ static void generation_failed(struct master *m, const char *why)
     }
 }
 
+/*
+ * A reload is done once every old worker stopped accepting (DRAINING, or it
+ * is gone): only then may `rill reload` say the new code serves, since until
+ * an old worker reads its DRAIN it may still take a new connection.
+ */
+static void finish_reload(struct master *m)
+{
+    if (!m->swapping)
+        return;
+    for (struct proc *p = m->procs; p; p = p->next)
+        if (p->state == DRAINING && !p->drain_acked)
+            return;
+    m->swapping = 0;
+    m->reloads++;
+    rill_log("reloaded: generation %d serves, %d old worker(s) draining", m->gen, m->swap_draining);
+    write_status(m, NULL);
+    if (m->again) {
+        m->again = 0;
+        start_generation(m, m->next_drain);
+    }
+}
+
 /* Every worker of the new generation is ready: it accepts, the old one drains. */
 static void promote(struct master *m)
 {
@@ -320,22 +345,18 @@ static void promote(struct master *m)
         rill_server_announce(m->cfg.listen_fd);
         return;
     }
-    m->reloads++;
     if (m->watch)
-        rill_watch_clear(m->watch);
-    rill_log("reloaded: generation %d serves, %d old worker(s) draining", m->gen, draining);
-    write_status(m, NULL);
-    if (m->again) {
-        m->again = 0;
-        start_generation(m, m->next_drain);
-    }
+        rill_watch_clear(m->watch); /* the new workers' FILES come next */
+    m->swapping = old;
+    m->swap_draining = draining;
+    finish_reload(m);
 }
 
 static void reload(struct master *m, double drain)
 {
     if (m->stopping)
         return;
-    if (m->next_gen) {
+    if (m->next_gen || m->swapping) {
         m->again = 1; /* after this one: the code may have changed again */
         return;
     }
@@ -357,6 +378,14 @@ static void on_ready(void *arg, void *owner)
         p->state = SERVING;
         rill_relay_accept(p->peer);
     }
+}
+
+static void on_draining(void *arg, void *owner)
+{
+    struct master *m = arg;
+    struct proc *p = owner;
+    p->drain_acked = 1;
+    finish_reload(m);
 }
 
 static void on_failed(void *arg, void *owner, const char *msg)
@@ -459,6 +488,8 @@ static void reaped(struct master *m, struct proc *p, int status)
     double lived = mono_now() - p->started;
     rill_log("worker %d (pid %ld, generation %d) %s", slot + 1, (long)p->pid, p->gen, how);
     forget_proc(m, p);
+    if (m->swapping && !m->stopping)
+        finish_reload(m); /* a worker gone accepts nothing either */
     if (m->stopping) {
         if (!m->procs)
             event_base_loopexit(m->base, NULL);
@@ -567,7 +598,8 @@ static const int SIGNALS[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGQUIT, SIGTERM, SIGINT
 
 static int master_setup(struct master *m)
 {
-    struct rill_relay_hooks hooks = {on_ready, on_failed, on_files, on_lost, on_overflow, m};
+    struct rill_relay_hooks hooks = {on_ready, on_draining, on_failed, on_files,
+                                     on_lost,  on_overflow, m};
     m->base = event_base_new();
     if (!m->base)
         return -1;

@@ -279,6 +279,11 @@ static int on_frame(struct rill_relay_peer *p, struct rill_frame_in *in)
             return -1;
         p->r->hooks.ready(p->r->hooks.arg, p->owner);
         return 0;
+    case RILL_F_DRAINING:
+        if (rill_frame_done(in) != 0)
+            return -1;
+        p->r->hooks.draining(p->r->hooks.arg, p->owner);
+        return 0;
     case RILL_F_FAILED: {
         const char *msg = rill_frame_get_str(in, &len);
         if (rill_frame_done(in) != 0)

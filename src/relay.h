@@ -20,6 +20,7 @@ struct rill_relay_peer;
 
 struct rill_relay_hooks {
     void (*ready)(void *arg, void *owner);                   /* READY */
+    void (*draining)(void *arg, void *owner);                /* DRAINING: it stopped accepting */
     void (*failed)(void *arg, void *owner, const char *msg); /* FAILED: the app did not load */
     void (*files)(void *arg, void *owner, const char *const *paths, size_t n);
     void (*lost)(void *arg, void *owner,

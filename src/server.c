@@ -53,6 +53,27 @@ struct rill_server {
 
 /* ---- lifecycle -------------------------------------------------------------- */
 
+/*
+ * Whether the worker is done: stopping, once no request is left; retiring
+ * (a reload's drain), once no connection is left either, since a connection
+ * with a request on its way in (its head partly read, or read but not yet
+ * parsed) has no request yet, and gets its reply, with Connection: close,
+ * before the worker goes. The drain deadline bounds the wait.
+ */
+static void maybe_exit(struct rill_server *s)
+{
+    if (s->active > 0 || !(s->draining || s->retiring))
+        return;
+    if (s->retiring && !s->draining && s->conns && rill_conns_count(s->conns) > 0)
+        return;
+    event_base_loopexit(s->w->base, NULL);
+}
+
+static void on_conn_closed(void *arg)
+{
+    maybe_exit(arg);
+}
+
 static void request_free(struct rill_request *r)
 {
     struct rill_server *s = r->srv;
@@ -66,8 +87,7 @@ static void request_free(struct rill_request *r)
     rill_request_detach(r);
     rill_response_stop_heartbeat(r);
     free(r);
-    if ((s->draining || s->retiring) && s->active == 0)
-        event_base_loopexit(s->w->base, NULL);
+    maybe_exit(s);
 }
 
 static int task_live(struct rill_request *r)
@@ -390,7 +410,7 @@ void rill_server_drain(struct rill_server *s, double seconds)
     rill_framing_close_all();
     rill_conns_close_idle(s->conns);
     rill_log("draining: %d request(s) go on for up to %.0f s", s->active, seconds);
-    if (s->active == 0) {
+    if (s->active == 0 && (!s->conns || rill_conns_count(s->conns) == 0)) {
         event_base_loopexit(s->w->base, NULL);
         return;
     }
@@ -547,6 +567,8 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
                                      .min_rate = cfg->min_rate,
                                      .max_connections = cfg->max_connections};
     s->conns = rill_conns_new(s->http, w->base, &ccfg);
+    if (s->conns)
+        rill_conns_on_close(s->conns, on_conn_closed, s);
     w->server = s;
     if (s->fd_inherited)
         return s; /* the master says when: rill_server_accept */
@@ -596,9 +618,12 @@ void rill_server_free(struct rill_server *s)
     if (s->drain_timer)
         event_free(s->drain_timer);
     rill_conns_listen(s->conns, NULL); /* evhttp_free frees the listener */
+    if (s->conns)
+        rill_conns_on_close(s->conns, NULL, NULL); /* the loop is over */
     if (s->http)
         evhttp_free(s->http); /* closes idle keep-alive connections */
     rill_conns_free(s->conns);
+    s->conns = NULL;
     rill_tail_shutdown();
     rill_hub_shutdown(s->w->L);
     while (s->live) { /* requests evhttp still held are gone with it */
