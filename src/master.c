@@ -75,8 +75,14 @@ struct master {
     struct slot *slots;
     int gen;      /* the generation serving (0 before the first is ready) */
     int next_gen; /* the generation starting, 0: none */
+    int last_gen; /* generations ever started: a number is never used twice */
     double next_drain;
-    int again;         /* a reload was asked for while one was starting */
+    int again;          /* a reload was asked for while one was starting */
+    double again_drain; /* its drain */
+    int start_due;      /* start_ev is active: start a generation from a callback of its own */
+    struct event *start_ev;
+    double stop_at;    /* when SIGQUIT went out: workers still there 5 s later are killed */
+    sigset_t mask;     /* the signal mask the master started with: the workers' */
     int swapping;      /* promoted: waiting for the old workers to stop accepting */
     int swap_draining; /* how many old workers were told to drain then */
     int reloads;       /* reload attempts finished */
@@ -192,7 +198,13 @@ static void master_free(struct master *m);
  */
 static void become_worker(struct master *m, int channel_fd, int slot)
 {
+    sigset_t mask = m->mask;
+    /* until the worker's server installs its own: their default would kill it while it loads */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN); /* the terminal's ^C reaches the master too, which stops us */
     event_reinit(m->base);
+    rill_relay_close_all(m->relay); /* a peer whose callback forked us is freed late: close now */
     rill_worker_main main_fn = m->cfg.worker_main;
     void *arg = m->cfg.arg;
     int listen_fd = m->cfg.listen_fd;
@@ -204,9 +216,7 @@ static void become_worker(struct master *m, int channel_fd, int slot)
     char role[32];
     snprintf(role, sizeof role, "worker %d", slot + 1);
     rill_log_name(role);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     exit(main_fn(arg, listen_fd, channel_fd, slot));
 }
 
@@ -261,14 +271,32 @@ static void forget_proc(struct master *m, struct proc *gone)
 
 /* ---- generations ---------------------------------------------------------------------------- */
 
+/*
+ * Starts a generation from an event of its own, never inside a relay
+ * callback: a child forked there would inherit a channel whose free is
+ * deferred (the callback holds it), and keep it open.
+ */
 static void start_generation(struct master *m, double drain)
 {
-    m->next_gen = m->gen + 1;
+    if (m->stopping)
+        return;
+    m->next_gen = ++m->last_gen;
     m->next_drain = drain;
-    for (int i = 0; i < m->cfg.workers; i++)
-        spawn(m, i, m->next_gen);
+    m->start_due = 1;
+    event_active(m->start_ev, EV_TIMEOUT, 1);
     struct timeval tv = {(time_t)START_TIMEOUT, 0};
     evtimer_add(m->start_timer, &tv);
+}
+
+static void on_start(evutil_socket_t fd, short what, void *arg)
+{
+    struct master *m = arg;
+    (void)fd, (void)what;
+    if (!m->start_due || !m->next_gen || m->stopping)
+        return;
+    m->start_due = 0;
+    for (int i = 0; i < m->cfg.workers; i++)
+        spawn(m, i, m->next_gen);
 }
 
 static void stop(struct master *m, int immediate);
@@ -295,7 +323,7 @@ static void generation_failed(struct master *m, const char *why)
     write_status(m, why);
     if (m->again) {
         m->again = 0;
-        start_generation(m, m->next_drain);
+        start_generation(m, m->again_drain);
     }
 }
 
@@ -317,7 +345,7 @@ static void finish_reload(struct master *m)
     write_status(m, NULL);
     if (m->again) {
         m->again = 0;
-        start_generation(m, m->next_drain);
+        start_generation(m, m->again_drain);
     }
 }
 
@@ -343,10 +371,12 @@ static void promote(struct master *m)
         evtimer_del(m->slots[i].restart); /* the new generation has every slot */
     if (old == 0) {
         rill_server_announce(m->cfg.listen_fd);
+        if (m->again) { /* a SIGHUP while the first generation started */
+            m->again = 0;
+            start_generation(m, m->again_drain);
+        }
         return;
     }
-    if (m->watch)
-        rill_watch_clear(m->watch); /* the new workers' FILES come next */
     m->swapping = old;
     m->swap_draining = draining;
     finish_reload(m);
@@ -358,9 +388,10 @@ static void reload(struct master *m, double drain)
         return;
     if (m->next_gen || m->swapping) {
         m->again = 1; /* after this one: the code may have changed again */
+        m->again_drain = drain;
         return;
     }
-    rill_log("reloading: starting generation %d", m->gen + 1);
+    rill_log("reloading: starting generation %d", m->last_gen + 1);
     start_generation(m, drain);
 }
 
@@ -370,6 +401,8 @@ static void on_ready(void *arg, void *owner)
 {
     struct master *m = arg;
     struct proc *p = owner;
+    if (m->stopping || p->state != STARTING)
+        return; /* a worker restarted into an old generation may be DRAINING already */
     p->state = READY;
     if (p->gen == m->next_gen) {
         if (count(m, m->next_gen, READY) == m->cfg.workers)
@@ -404,7 +437,8 @@ static void on_files(void *arg, void *owner, const char *const *paths, size_t n)
 {
     struct master *m = arg;
     struct proc *p = owner;
-    if (!m->watch || p->gen != m->gen)
+    (void)p; /* any generation's: a failed one's may name the directory of the file to fix */
+    if (!m->watch)
         return;
     for (size_t i = 0; i < n; i++) {
         char dir[4096];
@@ -525,6 +559,8 @@ static void stop(struct master *m, int immediate)
         immediate = 1;
     }
     m->stopping = immediate ? 2 : 1;
+    m->again = 0;
+    m->stop_at = mono_now();
     evtimer_del(m->start_timer);
     for (int i = 0; i < m->cfg.workers; i++)
         evtimer_del(m->slots[i].restart);
@@ -545,7 +581,8 @@ static void print_stats(struct master *m)
              m->next_gen ? count(m, m->next_gen, STARTING) : 0, count(m, -1, DRAINING), m->gen,
              m->reloads, st.topics, st.events, st.bytes, queue);
     for (struct proc *p = m->procs; p; p = p->next)
-        signal_proc(p, SIGUSR1); /* each worker prints its own */
+        if (p->state != STARTING)    /* its handler is not there yet: the default would kill it */
+            signal_proc(p, SIGUSR1); /* each prints its own */
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -561,12 +598,21 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
 }
 
-/* Once a second: draining workers past their deadline are killed. */
+/*
+ * Once a second: draining workers past their deadline are killed, and so are
+ * workers a SIGQUIT did not end within 5 s (stuck in C: a blocking call).
+ */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct master *m = arg;
     double now = mono_now();
     (void)fd, (void)what;
+    if (m->stopping == 2 && now > m->stop_at + 5)
+        for (struct proc *p = m->procs; p; p = p->next)
+            if (p->stop_signal != SIGKILL) {
+                p->stop_signal = SIGKILL;
+                signal_proc(p, SIGKILL);
+            }
     for (struct proc *p = m->procs; p; p = p->next) {
         if (p->state == DRAINING && p->kill_at && now > p->kill_at && !p->stop_signal) {
             rill_log("worker %d (pid %ld) still draining after its deadline: killed", p->slot + 1,
@@ -607,8 +653,10 @@ static int master_setup(struct master *m)
     m->slots = calloc((size_t)m->cfg.workers, sizeof *m->slots);
     m->tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
     m->start_timer = evtimer_new(m->base, on_start_timeout, m);
-    if (!m->relay || !m->slots || !m->tick || !m->start_timer)
+    m->start_ev = event_new(m->base, -1, 0, on_start, m);
+    if (!m->relay || !m->slots || !m->tick || !m->start_timer || !m->start_ev)
         return -1;
+    sigprocmask(SIG_SETMASK, NULL, &m->mask);
     for (int i = 0; i < m->cfg.workers; i++) {
         m->slots[i] = (struct slot){m, i, 0, evtimer_new(m->base, on_restart, &m->slots[i])};
         if (!m->slots[i].restart)
@@ -646,6 +694,8 @@ static void master_free(struct master *m)
         event_free(m->tick);
     if (m->start_timer)
         event_free(m->start_timer);
+    if (m->start_ev)
+        event_free(m->start_ev);
     rill_watch_free(m->watch);
     free(m->status_path);
     if (m->base)

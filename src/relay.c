@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "frame.h"
 #include "log.h"
@@ -314,8 +315,8 @@ static void on_read(struct bufferevent *bev, void *arg)
         if (size && evbuffer_get_length(in) < size)
             return;
         struct rill_frame_in f;
-        if (!size || rill_frame_open(&f, evbuffer_pullup(in, (ev_ssize_t)size), size) != 0 ||
-            on_frame(p, &f) != 0) {
+        const unsigned char *frame = size ? evbuffer_pullup(in, (ev_ssize_t)size) : NULL;
+        if (!frame || rill_frame_open(&f, frame, size) != 0 || on_frame(p, &f) != 0) {
             rill_log("relay: worker %llu broke the protocol; its channel is closed",
                      (unsigned long long)p->pid);
             lose(p, 1);
@@ -329,8 +330,14 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    /*
+     * A write error (EPIPE: the worker exited) may come before its last
+     * frames were read, a FAILED with the Lua error say: they come first.
+     */
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        rill_relay_read_now(arg);
         lose(arg, 0);
+    }
 }
 
 /* ---- peers ------------------------------------------------------------------------------ */
@@ -360,14 +367,27 @@ struct rill_relay_peer *rill_relay_add(struct rill_relay *r, int fd, uint64_t pi
     return p;
 }
 
+void rill_relay_close_all(struct rill_relay *r)
+{
+    for (struct rill_relay_peer *p = r->peers; p; p = p->next) {
+        if (!p->bev)
+            continue;
+        evutil_socket_t fd = bufferevent_getfd(p->bev);
+        bufferevent_setfd(p->bev, -1); /* its free, maybe deferred, must not close it again */
+        close(fd);
+    }
+}
+
 void rill_relay_read_now(struct rill_relay_peer *p)
 {
     if (!p || !p->bev)
         return;
     struct evbuffer *in = bufferevent_get_input(p->bev);
     evutil_socket_t fd = bufferevent_getfd(p->bev);
+    evbuffer_unfreeze(in, 0); /* a bufferevent's input takes bytes from its own reads only */
     while (evbuffer_read(in, fd, -1) > 0)
         ;
+    evbuffer_freeze(in, 0);
     on_read(p->bev, p);
 }
 

@@ -40,6 +40,8 @@ void rill_relay_drain(struct rill_relay_peer *p, double seconds);
  * its SIGCHLD may have overtaken.
  */
 void rill_relay_read_now(struct rill_relay_peer *p);
+/* In a child after fork: closes every channel's descriptor (its copy), at once. */
+void rill_relay_close_all(struct rill_relay *r);
 /* Closes the channel and forgets the peer. */
 void rill_relay_remove(struct rill_relay_peer *p);
 void rill_relay_stats(const struct rill_relay *r, struct rill_history_stats *st, size_t *max_queue);
