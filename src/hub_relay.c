@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <lauxlib.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -155,6 +156,9 @@ static void relay_forget(struct rill_backplane *bp, void *arg)
 void rill_hub_relay_send_ready(void)
 {
     struct rill_frame_out f = {0};
+    struct rill_hub_bounds b;
+    rill_hub_bounds(&b);
+    send_config(&b); /* the bounds this generation's master history keeps */
     rill_frame_begin(&f, RILL_F_READY);
     send_frame(&f);
 }
@@ -176,22 +180,54 @@ void rill_hub_relay_send_files(const char *const *paths, int n)
     send_frame(&f);
 }
 
-void rill_hub_relay_send_failed(int fd, const char *message)
+/*
+ * Writes bytes on the channel now, waiting for room (the channel is
+ * non-blocking): for the last words of a worker about to exit, whose loop
+ * will not run again. Bounded: a second at most.
+ */
+static void write_now(const void *bytes, size_t len)
+{
+    evutil_socket_t fd = relay.bev ? bufferevent_getfd(relay.bev) : -1;
+    size_t off = 0;
+    while (fd >= 0 && off < len) {
+        ssize_t n = write(fd, (const char *)bytes + off, len - off);
+        if (n > 0) {
+            off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            if (poll(&pfd, 1, 1000) <= 0)
+                return;
+        } else {
+            return;
+        }
+    }
+}
+
+/* What the loop has not written yet goes first, so that frames stay whole and in order. */
+static void flush_now(void)
+{
+    if (!relay.bev)
+        return;
+    struct evbuffer *out = bufferevent_get_output(relay.bev);
+    size_t len = evbuffer_get_length(out);
+    if (len == 0)
+        return;
+    write_now(evbuffer_pullup(out, (ev_ssize_t)len), len);
+    evbuffer_unfreeze(out, 1); /* a socket bufferevent's output front takes its own writes only */
+    evbuffer_drain(out, len);
+    evbuffer_freeze(out, 1);
+}
+
+void rill_hub_relay_send_failed(const char *message)
 {
     struct rill_frame_out f = {0};
     rill_frame_begin(&f, RILL_F_FAILED);
     rill_frame_str(&f, message, strlen(message));
-    if (rill_frame_end(&f) == 0) {
-        size_t off = 0;
-        while (off < f.len) { /* the channel is still blocking before the loop runs */
-            ssize_t n = write(fd, f.p + off, f.len - off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            off += (size_t)n;
-        }
-    }
+    flush_now();
+    if (rill_frame_end(&f) == 0)
+        write_now(f.p, f.len);
     rill_frame_release(&f);
 }
 
@@ -443,6 +479,7 @@ int rill_hub_relay_start(struct rill_worker *w, int fd, const struct rill_relay_
 
 void rill_hub_relay_stop(void)
 {
+    flush_now(); /* a last hub.disconnect or hub.configure reaches the master */
     if (relay.bev)
         bufferevent_free(relay.bev);
     relay.bev = NULL;

@@ -23,8 +23,8 @@ struct rill_relay_control {
 /* Starts on the channel fd and makes the relay the hub's backplane. 0, or -1. */
 int rill_hub_relay_start(struct rill_worker *w, int fd, const struct rill_relay_control *ctl);
 void rill_hub_relay_send_ready(void);
-/* Written at once (blocking): the worker exits right after. */
-void rill_hub_relay_send_failed(int fd, const char *message);
+/* Written at once (waiting up to a second for room): the worker exits right after. */
+void rill_hub_relay_send_failed(const char *message);
 /* The Lua files the app loaded, for the master's --reload watch. */
 void rill_hub_relay_send_files(const char *const *paths, int n);
 /* Tells the master this worker stopped accepting (after a DRAIN). */

@@ -457,13 +457,30 @@ struct app {
     struct rill_server_config *cfg;
 };
 
-/* What the master tells a worker (hub_relay.c). */
-static void on_ready(void *arg)
+/*
+ * A worker is ready once its hub snapshot is applied and its server is set
+ * up, in either order: an app that runs rill.run at load time spins the
+ * loop, and the snapshot may be applied before the server exists.
+ */
+static struct {
+    int snapshot, server, sent, gone;
+} readiness;
+
+static void maybe_ready(struct rill_worker *w)
 {
-    struct rill_worker *w = arg;
+    if (!readiness.snapshot || !readiness.server || readiness.sent)
+        return;
+    readiness.sent = 1;
     rill_hub_relay_send_ready();
     if (procs.watch)
         send_files(w->L);
+}
+
+/* What the master tells a worker (hub_relay.c). */
+static void on_ready(void *arg)
+{
+    readiness.snapshot = 1;
+    maybe_ready(arg);
 }
 
 static void on_accept(void *arg)
@@ -487,6 +504,7 @@ static void on_drain(void *arg, double seconds)
 static void on_gone(void *arg)
 {
     struct rill_worker *w = arg;
+    readiness.gone = 1;
     if (w->server)
         rill_server_shutdown(w->server);
 }
@@ -510,9 +528,13 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
     a->cfg->listen_fd = listen_fd;
     if (load_app(L, a->path, err, sizeof err) != 0 ||
         !(s = rill_server_start(w, a->cfg, err, sizeof err))) {
-        rill_hub_relay_send_failed(channel_fd, err);
+        rill_hub_relay_send_failed(err);
         status = EXIT_USAGE;
     } else {
+        readiness.server = 1;
+        maybe_ready(w);
+        if (readiness.gone) /* the master died while the app loaded */
+            rill_server_shutdown(s);
         rill_server_run(s);
     }
     rill_server_free(s);

@@ -54,6 +54,8 @@ struct proc {
     double kill_at;  /* a draining worker still alive then is killed (0: never) */
     int stop_signal; /* sent already */
     int drain_acked; /* DRAINING came: it accepts no connection any more */
+    int has_cfg;     /* its hub's bounds came (CONFIG, before READY) */
+    struct rill_history_config cfg;
     struct rill_relay_peer *peer;
     struct proc *next;
 };
@@ -369,6 +371,11 @@ static void promote(struct master *m)
     }
     for (int i = 0; i < m->cfg.workers; i++)
         evtimer_del(m->slots[i].restart); /* the new generation has every slot */
+    for (struct proc *p = m->procs; p; p = p->next)
+        if (p->gen == m->gen && p->has_cfg) { /* the new code's hub.configure, not a failed one's */
+            rill_relay_configure(m->relay, &p->cfg);
+            break;
+        }
     if (old == 0) {
         rill_server_announce(m->cfg.listen_fd);
         if (m->again) { /* a SIGHUP while the first generation started */
@@ -411,6 +418,20 @@ static void on_ready(void *arg, void *owner)
         p->state = SERVING;
         rill_relay_accept(p->peer);
     }
+}
+
+/*
+ * A worker's hub bounds: kept for its generation, and the history's own
+ * from now on if that generation serves (hub.configure in a handler).
+ */
+static void on_config(void *arg, void *owner, const struct rill_history_config *cfg)
+{
+    struct master *m = arg;
+    struct proc *p = owner;
+    p->cfg = *cfg;
+    p->has_cfg = 1;
+    if (p->gen == m->gen && p->state >= SERVING && p->state != DRAINING)
+        rill_relay_configure(m->relay, cfg);
 }
 
 static void on_draining(void *arg, void *owner)
@@ -644,8 +665,14 @@ static const int SIGNALS[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGQUIT, SIGTERM, SIGINT
 
 static int master_setup(struct master *m)
 {
-    struct rill_relay_hooks hooks = {on_ready, on_draining, on_failed, on_files,
-                                     on_lost,  on_overflow, m};
+    struct rill_relay_hooks hooks = {.ready = on_ready,
+                                     .draining = on_draining,
+                                     .failed = on_failed,
+                                     .files = on_files,
+                                     .config = on_config,
+                                     .lost = on_lost,
+                                     .overflow = on_overflow,
+                                     .arg = m};
     m->base = event_base_new();
     if (!m->base)
         return -1;

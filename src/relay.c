@@ -243,7 +243,7 @@ static int on_config(struct rill_relay_peer *p, struct rill_frame_in *in)
     if (rill_frame_done(in) != 0 || !c.history || !c.history_bytes || !c.max_topics ||
         !c.total_bytes)
         return -1;
-    rill_history_configure(p->r->h, &c);
+    p->r->hooks.config(p->r->hooks.arg, p->owner, &c);
     return 0;
 }
 
@@ -399,6 +399,11 @@ static void send_control(struct rill_relay_peer *p, enum rill_frame_type type, u
     if (has_arg)
         rill_frame_u64(&f, arg);
     send_one(p, &f);
+}
+
+void rill_relay_configure(struct rill_relay *r, const struct rill_history_config *cfg)
+{
+    rill_history_configure(r->h, cfg);
 }
 
 void rill_relay_accept(struct rill_relay_peer *p)

@@ -23,6 +23,8 @@ struct rill_relay_hooks {
     void (*draining)(void *arg, void *owner);                /* DRAINING: it stopped accepting */
     void (*failed)(void *arg, void *owner, const char *msg); /* FAILED: the app did not load */
     void (*files)(void *arg, void *owner, const char *const *paths, size_t n);
+    /* CONFIG: the hub's bounds in that worker; the master decides whose to keep */
+    void (*config)(void *arg, void *owner, const struct rill_history_config *cfg);
     void (*lost)(void *arg, void *owner,
                  int broken);                 /* the channel closed (broken: by us, a bad frame) */
     void (*overflow)(void *arg, void *owner); /* its queue passed the bound: it is stuck */
@@ -34,6 +36,8 @@ struct rill_relay *rill_relay_new(struct event_base *base, size_t max_queue,
 /* A worker's channel (fd: the master's end); the snapshot is queued at once. */
 struct rill_relay_peer *rill_relay_add(struct rill_relay *r, int fd, uint64_t pid, void *owner);
 void rill_relay_accept(struct rill_relay_peer *p);
+/* The bounds the master's history keeps from now on. */
+void rill_relay_configure(struct rill_relay *r, const struct rill_history_config *cfg);
 void rill_relay_drain(struct rill_relay_peer *p, double seconds);
 /*
  * Handles what the worker wrote before it exited (its FAILED, say), which

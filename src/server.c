@@ -44,6 +44,7 @@ struct rill_server {
     int handler_ref, driver_ref, out_ref;
     double grace;
     int draining;       /* stopping: SIGTERM, or the master gone */
+    int signalled;      /* by a signal: a second one exits at once */
     int retiring;       /* a reload's drain: old streams go on, nothing new is accepted */
     evutil_socket_t fd; /* the listening socket */
     int fd_inherited;   /* the master's: accepting waits for rill_server_accept */
@@ -365,13 +366,21 @@ static void stop_accepting(struct rill_server *s)
     s->bound = NULL;
 }
 
-static void begin_shutdown(struct rill_server *s)
+/*
+ * A graceful stop: at SIGTERM/SIGINT, or when the master is gone. Only a
+ * second signal cuts it short: the master's EOF and its PDEATHSIG SIGTERM
+ * come together, in either order.
+ */
+static void begin_shutdown(struct rill_server *s, int by_signal)
 {
-    if (s->draining) {
+    if (s->draining && by_signal && s->signalled) {
         rill_log("second signal: exiting now");
         event_base_loopbreak(s->w->base);
         return;
     }
+    s->signalled |= by_signal;
+    if (s->draining)
+        return;
     s->draining = 1;
     stop_accepting(s);
     stop_all(s, 1); /* streams end now; other requests get the grace period */
@@ -386,8 +395,7 @@ static void begin_shutdown(struct rill_server *s)
 
 void rill_server_shutdown(struct rill_server *s)
 {
-    if (!s->draining)
-        begin_shutdown(s);
+    begin_shutdown(s, 0);
 }
 
 /* The drain deadline: the streams left end with a jittered retry:, then the worker exits. */
@@ -456,7 +464,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         rill_log("SIGQUIT: exiting now");
         event_base_loopbreak(s->w->base);
     } else
-        begin_shutdown(s);
+        begin_shutdown(s, 1);
 }
 
 /* ---- start ----------------------------------------------------------------------- */
@@ -540,6 +548,8 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
     evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
     const int sigs[] = {SIGINT, SIGTERM, SIGUSR1, SIGHUP, SIGQUIT};
     for (int i = 0; i < 5; i++) {
+        if (sigs[i] == SIGINT && s->fd_inherited)
+            continue; /* a terminal's ^C reaches the master too: it stops the workers */
         s->signals[i] = evsignal_new(s->w->base, sigs[i], on_signal, s);
         event_add(s->signals[i], NULL);
     }
@@ -613,6 +623,8 @@ void rill_server_free(struct rill_server *s)
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
     if (s->grace_timer)
         event_free(s->grace_timer);
     if (s->drain_timer)
