@@ -452,25 +452,36 @@ static void drop_laggards(struct topic *t)
 
 /*
  * The backplane's position for t is epoch, last_seq. When the topic here is
- * elsewhere (new here, or the backplane forgot and remade it meanwhile) its
- * history restarts there; a subscriber that had not read all of it gets an
- * in-band "expired" notice. Live subscribers miss nothing: every event
- * comes through in order.
+ * elsewhere, its history restarts there:
+ *  - the same epoch, further on: an event did not make it here (no memory,
+ *    no room for the topic), so a subscriber that had not read up to there
+ *    missed it, and gets an in-band "expired" notice;
+ *  - another epoch: the backplane forgot the topic and made it anew (or it
+ *    is new here). A subscriber of an incarnation that had events either
+ *    had not read them all or missed the new one's first: a notice too. A
+ *    topic made here by a subscriber alone, with no event yet, is just
+ *    catching up: its live subscribers missed nothing.
+ * The new incarnation is open until the backplane says otherwise.
  */
 static void align(lua_State *L, struct topic *t, const char *epoch, uint64_t last_seq)
 {
-    if (t->last_seq == last_seq && strcmp(t->epoch, epoch) == 0)
+    int same_epoch = strcmp(t->epoch, epoch) == 0;
+    if (same_epoch && t->last_seq == last_seq)
         return;
     uint64_t had = t->last_seq;
     while (t->count > 0)
         drop_oldest_event(L, t);
-    snprintf(t->epoch, sizeof t->epoch, "%s", epoch);
-    t->last_seq = last_seq;
     for (struct subscription *s = t->subs; s; s = s->next) {
-        if (s->cursor < had && !s->gap)
+        int missed =
+            same_epoch ? s->cursor < last_seq : had > 0 && (s->cursor < had || last_seq > 0);
+        if (missed && !s->gap)
             s->gap = "expired";
         s->cursor = last_seq;
     }
+    if (!same_epoch)
+        t->closed = 0;
+    snprintf(t->epoch, sizeof t->epoch, "%s", epoch);
+    t->last_seq = last_seq;
 }
 
 int rill_hub_deliver(lua_State *L, const struct rill_hub_delivery *d)
@@ -836,6 +847,7 @@ static int hub_publish(lua_State *L)
 {
     struct rill_publish p = {0};
     p.topic = luaL_checkstring(L, 1);
+    luaL_argcheck(L, *p.topic, 1, "a topic name expected, got an empty string");
     p.id = luaL_optlstring(L, 2, NULL, &p.id_len);
     p.prefix = luaL_checklstring(L, 3, &p.prefix_len);
     p.suffix = luaL_checklstring(L, 4, &p.suffix_len);
@@ -868,6 +880,7 @@ static int hub_publish(lua_State *L)
 static int hub_close(lua_State *L)
 {
     const char *topic = luaL_checkstring(L, 1);
+    luaL_argcheck(L, *topic, 1, "a topic name expected, got an empty string");
     lua_settop(L, 1);
     struct rill_worker *w = check_wait(L, "rill.close_topic");
     struct pending *pd = pending_new(L, w); /* 2 */

@@ -26,6 +26,9 @@
 #include "frame.h"
 #include "log.h"
 
+/* The largest event the relay takes: its EV frame holds its data twice (wire, fields). */
+#define MAX_EVENT (RILL_FRAME_MAX / 2 - 65536)
+
 struct waiting {
     uint64_t token;
     rill_backplane_done done;
@@ -82,6 +85,17 @@ static enum rill_bp_status relay_publish(struct rill_backplane *bp, const struct
     (void)bp;
     if (!relay.bev)
         return RILL_BP_GONE;
+    size_t size = p->prefix_len + p->suffix_len + p->fields_len + p->id_len;
+    if (size > MAX_EVENT) { /* its EV frame carries it twice: it must fit RILL_FRAME_MAX */
+        struct rill_backplane_reply big = {NULL, NULL, NULL};
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "hub: an event of %zu bytes is too large for the workers' relay (at most %u)",
+                 size, MAX_EVENT);
+        big.err = msg;
+        done(arg, &big);
+        return RILL_BP_DONE;
+    }
     rill_frame_begin(&f, RILL_F_PUB);
     rill_frame_u64(&f, token);
     rill_frame_str(&f, p->topic, strlen(p->topic));

@@ -70,10 +70,14 @@ static void send_to(struct rill_relay_peer *p, const struct rill_frame_out *f)
     check_queue(p);
 }
 
-/* Sends the finished frame f to every worker but skip (NULL: to all), then releases it. */
-static void broadcast(struct rill_relay *r, struct rill_frame_out *f, struct rill_relay_peer *skip)
+/*
+ * Sends the finished frame f to every worker but skip (NULL: to all), then
+ * releases it; -1 (nothing sent) if it could not be made (out of memory).
+ */
+static int broadcast(struct rill_relay *r, struct rill_frame_out *f, struct rill_relay_peer *skip)
 {
-    if (rill_frame_end(f) == 0) {
+    int rc = rill_frame_end(f);
+    if (rc == 0) {
         struct rill_relay_peer *p = r->peers, *next;
         for (; p; p = next) {
             next = p->next; /* overflow may remove p */
@@ -84,6 +88,7 @@ static void broadcast(struct rill_relay *r, struct rill_frame_out *f, struct ril
         rill_log("relay: a frame could not be made (out of memory); it is lost");
     }
     rill_frame_release(f);
+    return rc;
 }
 
 static void send_one(struct rill_relay_peer *p, struct rill_frame_out *f)
@@ -193,7 +198,9 @@ static int on_pub(struct rill_relay_peer *p, struct rill_frame_in *in)
     }
     struct rill_frame_out f = {0};
     ev_frame(&f, p->pid, token, e);
-    broadcast(p->r, &f, NULL);
+    if (broadcast(p->r, &f, NULL) != 0) /* the publisher must hear, not wait forever */
+        refuse(p, token, "hub: out of memory in the master (the event may reach a later snapshot)",
+               NULL);
     return 0;
 }
 
