@@ -6,14 +6,15 @@
 -- systemd unit: systemd-analyze verify reads it, and the directives the page
 -- explains are checked one by one.
 --
--- RILL_DEPLOY_WORKERS=N (default 1) runs rill with --workers N when N > 1:
--- then a publish may land on another worker than the stream it feeds.
+-- rill runs with --workers 2, as the unit does (RILL_DEPLOY_WORKERS=N for
+-- another count; 1: a single process): a publish may land on another worker
+-- than the stream it feeds, and the hub carries it across.
 local core = require "rill.core"
 local socket = require "socket"
 local test = require "rill.test"
 
 local TIMEOUT = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
-local WORKERS = tonumber(os.getenv("RILL_DEPLOY_WORKERS")) or 1
+local WORKERS = tonumber(os.getenv("RILL_DEPLOY_WORKERS")) or 2
 local NGINX = "/usr/sbin/nginx"
 
 local function read_file(path)
@@ -218,7 +219,8 @@ describe("rill behind nginx as docs/deploy.md sets it up", function()
 
   local function start()
     dir = sh("mktemp -d"):gsub("\n$", "")
-    srv = test.server("spec/apps/deploy.lua", { args = WORKERS > 1 and { "--workers", tostring(WORKERS) } or nil })
+    srv = test.server("spec/apps/deploy.lua",
+      { args = WORKERS > 1 and { "--workers", tostring(WORKERS), "--pid-file", dir .. "/rill.pid" } or nil })
 
     local out, ok = sh(("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 -keyout %s -out %s")
       :format(quote(dir .. "/key.pem"), quote(dir .. "/cert.pem")))
