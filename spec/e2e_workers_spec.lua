@@ -687,3 +687,42 @@ describe("rill --workers 2 with an app that publishes at load time", function()
     assert.is_nil(io.open(dir .. "/rill.pid"), "the pid file is removed")
   end)
 end)
+
+describe("rill --workers 2 with a worker that dies as soon as it starts", function()
+  it("restarts it with backoff, 1 s then 2 s, logged, and serves again once it loads", function()
+    local dir = tmpdir()
+    local flag = dir .. "/broken"
+    local app = assert(io.open(dir .. "/app.lua", "w"))
+    -- the app dies at load while the flag file exists: a worker that cannot start
+    app:write(([[
+local f = io.open(%q)
+if f then f:close() os.exit(3) end
+local stat = assert(io.open("/proc/self/stat"))
+local pid = tostring(math.tointeger(stat:read("n")))
+stat:close()
+return function() return pid end -- /pid too: pinned() asks it
+]]):format(flag))
+    app:close()
+    local srv = test.server(dir .. "/app.lua", { args = { "--workers", "2", "--pid-file", dir .. "/rill.pid" } })
+    srv.dir = dir
+    finally(function() kill_all(srv) end)
+    assert(io.open(flag, "w")):close()
+    local victim = current(srv)[1]
+    local from = log_end(srv)
+    signal(victim, "KILL")
+    local _, pos = wait_line(srv, ("worker 1 (pid %d, generation 1) killed by signal 9"):format(victim), from)
+    -- its first replacement dies at once, and so does the next: they back off
+    local line
+    line, pos = wait_line(srv, "restarting it in", pos)
+    assert.matches("worker 1 died 0%.%d s after its start: restarting it in 1 s", line)
+    line, pos = wait_line(srv, "restarting it in", pos, 3 * T)
+    assert.matches("worker 1 died 0%.%d s after its start: restarting it in 2 s", line)
+    os.remove(flag)
+    _, pos = wait_line(srv, "worker 1 started (pid ", pos, 3 * T)
+    local fresh = current(srv)[1]
+    local c = pinned(srv, fresh) -- it answers: it loaded
+    c:close()
+    srv.proc:kill("TERM")
+    assert.equal(0, exit_status(srv))
+  end)
+end)
