@@ -471,9 +471,9 @@ static void maybe_ready(struct rill_worker *w)
     if (!readiness.snapshot || !readiness.server || readiness.sent)
         return;
     readiness.sent = 1;
-    rill_hub_relay_send_ready();
-    if (procs.watch)
+    if (procs.watch) /* first: once "listening" is printed, every loaded file is watched */
         send_files(w->L);
+    rill_hub_relay_send_ready();
 }
 
 /* What the master tells a worker (hub_relay.c). */
