@@ -226,9 +226,10 @@ static void flush_now(void)
         return;
     struct evbuffer *out = bufferevent_get_output(relay.bev);
     size_t len = evbuffer_get_length(out);
-    if (len == 0)
+    const unsigned char *bytes = len ? evbuffer_pullup(out, (ev_ssize_t)len) : NULL;
+    if (!bytes)
         return;
-    write_now(evbuffer_pullup(out, (ev_ssize_t)len), len);
+    write_now(bytes, len);
     evbuffer_unfreeze(out, 1); /* a socket bufferevent's output front takes its own writes only */
     evbuffer_drain(out, len);
     evbuffer_freeze(out, 1);
@@ -456,12 +457,18 @@ static void on_read(struct bufferevent *bev, void *arg)
         if (evbuffer_get_length(in) < size)
             return;
         struct rill_frame_in f;
-        rill_frame_open(&f, evbuffer_pullup(in, (ev_ssize_t)size), size);
+        const unsigned char *frame = evbuffer_pullup(in, (ev_ssize_t)size);
+        if (!frame) {
+            channel_lost("could not be read (out of memory)");
+            return;
+        }
+        rill_frame_open(&f, frame, size);
         if (on_frame(&f) != 0) {
             channel_lost("sent a malformed frame");
             return;
         }
-        evbuffer_drain(in, size);
+        if (relay.bev) /* still ours: nothing on the way closed it */
+            evbuffer_drain(in, size);
     }
 }
 
