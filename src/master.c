@@ -214,7 +214,7 @@ static void become_worker(struct master *m, int channel_fd, int slot)
      */
     signal(SIGUSR1, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    signal(SIGINT, SIG_IGN); /* the terminal's ^C reaches the master too, which stops us */
+    signal(SIGINT, SIG_IGN);          /* the terminal's ^C reaches the master too, which stops us */
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the master gone: no correct hub is left */
     if (getppid() != master_pid)
         _exit(1);
