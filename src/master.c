@@ -201,17 +201,20 @@ static void master_free(struct master *m);
 static void become_worker(struct master *m, int channel_fd, int slot)
 {
     sigset_t mask = m->mask;
-    /* until the worker's server installs its own: their default would kill it while it loads */
-    signal(SIGUSR1, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGINT, SIG_IGN); /* the terminal's ^C reaches the master too, which stops us */
     event_reinit(m->base);
     rill_relay_close_all(m->relay); /* a peer whose callback forked us is freed late: close now */
     rill_worker_main main_fn = m->cfg.worker_main;
     void *arg = m->cfg.arg;
     int listen_fd = m->cfg.listen_fd;
     pid_t master_pid = getppid();
-    master_free(m);
+    master_free(m); /* freeing its signal events restores the handlers the master started with */
+    /*
+     * Only now (every signal is still blocked): until the worker's server
+     * installs its own, their default would kill it while it loads.
+     */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);          /* the terminal's ^C reaches the master too, which stops us */
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the master gone: no correct hub is left */
     if (getppid() != master_pid)
         _exit(1);
@@ -283,6 +286,8 @@ static void start_generation(struct master *m, double drain)
     if (m->stopping)
         return;
     m->next_gen = ++m->last_gen;
+    if (m->next_gen > 1) /* a reload, asked for now or kept for after the one starting then */
+        rill_log("reloading: starting generation %d", m->next_gen);
     m->next_drain = drain;
     m->start_due = 1;
     event_active(m->start_ev, EV_TIMEOUT, 1);
@@ -398,7 +403,6 @@ static void reload(struct master *m, double drain)
         m->again_drain = drain;
         return;
     }
-    rill_log("reloading: starting generation %d", m->last_gen + 1);
     start_generation(m, drain);
 }
 

@@ -1,0 +1,408 @@
+-- SPDX-License-Identifier: MIT
+-- The lifecycle of rill --workers 2 (src/master.c, src/server.c, src/main.c),
+-- one case per fix of a review, each of which failed before it:
+--  1. an app that runs rill.run at load time serves (a worker said READY
+--     before its server existed, and never accepted);
+--  2. a reload after a failed one starts generation 3 (numbers were reused);
+--  3. SIGUSR1 to the master while a new generation loads kills nothing
+--     (it was forwarded to the loading workers, whose default is to die);
+--  4. a SIGHUP during the first generation's start is kept, not lost;
+--  5. ^C (SIGINT to the master and to every worker, as a terminal sends it
+--     to the process group) is one graceful stop: a request in flight gets
+--     its answer (the worker took the master's SIGTERM for a second signal);
+--  6. SIGTERM while a reload's new generation loads: the master ends, and
+--     every process it started with it;
+--  7. in process: the hub refuses an empty topic name (under workers the
+--     master took one for a protocol violation and killed the worker).
+-- Apps are written to a temporary directory; the slow ones take a second to
+-- load (os.execute("sleep 1") at their top level). Every process (the
+-- master, each worker pid from its log) is killed by pid in after_each,
+-- whatever the test did. No sleeps: the spec waits for log lines.
+local core = require "rill.core"
+local socket = require "socket"
+local test = require "rill.test"
+
+local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
+
+---------------------------------------------------------------------------
+-- Files and processes
+
+local function save(path, text)
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "w"))
+  f:write(text)
+  f:close()
+  assert(os.rename(tmp, path))
+end
+
+local function read_file(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+-- The state letter of /proc/PID/stat ("R", "S", "T", "Z"...), nil when the pid is gone.
+local function proc_state(pid)
+  local s = read_file("/proc/" .. pid .. "/stat")
+  return s and s:match("^%d+ %b() (%S)")
+end
+
+-- Runs, as opposed to gone or a zombie.
+local function alive(pid)
+  local st = proc_state(pid)
+  return st ~= nil and st ~= "Z" and st ~= "X"
+end
+
+local function signal(pid, sig)
+  assert(math.tointeger(pid) and pid > 1, "not a pid: " .. tostring(pid))
+  assert(os.execute(("kill -s %s %d 2>/dev/null"):format(sig, pid)), ("kill -s %s %d failed"):format(sig, pid))
+end
+
+-- Polls pred every 10 ms until it holds or timeout seconds pass.
+local function wait_until(pred, timeout)
+  local deadline = core.now() + timeout
+  while not pred() do
+    if core.now() > deadline then return false end
+    socket.sleep(0.01)
+  end
+  return true
+end
+
+local function bin_argv(...)
+  local argv = {}
+  for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
+  for _, a in ipairs({ ... }) do argv[#argv + 1] = a end
+  return argv
+end
+
+---------------------------------------------------------------------------
+-- Apps
+
+local PID_FN = [[
+local function my_pid()
+  local f = io.open("/proc/self/stat")
+  local p = f:read("n")
+  f:close()
+  return math.tointeger(p)
+end
+local PID = tostring(my_pid())
+]]
+
+-- A plain app: GET /pid answers "<version> <pid>".
+local function app_source(version, prelude)
+  return ([[
+local rill = require "rill"
+%s
+%s
+return rill.router {
+  ["GET /pid"] = function() return %q .. " " .. PID end,
+  ["GET /slow"] = function()
+    io.stderr:write("app: slow request begun in " .. PID .. "\n")
+    rill.sleep(0.5)
+    return "done " .. PID
+  end,
+}
+]]):format(PID_FN, prelude or "", version)
+end
+
+local SLOW_LOAD = 'os.execute("sleep 1") -- a second to load\n'
+
+---------------------------------------------------------------------------
+
+describe("rill --workers 2 lifecycle", function()
+  local dir, procs, pids, stopped
+
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -m 700 '" .. dir .. "'"))
+    procs, pids, stopped = {}, {}, {}
+  end)
+
+  after_each(function()
+    -- the stopped ones go on first (a SIGKILL works on them anyway), then
+    -- every worker by pid if it still runs our app, then the master and the
+    -- helpers (kill and reap)
+    for pid in pairs(pids) do
+      local cmdline = read_file("/proc/" .. pid .. "/cmdline") or ""
+      if alive(pid) and cmdline:find(dir, 1, true) then
+        local k = core.spawn({ "kill", "-KILL", tostring(pid) })
+        k:wait(5)
+        k:close()
+      end
+    end
+    for _, p in ipairs(procs) do p:close() end
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  local function spawn(argv)
+    local p = core.spawn(argv)
+    procs[#procs + 1] = p
+    return p
+  end
+
+  -- Every worker the master's log names from byte `from` on, each noted for after_each.
+  local function workers(m, from)
+    local found = {}
+    for slot, pid, gen in m.proc:log():sub(from or 1):gmatch("worker (%d+) started %(pid (%d+), generation (%d+)%)") do
+      pid = tonumber(pid)
+      pids[pid] = true
+      found[#found + 1] = { slot = tonumber(slot), pid = pid, gen = tonumber(gen) }
+    end
+    return found
+  end
+
+  local function wait_log(m, text, from, timeout)
+    local line, pos = m.proc:wait_for(text, timeout or T, from)
+    workers(m)
+    assert(line, ("no %q in the log within %s s:\n%s"):format(text, timeout or T, m.proc:log()))
+    return line, pos
+  end
+
+  local Master = {}
+  Master.__index = Master
+
+  -- Spawns the master on dir/app.lua, with --workers 2; waits for "rill
+  -- listening on" unless opts.no_wait.
+  local function start(opts)
+    opts = opts or {}
+    local pidfile = dir .. "/rill.pid"
+    local proc = spawn(bin_argv(dir .. "/app.lua", "--listen", "127.0.0.1:0", "--workers", "2",
+      "--pid-file", pidfile, table.unpack(opts.args or {})))
+    local m = setmetatable({ proc = proc, pidfile = pidfile }, Master)
+    if not opts.no_wait then m:listening() end
+    return m
+  end
+
+  function Master:listening()
+    local line = wait_log(self, "rill listening on ", 1, 3 * T)
+    self.host, self.port = line:match("http://([^/]+):(%d+)$")
+    self.port = tonumber(self.port)
+  end
+
+  -- Runs `rill <cmd> --pid-file ... --timeout 20`: exit status, stdout, stderr.
+  local function ctl(m, cmd)
+    local errfile = dir .. "/ctl.err"
+    local argv = { "sh", "-c", 'f=$1; shift; exec "$@" 2>"$f"', "sh", errfile }
+    for _, a in ipairs(bin_argv(cmd, "--pid-file", m.pidfile, "--timeout", "20")) do argv[#argv + 1] = a end
+    local p = spawn(argv)
+    local status = p:wait(30)
+    m.proc:log() -- keeps the master's pipe drained
+    workers(m)
+    return status, p:log(), read_file(errfile) or ""
+  end
+
+  -- GET path on a new connection: status, body (nil and why if no answer came).
+  local function get(m, path, timeout)
+    m.proc:log()
+    local s, err = test.open(m.host, m.port, { path = path, timeout = timeout or T })
+    if not s then return nil, err end
+    local body, _, ending = s:rest(timeout or T)
+    s:close()
+    if ending ~= "end" then return nil, "body: " .. tostring(ending) end
+    return s.status, body
+  end
+
+  -- Runs fn with every worker of `list` but pid stopped (SIGSTOP, /proc says
+  -- "T"): a new connection reaches pid, since a stopped worker cannot accept.
+  local function only(list, pid, fn)
+    local others = {}
+    for _, w in ipairs(list) do
+      if w.pid ~= pid and alive(w.pid) then others[#others + 1] = w.pid end
+    end
+    for _, p in ipairs(others) do
+      stopped[p] = true
+      signal(p, "STOP")
+    end
+    local ok, a, b = pcall(function()
+      for _, p in ipairs(others) do
+        assert(wait_until(function() return proc_state(p) == "T" end, T), "worker did not stop")
+      end
+      return fn()
+    end)
+    for _, p in ipairs(others) do
+      signal(p, "CONT")
+      stopped[p] = nil
+    end
+    if not ok then error(a, 0) end
+    return a, b
+  end
+
+  -- The master exited 0 within T, and every worker it logged is gone (reaped: not even a zombie).
+  local function assert_all_gone(m, clean)
+    local status, err = m.proc:wait(T)
+    assert.same(0, status, ("the master: %s\n%s"):format(tostring(err), m.proc:log()))
+    local log = m.proc:log()
+    local list = workers(m)
+    assert(#list > 0)
+    for _, w in ipairs(list) do
+      assert.is_nil(proc_state(w.pid), ("worker %d (pid %d) left behind"):format(w.slot, w.pid))
+      if clean then
+        local how = log:match(("%%(pid %d, generation %d%%) ([^\n]*)"):format(w.pid, w.gen))
+        assert.same("exited with status 0", how, log)
+      end
+    end
+    assert.is_nil(log:find("AddressSanitizer", 1, true), log)
+    assert.is_nil(log:find("runtime error:", 1, true), log)
+    assert.is_nil(log:match("==%d+==[^\n]*"), log)
+  end
+
+  -- 1
+  it("serves an app that runs rill.run at load time, on both workers", function()
+    save(dir .. "/app.lua", app_source("v1", "rill.run(function() rill.sleep(0.05) end)\n"))
+    local m = start()
+    local list = workers(m)
+    assert.same(2, #list)
+    for _, w in ipairs(list) do
+      local status, body = only(list, w.pid, function() return get(m, "/pid", T) end)
+      assert.same({ 200, "v1 " .. w.pid }, { status, body }, m.proc:log())
+    end
+    m.proc:kill("TERM")
+    assert_all_gone(m, true)
+  end)
+
+  -- 2
+  it("never reuses a generation number: the reload after a failed one starts generation 3", function()
+    save(dir .. "/app.lua", app_source("v1"))
+    local m = start()
+    local gen1 = workers(m)
+    assert.same(2, #gen1)
+
+    save(dir .. "/app.lua", app_source("v2"):gsub("local rill = ", "local rill = = ", 1))
+    local mark = #m.proc:log() + 1
+    local status, out, err = ctl(m, "reload")
+    assert.same({ 1, "" }, { status, out })
+    assert.matches("^rill: reload failed: [^\n]*unexpected symbol near '='", err)
+    wait_log(m, "reloading: starting generation 2", mark)
+    local _, pos = wait_log(m, "reload failed, generation 1 serves on: ", mark)
+    local failed = workers(m, mark)
+    for _, w in ipairs(failed) do
+      assert.same(2, w.gen)
+      wait_log(m, ("worker %d (pid %d, generation 2) "):format(w.slot, w.pid), mark)
+    end
+
+    save(dir .. "/app.lua", app_source("v3"))
+    status, out, err = ctl(m, "reload")
+    assert.same({ 0, "rill: reloaded (pid " .. m.proc:pid() .. ")\n", "" }, { status, out, err })
+    wait_log(m, "reloading: starting generation 3", pos)
+    wait_log(m, "reloaded: generation 3 serves, 2 old worker(s) draining", pos)
+    assert.is_nil(m.proc:log():find("starting generation 2", pos, true), m.proc:log())
+    assert.matches("^2 ok\n", read_file(m.pidfile .. ".status"))
+    local gen3 = workers(m, pos)
+    assert.same(2, #gen3)
+    for _, w in ipairs(gen3) do assert.same(3, w.gen) end
+    local s, body = get(m, "/pid")
+    assert.same(200, s)
+    assert.matches("^v3 %d+$", body)
+    m.proc:kill("TERM")
+    assert_all_gone(m)
+  end)
+
+  -- 3
+  it("keeps a loading generation alive through SIGUSR1 to the master", function()
+    save(dir .. "/app.lua", app_source("v1", SLOW_LOAD))
+    local m = start()
+    assert.same(2, #workers(m))
+    local mark = #m.proc:log() + 1
+    m.proc:kill("HUP")
+    local _, pos = wait_log(m, "worker 1 started (pid ", mark)
+    m.proc:kill("USR1") -- at once: generation 2 loads for a second
+    local line = wait_log(m, "master: stats ", mark)
+    assert.matches("starting=%d", line)
+    wait_log(m, "reloaded: generation 2 serves, 2 old worker(s) draining", pos)
+    local log = m.proc:log()
+    assert.is_nil(log:find("killed by signal 10", 1, true), log)
+    assert.is_nil(log:find("reload failed", 1, true), log)
+    local gen2 = workers(m, mark)
+    assert.same(2, #gen2)
+    for _, w in ipairs(gen2) do
+      assert.same(2, w.gen)
+      assert.is_true(alive(w.pid), "pid " .. w.pid)
+    end
+    local s, body = get(m, "/pid")
+    assert.same(200, s)
+    assert.matches("^v1 %d+$", body)
+    m.proc:kill("TERM")
+    assert_all_gone(m, true)
+  end)
+
+  -- 4
+  it("keeps a SIGHUP that comes while the first generation starts", function()
+    save(dir .. "/app.lua", app_source("v1", SLOW_LOAD))
+    local m = start({ no_wait = true })
+    wait_log(m, "worker 1 started (pid ", 1)
+    assert.is_nil(m.proc:log():find("rill listening on", 1, true), "the first generation loaded already")
+    m.proc:kill("HUP")
+    m:listening()
+    wait_log(m, "reloading: starting generation 2", 1)
+    wait_log(m, "reloaded: generation 2 serves, 2 old worker(s) draining", 1)
+    -- the master writes it right after that line
+    local status_file = m.pidfile .. ".status"
+    wait_until(function() return read_file(status_file) == "1 ok\n" end, T)
+    assert.same("1 ok\n", read_file(status_file))
+    local gen2 = {}
+    for _, w in ipairs(workers(m)) do
+      if w.gen == 2 then gen2[w.pid] = true end
+    end
+    local s, body = get(m, "/pid")
+    assert.same(200, s)
+    local pid = tonumber(body:match("^v1 (%d+)$"))
+    assert.is_true(gen2[pid], body)
+    m.proc:kill("TERM")
+    assert_all_gone(m, true)
+  end)
+
+  -- 5
+  it("stops gracefully at ^C (SIGINT to the master and every worker): a request in flight gets its answer", function()
+    save(dir .. "/app.lua", app_source("v1"))
+    local m = start()
+    local list = workers(m)
+    assert.same(2, #list)
+    local sock = assert(socket.tcp())
+    sock:settimeout(T)
+    finally(function() sock:close() end)
+    assert(sock:connect(m.host, m.port))
+    assert(sock:send("GET /slow HTTP/1.1\r\nHost: rill\r\n\r\n"))
+    local line = wait_log(m, "app: slow request begun in ", 1)
+    local serving = tonumber(line:match("begun in (%d+)"))
+    -- the terminal's process group: every worker and the master
+    for _, w in ipairs(list) do signal(w.pid, "INT") end
+    m.proc:kill("INT")
+    local s, err = test.response(sock, "GET", T)
+    assert(s, ("no answer: %s\n%s"):format(tostring(err), m.proc:log()))
+    local body, _, ending = s:rest(T)
+    assert.same({ 200, "done " .. serving, "end" }, { s.status, body, ending }, m.proc:log())
+    assert_all_gone(m, true)
+    assert.is_nil(m.proc:log():find("second signal", 1, true), m.proc:log())
+  end)
+
+  -- 6
+  it("ends at SIGTERM while a reload's new generation loads, with every worker", function()
+    save(dir .. "/app.lua", app_source("v1", SLOW_LOAD))
+    local m = start()
+    assert.same(2, #workers(m))
+    local mark = #m.proc:log() + 1
+    m.proc:kill("HUP")
+    wait_log(m, "worker 2 started (pid ", mark)
+    assert.is_nil(m.proc:log():find("reloaded: generation 2", mark, true))
+    m.proc:kill("TERM")
+    assert_all_gone(m)
+    assert.same(4, #workers(m))
+    assert.matches("master: stopped", m.proc:log())
+  end)
+end)
+
+-- 7
+describe("the hub in process", function()
+  it("refuses an empty topic name to publish and to close", function()
+    local hub = require("rill.core").hub
+    local ok, err = pcall(hub.publish, "", nil, "", "\n", {})
+    assert.is_false(ok)
+    assert.matches("a topic name expected", tostring(err), 1, true)
+    ok, err = pcall(hub.close, "")
+    assert.is_false(ok)
+    assert.matches("a topic name expected", tostring(err), 1, true)
+  end)
+end)
