@@ -85,7 +85,7 @@ static enum rill_bp_status relay_publish(struct rill_backplane *bp, const struct
     (void)bp;
     if (!relay.bev)
         return RILL_BP_GONE;
-    size_t size = p->prefix_len + p->suffix_len + p->fields_len + p->id_len;
+    size_t size = p->prefix_len + p->suffix_len + p->fields_len + p->id_len + strlen(p->topic);
     if (size > MAX_EVENT) { /* its EV frame carries it twice: it must fit RILL_FRAME_MAX */
         struct rill_backplane_reply big = {NULL, NULL, NULL};
         char msg[128];
@@ -199,7 +199,7 @@ void rill_hub_relay_send_files(const char *const *paths, int n)
  * non-blocking): for the last words of a worker about to exit, whose loop
  * will not run again. Bounded: a second at most.
  */
-static void write_now(const void *bytes, size_t len)
+static int write_now(const void *bytes, size_t len)
 {
     evutil_socket_t fd = relay.bev ? bufferevent_getfd(relay.bev) : -1;
     size_t off = 0;
@@ -212,27 +212,33 @@ static void write_now(const void *bytes, size_t len)
         } else if (n < 0 && errno == EAGAIN) {
             struct pollfd pfd = {.fd = fd, .events = POLLOUT};
             if (poll(&pfd, 1, 1000) <= 0)
-                return;
+                return -1;
         } else {
-            return;
+            return -1;
         }
     }
+    return fd >= 0 ? 0 : -1;
 }
 
-/* What the loop has not written yet goes first, so that frames stay whole and in order. */
-static void flush_now(void)
+/*
+ * What the loop has not written yet goes first, so that frames stay whole
+ * and in order. -1 if it could not all go: a frame may be cut, and nothing
+ * may follow it.
+ */
+static int flush_now(void)
 {
     if (!relay.bev)
-        return;
+        return -1;
     struct evbuffer *out = bufferevent_get_output(relay.bev);
     size_t len = evbuffer_get_length(out);
-    const unsigned char *bytes = len ? evbuffer_pullup(out, (ev_ssize_t)len) : NULL;
-    if (!bytes)
-        return;
-    write_now(bytes, len);
+    if (len == 0)
+        return 0;
+    const unsigned char *bytes = evbuffer_pullup(out, (ev_ssize_t)len);
+    int rc = bytes ? write_now(bytes, len) : -1;
     evbuffer_unfreeze(out, 1); /* a socket bufferevent's output front takes its own writes only */
     evbuffer_drain(out, len);
     evbuffer_freeze(out, 1);
+    return rc;
 }
 
 void rill_hub_relay_send_failed(const char *message)
@@ -240,8 +246,7 @@ void rill_hub_relay_send_failed(const char *message)
     struct rill_frame_out f = {0};
     rill_frame_begin(&f, RILL_F_FAILED);
     rill_frame_str(&f, message, strlen(message));
-    flush_now();
-    if (rill_frame_end(&f) == 0)
+    if (flush_now() == 0 && rill_frame_end(&f) == 0)
         write_now(f.p, f.len);
     rill_frame_release(&f);
 }

@@ -346,9 +346,11 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
         return EXIT_USAGE;
     case 'W': procs.watch = 1; return -1;
     case 'Q':
-        if (parse_size(optarg, &procs.max_queue) == 0 && procs.max_queue >= 4096)
+        if (parse_size(optarg, &procs.max_queue) == 0 && procs.max_queue >= 4096 &&
+            procs.max_queue <= (1ULL << 40))
             return -1;
-        fprintf(stderr, "rill: --worker-queue-bytes wants a number of bytes from 4096, got '%s'\n",
+        fprintf(stderr,
+                "rill: --worker-queue-bytes wants a number of bytes from 4096 to 2^40, got '%s'\n",
                 optarg);
         return EXIT_USAGE;
     case 'h': usage(stdout); return 0;
@@ -464,6 +466,8 @@ struct app {
  */
 static struct {
     int snapshot, server, sent, gone;
+    int drain;           /* a DRAIN came while the app loaded (rill.run at load time) */
+    double drain_within; /* its deadline */
 } readiness;
 
 static void maybe_ready(struct rill_worker *w)
@@ -496,8 +500,12 @@ static void on_accept(void *arg)
 static void on_drain(void *arg, double seconds)
 {
     struct rill_worker *w = arg;
-    if (w->server)
+    if (w->server) {
         rill_server_drain(w->server, seconds);
+    } else {
+        readiness.drain = 1;
+        readiness.drain_within = seconds;
+    }
     rill_hub_relay_send_draining(); /* no connection comes here any more */
 }
 
@@ -528,6 +536,8 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
     a->cfg->listen_fd = listen_fd;
     if (load_app(L, a->path, err, sizeof err) != 0 ||
         !(s = rill_server_start(w, a->cfg, err, sizeof err))) {
+        if (procs.watch) /* the file to fix is watched: saving it reloads */
+            send_files(L);
         rill_hub_relay_send_failed(err);
         status = EXIT_USAGE;
     } else {
@@ -535,6 +545,8 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
         maybe_ready(w);
         if (readiness.gone) /* the master died while the app loaded */
             rill_server_shutdown(s);
+        else if (readiness.drain) /* it was replaced while it loaded */
+            rill_server_drain(s, readiness.drain_within);
         rill_server_run(s);
     }
     rill_server_free(s);

@@ -43,6 +43,7 @@
 #define MAX_BACKOFF   30.0 /* seconds */
 #define START_TIMEOUT 60.0 /* a new generation not ready by then has failed */
 #define DRAIN_GRACE   10.0 /* after the drain deadline, old workers are killed */
+#define SWAP_WAIT     5.0  /* the longest a reload's outcome waits for the old workers' DRAINING */
 
 enum proc_state { STARTING, READY, SERVING, DRAINING };
 
@@ -84,6 +85,7 @@ struct master {
     int start_due;      /* start_ev is active: start a generation from a callback of its own */
     struct event *start_ev;
     double stop_at;    /* when SIGQUIT went out: workers still there 5 s later are killed */
+    double swap_until; /* an old worker that has not said DRAINING by then counts as drained */
     sigset_t mask;     /* the signal mask the master started with: the workers' */
     int swapping;      /* promoted: waiting for the old workers to stop accepting */
     int swap_draining; /* how many old workers were told to drain then */
@@ -344,8 +346,8 @@ static void finish_reload(struct master *m)
     if (!m->swapping)
         return;
     for (struct proc *p = m->procs; p; p = p->next)
-        if (p->state == DRAINING && !p->drain_acked)
-            return;
+        if (p->state == DRAINING && !p->drain_acked && mono_now() < m->swap_until)
+            return; /* a stuck one (a handler that never yields) is not waited for long */
     m->swapping = 0;
     m->reloads++;
     rill_log("reloaded: generation %d serves, %d old worker(s) draining", m->gen, m->swap_draining);
@@ -391,6 +393,7 @@ static void promote(struct master *m)
     }
     m->swapping = old;
     m->swap_draining = draining;
+    m->swap_until = mono_now() + SWAP_WAIT;
     finish_reload(m);
 }
 
@@ -532,20 +535,24 @@ static void on_restart(evutil_socket_t fd, short what, void *arg)
 {
     struct slot *s = arg;
     (void)fd, (void)what;
-    if (!s->m->stopping && s->m->gen)
-        spawn(s->m, s->index, s->m->gen);
+    struct timeval again = {1, 0};
+    if (!s->m->stopping && s->m->gen && spawn(s->m, s->index, s->m->gen) != 0)
+        evtimer_add(s->restart,
+                    &again); /* out of processes or memory: the slot is not left empty */
 }
 
 static void reaped(struct master *m, struct proc *p, int status)
 {
     char how[96];
     describe_exit(status, how, sizeof how);
+    pid_t pid = p->pid;
+    p->pid = 0; /* reaped: a hook below must not signal a pid that may be another's now */
     rill_relay_read_now(p->peer); /* a FAILED it sent says more than its exit */
     int was_serving = p->gen == m->gen && p->state != DRAINING;
     int was_next = m->next_gen && p->gen == m->next_gen;
     int slot = p->slot;
     double lived = mono_now() - p->started;
-    rill_log("worker %d (pid %ld, generation %d) %s", slot + 1, (long)p->pid, p->gen, how);
+    rill_log("worker %d (pid %ld, generation %d) %s", slot + 1, (long)pid, p->gen, how);
     forget_proc(m, p);
     if (m->swapping && !m->stopping)
         finish_reload(m); /* a worker gone accepts nothing either */
@@ -589,8 +596,8 @@ static void stop(struct master *m, int immediate)
     evtimer_del(m->start_timer);
     for (int i = 0; i < m->cfg.workers; i++)
         evtimer_del(m->slots[i].restart);
-    for (struct proc *p = m->procs; p; p = p->next)
-        signal_proc(p, immediate ? SIGQUIT : SIGTERM);
+    for (struct proc *p = m->procs; p; p = p->next) /* one still loading has no handler yet */
+        signal_proc(p, !immediate ? SIGTERM : p->state == STARTING ? SIGKILL : SIGQUIT);
     if (!m->procs)
         event_base_loopexit(m->base, NULL);
 }
@@ -632,6 +639,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct master *m = arg;
     double now = mono_now();
     (void)fd, (void)what;
+    if (m->swapping && !m->stopping && now > m->swap_until)
+        finish_reload(m);
     if (m->stopping == 2 && now > m->stop_at + 5)
         for (struct proc *p = m->procs; p; p = p->next)
             if (p->stop_signal != SIGKILL) {

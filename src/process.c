@@ -51,6 +51,8 @@ static double opt_seconds(lua_State *L, int arg)
 static void exec_child(int err_w, char **argv, char **env)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    signal(SIGINT, SIG_DFL); /* a worker ignores them; the program it runs must not */
+    signal(SIGPIPE, SIG_DFL);
     for (int i = 0; env[i]; i += 2)
         setenv(env[i], env[i + 1], 1);
     int devnull = open("/dev/null", O_RDONLY);

@@ -43,11 +43,12 @@ struct rill_server {
     int active;
     int handler_ref, driver_ref, out_ref;
     double grace;
-    int draining;       /* stopping: SIGTERM, or the master gone */
-    int signalled;      /* by a signal: a second one exits at once */
-    int retiring;       /* a reload's drain: old streams go on, nothing new is accepted */
-    evutil_socket_t fd; /* the listening socket */
-    int fd_inherited;   /* the master's: accepting waits for rill_server_accept */
+    int draining;             /* stopping: SIGTERM, or the master gone */
+    int signalled;            /* by a signal: a second one exits at once */
+    struct event *idle_sweep; /* retiring: closes the connections a finished reply left idle */
+    int retiring;             /* a reload's drain: old streams go on, nothing new is accepted */
+    evutil_socket_t fd;       /* the listening socket */
+    int fd_inherited;         /* the master's: accepting waits for rill_server_accept */
     struct event *signals[5];
     struct event *grace_timer, *drain_timer;
 };
@@ -103,15 +104,27 @@ static void maybe_free(struct rill_request *r)
         request_free(r);
 }
 
+/* A drain closes connections once idle: a reply framed keep-alive before it leaves one so. */
+static void on_idle_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_server *s = arg;
+    (void)fd, (void)what;
+    if (s->conns)
+        rill_conns_close_idle(s->conns);
+}
+
 static void on_complete(struct evhttp_request *req, void *arg)
 {
     struct rill_request *r = arg;
+    struct rill_server *s = r->srv;
     (void)req;
     if (r->conn)
         rill_conn_attach(r->conn, NULL); /* the connection may read its next request */
     r->conn = NULL;
     r->completed = 1;
     r->req = NULL;
+    if (s->retiring && s->idle_sweep) /* after evhttp is done with the connection */
+        event_active(s->idle_sweep, EV_TIMEOUT, 1);
     maybe_free(r);
 }
 
@@ -373,7 +386,8 @@ static void stop_accepting(struct rill_server *s)
  */
 static void begin_shutdown(struct rill_server *s, int by_signal)
 {
-    if (s->draining && by_signal && s->signalled) {
+    /* a worker's second SIGTERM is the master's after a pkill's: the master escalates itself */
+    if (s->draining && by_signal && s->signalled && !s->fd_inherited) {
         rill_log("second signal: exiting now");
         event_base_loopbreak(s->w->base);
         return;
@@ -414,6 +428,7 @@ void rill_server_drain(struct rill_server *s, double seconds)
     if (s->draining || s->retiring)
         return;
     s->retiring = 1;
+    s->idle_sweep = event_new(s->w->base, -1, 0, on_idle_sweep, s);
     stop_accepting(s);
     rill_framing_close_all();
     rill_conns_close_idle(s->conns);
@@ -629,6 +644,8 @@ void rill_server_free(struct rill_server *s)
         event_free(s->grace_timer);
     if (s->drain_timer)
         event_free(s->drain_timer);
+    if (s->idle_sweep)
+        event_free(s->idle_sweep);
     rill_conns_listen(s->conns, NULL); /* evhttp_free frees the listener */
     if (s->conns)
         rill_conns_on_close(s->conns, NULL, NULL); /* the loop is over */
