@@ -14,6 +14,19 @@
 --     every process it started with it;
 --  7. in process: the hub refuses an empty topic name (under workers the
 --     master took one for a protocol violation and killed the worker).
+-- And one case per fix of a second review, each of which failed before it:
+--  8. a reload's drain closes a keep-alive connection that a reply, begun
+--     before the drain, left idle (it waited for the client or the 60 s
+--     keep-alive timeout, and so did the old worker's exit);
+--  9. pkill-style stop (SIGTERM to every worker, then to the master, back to
+--     back) is graceful: a request in flight gets its answer (the master's
+--     forwarded SIGTERM was a worker's "second signal: exiting now");
+-- 10. --worker-queue-bytes beyond 2^40 is refused at the command line (it
+--     overflowed, and every worker was killed at its start, forever);
+-- 11. --reload watches the files of a failed load: fixing a new module in a
+--     new directory reloads (that directory was never watched);
+-- 12. rill stop --now while a new generation loads: the loading workers are
+--     killed by SIGKILL, none by SIGQUIT's default (a core dump).
 -- Apps are written to a temporary directory; the slow ones take a second to
 -- load (os.execute("sleep 1") at their top level). Every process (the
 -- master, each worker pid from its log) is killed by pid in after_each,
@@ -183,10 +196,10 @@ describe("rill --workers 2 lifecycle", function()
   end
 
   -- Runs `rill <cmd> --pid-file ... --timeout 20`: exit status, stdout, stderr.
-  local function ctl(m, cmd)
+  local function ctl(m, cmd, ...)
     local errfile = dir .. "/ctl.err"
     local argv = { "sh", "-c", 'f=$1; shift; exec "$@" 2>"$f"', "sh", errfile }
-    for _, a in ipairs(bin_argv(cmd, "--pid-file", m.pidfile, "--timeout", "20")) do argv[#argv + 1] = a end
+    for _, a in ipairs(bin_argv(cmd, "--pid-file", m.pidfile, "--timeout", "20", ...)) do argv[#argv + 1] = a end
     local p = spawn(argv)
     local status = p:wait(30)
     m.proc:log() -- keeps the master's pipe drained
@@ -391,6 +404,172 @@ describe("rill --workers 2 lifecycle", function()
     assert_all_gone(m)
     assert.same(4, #workers(m))
     assert.matches("master: stopped", m.proc:log())
+  end)
+
+  -- 8
+  it("closes, at a reload's drain, a keep-alive connection that a reply begun before it left idle", function()
+    save(dir .. "/app.lua", [[
+local rill = require "rill"
+]] .. PID_FN .. [[
+return rill.router {
+  ["GET /ab"] = function()
+    return { body = coroutine.wrap(function()
+      io.stderr:write("app: lazy body begun in " .. PID .. "\n")
+      coroutine.yield("a")
+      rill.sleep(1)
+      coroutine.yield("b")
+    end) }
+  end,
+}
+]])
+    local m = start({ args = { "--drain-timeout", "30" } })
+    local list = workers(m)
+    assert.same(2, #list)
+    local sock = assert(socket.tcp())
+    sock:settimeout(T)
+    finally(function() sock:close() end)
+    assert(sock:connect(m.host, m.port))
+    assert(sock:send("GET /ab HTTP/1.1\r\nHost: rill\r\n\r\n")) -- keep-alive: HTTP/1.1, no Connection: close
+    local s = assert(test.response(sock, "GET", T))
+    assert.same(200, s.status)
+    assert.is_nil(s.headers["connection"])
+    assert.same("a", s:chunk(T))
+    local line = wait_log(m, "app: lazy body begun in ", 1)
+    local pid = tonumber(line:match("begun in (%d+)"))
+    local serving
+    for _, w in ipairs(list) do
+      if w.pid == pid then serving = w end
+    end
+    assert(serving, line)
+
+    local mark = #m.proc:log() + 1
+    local status, out, err = ctl(m, "reload")
+    assert.same({ 0, "rill: reloaded (pid " .. m.proc:pid() .. ")\n", "" }, { status, out, err })
+    -- the drain began while the body went on
+    wait_log(m, ("worker %d: draining: 1 request(s) go on for up to 30 s"):format(serving.slot), mark)
+    local body, _, ending = s:rest(T)
+    assert.same({ "b", "end" }, { body, ending }, m.proc:log())
+
+    -- the client sends nothing more: the server closes the connection
+    local t0 = core.now()
+    sock:settimeout(5)
+    local data, rerr, partial = sock:receive(1)
+    assert.same({ nil, "closed", "" }, { data, rerr, partial }, m.proc:log())
+    assert.is_true(core.now() - t0 < 5)
+    wait_log(m, ("worker %d (pid %d, generation 1) exited with status 0"):format(serving.slot, serving.pid),
+      mark, 5)
+    m.proc:kill("TERM")
+    assert_all_gone(m, true)
+  end)
+
+  -- 9
+  it("stops gracefully at a pkill (SIGTERM to every worker, then the master): a request in flight gets its answer", function()
+    save(dir .. "/app.lua", app_source("v1"))
+    local m = start()
+    local list = workers(m)
+    assert.same(2, #list)
+    local sock = assert(socket.tcp())
+    sock:settimeout(T)
+    finally(function() sock:close() end)
+    assert(sock:connect(m.host, m.port))
+    assert(sock:send("GET /slow HTTP/1.1\r\nHost: rill\r\n\r\n"))
+    local line = wait_log(m, "app: slow request begun in ", 1)
+    local serving = tonumber(line:match("begun in (%d+)"))
+    -- one kill(1), the workers first, as pkill sends them one after another
+    local targets = {}
+    for _, w in ipairs(list) do
+      assert(alive(w.pid))
+      targets[#targets + 1] = w.pid
+    end
+    targets[#targets + 1] = m.proc:pid()
+    assert(os.execute("kill -s TERM " .. table.concat(targets, " ")))
+    local s, rerr = test.response(sock, "GET", T)
+    assert(s, ("no answer: %s\n%s"):format(tostring(rerr), m.proc:log()))
+    local body, _, ending = s:rest(T)
+    assert.same({ 200, "done " .. serving, "end" }, { s.status, body, ending }, m.proc:log())
+    assert_all_gone(m, true)
+    assert.is_nil(m.proc:log():find("second signal", 1, true), m.proc:log())
+  end)
+
+  -- 10
+  it("refuses a --worker-queue-bytes beyond 2^40 at the command line, exit 2", function()
+    save(dir .. "/app.lua", app_source("v1"))
+    local m = start({ no_wait = true, args = { "--worker-queue-bytes", "18446744073709551615" } })
+    local status = m.proc:wait(5)
+    local log = m.proc:log()
+    workers(m)
+    assert.same(2, status, log)
+    assert.matches("--worker-queue-bytes wants a number of bytes from 4096 to 2^40, got '18446744073709551615'",
+      log, 1, true)
+    assert.same(0, #workers(m), log)
+  end)
+
+  -- 11
+  it("--reload: a failed load's new module, in a new directory, reloads once fixed", function()
+    save(dir .. "/mod.lua", 'return { value = "one" }\n')
+    save(dir .. "/app.lua", [[
+local rill = require "rill"
+local mod = require "mod"
+return rill.router {
+  ["GET /value"] = function() return mod.value end,
+}
+]])
+    local m = start({ args = { "--reload" } })
+    assert.same(2, #workers(m))
+    assert.same({ 200, "one" }, { get(m, "/value") })
+
+    -- a new module in a new directory, with a syntax error
+    assert(os.execute("mkdir '" .. dir .. "/sub'"))
+    save(dir .. "/sub/extra.lua", 'return { value = = "extra" }\n')
+    local mark = #m.proc:log() + 1
+    save(dir .. "/app.lua", [[
+local rill = require "rill"
+local mod = require "mod"
+local extra = require "sub.extra"
+return rill.router {
+  ["GET /value"] = function() return mod.value .. " " .. extra.value end,
+}
+]])
+    wait_log(m, "--reload: a Lua file changed", mark)
+    local _, pos = wait_log(m, "reload failed, generation 1 serves on: ", mark)
+    assert.matches("extra.lua:1: unexpected symbol near '='", m.proc:log():sub(pos), 1, true)
+    assert.same({ 200, "one" }, { get(m, "/value") })
+
+    -- fixed, that file alone: the master reloads by itself
+    save(dir .. "/sub/extra.lua", 'return { value = "extra" }\n')
+    local _, pos2 = wait_log(m, "--reload: a Lua file changed", pos)
+    wait_log(m, "reloaded: generation 3 serves, 2 old worker(s) draining", pos2)
+    assert.same({ 200, "one extra" }, { get(m, "/value") })
+    m.proc:kill("TERM")
+    assert_all_gone(m)
+  end)
+
+  -- 12
+  it("rill stop --now while a new generation loads: the loading workers are killed, none dumps core", function()
+    -- a busy loop, not os.execute: system() ignores SIGQUIT while it waits
+    local busy = "do local t = os.clock() + 1; while os.clock() < t do end end -- a second to load\n"
+    save(dir .. "/app.lua", app_source("v1", busy))
+    local m = start()
+    local gen1 = workers(m)
+    assert.same(2, #gen1)
+    local mark = #m.proc:log() + 1
+    m.proc:kill("HUP")
+    wait_log(m, "worker 2 started (pid ", mark)
+    local status, out, err = ctl(m, "stop", "--now")
+    assert.same({ 0, "" }, { status, err }, out .. m.proc:log())
+    assert_all_gone(m)
+    local log = m.proc:log()
+    assert.is_nil(log:find("reloaded: generation 2", mark, true), "generation 2 loaded already:\n" .. log)
+    assert.is_nil(log:find("killed by signal 3", 1, true), log)
+    local gen2 = workers(m, mark)
+    assert.same(2, #gen2)
+    for _, w in ipairs(gen2) do
+      assert.same(2, w.gen)
+      assert.matches(("worker %d %%(pid %d, generation 2%%) killed by signal 9"):format(w.slot, w.pid), log)
+    end
+    for _, w in ipairs(gen1) do
+      assert.is_nil(proc_state(w.pid), "pid " .. w.pid)
+    end
   end)
 end)
 
