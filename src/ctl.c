@@ -202,7 +202,7 @@ static int tick(double deadline)
 
 /*
  * rill reload: SIGHUP, then the status file until its count passes the one
- * read before the signal (-1 when there was none, so any status counts). The
+ * read before the signal (none: a single process, which cannot reload). The
  * status is checked before liveness, so a master that answers and then exits
  * still has its answer reported. (A reload someone else triggered, finished
  * between our first read and our signal, would be reported as ours.)
@@ -213,7 +213,11 @@ static int ctl_reload(const struct ctl *c)
     char path[4096];
     if (snprintf(path, sizeof path, "%s.status", c->pid_file) >= (int)sizeof path)
         return fail("pid file path too long");
-    long n0 = read_status(path, &st) == 0 ? st.n : -1;
+    if (read_status(path, &st) != 0) /* a master writes one at start: this is no master */
+        return fail("%s is missing: pid %ld runs no master, and only a master reloads "
+                    "(--workers N, or --reload)",
+                    path, (long)c->pid);
+    long n0 = st.n;
     if (signal_master(c, SIGHUP) != 0)
         return 1;
     for (double deadline = now_s() + c->timeout;;) {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* rill [options] app.lua: the command line, the Lua state, the app, the server. */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <lauxlib.h>
@@ -61,7 +62,8 @@ static void usage(FILE *out)
           "                            master that holds the socket, restarts crashed\n"
           "                            workers and reloads at SIGHUP (default 1: one\n"
           "                            process, no master)\n"
-          "      --pid-file PATH       the master's pid (default with a master: rill.pid)\n"
+          "      --pid-file PATH       the pid of the master, or of the single process\n"
+          "                            (default with a master: rill.pid)\n"
           "      --drain-timeout S     after a reload, old workers keep their streams up\n"
           "                            to S seconds (default 300)\n"
           "      --reload              development: a master with one worker (or\n"
@@ -585,6 +587,29 @@ static int run_master(struct rill_server_config *cfg, const char *app)
     return status;
 }
 
+/* A single process's --pid-file (for rill stop): its pid, removed at exit if still ours. */
+static int write_pid(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int ok = fprintf(f, "%ld\n", (long)getpid()) > 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static void remove_pid(const char *path)
+{
+    char text[32] = "";
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (!fgets(text, sizeof text, f))
+        text[0] = '\0';
+    fclose(f);
+    if (atol(text) == (long)getpid())
+        unlink(path);
+}
+
 /* One process, no master: today's rill. */
 static int run_single(struct rill_server_config *cfg, const char *app)
 {
@@ -600,8 +625,16 @@ static int run_single(struct rill_server_config *cfg, const char *app)
         fprintf(stderr, "rill: %s\n", err);
         return 1;
     }
+    if (procs.pid_file && write_pid(procs.pid_file) != 0) {
+        fprintf(stderr, "rill: cannot write the pid file %s: %s\n", procs.pid_file,
+                strerror(errno));
+        rill_server_free(s);
+        return 1;
+    }
     rill_server_run(s);
     rill_server_free(s);
+    if (procs.pid_file)
+        remove_pid(procs.pid_file);
     lua_close(L);
     rill_worker_free();
     return 0;
