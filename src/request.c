@@ -16,9 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "effects.h"
+#include "proxy.h"
 #include "urlcode.h"
 
 #define REQUEST_MT "rill.request"
@@ -248,6 +250,37 @@ static void push_peer(lua_State *L, struct evhttp_request *req, int want_port)
         lua_pushstring(L, addr ? addr : "");
 }
 
+/*
+ * req.remote_addr: the peer, or behind a --trust-proxy proxy the client its
+ * X-Forwarded-For or Forwarded lines name (proxy.c). More lines of one kind
+ * than RILL_PROXY_MAX_LINES is not a proxy's doing: the peer stands.
+ */
+static void push_client(lua_State *L, struct evhttp_request *req)
+{
+    push_peer(L, req, 0);
+    if (!rill_proxy_any())
+        return;
+    const char *xff[RILL_PROXY_MAX_LINES], *fwd[RILL_PROXY_MAX_LINES];
+    int nxff = 0, nfwd = 0;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    {
+        int is_xff = strcasecmp(kv->key, "X-Forwarded-For") == 0;
+        if (!is_xff && strcasecmp(kv->key, "Forwarded") != 0)
+            continue;
+        if ((is_xff ? nxff : nfwd) == RILL_PROXY_MAX_LINES)
+            return;
+        if (is_xff)
+            xff[nxff++] = kv->value;
+        else
+            fwd[nfwd++] = kv->value;
+    }
+    char out[RILL_PROXY_ADDR_CAP];
+    lua_pushstring(L,
+                   rill_proxy_client(lua_tostring(L, -1), xff, nxff, fwd, nfwd, out, sizeof out));
+    lua_remove(L, -2);
+}
+
 /* Pushes field `key` of r, or returns 0 when there is no such field. */
 static int push_field(lua_State *L, struct rill_request *r, const char *key)
 {
@@ -263,6 +296,8 @@ static int push_field(lua_State *L, struct rill_request *r, const char *key)
     else if (strcmp(key, "body") == 0)
         push_body(L, req);
     else if (strcmp(key, "remote_addr") == 0)
+        push_client(L, req);
+    else if (strcmp(key, "peer_addr") == 0)
         push_peer(L, req, 0);
     else if (strcmp(key, "remote_port") == 0)
         push_peer(L, req, 1);
