@@ -37,6 +37,7 @@
 #include "headscan.h"
 #include "luanum.h"
 #include "replyhead.h"
+#include "request.h"
 #include "sse_parse.h"
 #include "sched.h"
 
@@ -738,8 +739,26 @@ static void check_name(lua_State *L, int kidx)
  * (req.headers can be passed on as they are). The framing and hop-by-hop
  * fields are rill's to write for this request, so they are not passed on.
  */
-static void add_request_headers(lua_State *L, struct fetch *f, int *has_host, int *has_ua,
-                                int *has_ae)
+enum { HAS_HOST = 1, HAS_UA = 2, HAS_AE = 4, HAS_TRACEPARENT = 8, HAS_REQUEST_ID = 16 };
+
+/* Which of the fields rill adds when the handler does not the name k is. */
+static unsigned field_bit(const char *k)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } fields[] = {{"host", HAS_HOST},
+                  {"user-agent", HAS_UA},
+                  {"accept-encoding", HAS_AE},
+                  {"traceparent", HAS_TRACEPARENT},
+                  {"x-request-id", HAS_REQUEST_ID}};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        if (strcasecmp(k, fields[i].name) == 0)
+            return fields[i].bit;
+    return 0;
+}
+
+static void add_request_headers(lua_State *L, struct fetch *f, unsigned *has)
 {
     int t = lua_getfield(L, 2, "headers");
     if (t == LUA_TNIL) {
@@ -768,16 +787,35 @@ static void add_request_headers(lua_State *L, struct fetch *f, int *has_host, in
             if (list)
                 lua_pop(L, 1);
         }
-        *has_host |= strcasecmp(k, "host") == 0;
-        *has_ua |= strcasecmp(k, "user-agent") == 0;
-        *has_ae |= strcasecmp(k, "accept-encoding") == 0;
+        *has |= field_bit(k);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
 }
 
+/*
+ * Inside a request, the trace context goes upstream: a traceparent with the
+ * request's trace id and a new span id, and x-request-id, unless the handler
+ * set them. In rill.run there is no request, so nothing is added.
+ */
+static void add_trace_headers(struct fetch *f, struct rill_task *t, unsigned has)
+{
+    if (!t->owner_is_request)
+        return;
+    struct rill_request *r = (struct rill_request *)t;
+    if (!(has & HAS_TRACEPARENT)) {
+        char tp[56];
+        rill_request_traceparent(r, tp);
+        evbuffer_add_printf(f->request, "traceparent: %s\r\n", tp);
+    }
+    const char *id = rill_request_id(r);
+    if (!(has & HAS_REQUEST_ID) && strcmp(id, "-") != 0)
+        evbuffer_add_printf(f->request, "x-request-id: %s\r\n", id);
+}
+
 /* The request line, headers and body, from the URL and opts (stack: url, opts). */
-static void build_request(lua_State *L, struct fetch *f, const char *target, int head_only)
+static void build_request(lua_State *L, struct fetch *f, struct rill_task *task, const char *target,
+                          int head_only)
 {
     const char *method = "GET";
     int t = lua_getfield(L, 2, "method");
@@ -802,15 +840,16 @@ static void build_request(lua_State *L, struct fetch *f, const char *target, int
         body = lua_tolstring(L, -1, &blen);
     f->request = evbuffer_new();
     evbuffer_add_printf(f->request, "%s %s HTTP/1.1\r\n", method, target);
-    int has_host = 0, has_ua = 0, has_ae = 0;
-    add_request_headers(L, f, &has_host, &has_ua, &has_ae);
-    if (!has_host)
+    unsigned has = 0;
+    add_request_headers(L, f, &has);
+    add_trace_headers(f, task, has);
+    if (!(has & HAS_HOST))
         evbuffer_add_printf(f->request,
                             (f->port == (f->tls ? 443 : 80) ? "Host: %s\r\n" : "Host: %s:%d\r\n"),
                             f->host, f->port);
-    if (!has_ua)
+    if (!(has & HAS_UA))
         evbuffer_add_printf(f->request, "User-Agent: rill/%s\r\n", RILL_VERSION);
-    if (f->decompress && !has_ae)
+    if (f->decompress && !(has & HAS_AE))
         evbuffer_add_printf(f->request, "Accept-Encoding: gzip\r\n");
     if (body)
         evbuffer_add_printf(f->request, "Content-Length: %zu\r\n", blen);
@@ -915,7 +954,7 @@ static int fetch_call(lua_State *L)
     const char *target = parse_url(L, f, url);                   /* 4 */
     f->decompress = lua_getfield(L, 2, "decompress") == LUA_TBOOLEAN && lua_toboolean(L, -1);
     lua_pop(L, 1);
-    build_request(L, f, target, 0);
+    build_request(L, f, t, target, 0);
     double timeout = opt_seconds(L, "timeout", 30);
     f->idle_timeout = opt_seconds(L, "idle_timeout", 0);
     f->max_read = (size_t)rill_opt_field_int(L, 2, "max_body", FETCH_MAX_READ, 0, FETCH_MAX_LIMIT);

@@ -17,6 +17,7 @@
 #include "hub_relay.h"
 #include "log.h"
 #include "master.h"
+#include "proxy.h"
 #include "server.h"
 
 #define EXIT_USAGE 2
@@ -70,6 +71,9 @@ static void usage(FILE *out)
           "                            --workers) reloads when a loaded Lua file changes\n"
           "      --worker-queue-bytes N  hub events queued to a worker that does not\n"
           "                            read them, before it is restarted (default 64 MiB)\n"
+          "      --trust-proxy CIDR    a proxy range (10.0.0.0/8, 127.0.0.1, ::1;\n"
+          "                            repeatable) whose X-Forwarded-For or Forwarded\n"
+          "                            gives req.remote_addr (default: none trusted)\n"
           "  -h, --help                this help\n"
           "  -v, --version             the version\n"
           "\n"
@@ -355,6 +359,14 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
                 "rill: --worker-queue-bytes wants a number of bytes from 4096 to 2^40, got '%s'\n",
                 optarg);
         return EXIT_USAGE;
+    case 'X':
+        if (rill_proxy_trust(optarg) == 0)
+            return -1;
+        fprintf(stderr,
+                "rill: --trust-proxy wants an IPv4 or IPv6 address or CIDR (10.0.0.0/8, ::1), "
+                "got '%s' (or more than 64 ranges)\n",
+                optarg);
+        return EXIT_USAGE;
     case 'h': usage(stdout); return 0;
     case 'v':
         printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
@@ -386,6 +398,7 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"drain-timeout", required_argument, 0, 'd'},
         {"reload", no_argument, 0, 'W'},
         {"worker-queue-bytes", required_argument, 0, 'Q'},
+        {"trust-proxy", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},

@@ -16,9 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "effects.h"
+#include "proxy.h"
 #include "urlcode.h"
 
 #define REQUEST_MT "rill.request"
@@ -98,31 +102,97 @@ static int copy_id(char *dst, size_t cap, const char *src, size_t len)
     return 1;
 }
 
-/* traceparent: "00-<32 hex trace id>-<16 hex parent>-<2 hex flags>"; we keep the trace id. */
-static int trace_id(char *dst, size_t cap, const char *tp)
+static int lower_hex(const char *s, int n)
 {
-    if (strlen(tp) < 55 || tp[2] != '-' || tp[35] != '-')
-        return 0;
-    for (int i = 3; i < 35; i++)
-        if (!isxdigit((unsigned char)tp[i]))
+    int nonzero = 0;
+    for (int i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             return 0;
-    return copy_id(dst, cap, tp + 3, 32);
+        nonzero |= s[i] != '0';
+    }
+    return 1 + nonzero; /* 1: all zeros, 2: hex with a non-zero digit */
+}
+
+/*
+ * A valid W3C traceparent, "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>":
+ * lower-case hex, trace and parent ids not all zeros, version not ff; a later
+ * version may append "-..." after the flags, version 00 may not.
+ */
+static int traceparent_ok(const char *tp)
+{
+    size_t n = strlen(tp);
+    if (n < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return 0;
+    if (!lower_hex(tp, 2) || strncmp(tp, "ff", 2) == 0 || lower_hex(tp + 3, 32) != 2 ||
+        lower_hex(tp + 36, 16) != 2 || !lower_hex(tp + 53, 2))
+        return 0;
+    return strncmp(tp, "00", 2) == 0 ? n == 55 : n == 55 || tp[55] == '-';
+}
+
+/*
+ * n random bytes as 2n lower-case hex digits, never all zeros. getrandom(2) per
+ * call, not a buffered generator: workers are forked, and a buffer filled
+ * before a fork would give two workers the same ids.
+ */
+static void random_hex(char *out, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    static unsigned long counter;
+    unsigned char b[16] = {0};
+    if (getrandom(b, n, 0) != (ssize_t)n) { /* no entropy: unique, if guessable */
+        unsigned long v = ++counter ^ ((unsigned long)getpid() << 40) ^ (unsigned long)time(NULL);
+        memset(b, 0, n);
+        memcpy(b, &v, sizeof v < n ? sizeof v : n);
+    }
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+        any |= b[i];
+    }
+    if (!any) /* all zeros is the invalid id */
+        out[2 * n - 1] = '1';
+    out[2 * n] = '\0';
+}
+
+/* The trace id and flags, from a valid incoming traceparent or new, decided once. */
+static void trace_init(struct rill_request *r)
+{
+    if (r->trace[0])
+        return;
+    const char *tp =
+        r->req ? evhttp_find_header(evhttp_request_get_input_headers(r->req), "traceparent") : NULL;
+    if (tp && traceparent_ok(tp)) {
+        memcpy(r->trace, tp + 3, 32);
+        r->trace[32] = '\0';
+        memcpy(r->trace_flags, tp + 53, 2);
+    } else { /* an invalid one is ignored, never echoed */
+        random_hex(r->trace, 16);
+        memcpy(r->trace_flags, "01", 2);
+    }
+    r->trace_flags[2] = '\0';
 }
 
 const char *rill_request_id(struct rill_request *r)
 {
-    static unsigned long counter;
-    if (r->id[0] || !r->req)
-        return r->id[0] ? r->id : "-";
-    struct evkeyvalq *h = evhttp_request_get_input_headers(r->req);
-    const char *v = evhttp_find_header(h, "X-Request-Id");
+    if (r->id[0] || (!r->req && !r->trace[0]))
+        return r->id[0] ? r->id : "-"; /* ended before anyone asked: no id to give */
+    const char *v =
+        r->req ? evhttp_find_header(evhttp_request_get_input_headers(r->req), "X-Request-Id")
+               : NULL;
     if (v && copy_id(r->id, sizeof r->id, v, strlen(v)))
         return r->id;
-    v = evhttp_find_header(h, "traceparent");
-    if (v && trace_id(r->id, sizeof r->id, v))
-        return r->id;
-    snprintf(r->id, sizeof r->id, "%05x%011lx", (unsigned)getpid() & 0xfffff, ++counter);
+    trace_init(r);
+    memcpy(r->id, r->trace, sizeof r->trace);
     return r->id;
+}
+
+void rill_request_traceparent(struct rill_request *r, char out[56])
+{
+    char span[17];
+    trace_init(r);
+    random_hex(span, 8);
+    snprintf(out, 56, "00-%s-%s-%s", r->trace, span, r->trace_flags);
 }
 
 /* ---- fields ---------------------------------------------------------------- */
@@ -248,6 +318,37 @@ static void push_peer(lua_State *L, struct evhttp_request *req, int want_port)
         lua_pushstring(L, addr ? addr : "");
 }
 
+/*
+ * req.remote_addr: the peer, or behind a --trust-proxy proxy the client its
+ * X-Forwarded-For or Forwarded lines name (proxy.c). More lines of one kind
+ * than RILL_PROXY_MAX_LINES is not a proxy's doing: the peer stands.
+ */
+static void push_client(lua_State *L, struct evhttp_request *req)
+{
+    push_peer(L, req, 0);
+    if (!rill_proxy_any())
+        return;
+    const char *xff[RILL_PROXY_MAX_LINES], *fwd[RILL_PROXY_MAX_LINES];
+    int nxff = 0, nfwd = 0;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    {
+        int is_xff = strcasecmp(kv->key, "X-Forwarded-For") == 0;
+        if (!is_xff && strcasecmp(kv->key, "Forwarded") != 0)
+            continue;
+        if ((is_xff ? nxff : nfwd) == RILL_PROXY_MAX_LINES)
+            return;
+        if (is_xff)
+            xff[nxff++] = kv->value;
+        else
+            fwd[nfwd++] = kv->value;
+    }
+    char out[RILL_PROXY_ADDR_CAP];
+    lua_pushstring(L,
+                   rill_proxy_client(lua_tostring(L, -1), xff, nxff, fwd, nfwd, out, sizeof out));
+    lua_remove(L, -2);
+}
+
 /* Pushes field `key` of r, or returns 0 when there is no such field. */
 static int push_field(lua_State *L, struct rill_request *r, const char *key)
 {
@@ -263,6 +364,8 @@ static int push_field(lua_State *L, struct rill_request *r, const char *key)
     else if (strcmp(key, "body") == 0)
         push_body(L, req);
     else if (strcmp(key, "remote_addr") == 0)
+        push_client(L, req);
+    else if (strcmp(key, "peer_addr") == 0)
         push_peer(L, req, 0);
     else if (strcmp(key, "remote_port") == 0)
         push_peer(L, req, 1);

@@ -27,6 +27,8 @@ struct rill_request {
     struct subscription *pump; /* a hub subscription C feeds the stream from (out.pump) */
     int pump_ref;              /* its Lua object, anchored while pumped */
     char id[72];
+    char trace[33];           /* the trace id, 32 hex digits; "": not yet known */
+    char trace_flags[3];      /* the incoming traceparent's flags, else "01" */
     struct rill_tq_link beat; /* an SSE stream's place in its heartbeat queue */
     struct rill_beats *beats; /* that queue (response.c); NULL: no heartbeats */
     unsigned long wrote_at;   /* the worker's resume count at the last direct write */
@@ -53,7 +55,13 @@ void rill_request_push_route(lua_State *L, struct rill_request *r, int view, con
 void rill_request_detach(struct rill_request *r);
 /* "GET", "POST", ... */
 const char *rill_method_name(enum evhttp_cmd_type cmd);
-/* The request id: from x-request-id or traceparent when valid, else generated. */
+/* The request id: x-request-id when valid, else the trace id (rill_request_traceparent). */
 const char *rill_request_id(struct rill_request *r);
+/*
+ * A traceparent for a call this request makes (rill.fetch), into out: version
+ * 00, the request's trace id (a valid incoming traceparent's, else a new one),
+ * a new random span id, the incoming flags (else 01).
+ */
+void rill_request_traceparent(struct rill_request *r, char out[56]);
 
 #endif

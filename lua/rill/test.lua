@@ -538,6 +538,7 @@ function M.request(fields)
     headers = headers,
     body = fields.body or "",
     remote_addr = fields.remote_addr or "127.0.0.1",
+    peer_addr = fields.peer_addr or fields.remote_addr or "127.0.0.1",
     remote_port = fields.remote_port or 0,
     id = fields.id or "test",
   }

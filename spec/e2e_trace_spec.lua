@@ -1,0 +1,111 @@
+-- SPDX-License-Identifier: MIT
+-- Trace context end to end: rill.fetch inside a request sends traceparent and
+-- x-request-id upstream (spec/apps/trace.lua calling another instance of itself).
+local test = require "rill.test"
+local url = require "socket.url"
+
+local TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+-- The parts of a traceparent, or nil when it is not a version-00 one.
+local function parts(tp)
+  return tp:match("^00%-(%x+)%-(%x+)%-(%x%x)$")
+end
+
+describe("trace context to upstreams", function()
+  local upstream, proxy
+  setup(function()
+    upstream = test.server("spec/apps/trace.lua")
+    proxy = test.server("spec/apps/trace.lua")
+  end)
+  teardown(function()
+    assert.same(0, proxy:stop(), proxy:log())
+    assert.same(0, upstream:stop(), upstream:log())
+  end)
+
+  -- What the upstream got when proxy's handler fetched it, and the proxy's req.id.
+  local function via(headers, extra)
+    local up = ("http://127.0.0.1:%d/echo"):format(upstream.port)
+    local res = proxy:get("/via?up=" .. url.escape(up) .. (extra or ""), headers)
+    assert.same(200, res.status, res.body)
+    return {
+      id = res.body:match("^id=([^\n]*)\n"),
+      traceparent = res.body:match("\ntraceparent=([^\n]*)\n"),
+      request_id = res.body:match("\nx%-request%-id=([^\n]*)\n"),
+    }
+  end
+
+  it("sends the incoming trace id with a new span id, its flags, and req.id", function()
+    local got = via({ traceparent = TP })
+    local trace, span, flags = parts(got.traceparent)
+    assert.same("4bf92f3577b34da6a3ce929d0e0e4736", trace)
+    assert.same(16, #span)
+    assert.are_not.equal("00f067aa0ba902b7", span)
+    assert.are_not.equal(("0"):rep(16), span)
+    assert.same("01", flags)
+    assert.same("4bf92f3577b34da6a3ce929d0e0e4736", got.id) -- req.id is the trace id
+    assert.same(got.id, got.request_id)
+    local other = via({ traceparent = TP })
+    assert.are_not.equal(span, select(2, parts(other.traceparent)))
+    assert.same("00", select(3, parts(via({ traceparent = TP:sub(1, -3) .. "00" }).traceparent)))
+  end)
+
+  it("keeps x-request-id as req.id, with the traceparent's trace id", function()
+    local got = via({ traceparent = TP, ["X-Request-Id"] = "abc-123" })
+    assert.same("abc-123", got.id)
+    assert.same("abc-123", got.request_id)
+    assert.same("4bf92f3577b34da6a3ce929d0e0e4736", (parts(got.traceparent)))
+  end)
+
+  it("starts a trace without a traceparent, and req.id is its trace id", function()
+    local got = via()
+    local trace, span, flags = parts(got.traceparent)
+    assert.same(32, #trace)
+    assert.same(16, #span)
+    assert.same("01", flags)
+    assert.same(trace, got.id)
+    assert.same(trace, got.request_id)
+    assert.are_not.equal(trace, (parts(via().traceparent)))
+  end)
+
+  it("ignores an invalid traceparent and never echoes it", function()
+    local invalid = {
+      TP:sub(1, -2), -- too short
+      TP .. "-x", -- version 00 with more after the flags
+      TP:gsub("4bf9", "4BF9"), -- upper case
+      TP:gsub("4bf9", "4bg9"), -- not hex
+      "ff" .. TP:sub(3), -- version ff
+      "00-" .. ("0"):rep(32) .. "-00f067aa0ba902b7-01", -- all-zero trace id
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-" .. ("0"):rep(16) .. "-01", -- all-zero span id
+      "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+      ("x"):rep(2000),
+    }
+    for _, tp in ipairs(invalid) do
+      local got = via({ traceparent = tp })
+      local trace = parts(got.traceparent)
+      assert.same(32, #trace, tp)
+      assert.are_not.equal("4bf92f3577b34da6a3ce929d0e0e4736", trace, tp)
+      assert.are_not.equal(("0"):rep(32), trace, tp)
+      assert.same(trace, got.id, tp)
+    end
+  end)
+
+  it("takes a later version's traceparent and sends version 00", function()
+    local got = via({ traceparent = "01" .. TP:sub(3) .. "-future" })
+    assert.same("4bf92f3577b34da6a3ce929d0e0e4736", (parts(got.traceparent)))
+  end)
+
+  it("keeps the handler's own traceparent and x-request-id, in any case", function()
+    local got = via({ traceparent = TP }, "&own=1")
+    assert.same("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", got.traceparent)
+    assert.same("mine", got.request_id)
+  end)
+
+  it("adds nothing outside a request (rill.run)", function()
+    local rill = require "rill"
+    local body = rill.run(function()
+      local up = assert(rill.fetch(("http://127.0.0.1:%d/echo"):format(upstream.port)))
+      return up:read()
+    end)
+    assert.same("traceparent=nil\nx-request-id=nil\n", body)
+  end)
+end)
