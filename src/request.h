@@ -27,6 +27,7 @@ struct rill_request {
     struct subscription *pump; /* a hub subscription C feeds the stream from (out.pump) */
     int pump_ref;              /* its Lua object, anchored while pumped */
     char id[72];
+    struct rill_access *log;  /* the access log's record (accesslog.h); NULL: no log */
     struct rill_tq_link beat; /* an SSE stream's place in its heartbeat queue */
     struct rill_beats *beats; /* that queue (response.c); NULL: no heartbeats */
     unsigned long wrote_at;   /* the worker's resume count at the last direct write */
