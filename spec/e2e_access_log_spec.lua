@@ -80,6 +80,22 @@ local function start(args, env)
   return srv
 end
 
+-- The pids of the workers a master logged starting.
+local function worker_pids(srv)
+  local pids = {}
+  for pid in srv:log():gmatch("worker %d+ started %(pid (%d+)") do pids[#pids + 1] = tonumber(pid) end
+  return pids
+end
+
+-- After its master's stop: a worker still there (a zombie is done) is killed by its pid.
+local function kill_left(pids)
+  for _, pid in ipairs(pids) do
+    local st = read_file("/proc/" .. pid .. "/stat"):match("^%d+ %b() (%S)")
+    local cmd = read_file("/proc/" .. pid .. "/cmdline")
+    if st and st ~= "Z" and cmd:find("rill", 1, true) then os.execute("kill -s KILL " .. pid) end
+  end
+end
+
 local function cleanup(srv)
   if not srv then return end
   srv:stop("KILL", T)
@@ -193,6 +209,23 @@ describe("the access log (combined)", function()
   end)
 end)
 
+describe("the access log at SIGUSR1", function()
+  it("reopens the file under its name: logrotate moves it, then signals", function()
+    local srv = start()
+    local ok, err = pcall(function()
+      logged(srv, "/hello")
+      assert(os.rename(srv.access, srv.access .. ".1"))
+      srv:stats() -- SIGUSR1: the stats line, and the reopen after it
+      local l = logged(srv, "/finite")
+      assert.same("handler_end", l["end"])
+      assert.same(1, #lines_of(srv.access))
+      assert.same(1, #lines_of(srv.access .. ".1"))
+    end)
+    cleanup(srv)
+    assert(ok, err)
+  end)
+end)
+
 describe("the access log at shutdown", function()
   it("logs a stream that a SIGTERM ended as shutdown", function()
     local srv = start()
@@ -206,6 +239,47 @@ describe("the access log at shutdown", function()
       assert.is_true(l.bytes >= 5) -- tick, and the retry: it got
     end)
     cleanup(srv)
+    assert(ok, err)
+  end)
+end)
+
+describe("the access log, streams cut by a timer", function()
+  it("logs a stream whose client stopped reading, dropped by the inactivity timer, as timeout", function()
+    local srv = start({ "--keepalive-timeout", "0.5" })
+    local ok, err = pcall(function()
+      -- a queue the hub never cuts: the client's unread output is what ends it
+      local s = srv:open("/events/stuck?queue=100000", { headers = { ["x-request-id"] = "stuck-1" } })
+      local big = ("b"):rep(128 * 1024)
+      local line = wait_for(function()
+        srv:request({ method = "POST", path = "/publish/stuck", body = big })
+        return (read_file(srv.access):match("[^\n]* stuck%-1 [^\n]*"))
+      end)
+      s:close()
+      assert.is_truthy(line, "no line for the stuck stream")
+      local l = parse_combined(line)
+      assert.same({ 200, "timeout" }, { l.status, l["end"] })
+    end)
+    cleanup(srv)
+    assert(ok, err)
+  end)
+
+  it("logs a stream an old worker kept until the reload's drain deadline as drain", function()
+    local dir = tmpdir()
+    local log = dir .. "/access.log"
+    local srv = test.server(APP, { args = { "--workers", "1", "--reload", "--pid-file", dir .. "/rill.pid",
+                                            "--access-log", log, "--drain-timeout", "0.2" } })
+    local ok, err = pcall(function()
+      local s = srv:open("/forever", { headers = { ["x-request-id"] = "drain-1" } })
+      assert.same("tick\n", s:chunk(T))
+      srv.proc:kill("HUP")
+      local l = parse_combined(assert(wait_line(log, " drain-1 "), "no line for the drained stream"))
+      assert.same({ 200, "drain" }, { l.status, l["end"] })
+      s:close()
+    end)
+    local pids = worker_pids(srv)
+    srv:stop("TERM", T)
+    kill_left(pids)
+    os.execute("rm -rf '" .. dir .. "'")
     assert(ok, err)
   end)
 end)
@@ -290,8 +364,7 @@ describe("the access log with --workers 2", function()
     local srv = test.server(APP, { args = { "--workers", "2", "--pid-file", dir .. "/rill.pid", "--access-log", log } })
     local ok, err = pcall(function()
       wait_for(function()
-        pids = {}
-        for pid in srv:log():gmatch("worker %d+ started %(pid (%d+)") do pids[#pids + 1] = tonumber(pid) end
+        pids = worker_pids(srv)
         return #pids >= 2
       end)
       assert.same(2, #pids)
@@ -320,9 +393,7 @@ describe("the access log with --workers 2", function()
       assert.same("\n", read_file(log):sub(-1))
     end)
     srv:stop("TERM", T)
-    for _, pid in ipairs(pids) do
-      if proc_state(pid) and proc_state(pid) ~= "Z" then os.execute("kill -s KILL " .. pid) end
-    end
+    kill_left(pids)
     os.execute("rm -rf '" .. dir .. "'")
     assert(ok, err)
   end)

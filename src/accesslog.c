@@ -34,8 +34,8 @@
 static struct {
     int fd; /* -1: off */
     int json;
-    int regular;        /* a regular file: never EAGAIN, no EV_WRITE (epoll refuses files) */
-    char *path;         /* NULL: stdout, never reopened */
+    int regular; /* a regular file: never EAGAIN, no EV_WRITE (epoll refuses files) */
+    char *path;  /* NULL: stdout, never reopened */
     struct event_base *base;
     struct evbuffer *out;
     struct event *flush;    /* activated once per loop turn that added a line */
@@ -95,7 +95,8 @@ static unsigned long count_lines(struct evbuffer *b)
     return n;
 }
 
-/* How much of the buffer's front to write at once: whole lines, at most cap unless one is longer. */
+/* How much of the buffer's front to write at once: whole lines, at most cap unless one is longer.
+ */
 static size_t chunk_len(size_t cap)
 {
     size_t len = evbuffer_get_length(lg.out), n = len < cap ? len : cap;
@@ -213,7 +214,8 @@ static void put_combined(const char *s)
     }
 }
 
-/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong, surrogate, > U+10FFFF), or 0. */
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong, surrogate, > U+10FFFF), or 0.
+ */
 static int utf8_len(const unsigned char *s)
 {
     if (s[0] >= 0xc2 && s[0] <= 0xdf)
@@ -259,8 +261,8 @@ static void put_json(const char *str)
 }
 
 static const char *const END_NAMES[] = {
-    "ok",     "ok",       "client_gone", "handler_end", "error",
-    "drain",  "shutdown", "slow_client", "timeout",     "refused",
+    "ok",    "ok",       "client_gone", "handler_end", "error",
+    "drain", "shutdown", "slow_client", "timeout",     "refused",
 };
 
 static double elapsed_ms(const struct timespec *t0)

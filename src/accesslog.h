@@ -27,10 +27,10 @@ enum rill_end {
  * strings after the struct. Only made while the log is on.
  */
 struct rill_access {
-    struct timeval start;  /* wall clock, for the time field */
-    struct timespec t0;    /* monotonic, for the duration */
-    const char *method;    /* static; NULL: unknown (a refused head) */
-    const char *target;    /* NULL: unknown */
+    struct timeval start; /* wall clock, for the time field */
+    struct timespec t0;   /* monotonic, for the duration */
+    const char *method;   /* static; NULL: unknown (a refused head) */
+    const char *target;   /* NULL: unknown */
     const char *peer, *ua, *referer;
     int major, minor;
     int status;            /* 0 until a reply starts */

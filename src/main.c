@@ -597,7 +597,8 @@ static int run_master(struct rill_server_config *cfg, const char *app)
 {
     char err[512];
     if (access_log.path && strcmp(access_log.path, "-") != 0) { /* fail here, not in each worker */
-        int lfd = open(access_log.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+        int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK;
+        int lfd = open(access_log.path, flags, 0644);
         if (lfd < 0) {
             fprintf(stderr, "rill: cannot open the access log %s: %s\n", access_log.path,
                     strerror(errno));

@@ -215,7 +215,7 @@ static const char *peer_of(struct evhttp_request *req)
     return addr ? addr : "";
 }
 
-/* The access log's record of req (NULL: the log is off); known is 0 for a refused head's stand-in. */
+/* The access log's record of req (NULL: log off); known is 0 for a refused head's stand-in. */
 static struct rill_access *access_new(struct evhttp_request *req, int known)
 {
     if (!rill_accesslog_enabled())
@@ -529,9 +529,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct rill_server *s = arg;
     if (sig == SIGUSR1) {
         print_stats(s);
-        rill_accesslog_reopen(); /* logrotate: moved, then kill -USR1 */
-    }
-    else if (sig == SIGHUP && s->fd_inherited) /* its default would kill the server at once */
+        rill_accesslog_reopen();                 /* logrotate: moved, then kill -USR1 */
+    } else if (sig == SIGHUP && s->fd_inherited) /* its default would kill the server at once */
         rill_log("SIGHUP ignored: the master reloads (send it to the master)");
     else if (sig == SIGHUP)
         rill_log("SIGHUP ignored: reloading needs a master (--workers N, or --reload)");
