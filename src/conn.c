@@ -322,6 +322,8 @@ static void idle_expired(struct rill_conn *c)
         idle_touch(c); /* the client read some of what it was sent, or a stream is idle */
     } else {
         rill_tq_remove(&c->set->idle, c);
+        if (c->req)
+            rill_server_timed_out(c->req);
         evhttp_connection_free(c->evcon); /* our close callback frees c */
     }
 }

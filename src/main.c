@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* rill [options] app.lua: the command line, the Lua state, the app, the server. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <lauxlib.h>
@@ -11,6 +12,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "ctl.h"
 #include "effects.h"
 #include "embed.h"
@@ -74,11 +76,15 @@ static void usage(FILE *out)
           "      --trust-proxy CIDR    a proxy range (10.0.0.0/8, 127.0.0.1, ::1;\n"
           "                            repeatable) whose X-Forwarded-For or Forwarded\n"
           "                            gives req.remote_addr (default: none trusted)\n"
+          "      --access-log PATH|-|off  one line per request as it ends, to PATH\n"
+          "                            (- : stdout; default off); reopened at SIGUSR1\n"
+          "      --access-log-format combined|json  the line's format (default\n"
+          "                            combined, plus duration_ms, request id, end)\n"
           "  -h, --help                this help\n"
           "  -v, --version             the version\n"
           "\n"
           "When ready, rill prints \"rill listening on http://HOST:PORT\" to stderr.\n"
-          "SIGUSR1 prints a stats line to stderr.\n"
+          "SIGUSR1 prints a stats line to stderr and reopens the access log.\n"
           "\n"
           "       rill reload [--pid-file PATH] [--timeout S]   new code, streams kept\n"
           "       rill stop [--pid-file PATH] [--timeout S] [--now]\n",
@@ -259,6 +265,18 @@ static struct {
     size_t max_queue;
 } procs = {1, NULL, 300, 0, 64 * 1024 * 1024};
 
+/* --access-log, --access-log-format: each worker opens the log itself. */
+static struct {
+    const char *path; /* NULL: off */
+    int json;
+} access_log;
+
+/* Opens this process's access log; 0, or -1 with a message in err. */
+static int open_access_log(struct rill_worker *w, char *err, size_t errlen)
+{
+    return rill_accesslog_open(w->base, access_log.path, access_log.json, err, errlen);
+}
+
 /* One option; returns -1 to go on, or the exit status. */
 static int take_option(int c, struct rill_server_config *cfg, char *host, size_t hostcap,
                        int *tail_roots)
@@ -367,6 +385,14 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
                 "got '%s' (or more than 64 ranges)\n",
                 optarg);
         return EXIT_USAGE;
+    case 'A': access_log.path = strcmp(optarg, "off") == 0 ? NULL : optarg; return -1;
+    case 'F':
+        if (strcmp(optarg, "combined") == 0 || strcmp(optarg, "json") == 0) {
+            access_log.json = optarg[0] == 'j';
+            return -1;
+        }
+        fprintf(stderr, "rill: --access-log-format wants combined or json, got '%s'\n", optarg);
+        return EXIT_USAGE;
     case 'h': usage(stdout); return 0;
     case 'v':
         printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
@@ -399,6 +425,8 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"reload", no_argument, 0, 'W'},
         {"worker-queue-bytes", required_argument, 0, 'Q'},
         {"trust-proxy", required_argument, 0, 'X'},
+        {"access-log", required_argument, 0, 'A'},
+        {"access-log-format", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -549,7 +577,7 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
     int status = 0;
     struct rill_server *s = NULL;
     a->cfg->listen_fd = listen_fd;
-    if (load_app(L, a->path, err, sizeof err) != 0 ||
+    if (open_access_log(w, err, sizeof err) != 0 || load_app(L, a->path, err, sizeof err) != 0 ||
         !(s = rill_server_start(w, a->cfg, err, sizeof err))) {
         if (procs.watch) /* the file to fix is watched: saving it reloads */
             send_files(L);
@@ -565,6 +593,7 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
         rill_server_run(s);
     }
     rill_server_free(s);
+    rill_accesslog_close();
     rill_hub_relay_stop();
     lua_close(L);
     rill_worker_free();
@@ -581,6 +610,16 @@ static int online_cpus(void)
 static int run_master(struct rill_server_config *cfg, const char *app)
 {
     char err[512];
+    if (access_log.path && strcmp(access_log.path, "-") != 0) { /* fail here, not in each worker */
+        int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK;
+        int lfd = open(access_log.path, flags, 0644);
+        if (lfd < 0) {
+            fprintf(stderr, "rill: cannot open the access log %s: %s\n", access_log.path,
+                    strerror(errno));
+            return 1;
+        }
+        close(lfd);
+    }
     int fd = rill_server_listen(cfg->host, cfg->port, cfg->backlog, err, sizeof err);
     if (fd < 0) {
         fprintf(stderr, "rill: %s\n", err);
@@ -629,6 +668,10 @@ static int run_single(struct rill_server_config *cfg, const char *app)
     char err[2048];
     lua_State *L = new_state(app);
     struct rill_worker *w = rill_worker_get(L);
+    if (open_access_log(w, err, sizeof err) != 0) {
+        fprintf(stderr, "rill: %s\n", err);
+        return 1;
+    }
     if (load_app(L, app, err, sizeof err) != 0) {
         fprintf(stderr, "rill: %s\n", err);
         return EXIT_USAGE;
@@ -648,6 +691,7 @@ static int run_single(struct rill_server_config *cfg, const char *app)
     rill_server_free(s);
     if (procs.pid_file)
         remove_pid(procs.pid_file);
+    rill_accesslog_close();
     lua_close(L);
     rill_worker_free();
     return 0;

@@ -9,6 +9,7 @@
  */
 #include "response.h"
 
+#include "accesslog.h"
 #include "effects.h"
 #include "headscan.h"
 #include "hub.h"
@@ -294,6 +295,10 @@ static int out_reply(lua_State *L)
     }
     unwatch(r);
     r->responded = 1;
+    if (r->log) {
+        r->log->status = status;
+        r->log->sent = f.body ? len : 0;
+    }
     rill_reply_whole(r->req, r->task.w->base, &f, body);
     r->req = NULL; /* evhttp frees it once written */
     return 0;
@@ -309,6 +314,10 @@ static int out_start(lua_State *L)
     rill_reply_start_stream(r->req, r->task.w->base, r->task.w->scratch, &f);
     r->responded = r->streaming = 1;
     r->task.w->stats.streams++;
+    if (r->log) {
+        r->log->status = status;
+        r->log->streamed = 1;
+    }
     struct bufferevent *bev = request_bev(r);
     if (bev) {
         bufferevent_setwatermark(bev, EV_WRITE, RILL_OUT_LOW, 0);
@@ -413,6 +422,8 @@ static void send_chunk(struct rill_request *r, struct evbuffer *buf)
     struct evhttp_request *req = r->req;
     struct bufferevent *bev = request_bev(r);
     size_t len = evbuffer_get_length(buf);
+    if (r->log && !r->log->head)
+        r->log->sent += len;
     if (len && bev && req->chunked) {
         char line[20];
         size_t n = chunk_size_line(line, len), sent = write_now(r, bev, line, n);
@@ -619,6 +630,7 @@ void rill_response_end(struct rill_request *r, int clean)
     rill_response_unpump(r);
     rill_response_stop_heartbeat(r);
     unwatch(r);
+    rill_access_ends(r->log, clean ? RILL_END_HANDLER_END : RILL_END_ERROR);
     if (!clean) {
         /*
          * evhttp has no call to drop a stream. Clearing `chunked` makes
@@ -642,6 +654,10 @@ void rill_response_error(struct rill_request *r, int status, const char *what)
     snprintf(body, sizeof body, "%s (request %s)\n", what, rill_request_id(r));
     unwatch(r);
     r->responded = 1;
+    if (r->log) {
+        r->log->status = status;
+        r->log->sent = r->log->head ? 0 : strlen(body);
+    }
     rill_reply_plain(r->req, r->task.w->base, status, body, status == 503);
     r->req = NULL;
 }

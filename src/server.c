@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "conn.h"
 #include "effects.h"
 #include "httpcheck.h"
@@ -86,6 +87,8 @@ static void request_free(struct rill_request *r)
     if (r->next)
         r->next->prev = r->prev;
     s->active--;
+    rill_access_done(r->log, r->id[0] ? r->id : NULL); /* the one line, as the request ends */
+    r->log = NULL;
     rill_request_detach(r);
     rill_response_stop_heartbeat(r);
     free(r);
@@ -171,8 +174,14 @@ enum rill_reply rill_server_reply(const struct rill_request *r)
     return r->streaming ? RILL_REPLY_STREAMING : RILL_REPLY_WHOLE;
 }
 
+void rill_server_timed_out(struct rill_request *r)
+{
+    rill_access_ends(r->log, RILL_END_TIMEOUT);
+}
+
 void rill_server_client_gone(struct rill_request *r)
 {
+    rill_access_ends(r->log, RILL_END_CLIENT_GONE);
     rill_response_unpump(r);
     r->gone = 1;
     r->conn = NULL; /* being freed */
@@ -195,6 +204,29 @@ void rill_server_client_gone(struct rill_request *r)
 
 static void abort_request(struct rill_task *t);
 
+/* The client's address, as evhttp has it ("" when the connection is gone). */
+static const char *peer_of(struct evhttp_request *req)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &addr, &port);
+    return addr ? addr : "";
+}
+
+/* The access log's record of req (NULL: log off); known is 0 for a refused head's stand-in. */
+static struct rill_access *access_new(struct evhttp_request *req, int known)
+{
+    if (!rill_accesslog_enabled())
+        return NULL;
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    return rill_access_new(known ? rill_method_name(evhttp_request_get_command(req)) : NULL,
+                           known ? evhttp_request_get_uri(req) : NULL, req->major, req->minor,
+                           peer_of(req), known ? evhttp_find_header(h, "User-Agent") : NULL,
+                           known ? evhttp_find_header(h, "Referer") : NULL);
+}
+
 static struct rill_request *request_new(struct rill_server *s, struct evhttp_request *req)
 {
     struct rill_request *r = calloc(1, sizeof *r);
@@ -211,6 +243,8 @@ static struct rill_request *request_new(struct rill_server *s, struct evhttp_req
     s->live = r;
     s->active++;
     s->w->stats.requests++;
+    if ((r->log = access_new(req, 1)) != NULL)
+        (void)rill_request_id(r); /* fixed now: the line is written once the head is gone */
     return r;
 }
 
@@ -256,14 +290,33 @@ static const char *bad_request(struct evhttp_request *req, char *path, size_t *p
     return rill_check_request(&head);
 }
 
+/*
+ * A reply before Lua (a 4xx, or the 503 of a stopping worker), closing the
+ * connection, and its access log line. A head the gate refused reaches us
+ * as a stand-in (conn.c), so its request line is unknown: logged as "-".
+ */
+static void answer_refused(struct rill_server *s, struct evhttp_request *req, int status,
+                           const char *body, int stand_in)
+{
+    struct rill_access *a = access_new(req, !stand_in);
+    if (a) {
+        a->status = status;
+        a->sent = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD ? 0 : strlen(body);
+        a->end = RILL_END_REFUSED;
+    }
+    rill_reply_plain(req, s->w->base, status, body, 1);
+    rill_access_done(a, NULL);
+}
+
 /* A 4xx for a request refused before Lua, closing the connection. */
-static void refuse(struct rill_server *s, struct evhttp_request *req, int status, const char *why)
+static void refuse(struct rill_server *s, struct evhttp_request *req, int status, const char *why,
+                   int stand_in)
 {
     char body[160];
     req->major = 1; /* evhttp would echo a version like 1.12 in the status line */
     req->minor = 1;
     snprintf(body, sizeof body, "%s: %s\n", status == 400 ? "bad request" : "refused", why);
-    rill_reply_plain(req, s->w->base, status, body, 1);
+    answer_refused(s, req, status, body, stand_in);
 }
 
 /* evhttp's gencb: every request starts here. */
@@ -273,16 +326,17 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct rill_conn *c = rill_conn_of(s->conns, req);
     const char *why = "out of memory";
     int status = c ? rill_conn_dispatched(c, &why) : 503; /* a refused head's stand-in */
+    int stand_in = status != 0 && c != NULL;
     char path[RILL_PATH_MAX]; /* decoded once: checked here, then req.path */
     size_t path_len = SIZE_MAX;
     if (status == 0 && (why = bad_request(req, path, &path_len)) != NULL)
         status = 400;
     if (status) {
-        refuse(s, req, status, why);
+        refuse(s, req, status, why, stand_in);
         return;
     }
     if (s->draining) {
-        rill_reply_plain(req, s->w->base, 503, "shutting down\n", 1);
+        answer_refused(s, req, 503, "shutting down\n", 0);
         return;
     }
     struct rill_request *r = request_new(s, req);
@@ -318,6 +372,8 @@ static void send_retry_jitter(struct rill_request *r)
     if (spread > 60000)
         spread = 60000;
     evbuffer_add_printf(buf, "retry: %ld\n\n", 500 + random() % spread);
+    if (r->log)
+        r->log->sent += evbuffer_get_length(buf);
     evhttp_send_reply_chunk(r->req, buf);
     evbuffer_drain(buf, evbuffer_get_length(buf));
 }
@@ -326,8 +382,9 @@ static void send_retry_jitter(struct rill_request *r)
  * Ends r now, its handler closed: a stream cleanly (shutdown) or cut off
  * (the hub dropping a slow subscriber), a handler still computing with a 503.
  */
-static void request_stop(struct rill_request *r, int clean)
+static void request_stop(struct rill_request *r, int clean, enum rill_end why)
 {
+    rill_access_ends(r->log, why);
     if (task_live(r)) {
         rill_task_cancel(&r->task);
         release_task(r);
@@ -345,16 +402,16 @@ static void request_stop(struct rill_request *r, int clean)
 
 static void abort_request(struct rill_task *t)
 {
-    request_stop((struct rill_request *)t, 0);
+    request_stop((struct rill_request *)t, 0, RILL_END_SLOW_CLIENT);
 }
 
-static void stop_all(struct rill_server *s, int streams_only)
+static void stop_all(struct rill_server *s, int streams_only, enum rill_end why)
 {
     struct rill_request *r = s->live, *next;
     for (; r; r = next) {
         next = r->next;
         if (!streams_only || r->streaming)
-            request_stop(r, 1);
+            request_stop(r, 1, why);
     }
 }
 
@@ -365,7 +422,7 @@ static void on_grace_over(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     if (s->active > 0) {
         rill_log("grace period over: stopping %d request(s)", s->active);
-        stop_all(s, 0);
+        stop_all(s, 0, RILL_END_SHUTDOWN);
     }
     event_base_loopexit(s->w->base, &last); /* a last second to flush what was queued */
 }
@@ -397,7 +454,7 @@ static void begin_shutdown(struct rill_server *s, int by_signal)
         return;
     s->draining = 1;
     stop_accepting(s);
-    stop_all(s, 1); /* streams end now; other requests get the grace period */
+    stop_all(s, 1, RILL_END_SHUTDOWN); /* streams end now; other requests get the grace period */
     rill_log("shutting down: %d request(s) in flight", s->active);
     if (s->active == 0) {
         event_base_loopexit(s->w->base, NULL);
@@ -419,7 +476,7 @@ static void on_drain_over(evutil_socket_t fd, short what, void *arg)
     struct timeval last = {5, 0};
     (void)fd, (void)what;
     rill_log("drain deadline: ending %d request(s)", s->active);
-    stop_all(s, 0);
+    stop_all(s, 0, RILL_END_DRAIN);
     event_base_loopexit(s->w->base, &last); /* what was queued gets 5 s to go out */
 }
 
@@ -459,19 +516,21 @@ static void print_stats(struct rill_server *s)
     /* the heap in use, from the allocator (not RSS): what specs bound per stream */
     struct mallinfo2 heap = mallinfo2();
     rill_log("stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
-             "fds=%d idle=%d connections=%d heap=%zu beats=%d",
+             "fds=%d idle=%d connections=%d heap=%zu beats=%d access_log_dropped=%lu",
              st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
              lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections(),
-             rill_conns_count(s->conns), heap.uordblks, rill_response_beat_queues());
+             rill_conns_count(s->conns), heap.uordblks, rill_response_beat_queues(),
+             rill_accesslog_dropped());
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct rill_server *s = arg;
-    if (sig == SIGUSR1)
+    if (sig == SIGUSR1) {
         print_stats(s);
-    else if (sig == SIGHUP && s->fd_inherited) /* its default would kill the server at once */
+        rill_accesslog_reopen();                 /* logrotate: moved, then kill -USR1 */
+    } else if (sig == SIGHUP && s->fd_inherited) /* its default would kill the server at once */
         rill_log("SIGHUP ignored: the master reloads (send it to the master)");
     else if (sig == SIGHUP)
         rill_log("SIGHUP ignored: reloading needs a master (--workers N, or --reload)");
@@ -630,7 +689,7 @@ void rill_server_free(struct rill_server *s)
 {
     if (!s)
         return;
-    stop_all(s, 0);
+    stop_all(s, 0, RILL_END_SHUTDOWN);
     for (int i = 0; i < 5; i++)
         if (s->signals[i])
             event_free(s->signals[i]);
@@ -659,6 +718,7 @@ void rill_server_free(struct rill_server *s)
         struct rill_request *r = s->live;
         r->gone = 1;
         r->req = NULL;
+        rill_access_ends(r->log, RILL_END_SHUTDOWN);
         request_free(r);
     }
     s->w->server = NULL;

@@ -53,6 +53,8 @@ void rill_server_announce(int fd);
 void rill_server_run(struct rill_server *s);
 void rill_server_free(struct rill_server *s);
 
+/* r's client stopped reading and the inactivity timer drops it (conn.c): the log says timeout. */
+void rill_server_timed_out(struct rill_request *r);
 /* r's client left: its connection closed (conn.c). */
 void rill_server_client_gone(struct rill_request *r);
 /* Where r's reply is: the inactivity timer (conn.c) asks. */

@@ -1,0 +1,34 @@
+-- SPDX-License-Identifier: MIT
+-- Fixture for spec/e2e_access_log_spec.lua: one route per way a request ends.
+local rill = require "rill"
+
+local function chunks(list, fail)
+  local i = 0
+  return coroutine.wrap(function()
+    for _, c in ipairs(list) do
+      i = i + 1
+      coroutine.yield(c)
+    end
+    if fail then error("broken mid-stream") end
+  end)
+end
+
+return rill.router {
+  ["GET /hello"] = function() return "hello\n" end,
+  ["GET /boom"] = function() error("boom") end,
+  -- a stream that waits until its client leaves, or the server stops
+  ["GET /forever"] = function()
+    return { body = coroutine.wrap(function()
+      coroutine.yield("tick\n")
+      while true do rill.sleep(3600) end
+    end) }
+  end,
+  ["GET /finite"] = function() return { body = chunks({ "one\n", "two\n" }) } end,
+  ["GET /broken"] = function() return { body = chunks({ "one\n" }, true) } end,
+  ["GET /events/:topic"] = function(req)
+    return rill.sse(rill.subscribe(req.params.topic, { queue = tonumber(req.query.queue) }))
+  end,
+  ["POST /publish/:topic"] = function(req)
+    return { status = 202, body = rill.publish(req.params.topic, { data = req.body }) }
+  end,
+}

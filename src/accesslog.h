@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RILL_ACCESSLOG_H
+#define RILL_ACCESSLOG_H
+#include <stddef.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+/* How a request ended: the `end` field. */
+enum rill_end {
+    RILL_END_NONE,        /* not said: ok, or handler_end for a stream */
+    RILL_END_OK,          /* a plain reply went out */
+    RILL_END_CLIENT_GONE, /* the client closed first */
+    RILL_END_HANDLER_END, /* the handler (or the topic it pumped) finished the stream */
+    RILL_END_ERROR,       /* the handler raised mid-stream: the body is truncated */
+    RILL_END_DRAIN,       /* a reload's drain deadline */
+    RILL_END_SHUTDOWN,    /* SIGTERM/SIGINT, or the master gone */
+    RILL_END_SLOW_CLIENT, /* the hub cut a subscriber that fell behind */
+    RILL_END_TIMEOUT,     /* the inactivity timer dropped a client that stopped reading */
+    RILL_END_REFUSED,     /* answered before Lua: 400, 414, 431, 503 */
+};
+
+/*
+ * What the log needs of one request, captured at its start (a stream fed
+ * from C lets go of its head) and filled in as it goes. One allocation, the
+ * strings after the struct. Only made while the log is on.
+ */
+struct rill_access {
+    struct timeval start; /* wall clock, for the time field */
+    struct timespec t0;   /* monotonic, for the duration */
+    const char *method;   /* static; NULL: unknown (a refused head) */
+    const char *target;   /* NULL: unknown */
+    const char *peer, *ua, *referer;
+    int major, minor;
+    int status;            /* 0 until a reply starts */
+    size_t sent;           /* body bytes handed to the connection */
+    enum rill_end end;     /* the first cause said wins */
+    unsigned head : 1;     /* a HEAD: no body bytes */
+    unsigned streamed : 1; /* a chunked reply was started */
+};
+
+/*
+ * Opens the log: path "-" is stdout, "off" or NULL none; json selects the
+ * format. The descriptor is non-blocking and O_APPEND. 0, or -1 with err.
+ */
+int rill_accesslog_open(struct event_base *base, const char *path, int json, char *err,
+                        size_t errlen);
+int rill_accesslog_enabled(void);
+/* SIGUSR1: a file is opened again under its name (logrotate moved it). */
+void rill_accesslog_reopen(void);
+/* Lines dropped so far: the buffer was full (a reader that does not read) or a write failed. */
+unsigned long rill_accesslog_dropped(void);
+/* A last non-blocking flush, then closes: before the event base goes. */
+void rill_accesslog_close(void);
+
+/* A record for a request starting now; NULL when the log is off or out of memory. */
+struct rill_access *rill_access_new(const char *method, const char *target, int major, int minor,
+                                    const char *peer, const char *ua, const char *referer);
+static inline void rill_access_ends(struct rill_access *a, enum rill_end end)
+{
+    if (a && a->end == RILL_END_NONE)
+        a->end = end;
+}
+/* Writes a's line (id: the request id, or NULL) and frees a. */
+void rill_access_done(struct rill_access *a, const char *id);
+
+#endif
