@@ -89,6 +89,28 @@ describe("trace context to upstreams", function()
     end
   end)
 
+  it("passes on only the flags it knows (sampled, random), unknown ones zero", function()
+    local function flags(f) return select(3, parts(via({ traceparent = TP:sub(1, -3) .. f }).traceparent)) end
+    assert.same("03", flags("ff"))
+    assert.same("02", flags("02"))
+    assert.same("01", flags("09"))
+    assert.same("00", flags("f0"))
+  end)
+
+  it("takes two traceparent lines as invalid: a new trace", function()
+    local got = via({ traceparent = { TP, TP } })
+    local trace = parts(got.traceparent)
+    assert.same(32, #trace)
+    assert.are_not.equal("4bf92f3577b34da6a3ce929d0e0e4736", trace)
+    assert.same(trace, got.id)
+  end)
+
+  it("ignores two x-request-id lines: req.id is the trace id", function()
+    local got = via({ traceparent = TP, ["X-Request-Id"] = { "abc", "def" } })
+    assert.same("4bf92f3577b34da6a3ce929d0e0e4736", got.id)
+    assert.same(got.id, got.request_id)
+  end)
+
   it("takes a later version's traceparent and sends version 00", function()
     local got = via({ traceparent = "01" .. TP:sub(3) .. "-future" })
     assert.same("4bf92f3577b34da6a3ce929d0e0e4736", (parts(got.traceparent)))

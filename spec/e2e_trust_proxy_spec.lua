@@ -47,13 +47,16 @@ describe("--trust-proxy", function()
       assert.same("5.6.7.8", (addrs(srv, { ["X-Forwarded-For"] = { "1.2.3.4", "5.6.7.8" } })))
     end)
 
-    it("takes a quoted IPv6 client with a port from Forwarded when there is no X-Forwarded-For", function()
-      assert.same("2001:db8::1", (addrs(srv, { Forwarded = 'for="[2001:db8::1]:4711";proto=https' })))
-      assert.same("192.0.2.60", (addrs(srv, { Forwarded = "for=192.0.2.60, for=10.0.0.1;by=10.0.0.2" })))
+    it("reads only X-Forwarded-For by default, never Forwarded", function()
+      assert.same("1.2.3.4", (addrs(srv, { ["X-Forwarded-For"] = "1.2.3.4", Forwarded = "for=5.6.7.8" })))
+      assert.same("127.0.0.1", (addrs(srv, { Forwarded = "for=5.6.7.8" })))
     end)
 
-    it("prefers X-Forwarded-For over Forwarded", function()
-      assert.same("1.2.3.4", (addrs(srv, { ["X-Forwarded-For"] = "1.2.3.4", Forwarded = "for=5.6.7.8" })))
+    it("keeps the last 32 X-Forwarded-For lines, so a client's extra lines cannot push the proxy's out", function()
+      local lines = {}
+      for i = 1, 40 do lines[i] = "6.6.6." .. i end
+      lines[#lines + 1] = "1.2.3.4"
+      assert.same("1.2.3.4", (addrs(srv, { ["X-Forwarded-For"] = lines })))
     end)
 
     it("keeps the peer address for garbage, and keeps serving", function()
@@ -64,9 +67,6 @@ describe("--trust-proxy", function()
         { ["X-Forwarded-For"] = ("9"):rep(8192) },
         { ["X-Forwarded-For"] = ("1.2.3.4, "):rep(900) .. "x" },
         { ["X-Forwarded-For"] = "1.2.3.4, <script>" },
-        { Forwarded = "for=unknown" },
-        { Forwarded = 'for="[2001:db8::1' },
-        { Forwarded = ("for=;"):rep(1600) },
       }
       for _, headers in ipairs(garbage) do
         local remote, peer = addrs(srv, headers)
@@ -79,6 +79,67 @@ describe("--trust-proxy", function()
       local chain = "198.51.100.9" .. (", 10.0.0.1"):rep(1500)
       assert.same("198.51.100.9", (addrs(srv, { ["X-Forwarded-For"] = chain })))
     end)
+  end)
+
+  describe("with --trust-proxy-header forwarded", function()
+    local srv
+    setup(function()
+      srv = start("--trust-proxy", "127.0.0.1/32", "--trust-proxy", "10.0.0.0/8", "--trust-proxy-header", "forwarded")
+    end)
+
+    it("takes a quoted IPv6 client with a port from Forwarded", function()
+      assert.same("2001:db8::1", (addrs(srv, { Forwarded = 'for="[2001:db8::1]:4711";proto=https' })))
+      assert.same("192.0.2.60", (addrs(srv, { Forwarded = "for=192.0.2.60, for=10.0.0.1;by=10.0.0.2" })))
+    end)
+
+    it("ignores X-Forwarded-For, which a client may have written", function()
+      assert.same("1.2.3.4", (addrs(srv, { ["X-Forwarded-For"] = "6.6.6.6", Forwarded = "for=1.2.3.4" })))
+      assert.same("127.0.0.1", (addrs(srv, { ["X-Forwarded-For"] = "6.6.6.6" })))
+    end)
+
+    it("never splits inside a quoted string", function()
+      assert.same("1.2.3.4", (addrs(srv, { Forwarded = 'for=1.2.3.4;host="x,for=6.6.6.6;y=";proto=https' })))
+      assert.same("1.2.3.4", (addrs(srv, { Forwarded = 'proto=http;host="x;for=6.6.6.6;y=";for=1.2.3.4' })))
+      assert.same("1.2.3.4", (addrs(srv, { Forwarded = 'for=1.2.3.4;host="a\\",for=6.6.6.6"' })))
+      assert.same("2001:db8::1", (addrs(srv, { Forwarded = 'for="\\[2001:db8::1\\]:80"' })))
+    end)
+
+    it("keeps the last 32 Forwarded lines", function()
+      local lines = {}
+      for i = 1, 40 do lines[i] = "for=6.6.6." .. i end
+      lines[#lines + 1] = "for=1.2.3.4"
+      assert.same("1.2.3.4", (addrs(srv, { Forwarded = lines })))
+    end)
+
+    it("keeps the peer address for garbage", function()
+      local garbage = {
+        { Forwarded = "for=unknown" },
+        { Forwarded = 'for="[2001:db8::1' },
+        { Forwarded = 'for="1.2.3.4' },
+        { Forwarded = 'for="1.2.3.4"x' },
+        { Forwarded = "for=1.2.3.4;for=5.6.7.8" },
+        { Forwarded = ("for=;"):rep(1600) },
+        { Forwarded = ('host="'):rep(1600) },
+        { Forwarded = "proto=http" },
+      }
+      for _, headers in ipairs(garbage) do
+        local remote, peer = addrs(srv, headers)
+        assert.same("127.0.0.1", remote, headers.Forwarded:sub(1, 40))
+        assert.same("127.0.0.1", peer)
+      end
+    end)
+  end)
+
+  it("exits 2 naming --trust-proxy-header for a value that is neither header", function()
+    for _, bad in ipairs({ "x-real-ip", "", "X-Forwarded" }) do
+      local argv = {}
+      for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
+      for _, a in ipairs({ "--trust-proxy-header", bad, APP }) do argv[#argv + 1] = a end
+      local proc <close> = core.spawn(argv)
+      assert.same(2, proc:wait(10), bad)
+      assert.matches("--trust-proxy-header wants x-forwarded-for or forwarded", proc:log(), 1, true)
+      assert.matches("'" .. bad .. "'", proc:log(), 1, true)
+    end
   end)
 
   it("ignores X-Forwarded-For when no proxy is trusted", function()

@@ -74,8 +74,11 @@ static void usage(FILE *out)
           "      --worker-queue-bytes N  hub events queued to a worker that does not\n"
           "                            read them, before it is restarted (default 64 MiB)\n"
           "      --trust-proxy CIDR    a proxy range (10.0.0.0/8, 127.0.0.1, ::1;\n"
-          "                            repeatable) whose X-Forwarded-For or Forwarded\n"
-          "                            gives req.remote_addr (default: none trusted)\n"
+          "                            repeatable; 0.0.0.0/0 trusts every client) whose\n"
+          "                            header gives req.remote_addr (default: none)\n"
+          "      --trust-proxy-header x-forwarded-for|forwarded  the one header read\n"
+          "                            from a trusted proxy, which must write it\n"
+          "                            (default x-forwarded-for; the other is ignored)\n"
           "      --access-log PATH|-|off  one line per request as it ends, to PATH\n"
           "                            (- : stdout; default off); reopened at SIGUSR1\n"
           "      --access-log-format combined|json  the line's format (default\n"
@@ -385,6 +388,12 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
                 "got '%s' (or more than 64 ranges)\n",
                 optarg);
         return EXIT_USAGE;
+    case 'x':
+        if (rill_proxy_header(optarg) == 0)
+            return -1;
+        fprintf(stderr, "rill: --trust-proxy-header wants x-forwarded-for or forwarded, got '%s'\n",
+                optarg);
+        return EXIT_USAGE;
     case 'A': access_log.path = strcmp(optarg, "off") == 0 ? NULL : optarg; return -1;
     case 'F':
         if (strcmp(optarg, "combined") == 0 || strcmp(optarg, "json") == 0) {
@@ -425,6 +434,7 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"reload", no_argument, 0, 'W'},
         {"worker-queue-bytes", required_argument, 0, 'Q'},
         {"trust-proxy", required_argument, 0, 'X'},
+        {"trust-proxy-header", required_argument, 0, 'x'},
         {"access-log", required_argument, 0, 'A'},
         {"access-log-format", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * --trust-proxy: the ranges of proxies whose X-Forwarded-For and Forwarded
- * headers are believed, and the walk that finds a request's client address in
- * them. Owns the range list (set by main before the workers start, read only
- * after). Never trusts anything by default, and never returns a string it did
- * not parse as an address: what a client wrote is not echoed as remote_addr.
+ * --trust-proxy: the ranges of proxies whose X-Forwarded-For (or, with
+ * --trust-proxy-header forwarded, Forwarded) header is believed, and the walk
+ * that finds a request's client address in it. Owns the range list (set by main before the workers
+ * start, read only after). Never trusts anything by default, and never returns a string it did not
+ * parse as an address: what a client wrote is not echoed as remote_addr.
  */
 #include "proxy.h"
 
@@ -28,6 +28,7 @@ struct range {
 
 static struct range ranges[MAX_RANGES];
 static int nranges;
+static int use_forwarded; /* --trust-proxy-header forwarded */
 
 /* One address with no port ("10.0.0.1", "::1"), mapped IPv6 folded to IPv4. */
 static int parse_bare(const char *s, struct addr *a)
@@ -112,6 +113,7 @@ int rill_proxy_any(void)
 void rill_proxy_reset(void)
 {
     nranges = 0;
+    use_forwarded = 0;
 }
 
 static int trusted(const struct addr *a)
@@ -138,68 +140,141 @@ static void trim(const char **s, size_t *n)
         (*n)--;
 }
 
-/* The for= node of one Forwarded element ("for=1.2.3.4;proto=http", `for="[::1]:80"`). */
-static int forwarded_for(const char *s, size_t n, struct addr *a)
+/*
+ * The hops met so far, left to right. The walk from the rightmost hop
+ * leftwards, skipping trusted ones, ends at the rightmost hop that is not a
+ * trusted address, so that is all one pass keeps: the client when it is an
+ * address, the peer when it is malformed, and the leftmost hop when every hop
+ * is trusted.
+ */
+struct hops {
+    int any, stop, stop_bad;
+    struct addr first, last;
+};
+
+static void hop(struct hops *h, int ok, const struct addr *a)
 {
-    while (n) {
-        const char *semi = memchr(s, ';', n);
-        size_t pl = semi ? (size_t)(semi - s) : n;
-        const char *p = s;
-        size_t l = pl;
-        trim(&p, &l);
-        if (l > 4 && strncasecmp(p, "for=", 4) == 0) {
-            p += 4, l -= 4;
-            if (l && *p == '"') {
-                if (l < 2 || p[l - 1] != '"' || memchr(p + 1, '\\', l - 2))
-                    return -1;
-                p++, l -= 2;
-            }
-            return parse_node(p, l, a);
-        }
-        s += pl + (semi != NULL), n -= pl + (semi != NULL);
+    if (!h->any && ok)
+        h->first = *a;
+    h->any = 1;
+    if (!ok || !trusted(a)) {
+        h->stop = 1, h->stop_bad = !ok;
+        if (ok)
+            h->last = *a;
     }
-    return -1; /* no for=: the hop is unknown, so is everything left of it */
+}
+
+/* One Forwarded element being read: its for= value, unquoted. */
+struct element {
+    int nfor, bad;
+    struct addr a;
+};
+
+/* One pair of an element, s[0..n) split outside quoted strings ("for=...", `host="a,b"`). */
+static void pair(struct element *el, const char *s, size_t n)
+{
+    trim(&s, &n);
+    if (n < 4 || strncasecmp(s, "for=", 4) != 0)
+        return; /* another parameter (or an empty pair): not ours to check */
+    s += 4, n -= 4;
+    if (++el->nfor > 1) { /* a parameter appears once per element (RFC 7239 4) */
+        el->bad = 1;
+        return;
+    }
+    char buf[64];
+    size_t len = 0;
+    if (n && *s == '"') { /* quoted-string: "..." with \-escapes, and nothing after it */
+        size_t i = 1;
+        for (; i < n && s[i] != '"'; i++) {
+            if (s[i] == '\\' && ++i == n)
+                break;
+            if (len == sizeof buf)
+                break;
+            buf[len++] = s[i];
+        }
+        if (i != n - 1 || s[i] != '"') {
+            el->bad = 1;
+            return;
+        }
+        s = buf, n = len;
+    }
+    if (parse_node(s, n, &el->a) != 0)
+        el->bad = 1;
 }
 
 /*
- * Walks the hops of lines (in arrival order) from the last one leftwards,
- * skipping trusted ones. 1: the client is in *a; 0: the walk met a malformed
- * entry or there is none (the peer stands).
+ * The hops of one Forwarded line, read left to right: elements split at `,`
+ * and pairs at `;`, both only outside quoted strings (a `\` inside one escapes
+ * the next character). An element without exactly one for= address is malformed.
  */
-static int walk(const char *const *lines, int nlines, int forwarded, struct addr *a)
+static void forwarded_line(struct hops *h, const char *s)
 {
-    int found = 0;
-    for (int i = nlines - 1; i >= 0; i--) {
-        const char *s = lines[i], *end = s + strlen(s);
-        for (;;) {
-            const char *p = end;
-            while (p > s && p[-1] != ',')
-                p--;
-            const char *e = p;
-            size_t n = (size_t)(end - p);
-            trim(&e, &n);
-            struct addr hop;
-            if ((forwarded ? forwarded_for(e, n, &hop) : parse_node(e, n, &hop)) != 0)
-                return 0;
-            *a = hop, found = 1;
-            if (!trusted(&hop))
-                return 1;
-            if (p == s)
-                break;
-            end = p - 1;
+    struct element el = {0};
+    const char *start = s;
+    int quoted = 0;
+    for (const char *p = s;; p++) {
+        if (quoted && *p == '\\' && p[1]) {
+            p++;
+            continue;
         }
+        if (*p == '"')
+            quoted = !quoted;
+        if (*p && (quoted || (*p != ',' && *p != ';')))
+            continue;
+        pair(&el, start, (size_t)(p - start));
+        start = p + 1;
+        if (*p != ';') { /* the element ends: at a `,` or at the end of the line */
+            hop(h, el.nfor == 1 && !el.bad, &el.a);
+            memset(&el, 0, sizeof el);
+        }
+        if (!*p)
+            return;
     }
-    return found; /* every hop trusted: the leftmost */
 }
 
-const char *rill_proxy_client(const char *peer, const char *const *xff, int nxff,
-                              const char *const *fwd, int nfwd, char *out, size_t cap)
+/* The hops of one X-Forwarded-For line: nodes split at `,`. */
+static void xff_line(struct hops *h, const char *s)
+{
+    for (;;) {
+        const char *comma = strchr(s, ','), *e = s;
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        struct addr a;
+        trim(&e, &n);
+        hop(h, parse_node(e, n, &a) == 0, &a);
+        if (!comma)
+            return;
+        s = comma + 1;
+    }
+}
+
+int rill_proxy_header(const char *name)
+{
+    if (strcasecmp(name, "x-forwarded-for") == 0)
+        use_forwarded = 0;
+    else if (strcasecmp(name, "forwarded") == 0)
+        use_forwarded = 1;
+    else
+        return -1;
+    return 0;
+}
+
+const char *rill_proxy_header_name(void)
+{
+    return use_forwarded ? "Forwarded" : "X-Forwarded-For";
+}
+
+const char *rill_proxy_client(const char *peer, const char *const *lines, int nlines, char *out,
+                              size_t cap)
 {
     struct addr a;
+    struct hops h = {0};
     snprintf(out, cap, "%s", peer);
     if (!nranges || parse_node(peer, strlen(peer), &a) != 0 || !trusted(&a))
         return out;
-    if (nxff ? walk(xff, nxff, 0, &a) : walk(fwd, nfwd, 1, &a))
-        inet_ntop(a.family, a.b, out, (socklen_t)cap);
+    for (int i = 0; i < nlines; i++)
+        (use_forwarded ? forwarded_line : xff_line)(&h, lines[i]);
+    if (h.stop ? !h.stop_bad : h.any)
+        inet_ntop(h.stop ? h.last.family : h.first.family, h.stop ? h.last.b : h.first.b, out,
+                  (socklen_t)cap);
     return out;
 }

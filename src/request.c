@@ -13,6 +13,7 @@
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,12 +138,20 @@ static int traceparent_ok(const char *tp)
 static void random_hex(char *out, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
-    static unsigned long counter;
+    static uint64_t counter;
     unsigned char b[16] = {0};
     if (getrandom(b, n, 0) != (ssize_t)n) { /* no entropy: unique, if guessable */
-        unsigned long v = ++counter ^ ((unsigned long)getpid() << 40) ^ (unsigned long)time(NULL);
-        memset(b, 0, n);
-        memcpy(b, &v, sizeof v < n ? sizeof v : n);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t seed = (uint64_t)getpid() << 32 ^ ++counter << 48 ^ (uint64_t)ts.tv_sec << 30 ^
+                        (uint64_t)ts.tv_nsec;
+        for (size_t i = 0; i < n; i += 8) { /* splitmix64 */
+            uint64_t z = (seed += 0x9e3779b97f4a7c15u);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+            z ^= z >> 31;
+            memcpy(b + i, &z, n - i < 8 ? n - i : 8);
+        }
     }
     int any = 0;
     for (size_t i = 0; i < n; i++) {
@@ -155,31 +164,50 @@ static void random_hex(char *out, size_t n)
     out[2 * n] = '\0';
 }
 
-/* The trace id and flags, from a valid incoming traceparent or new, decided once. */
+/* The value of header name when the request has exactly one such line, else NULL. */
+static const char *single_header(struct rill_request *r, const char *name)
+{
+    if (!r->req)
+        return NULL;
+    const char *v = NULL;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(r->req), next)
+    {
+        if (strcasecmp(kv->key, name) != 0)
+            continue;
+        if (v)
+            return NULL; /* two lines: neither is believed */
+        v = kv->value;
+    }
+    return v;
+}
+
+/*
+ * The trace id and flags, from a valid incoming traceparent or new, decided
+ * once. Two traceparent lines are invalid; of the flags only those W3C
+ * defines (sampled 0x01, random 0x02) are kept, the others zero.
+ */
 static void trace_init(struct rill_request *r)
 {
     if (r->trace[0])
         return;
-    const char *tp =
-        r->req ? evhttp_find_header(evhttp_request_get_input_headers(r->req), "traceparent") : NULL;
+    const char *tp = single_header(r, "traceparent");
     if (tp && traceparent_ok(tp)) {
         memcpy(r->trace, tp + 3, 32);
         r->trace[32] = '\0';
-        memcpy(r->trace_flags, tp + 53, 2);
+        unsigned flags = (unsigned)strtoul((char[3]){tp[53], tp[54], '\0'}, NULL, 16);
+        snprintf(r->trace_flags, sizeof r->trace_flags, "%02x", flags & 0x03u);
     } else { /* an invalid one is ignored, never echoed */
         random_hex(r->trace, 16);
-        memcpy(r->trace_flags, "01", 2);
+        memcpy(r->trace_flags, "01", 3);
     }
-    r->trace_flags[2] = '\0';
 }
 
 const char *rill_request_id(struct rill_request *r)
 {
     if (r->id[0] || (!r->req && !r->trace[0]))
-        return r->id[0] ? r->id : "-"; /* ended before anyone asked: no id to give */
-    const char *v =
-        r->req ? evhttp_find_header(evhttp_request_get_input_headers(r->req), "X-Request-Id")
-               : NULL;
+        return r->id[0] ? r->id : "-";                /* ended before anyone asked: no id to give */
+    const char *v = single_header(r, "X-Request-Id"); /* two lines: a generated id */
     if (v && copy_id(r->id, sizeof r->id, v, strlen(v)))
         return r->id;
     trace_init(r);
@@ -320,32 +348,31 @@ static void push_peer(lua_State *L, struct evhttp_request *req, int want_port)
 
 /*
  * req.remote_addr: the peer, or behind a --trust-proxy proxy the client its
- * X-Forwarded-For or Forwarded lines name (proxy.c). More lines of one kind
- * than RILL_PROXY_MAX_LINES is not a proxy's doing: the peer stands.
+ * X-Forwarded-For (or Forwarded) lines name (proxy.c). Only the last
+ * RILL_PROXY_MAX_LINES lines are read: the walk starts at the rightmost, which
+ * the proxy wrote, and a client's extra lines cannot push it out.
  */
 static void push_client(lua_State *L, struct evhttp_request *req)
 {
     push_peer(L, req, 0);
     if (!rill_proxy_any())
         return;
-    const char *xff[RILL_PROXY_MAX_LINES], *fwd[RILL_PROXY_MAX_LINES];
-    int nxff = 0, nfwd = 0;
+    const char *name = rill_proxy_header_name(), *lines[RILL_PROXY_MAX_LINES];
+    int total = 0, n = 0;
     struct evkeyval *kv;
-    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    TAILQ_FOREACH(kv, in, next)
     {
-        int is_xff = strcasecmp(kv->key, "X-Forwarded-For") == 0;
-        if (!is_xff && strcasecmp(kv->key, "Forwarded") != 0)
-            continue;
-        if ((is_xff ? nxff : nfwd) == RILL_PROXY_MAX_LINES)
-            return;
-        if (is_xff)
-            xff[nxff++] = kv->value;
-        else
-            fwd[nfwd++] = kv->value;
+        total += strcasecmp(kv->key, name) == 0;
+    }
+    int skip = total - RILL_PROXY_MAX_LINES;
+    TAILQ_FOREACH(kv, in, next)
+    {
+        if (strcasecmp(kv->key, name) == 0 && skip-- <= 0)
+            lines[n++] = kv->value;
     }
     char out[RILL_PROXY_ADDR_CAP];
-    lua_pushstring(L,
-                   rill_proxy_client(lua_tostring(L, -1), xff, nxff, fwd, nfwd, out, sizeof out));
+    lua_pushstring(L, rill_proxy_client(lua_tostring(L, -1), lines, n, out, sizeof out));
     lua_remove(L, -2);
 }
 

@@ -28,7 +28,7 @@ struct rill_request {
     int pump_ref;              /* its Lua object, anchored while pumped */
     char id[72];
     char trace[33];           /* the trace id, 32 hex digits; "": not yet known */
-    char trace_flags[3];      /* the incoming traceparent's flags, else "01" */
+    char trace_flags[3];      /* the incoming traceparent's flags & 0x03, else "01" */
     struct rill_access *log;  /* the access log's record (accesslog.h); NULL: no log */
     struct rill_tq_link beat; /* an SSE stream's place in its heartbeat queue */
     struct rill_beats *beats; /* that queue (response.c); NULL: no heartbeats */

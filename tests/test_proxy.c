@@ -6,11 +6,15 @@
 
 #include "check.h"
 
+/* The client of one header line: X-Forwarded-For xff, or Forwarded fwd when xff is NULL. */
 static const char *client(const char *peer, const char *xff, const char *fwd)
 {
     static char out[RILL_PROXY_ADDR_CAP];
-    const char *x[1] = {xff}, *f[1] = {fwd};
-    return rill_proxy_client(peer, x, xff != NULL, f, fwd != NULL, out, sizeof out);
+    const char *line = xff ? xff : fwd;
+    rill_proxy_header(xff ? "x-forwarded-for" : "forwarded");
+    const char *r = rill_proxy_client(peer, &line, line != NULL, out, sizeof out);
+    rill_proxy_header("x-forwarded-for");
+    return r;
 }
 
 static void test_ranges(void)
@@ -46,7 +50,6 @@ static void test_walk(void)
     CHECK(strcmp(client("127.0.0.1", "nonsense, 1.2.3.4", NULL), "1.2.3.4") == 0);
     CHECK(strcmp(client("127.0.0.1", ",,,", NULL), "127.0.0.1") == 0);
     CHECK(strcmp(client("127.0.0.1", "", NULL), "127.0.0.1") == 0);
-    CHECK(strcmp(client("127.0.0.1", "1.2.3.4", "for=5.6.7.8"), "1.2.3.4") == 0); /* XFF first */
     CHECK(strcmp(client("127.0.0.1", NULL, "for=5.6.7.8"), "5.6.7.8") == 0);
     CHECK(strcmp(client("127.0.0.1", NULL, "For=\"[2001:db8::1]:4711\";proto=https"),
                  "2001:db8::1") == 0);
@@ -55,16 +58,33 @@ static void test_walk(void)
     CHECK(strcmp(client("127.0.0.1", NULL, "for=unknown"), "127.0.0.1") == 0);
     CHECK(strcmp(client("127.0.0.1", NULL, "proto=http"), "127.0.0.1") == 0);
     CHECK(strcmp(client("127.0.0.1", NULL, "for=\"[::1"), "127.0.0.1") == 0);
+    /* quoted strings hide , ; and \" from the split (RFC 7239) */
+    CHECK(strcmp(client("127.0.0.1", NULL, "for=1.2.3.4;host=\"x,for=6.6.6.6;y=\";proto=https"),
+                 "1.2.3.4") == 0);
+    CHECK(strcmp(client("127.0.0.1", NULL, "proto=http;host=\"x;for=6.6.6.6;y=\";for=1.2.3.4"),
+                 "1.2.3.4") == 0);
+    CHECK(strcmp(client("127.0.0.1", NULL, "for=1.2.3.4;host=\"a\\\",for=6.6.6.6\""), "1.2.3.4") ==
+          0);
     const char *lines[2] = {"1.2.3.4", "10.0.0.9"}; /* two header lines: one list, in order */
     char out[RILL_PROXY_ADDR_CAP];
-    CHECK(strcmp(rill_proxy_client("127.0.0.1", lines, 2, NULL, 0, out, sizeof out), "1.2.3.4") ==
-          0);
+    CHECK(strcmp(rill_proxy_client("127.0.0.1", lines, 2, out, sizeof out), "1.2.3.4") == 0);
     rill_proxy_reset();
+}
+
+static void test_header(void)
+{
+    CHECK(rill_proxy_header("nonsense") == -1 && rill_proxy_header("") == -1);
+    CHECK(strcmp(rill_proxy_header_name(), "X-Forwarded-For") == 0);
+    CHECK(rill_proxy_header("Forwarded") == 0);
+    CHECK(strcmp(rill_proxy_header_name(), "Forwarded") == 0);
+    rill_proxy_reset();
+    CHECK(strcmp(rill_proxy_header_name(), "X-Forwarded-For") == 0);
 }
 
 int main(void)
 {
     test_ranges();
     test_walk();
+    test_header();
     return check_report();
 }
