@@ -686,15 +686,17 @@ static int run_single(struct rill_server_config *cfg, const char *app)
         fprintf(stderr, "rill: %s\n", err);
         return EXIT_USAGE;
     }
-    struct rill_server *s = rill_server_start(w, cfg, err, sizeof err);
-    if (!s) {
-        fprintf(stderr, "rill: %s\n", err);
-        return 1;
-    }
+    /* before "listening" is printed: whoever waits for that line finds the file */
     if (procs.pid_file && write_pid(procs.pid_file) != 0) {
         fprintf(stderr, "rill: cannot write the pid file %s: %s\n", procs.pid_file,
                 strerror(errno));
-        rill_server_free(s);
+        return 1;
+    }
+    struct rill_server *s = rill_server_start(w, cfg, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "rill: %s\n", err);
+        if (procs.pid_file)
+            remove_pid(procs.pid_file);
         return 1;
     }
     rill_server_run(s);
