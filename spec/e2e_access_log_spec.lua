@@ -209,6 +209,42 @@ describe("the access log (combined)", function()
     assert.same({ "GET /events/slow?queue=1 HTTP/1.1", 200, "slow_client" }, { l.request, l.status, l["end"] })
     assert.is_true(l.bytes > 0)
   end)
+
+  it("logs a subscriber hub.disconnect cut as disconnected, not slow_client", function()
+    local s = srv:open("/events/dc", { headers = { ["x-request-id"] = "dc-1" } })
+    local cut = wait_for(function()
+      return srv:request({ method = "POST", path = "/disconnect/dc" }).body == "1"
+    end)
+    assert.is_truthy(cut, "hub.disconnect found no subscriber")
+    s:close()
+    local l = parse_combined(assert(wait_line(srv.access, " dc-1 "), "no line for the disconnected subscriber"))
+    assert.same({ "GET /events/dc HTTP/1.1", 200, "disconnected" }, { l.request, l.status, l["end"] })
+  end)
+
+  it("cuts a long target, user agent and referer so that a line fits PIPE_BUF, ending each in ...", function()
+    local target = "/hello?" .. ("t"):rep(6000)
+    local ua = ("\xc3\xa9"):rep(1500) -- 3,000 bytes, each logged as \xHH
+    srv:request({ path = target, headers = { ["x-request-id"] = "long-1", ["user-agent"] = ua,
+                                             referer = ("r"):rep(3000) } })
+    local line = assert(wait_line(srv.access, " long-1 "), "no line for the long request")
+    assert.is_true(#line < 4096, "a line of " .. #line .. " bytes")
+    local l = parse_combined(line)
+    local logged_target = assert(l.request:match("^GET (%S+) HTTP/1%.1$"), l.request)
+    assert.same(2048, #logged_target)
+    assert.same(target:sub(1, 2045) .. "...", logged_target)
+    assert.same("...", l.ua:sub(-3))
+    assert.is_true(#l.ua <= 512 and #l.ua > 500, "user agent of " .. #l.ua)
+    assert.same("...", (l.ua:gsub("\\x%x%x", ""))) -- cut between escapes, never inside one
+    assert.same(("r"):rep(509) .. "...", l.referer)
+  end)
+
+  it("logs a refused HTTP/1.0 request as HTTP/1.0", function()
+    local from = #lines_of(srv.access) + 1
+    local _, statuses = srv:exchange("GET /dup10 HTTP/1.0\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx")
+    assert.same(400, statuses[1])
+    local l = parse_combined(assert(wait_line(srv.access, "/dup10", from)))
+    assert.same({ "GET /dup10 HTTP/1.0", 400, "refused" }, { l.request, l.status, l["end"] })
+  end)
 end)
 
 describe("the access log at SIGUSR1", function()
@@ -316,6 +352,33 @@ describe("the access log (json)", function()
     assert.same({ "HEAD", 0 }, { by["j-3"].method, by["j-3"].bytes_sent })
     assert.same({ 431, "refused" }, { by[431].status, by[431]["end"] })
     assert.is_nil(by[431].method)
+    assert.same("127.0.0.1", a.peer_addr)
+  end)
+
+  it("cuts a long target and user agent at a UTF-8 boundary, ending in ..., in a line under PIPE_BUF", function()
+    local target = "/hello?" .. ("t"):rep(6000)
+    srv:request({ path = target, headers = { ["x-request-id"] = "j-long", ["user-agent"] = ("\xc3\xa9"):rep(1500) } })
+    local line = assert(wait_line(srv.access, '"j-long"'), "no line for the long request")
+    assert.is_true(#line < 4096, "a line of " .. #line .. " bytes")
+    local cmd = ("python3 -c 'import json,sys\nfor l in open(sys.argv[1], encoding=\"utf-8\"): json.loads(l)' %s")
+      :format(srv.access)
+    assert.is_true(os.execute(cmd) == true, "python3 could not parse every line")
+    local v = assert(json.decode(line))
+    assert.same(target:sub(1, 2045) .. "...", v.target)
+    assert.same(("\u{e9}"):rep(254) .. "...", v.user_agent) -- 508 bytes of whole characters, then ...
+  end)
+end)
+
+describe("the access log with --trust-proxy", function()
+  it("logs the client the proxy named as remote_addr, the proxy as peer_addr", function()
+    local srv = start({ "--access-log-format", "json", "--trust-proxy", "127.0.0.1" })
+    local ok, err = pcall(function()
+      srv:request({ path = "/hello", headers = { ["x-request-id"] = "xff-1", ["x-forwarded-for"] = "203.0.113.7" } })
+      local v = assert(json.decode(assert(wait_line(srv.access, '"xff-1"'), "no line")))
+      assert.same({ "203.0.113.7", "127.0.0.1" }, { v.remote_addr, v.peer_addr })
+    end)
+    cleanup(srv)
+    assert(ok, err)
   end)
 end)
 
@@ -329,11 +392,13 @@ describe("a slow access log reader", function()
     local ok, err = pcall(function()
       srv = test.server(APP, { args = { "--access-log", fifo } })
       local s = srv:open("/events/live")
-      local ua = ("u"):rep(8000) -- 200 lines of 8 KB: past the pipe's 64 KiB and the 1 MiB buffer
+      -- 500 lines of 3 KB (the fields' caps): past the pipe's 64 KiB and the 1 MiB buffer
+      local ua, query = ("u"):rep(600), ("q"):rep(2100)
       local t0 = core.now()
       local c = srv:connect()
-      for i = 1, 200 do
-        assert(c:send("GET /hello HTTP/1.1\r\nHost: a\r\nUser-Agent: " .. ua .. "\r\n\r\n"))
+      for i = 1, 500 do
+        assert(c:send("GET /hello?" .. query .. " HTTP/1.1\r\nHost: a\r\nUser-Agent: " .. ua .. "\r\nReferer: " .. ua
+          .. "\r\n\r\n"))
         local res = assert(test.response(c, "GET", T))
         assert.same(200, res.status)
         assert.same("hello\n", res:rest(T))
@@ -347,10 +412,13 @@ describe("a slow access log reader", function()
       assert.is_true(srv:stats().access_log_dropped > 0)
     end)
     local status = srv and srv:stop("TERM", T)
+    local log = srv and srv:log() or ""
     reader:close()
     os.execute("rm -rf '" .. dir .. "'")
     assert(ok, err)
     assert.same(0, status)
+    -- at exit, what the reader never took is counted and said
+    assert.matches("access log: %d+ lines? lost at exit", log)
   end)
 end)
 

@@ -17,10 +17,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,11 +32,18 @@
 
 #define BUFFER_MAX (1024 * 1024) /* bytes of lines waiting; past it lines are dropped */
 #define FILE_CHUNK (64 * 1024)   /* a file's write: whole lines up to this much */
+/* A logged field's cap in bytes, "..." included: a line always fits PIPE_BUF (4096). */
+#define TARGET_MAX     2048
+#define HEADER_MAX     512  /* user agent, referer */
+#define CLOSE_DRAIN_MS 1000 /* at close: how long to wait for a full pipe or socket */
 
 static struct {
     int fd; /* -1: off */
     int json;
     int regular; /* a regular file: never EAGAIN, no EV_WRITE (epoll refuses files) */
+    int sock;    /* a socket on stdout, shared with others: send(MSG_DONTWAIT), fd stays blocking */
+    int midline; /* the last write ended inside a line */
+    int torn;    /* a half line was left (its rest dropped): the next write starts with "\n" */
     char *path;  /* NULL: stdout, never reopened */
     struct event_base *base;
     struct evbuffer *out;
@@ -51,22 +60,29 @@ static void on_writable(evutil_socket_t fd, short what, void *arg);
 
 /*
  * stdout through /proc: a new open file description, so O_NONBLOCK does not
- * reach the terminal or the shell that share fd 1; a socket cannot be
- * reopened that way, and is dup'd.
+ * reach the terminal or the shell that share fd 1. A socket (journald)
+ * cannot be reopened that way: it is dup'd and its description left alone
+ * (O_NONBLOCK there would reach fd 1 and fd 2), each write a
+ * send(MSG_DONTWAIT). Without /proc, a pipe or a terminal is dup'd as it is:
+ * its writes may block.
  */
-static int open_fd(const char *path)
+static int open_fd(const char *path, int *sock)
 {
     int flags = O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC;
+    struct stat st;
+    *sock = 0;
     if (path)
         return open(path, flags | O_CREAT, 0644);
+    if (fstat(1, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        *sock = 1;
+        return fcntl(1, F_DUPFD_CLOEXEC, 3);
+    }
     int fd = open("/proc/self/fd/1", flags);
-    if (fd < 0 && (fd = fcntl(1, F_DUPFD_CLOEXEC, 3)) >= 0)
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    return fd;
+    return fd >= 0 ? fd : fcntl(1, F_DUPFD_CLOEXEC, 3);
 }
 
 /* fd becomes the log's descriptor (a reopen closes the last one). */
-static void use_fd(int fd)
+static void use_fd(int fd, int sock)
 {
     struct stat st;
     if (lg.writable)
@@ -76,6 +92,8 @@ static void use_fd(int fd)
     if (lg.fd >= 0)
         close(lg.fd);
     lg.fd = fd;
+    lg.sock = sock;
+    lg.midline = lg.torn = 0;
     lg.regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     if (!lg.regular)
         lg.writable = event_new(lg.base, fd, EV_WRITE, on_writable, NULL);
@@ -115,10 +133,16 @@ static size_t chunk_len(size_t cap)
  */
 static void flush(void)
 {
+    if (lg.torn && evbuffer_get_length(lg.out) > 0) {
+        evbuffer_prepend(lg.out, "\n", 1); /* ends the half line, rather than glue onto it */
+        lg.torn = 0;
+    }
     while (lg.fd >= 0 && evbuffer_get_length(lg.out) > 0) {
         size_t n = chunk_len(lg.regular ? FILE_CHUNK : PIPE_BUF);
-        ssize_t w = write(lg.fd, evbuffer_pullup(lg.out, (ev_ssize_t)n), n);
+        const char *p = (const char *)evbuffer_pullup(lg.out, (ev_ssize_t)n);
+        ssize_t w = lg.sock ? send(lg.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) : write(lg.fd, p, n);
         if (w > 0) {
+            lg.midline = p[w - 1] != '\n';
             evbuffer_drain(lg.out, (size_t)w);
             continue;
         }
@@ -130,8 +154,10 @@ static void flush(void)
             return;
         }
         if (!lg.failed)
-            rill_log("access log: write failed: %s (lines are dropped)", strerror(errno));
+            rill_log("access log: write failed: %s (lines are dropped)",
+                     w == 0 ? "nothing written" : strerror(errno));
         lg.failed = 1;
+        lg.torn = lg.midline;
         lg.dropped += count_lines(lg.out);
         evbuffer_drain(lg.out, evbuffer_get_length(lg.out));
     }
@@ -157,6 +183,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 static struct {
     char *p;
     size_t len, cap;
+    int failed; /* out of memory: the line is dropped, counted */
 } line;
 
 static int grow(size_t more)
@@ -167,8 +194,10 @@ static int grow(size_t more)
     while (cap < line.len + more)
         cap *= 2;
     char *p = realloc(line.p, cap);
-    if (!p)
+    if (!p) {
+        line.failed = 1;
         return -1;
+    }
     line.p = p;
     line.cap = cap;
     return 0;
@@ -176,7 +205,7 @@ static int grow(size_t more)
 
 static void put(const char *s, size_t n)
 {
-    if (grow(n) == 0) {
+    if (!line.failed && grow(n) == 0) {
         memcpy(line.p + line.len, s, n);
         line.len += n;
     }
@@ -195,22 +224,45 @@ static void putf(const char *fmt, ...)
 }
 
 /*
+ * A field's piece of n bytes, as long as the field (begun at start) stays
+ * within cap - 3 bytes as logged; else "..." ends the field and 0 says stop.
+ * A piece is a whole escape or a whole UTF-8 sequence, never cut.
+ */
+static int put_capped(size_t start, size_t cap, const char *piece, size_t n)
+{
+    if (line.len - start + n > cap - 3) {
+        put("...", 3);
+        return 0;
+    }
+    put(piece, n);
+    return 1;
+}
+
+/*
  * Combined: as nginx escapes a logged value, a quote, a backslash, a control
  * byte or a byte past ASCII becomes \xHH, so a line is one line of ASCII and
- * its quoted fields end at the first bare quote. Empty or unknown: "-".
+ * its quoted fields end at the first bare quote. Empty or unknown: "-". At
+ * most cap bytes as logged, "..." at the end when cut.
  */
-static void put_combined(const char *s)
+static void put_combined(const char *s, size_t cap)
 {
     if (!s || !*s) {
         put("-", 1);
         return;
     }
+    size_t start = line.len;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            putf("\\x%02X", c);
-        else
-            put((const char *)&c, 1);
+        char esc[8];
+        int ok;
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            snprintf(esc, sizeof esc, "\\x%02X", c);
+            ok = put_capped(start, cap, esc, 4);
+        } else {
+            ok = put_capped(start, cap, (const char *)&c, 1);
+        }
+        if (!ok)
+            return;
     }
 }
 
@@ -231,8 +283,12 @@ static int utf8_len(const unsigned char *s)
     return 0;
 }
 
-/* A JSON string (RFC 8259): NULL is null; a byte that is not valid UTF-8 becomes U+FFFD. */
-static void put_json(const char *str)
+/*
+ * A JSON string (RFC 8259): NULL is null; a byte that is not valid UTF-8
+ * becomes U+FFFD. At most cap bytes between the quotes, cut at a UTF-8
+ * boundary (never inside an escape) and ended with "..." when cut.
+ */
+static void put_json(const char *str, size_t cap)
 {
     const unsigned char *s = (const unsigned char *)str;
     if (!s) {
@@ -240,36 +296,44 @@ static void put_json(const char *str)
         return;
     }
     put("\"", 1);
+    size_t start = line.len;
     while (*s) {
-        int n;
+        char esc[8];
+        const char *piece = esc;
+        size_t n = 1;
+        int u;
         if (*s == '"' || *s == '\\') {
-            put("\\", 1);
-            put((const char *)s++, 1);
+            esc[0] = '\\', esc[1] = (char)*s, n = 2;
         } else if (*s < 0x20 || *s == 0x7f) {
-            putf("\\u%04x", *s++);
+            snprintf(esc, sizeof esc, "\\u%04x", *s);
+            n = 6;
         } else if (*s < 0x80) {
-            put((const char *)s++, 1);
-        } else if ((n = utf8_len(s)) > 0) {
-            put((const char *)s, (size_t)n);
-            s += n;
+            piece = (const char *)s;
+        } else if ((u = utf8_len(s)) > 0) {
+            piece = (const char *)s, n = (size_t)u;
         } else {
-            put("\\ufffd", 6);
-            s++;
+            piece = "\\ufffd", n = 6;
         }
+        if (!put_capped(start, cap, piece, n))
+            break;
+        s += piece == (const char *)s ? n : 1;
     }
     put("\"", 1);
 }
 
 static const char *const END_NAMES[] = {
-    "ok",    "ok",       "client_gone", "handler_end", "error",
-    "drain", "shutdown", "slow_client", "timeout",     "refused",
+    "ok",       "ok",          "client_gone", "handler_end", "error",        "drain",
+    "shutdown", "slow_client", "timeout",     "refused",     "disconnected",
 };
 
-static double elapsed_ms(const struct timespec *t0)
+/* Microseconds since t0: formatted from integers ("%lld.%03lld"), whatever the locale's comma. */
+static long long elapsed_us(const struct timespec *t0)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+    long long us =
+        (long long)(now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_nsec - t0->tv_nsec) / 1000;
+    return us < 0 ? 0 : us;
 }
 
 /* [10/Oct/2000:13:55:36 +0000], in UTC, in the C locale's month names whatever the locale. */
@@ -285,30 +349,31 @@ static void put_clf_time(const struct timeval *tv)
 }
 
 /* remote - - [time] "METHOD target HTTP/x.y" status bytes "referer" "ua" ms id end */
-static void format_combined(const struct rill_access *a, const char *id, const char *end, double ms)
+static void format_combined(const struct rill_access *a, const char *id, const char *end,
+                            long long us)
 {
-    put_combined(a->peer);
+    put_combined(a->client, RILL_ACCESS_ADDR_MAX);
     put(" - - ", 5);
     put_clf_time(&a->start);
     put(" \"", 2);
     if (a->method && a->target) {
-        put_combined(a->method);
+        put_combined(a->method, 32);
         put(" ", 1);
-        put_combined(a->target);
+        put_combined(a->target, TARGET_MAX);
         putf(" HTTP/%d.%d", a->major, a->minor);
     } else {
         put("-", 1);
     }
     putf("\" %d %zu \"", a->status, a->sent);
-    put_combined(a->referer);
+    put_combined(a->referer, HEADER_MAX);
     put("\" \"", 3);
-    put_combined(a->ua);
-    putf("\" %.3f ", ms);
-    put_combined(id);
+    put_combined(a->ua, HEADER_MAX);
+    putf("\" %lld.%03lld ", us / 1000, us % 1000);
+    put_combined(id, 256);
     putf(" %s\n", end);
 }
 
-static void format_json(const struct rill_access *a, const char *id, const char *end, double ms)
+static void format_json(const struct rill_access *a, const char *id, const char *end, long long us)
 {
     struct tm tm;
     time_t t = a->start.tv_sec;
@@ -316,43 +381,57 @@ static void format_json(const struct rill_access *a, const char *id, const char 
     putf("{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"remote_addr\":", tm.tm_year + 1900,
          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
          (int)(a->start.tv_usec / 1000));
-    put_json(a->peer);
+    put_json(a->client, RILL_ACCESS_ADDR_MAX);
+    put(",\"peer_addr\":", 13);
+    put_json(a->peer, RILL_ACCESS_ADDR_MAX);
     put(",\"method\":", 10);
-    put_json(a->method);
+    put_json(a->method, 32);
     put(",\"target\":", 10);
-    put_json(a->target);
+    put_json(a->target, TARGET_MAX);
     if (a->method)
         putf(",\"http_version\":\"%d.%d\"", a->major, a->minor);
     else
         put(",\"http_version\":null", 20);
-    putf(",\"status\":%d,\"bytes_sent\":%zu,\"duration_ms\":%.3f,\"request_id\":", a->status,
-         a->sent, ms);
-    put_json(id);
+    putf(",\"status\":%d,\"bytes_sent\":%zu,\"duration_ms\":%lld.%03lld,\"request_id\":", a->status,
+         a->sent, us / 1000, us % 1000);
+    put_json(id, 256);
     put(",\"user_agent\":", 14);
-    put_json(a->ua);
+    put_json(a->ua, HEADER_MAX);
     put(",\"referer\":", 11);
-    put_json(a->referer);
+    put_json(a->referer, HEADER_MAX);
     putf(",\"end\":\"%s\"}\n", end);
 }
 
 /* ---- records ------------------------------------------------------------------- */
 
-static char *copy_into(char **at, const char *s)
+/*
+ * The bytes of s a record keeps: one past the cap is enough for the
+ * formatter to see it was cut (a logged byte is at least a byte of s).
+ */
+static size_t kept(const char *s, size_t cap)
+{
+    return s ? strnlen(s, cap + 1) + 1 : 0;
+}
+
+static char *copy_into(char **at, const char *s, size_t cap)
 {
     char *dst = *at;
-    size_t n = strlen(s) + 1;
+    size_t n = kept(s, cap) - 1;
     memcpy(dst, s, n);
-    *at += n;
+    dst[n] = '\0';
+    *at += n + 1;
     return dst;
 }
 
 struct rill_access *rill_access_new(const char *method, const char *target, int major, int minor,
-                                    const char *peer, const char *ua, const char *referer)
+                                    const char *peer, const char *client, const char *ua,
+                                    const char *referer)
 {
     if (lg.fd < 0)
         return NULL;
-    size_t n = (target ? strlen(target) + 1 : 0) + (peer ? strlen(peer) + 1 : 0) +
-               (ua ? strlen(ua) + 1 : 0) + (referer ? strlen(referer) + 1 : 0);
+    size_t n = kept(target, TARGET_MAX) + kept(peer, RILL_ACCESS_ADDR_MAX) +
+               kept(client, RILL_ACCESS_ADDR_MAX) + kept(ua, HEADER_MAX) +
+               kept(referer, HEADER_MAX);
     struct rill_access *a = calloc(1, sizeof *a + n);
     if (!a)
         return NULL;
@@ -360,10 +439,11 @@ struct rill_access *rill_access_new(const char *method, const char *target, int 
     gettimeofday(&a->start, NULL);
     clock_gettime(CLOCK_MONOTONIC, &a->t0);
     a->method = method;
-    a->target = target ? copy_into(&at, target) : NULL;
-    a->peer = peer ? copy_into(&at, peer) : NULL;
-    a->ua = ua ? copy_into(&at, ua) : NULL;
-    a->referer = referer ? copy_into(&at, referer) : NULL;
+    a->target = target ? copy_into(&at, target, TARGET_MAX) : NULL;
+    a->peer = peer ? copy_into(&at, peer, RILL_ACCESS_ADDR_MAX) : NULL;
+    a->client = client ? copy_into(&at, client, RILL_ACCESS_ADDR_MAX) : a->peer;
+    a->ua = ua ? copy_into(&at, ua, HEADER_MAX) : NULL;
+    a->referer = referer ? copy_into(&at, referer, HEADER_MAX) : NULL;
     a->major = major;
     a->minor = minor;
     a->head = method && strcmp(method, "HEAD") == 0;
@@ -381,12 +461,15 @@ void rill_access_done(struct rill_access *a, const char *id)
         a->status = 499; /* nothing was sent: the client left first (nginx's code) */
     if (lg.fd >= 0) {
         line.len = 0;
-        double ms = elapsed_ms(&a->t0);
+        line.failed = 0;
+        long long us = elapsed_us(&a->t0);
         if (lg.json)
-            format_json(a, id, END_NAMES[end], ms);
+            format_json(a, id, END_NAMES[end], us);
         else
-            format_combined(a, id, END_NAMES[end], ms);
-        if (line.len == 0 || line.p[line.len - 1] != '\n' ||
+            format_combined(a, id, END_NAMES[end], us);
+        /* the caps keep a line within PIPE_BUF; one past it would tear in a shared pipe */
+        if (line.failed || line.len == 0 || line.p[line.len - 1] != '\n' ||
+            (!lg.regular && line.len > PIPE_BUF) ||
             evbuffer_get_length(lg.out) + line.len > BUFFER_MAX) {
             lg.dropped++;
         } else {
@@ -405,8 +488,8 @@ int rill_accesslog_open(struct event_base *base, const char *path, int json, cha
 {
     if (!path || strcmp(path, "off") == 0)
         return 0;
-    int stdout_log = strcmp(path, "-") == 0;
-    int fd = open_fd(stdout_log ? NULL : path);
+    int stdout_log = strcmp(path, "-") == 0, sock;
+    int fd = open_fd(stdout_log ? NULL : path, &sock);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open the access log %s: %s", path, strerror(errno));
         return -1;
@@ -416,7 +499,7 @@ int rill_accesslog_open(struct event_base *base, const char *path, int json, cha
     lg.path = stdout_log ? NULL : strdup(path);
     lg.out = evbuffer_new();
     lg.flush = event_new(base, -1, 0, on_flush, NULL);
-    use_fd(fd);
+    use_fd(fd, sock);
     return 0;
 }
 
@@ -429,14 +512,15 @@ void rill_accesslog_reopen(void)
 {
     if (lg.fd < 0 || !lg.path)
         return;
-    int fd = open_fd(lg.path);
+    int sock;
+    int fd = open_fd(lg.path, &sock);
     if (fd < 0) {
         rill_log("access log: cannot reopen %s: %s (still writing to the old file)", lg.path,
                  strerror(errno));
         return;
     }
     flush(); /* what was buffered goes to the old file, as far as it can */
-    use_fd(fd);
+    use_fd(fd, sock);
     lg.failed = 0;
     flush();
 }
@@ -450,8 +534,24 @@ void rill_accesslog_close(void)
 {
     if (lg.fd < 0)
         return;
-    lg.waiting = 0;
-    flush();
+    /* a full pipe or socket: up to CLOSE_DRAIN_MS more; a line begun is finished if it can be */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        lg.waiting = 0;
+        flush();
+        long long left = CLOSE_DRAIN_MS - elapsed_us(&t0) / 1000;
+        if (evbuffer_get_length(lg.out) == 0 || lg.regular || left <= 0)
+            break;
+        struct pollfd pfd = {.fd = lg.fd, .events = POLLOUT};
+        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+            break;
+    }
+    unsigned long lost = count_lines(lg.out);
+    if (lost)
+        rill_log("access log: %lu line%s lost at exit (the reader did not keep up)", lost,
+                 lost == 1 ? "" : "s");
+    lg.dropped += lost;
     if (lg.writable)
         event_free(lg.writable);
     lg.writable = NULL;

@@ -9,17 +9,21 @@
 
 /* How a request ended: the `end` field. */
 enum rill_end {
-    RILL_END_NONE,        /* not said: ok, or handler_end for a stream */
-    RILL_END_OK,          /* a plain reply went out */
-    RILL_END_CLIENT_GONE, /* the client closed first */
-    RILL_END_HANDLER_END, /* the handler (or the topic it pumped) finished the stream */
-    RILL_END_ERROR,       /* the handler raised mid-stream: the body is truncated */
-    RILL_END_DRAIN,       /* a reload's drain deadline */
-    RILL_END_SHUTDOWN,    /* SIGTERM/SIGINT, or the master gone */
-    RILL_END_SLOW_CLIENT, /* the hub cut a subscriber that fell behind */
-    RILL_END_TIMEOUT,     /* the inactivity timer dropped a client that stopped reading */
-    RILL_END_REFUSED,     /* answered before Lua: 400, 414, 431, 503 */
+    RILL_END_NONE,         /* not said: ok, or handler_end for a stream */
+    RILL_END_OK,           /* a plain reply went out */
+    RILL_END_CLIENT_GONE,  /* the client closed first */
+    RILL_END_HANDLER_END,  /* the handler (or the topic it pumped) finished the stream */
+    RILL_END_ERROR,        /* the handler raised mid-stream: the body is truncated */
+    RILL_END_DRAIN,        /* a reload's drain deadline */
+    RILL_END_SHUTDOWN,     /* SIGTERM/SIGINT, or the master gone */
+    RILL_END_SLOW_CLIENT,  /* the hub cut a subscriber that fell behind */
+    RILL_END_TIMEOUT,      /* the inactivity timer dropped a client that stopped reading */
+    RILL_END_REFUSED,      /* answered before Lua: 400, 414, 431, 503 */
+    RILL_END_DISCONNECTED, /* hub.disconnect cut a subscriber */
 };
+
+/* An address's cap in a record (INET6_ADDRSTRLEN and then some). */
+#define RILL_ACCESS_ADDR_MAX 64
 
 /*
  * What the log needs of one request, captured at its start (a stream fed
@@ -31,12 +35,14 @@ struct rill_access {
     struct timespec t0;   /* monotonic, for the duration */
     const char *method;   /* static; NULL: unknown (a refused head) */
     const char *target;   /* NULL: unknown */
-    const char *peer, *ua, *referer;
+    const char *peer;     /* the TCP peer */
+    const char *client;   /* the client --trust-proxy resolved (req.remote_addr), else peer */
+    const char *ua, *referer;
     int major, minor;
     int status;            /* 0 until a reply starts */
     size_t sent;           /* body bytes handed to the connection */
     enum rill_end end;     /* the first cause said wins */
-    unsigned head : 1;     /* a HEAD: no body bytes */
+    unsigned head : 1;     /* a HEAD (or a 204 or 304 reply): no body bytes */
     unsigned streamed : 1; /* a chunked reply was started */
 };
 
@@ -51,12 +57,17 @@ int rill_accesslog_enabled(void);
 void rill_accesslog_reopen(void);
 /* Lines dropped so far: the buffer was full (a reader that does not read) or a write failed. */
 unsigned long rill_accesslog_dropped(void);
-/* A last non-blocking flush, then closes: before the event base goes. */
+/* A last flush (a pipe or socket: up to 1 s), lines left counted and logged, then closes. */
 void rill_accesslog_close(void);
 
-/* A record for a request starting now; NULL when the log is off or out of memory. */
+/*
+ * A record for a request starting now; NULL when the log is off or out of
+ * memory. client NULL: the peer. The target is kept up to 2048 bytes, the
+ * user agent and referer up to 512 each: a line always fits PIPE_BUF.
+ */
 struct rill_access *rill_access_new(const char *method, const char *target, int major, int minor,
-                                    const char *peer, const char *ua, const char *referer);
+                                    const char *peer, const char *client, const char *ua,
+                                    const char *referer);
 static inline void rill_access_ends(struct rill_access *a, enum rill_end end)
 {
     if (a && a->end == RILL_END_NONE)

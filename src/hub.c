@@ -414,7 +414,7 @@ static void sub_unwaited(struct rill_waiter *w)
     if (s->dropped == 2)
         rill_log("hub: subscriber of '%s' too slow, disconnected (it may resume)",
                  s->topic ? s->topic->name : "?");
-    s->res.owner->abort(s->res.owner); /* closes s as one of its resources */
+    s->res.owner->abort(s->res.owner, s->dropped == 2); /* closes s as one of its resources */
 }
 
 /* Deferred: publish runs inside the publisher's handler, never inside another's. */
@@ -1080,6 +1080,11 @@ void rill_hub_unpump(struct subscription *s)
     s->pump = NULL;
     s->pump_arg = NULL;
     sub_close_res(&s->res);
+}
+
+int rill_hub_sub_slow(const struct subscription *s)
+{
+    return s->dropped == 2;
 }
 
 /* A pumped subscriber the hub dropped (too slow, or hub.disconnect) is cut off; else it waits. */

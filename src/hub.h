@@ -44,5 +44,7 @@ enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer
                                          size_t limit);
 /* For a pump waiting on its client: RILL_PUMP_CUT if the hub dropped it meanwhile, else WAIT. */
 enum rill_pump_result rill_hub_pump_check(struct subscription *s);
+/* Whether the hub dropped s for being too slow (its queue policy), not by hub.disconnect. */
+int rill_hub_sub_slow(const struct subscription *s);
 
 #endif

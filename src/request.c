@@ -352,11 +352,10 @@ static void push_peer(lua_State *L, struct evhttp_request *req, int want_port)
  * RILL_PROXY_MAX_LINES lines are read: the walk starts at the rightmost, which
  * the proxy wrote, and a client's extra lines cannot push it out.
  */
-static void push_client(lua_State *L, struct evhttp_request *req)
+const char *rill_request_client(struct evhttp_request *req, const char *peer, char *out, size_t cap)
 {
-    push_peer(L, req, 0);
     if (!rill_proxy_any())
-        return;
+        return peer;
     const char *name = rill_proxy_header_name(), *lines[RILL_PROXY_MAX_LINES];
     int total = 0, n = 0;
     struct evkeyval *kv;
@@ -371,8 +370,14 @@ static void push_client(lua_State *L, struct evhttp_request *req)
         if (strcasecmp(kv->key, name) == 0 && skip-- <= 0)
             lines[n++] = kv->value;
     }
+    return rill_proxy_client(peer, lines, n, out, cap);
+}
+
+static void push_client(lua_State *L, struct evhttp_request *req)
+{
     char out[RILL_PROXY_ADDR_CAP];
-    lua_pushstring(L, rill_proxy_client(lua_tostring(L, -1), lines, n, out, sizeof out));
+    push_peer(L, req, 0);
+    lua_pushstring(L, rill_request_client(req, lua_tostring(L, -1), out, sizeof out));
     lua_remove(L, -2);
 }
 

@@ -56,6 +56,12 @@ void rill_request_push_route(lua_State *L, struct rill_request *r, int view, con
 void rill_request_detach(struct rill_request *r);
 /* "GET", "POST", ... */
 const char *rill_method_name(enum evhttp_cmd_type cmd);
+/*
+ * req.remote_addr of a request from peer: peer, or behind a --trust-proxy
+ * proxy the client its header names, into out (cap >= RILL_PROXY_ADDR_CAP).
+ */
+const char *rill_request_client(struct evhttp_request *req, const char *peer, char *out,
+                                size_t cap);
 /* The request id: x-request-id when valid, else the trace id (rill_request_traceparent). */
 const char *rill_request_id(struct rill_request *r);
 /*

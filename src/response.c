@@ -317,6 +317,8 @@ static int out_start(lua_State *L)
     if (r->log) {
         r->log->status = status;
         r->log->streamed = 1;
+        if (!f.body)
+            r->log->head = 1; /* a HEAD, 204 or 304: no body goes out */
     }
     struct bufferevent *bev = request_bev(r);
     if (bev) {
@@ -682,7 +684,8 @@ static void pump(void *arg)
             return;
         }
         if (res == RILL_PUMP_CUT) {
-            r->task.abort(&r->task); /* cut off: the client resumes with its last id */
+            /* cut off: the client resumes with its last id */
+            r->task.abort(&r->task, rill_hub_sub_slow(r->pump));
             return;
         }
         if (r->wait_drain)

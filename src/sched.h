@@ -37,7 +37,9 @@ struct rill_task {
     void *wait_arg;         /* what the pending effect waits on, for cancel */
     long long instructions; /* run since the last resume (the budget's count) */
     rill_done_fn done;
-    void (*abort)(struct rill_task *t); /* ends the task's request uncleanly (server.c) */
+    /* ends the task's request uncleanly (server.c): slow, the hub's queue policy; else
+     * hub.disconnect */
+    void (*abort)(struct rill_task *t, int slow);
     struct rill_resource *resources;
     struct event *timer; /* rill.sleep's, made on its first call (most tasks never sleep) */
     unsigned running : 1;

@@ -32,6 +32,7 @@
 #include "effects.h"
 #include "httpcheck.h"
 #include "log.h"
+#include "proxy.h"
 #include "replyhead.h"
 #include "response.h"
 
@@ -202,7 +203,7 @@ void rill_server_client_gone(struct rill_request *r)
     maybe_free(r);
 }
 
-static void abort_request(struct rill_task *t);
+static void abort_request(struct rill_task *t, int slow);
 
 /* The client's address, as evhttp has it ("" when the connection is gone). */
 static const char *peer_of(struct evhttp_request *req)
@@ -221,9 +222,12 @@ static struct rill_access *access_new(struct evhttp_request *req, int known)
     if (!rill_accesslog_enabled())
         return NULL;
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    char out[RILL_PROXY_ADDR_CAP];
+    const char *peer = peer_of(req);
     return rill_access_new(known ? rill_method_name(evhttp_request_get_command(req)) : NULL,
-                           known ? evhttp_request_get_uri(req) : NULL, req->major, req->minor,
-                           peer_of(req), known ? evhttp_find_header(h, "User-Agent") : NULL,
+                           known ? evhttp_request_get_uri(req) : NULL, req->major, req->minor, peer,
+                           rill_request_client(req, peer, out, sizeof out),
+                           known ? evhttp_find_header(h, "User-Agent") : NULL,
                            known ? evhttp_find_header(h, "Referer") : NULL);
 }
 
@@ -296,9 +300,8 @@ static const char *bad_request(struct evhttp_request *req, char *path, size_t *p
  * as a stand-in (conn.c), so its request line is unknown: logged as "-".
  */
 static void answer_refused(struct rill_server *s, struct evhttp_request *req, int status,
-                           const char *body, int stand_in)
+                           const char *body, struct rill_access *a)
 {
-    struct rill_access *a = access_new(req, !stand_in);
     if (a) {
         a->status = status;
         a->sent = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD ? 0 : strlen(body);
@@ -313,10 +316,11 @@ static void refuse(struct rill_server *s, struct evhttp_request *req, int status
                    int stand_in)
 {
     char body[160];
+    struct rill_access *a = access_new(req, !stand_in); /* first: the version as received */
     req->major = 1; /* evhttp would echo a version like 1.12 in the status line */
     req->minor = 1;
     snprintf(body, sizeof body, "%s: %s\n", status == 400 ? "bad request" : "refused", why);
-    answer_refused(s, req, status, body, stand_in);
+    answer_refused(s, req, status, body, a);
 }
 
 /* evhttp's gencb: every request starts here. */
@@ -336,7 +340,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (s->draining) {
-        answer_refused(s, req, 503, "shutting down\n", 0);
+        answer_refused(s, req, 503, "shutting down\n", access_new(req, 1));
         return;
     }
     struct rill_request *r = request_new(s, req);
@@ -372,7 +376,7 @@ static void send_retry_jitter(struct rill_request *r)
     if (spread > 60000)
         spread = 60000;
     evbuffer_add_printf(buf, "retry: %ld\n\n", 500 + random() % spread);
-    if (r->log)
+    if (r->log && !r->log->head)
         r->log->sent += evbuffer_get_length(buf);
     evhttp_send_reply_chunk(r->req, buf);
     evbuffer_drain(buf, evbuffer_get_length(buf));
@@ -400,9 +404,9 @@ static void request_stop(struct rill_request *r, int clean, enum rill_end why)
         maybe_free(r);
 }
 
-static void abort_request(struct rill_task *t)
+static void abort_request(struct rill_task *t, int slow)
 {
-    request_stop((struct rill_request *)t, 0, RILL_END_SLOW_CLIENT);
+    request_stop((struct rill_request *)t, 0, slow ? RILL_END_SLOW_CLIENT : RILL_END_DISCONNECTED);
 }
 
 static void stop_all(struct rill_server *s, int streams_only, enum rill_end why)

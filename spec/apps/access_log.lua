@@ -28,6 +28,7 @@ return rill.router {
   ["GET /events/:topic"] = function(req)
     return rill.sse(rill.subscribe(req.params.topic, { queue = tonumber(req.query.queue) }))
   end,
+  ["POST /disconnect/:topic"] = function(req) return tostring(rill.hub.disconnect(req.params.topic)) end,
   ["POST /publish/:topic"] = function(req)
     return { status = 202, body = rill.publish(req.params.topic, { data = req.body }) }
   end,
