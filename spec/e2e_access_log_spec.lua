@@ -422,6 +422,41 @@ describe("a slow access log reader", function()
   end)
 end)
 
+describe("the access log on a stdout that is a socket (journald)", function()
+  -- python3 spawns rill with fd 1 one end of a socketpair, as systemd does
+  local SCRIPT = [[
+import fcntl, os, re, shlex, socket, subprocess, sys, urllib.request
+a, b = socket.socketpair()
+p = subprocess.Popen(shlex.split(sys.argv[1]) + [sys.argv[2], "--listen", "127.0.0.1:0", "--access-log", "-"],
+                     stdout=b.fileno(), stderr=subprocess.PIPE, text=True)
+try:
+    port = None
+    while port is None:
+        l = p.stderr.readline()
+        if not l: sys.exit("rill exited: no listening line")
+        m = re.search(r"listening on http://[^:]+:(\d+)", l)
+        port = m and m.group(1)
+    urllib.request.urlopen("http://127.0.0.1:%s/hello" % port, timeout=10).read()
+    a.settimeout(10)
+    line = a.recv(65536).decode()
+    if '"GET /hello HTTP/1.1" 200 6' not in line: sys.exit("no line: %r" % line)
+    if fcntl.fcntl(b.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK: sys.exit("the shared socket became O_NONBLOCK")
+finally:
+    p.terminate()
+    p.wait()
+]]
+
+  it("writes lines to it and leaves its shared description blocking", function()
+    local dir = tmpdir()
+    local f = assert(io.open(dir .. "/stdout_socket.py", "w"))
+    f:write(SCRIPT)
+    f:close()
+    local ok = os.execute(("python3 %s '%s' %s"):format(dir .. "/stdout_socket.py", test.bin, APP))
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.is_true(ok == true, "rill on a socket stdout: see the script's message above")
+  end)
+end)
+
 describe("the access log with --workers 2", function()
   local function proc_state(pid)
     local s = read_file("/proc/" .. pid .. "/stat")

@@ -4,12 +4,15 @@
  * formatted when it ends, combined or JSON. Owns the log's descriptor, an
  * in-memory buffer of whole lines and the count of dropped ones.
  *
- * It must never block the loop: the descriptor is O_NONBLOCK, the buffer is
+ * It must not block the loop on a pipe or socket: the descriptor is
+ * O_NONBLOCK (a socket on stdout: send(MSG_DONTWAIT)), the buffer is
  * flushed once per loop turn (and when a pipe turns writable again), and
  * past BUFFER_MAX a new line is dropped and counted rather than queued, so a
- * log reader that stops reading costs lines, never a stalled stream. Each
- * write is of whole lines: a pipe's writes of at most PIPE_BUF bytes are
- * atomic, and a file is O_APPEND, so the workers of one master can share it.
+ * log reader that stops reading costs lines, never a stalled stream. (A
+ * regular file ignores O_NONBLOCK: a stalled disk blocks, as nginx's does.)
+ * Each write is of whole lines: fields are capped so a line fits PIPE_BUF,
+ * a pipe's writes of at most PIPE_BUF bytes are atomic, and a file is
+ * O_APPEND, so the workers of one master can share it.
  * No Lua and no evhttp here: server.c hands over a finished record.
  */
 #include "accesslog.h"
