@@ -264,6 +264,26 @@ describe("the access log at SIGUSR1", function()
   end)
 end)
 
+describe("the access log, moved while a worker loads the app", function()
+  it("reopens the file under its name once the worker is ready (the master sent it no SIGUSR1)", function()
+    local dir = tmpdir()
+    local log = dir .. "/access.log"
+    local srv = test.server(APP, { args = { "--workers", "1", "--reload", "--pid-file", dir .. "/rill.pid",
+                                            "--access-log", log },
+                                   env = { ACCESS_LOG_MOVE = log } })
+    local ok, err = pcall(function()
+      assert.same(200, srv:get("/hello", { ["x-request-id"] = "moved-1" }).status)
+      assert.is_truthy(wait_line(log, " moved-1 "), "the line went to the moved file")
+      assert.same(0, #lines_of(log .. ".1"))
+    end)
+    local pids = worker_pids(srv)
+    srv:stop("TERM", T)
+    kill_left(pids)
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
+  end)
+end)
+
 describe("the access log at shutdown", function()
   it("logs a stream that a SIGTERM ended as shutdown", function()
     local srv = start()

@@ -528,6 +528,16 @@ void rill_accesslog_reopen(void)
     flush();
 }
 
+void rill_accesslog_check_moved(void)
+{
+    struct stat named, open;
+    if (lg.fd < 0 || !lg.path)
+        return;
+    if (stat(lg.path, &named) != 0 || fstat(lg.fd, &open) != 0 || named.st_dev != open.st_dev ||
+        named.st_ino != open.st_ino)
+        rill_accesslog_reopen();
+}
+
 unsigned long rill_accesslog_dropped(void)
 {
     return lg.dropped;

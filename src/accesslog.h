@@ -55,6 +55,11 @@ int rill_accesslog_open(struct event_base *base, const char *path, int json, cha
 int rill_accesslog_enabled(void);
 /* SIGUSR1: a file is opened again under its name (logrotate moved it). */
 void rill_accesslog_reopen(void);
+/*
+ * A worker becoming ready: the file is opened again if PATH no longer names
+ * it (moved while the app loaded, when the master sends no SIGUSR1).
+ */
+void rill_accesslog_check_moved(void);
 /* Lines dropped so far: the buffer was full (a reader that does not read) or a write failed. */
 unsigned long rill_accesslog_dropped(void);
 /* A last flush (a pipe or socket: up to 1 s), lines left counted and logged, then closes. */

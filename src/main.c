@@ -594,6 +594,7 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
         rill_hub_relay_send_failed(err);
         status = EXIT_USAGE;
     } else {
+        rill_accesslog_check_moved(); /* a rotation while the app loaded missed this worker */
         readiness.server = 1;
         maybe_ready(w);
         if (readiness.gone) /* the master died while the app loaded */
@@ -686,6 +687,7 @@ static int run_single(struct rill_server_config *cfg, const char *app)
         fprintf(stderr, "rill: %s\n", err);
         return EXIT_USAGE;
     }
+    rill_accesslog_check_moved(); /* moved while the app loaded */
     /* before "listening" is printed: whoever waits for that line finds the file */
     if (procs.pid_file && write_pid(procs.pid_file) != 0) {
         fprintf(stderr, "rill: cannot write the pid file %s: %s\n", procs.pid_file,
