@@ -631,11 +631,13 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
         return;
     }
     if (cs->unlogged)
-        rill_log("cannot accept connections: %s: paused until one closes (and %ld times since "
-                 "the last line)",
-                 strerror(err), cs->unlogged);
+        rill_log_at(RILL_LOG_WARN,
+                    "cannot accept connections: %s: paused until one closes (and %ld times since "
+                    "the last line)",
+                    strerror(err), cs->unlogged);
     else
-        rill_log("cannot accept connections: %s: paused until one closes", strerror(err));
+        rill_log_at(RILL_LOG_WARN, "cannot accept connections: %s: paused until one closes",
+                    strerror(err));
     cs->logged_at = now;
     cs->unlogged = 0;
 }

@@ -412,8 +412,8 @@ static void sub_unwaited(struct rill_waiter *w)
     if (!s->dropped || !s->res.owner || !s->res.owner->abort)
         return;
     if (s->dropped == 2)
-        rill_log("hub: subscriber of '%s' too slow, disconnected (it may resume)",
-                 s->topic ? s->topic->name : "?");
+        rill_log_at(RILL_LOG_WARN, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
+                    s->topic ? s->topic->name : "?");
     s->res.owner->abort(s->res.owner, s->dropped == 2); /* closes s as one of its resources */
 }
 
@@ -1093,8 +1093,8 @@ enum rill_pump_result rill_hub_pump_check(struct subscription *s)
     if (!s->dropped)
         return RILL_PUMP_WAIT;
     if (s->dropped == 2)
-        rill_log("hub: subscriber of '%s' too slow, disconnected (it may resume)",
-                 s->topic ? s->topic->name : "?");
+        rill_log_at(RILL_LOG_WARN, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
+                    s->topic ? s->topic->name : "?");
     return RILL_PUMP_CUT;
 }
 

@@ -1,11 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char prefix[64] = "rill: ";
+static enum rill_log_level threshold = RILL_LOG_INFO;
+static int log_fd = 2;       /* stderr, or the --error-log file */
+static const char *log_path; /* NULL: stderr */
 
 void rill_log_name(const char *role)
 {
@@ -15,13 +22,106 @@ void rill_log_name(const char *role)
         snprintf(prefix, sizeof prefix, "rill: ");
 }
 
-void rill_log(const char *fmt, ...)
+int rill_log_set_level(const char *word)
 {
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(word, names[i]) == 0) {
+            threshold = (enum rill_log_level)i;
+            return 0;
+        }
+    return -1;
+}
+
+int rill_log_enabled(enum rill_log_level level)
+{
+    return level <= threshold;
+}
+
+static int open_path(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+int rill_log_open(const char *path)
+{
+    if (!path || strcmp(path, "-") == 0)
+        return 0;
+    int fd = open_path(path);
+    if (fd < 0)
+        return -1;
+    log_fd = fd;
+    log_path = path;
+    return 0;
+}
+
+void rill_log_reopen(void)
+{
+    if (!log_path)
+        return;
+    int fd = open_path(log_path);
+    if (fd < 0) {
+        rill_log_at(RILL_LOG_ERROR,
+                    "error log: cannot reopen %s: %s (still writing to the old file)", log_path,
+                    strerror(errno));
+        return;
+    }
+    /* the same descriptor number, so nothing that holds it goes stale */
+    if (dup3(fd, log_fd, O_CLOEXEC) < 0) {
+        close(log_fd);
+        log_fd = fd;
+        return;
+    }
+    close(fd);
+}
+
+void rill_log_check_moved(void)
+{
+    struct stat named, open_now;
+    if (!log_path || fstat(log_fd, &open_now) != 0)
+        return;
+    if (stat(log_path, &named) != 0 || named.st_dev != open_now.st_dev ||
+        named.st_ino != open_now.st_ino)
+        rill_log_reopen();
+}
+
+static void vlog(enum rill_log_level level, const char *fmt, va_list ap)
+{
+    static const char *const words[] = {"", "error: ", "warn: ", "", "debug: "};
+    if (!rill_log_enabled(level))
+        return;
+    int saved = errno;
     char line[4096];
+    int n = snprintf(line, sizeof line, "%s%s", prefix, words[level + 1]);
+    if (n < 0 || (size_t)n >= sizeof line - 1)
+        n = 0;
+    int m = vsnprintf(line + n, sizeof line - 1 - (size_t)n, fmt, ap);
+    if (m < 0)
+        m = 0;
+    size_t len = (size_t)n + (size_t)m;
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    /* one write per line, so lines from a busy loop or several workers never interleave */
+    ssize_t w;
+    do
+        w = write(log_fd, line, len);
+    while (w < 0 && errno == EINTR);
+    errno = saved;
+}
+
+void rill_log_at(enum rill_log_level level, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vlog(level, fmt, ap);
     va_end(ap);
-    /* one fprintf per line, so lines from a busy loop are never interleaved mid-line */
-    fprintf(stderr, "%s%s\n", prefix, line);
+}
+
+void rill_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(RILL_LOG_INFO, fmt, ap);
+    va_end(ap);
 }

@@ -83,11 +83,15 @@ static void usage(FILE *out)
           "                            (- : stdout; default off); reopened at SIGUSR1\n"
           "      --access-log-format combined|json  the line's format (default\n"
           "                            combined, plus duration_ms, request id, end)\n"
+          "      --log-level error|warn|info|debug  the error log's lines at this\n"
+          "                            level or more severe (default info)\n"
+          "      --error-log PATH|-    the error log, appended to PATH (- : stderr,\n"
+          "                            the default); reopened at SIGUSR1\n"
           "  -h, --help                this help\n"
           "  -v, --version             the version\n"
           "\n"
           "When ready, rill prints \"rill listening on http://HOST:PORT\" to stderr.\n"
-          "SIGUSR1 prints a stats line to stderr and reopens the access log.\n"
+          "SIGUSR1 prints a stats line to the error log and reopens both logs.\n"
           "\n"
           "       rill reload [--pid-file PATH] [--timeout S]   new code, streams kept\n"
           "       rill stop [--pid-file PATH] [--timeout S] [--now]\n",
@@ -280,6 +284,9 @@ static int open_access_log(struct rill_worker *w, char *err, size_t errlen)
     return rill_accesslog_open(w->base, access_log.path, access_log.json, err, errlen);
 }
 
+/* --error-log: NULL or "-" for stderr. */
+static const char *error_log;
+
 /* One option; returns -1 to go on, or the exit status. */
 static int take_option(int c, struct rill_server_config *cfg, char *host, size_t hostcap,
                        int *tail_roots)
@@ -402,6 +409,12 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
         }
         fprintf(stderr, "rill: --access-log-format wants combined or json, got '%s'\n", optarg);
         return EXIT_USAGE;
+    case 'L':
+        if (rill_log_set_level(optarg) == 0)
+            return -1;
+        fprintf(stderr, "rill: --log-level wants error, warn, info or debug, got '%s'\n", optarg);
+        return EXIT_USAGE;
+    case 'E': error_log = optarg; return -1;
     case 'h': usage(stdout); return 0;
     case 'v':
         printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
@@ -437,6 +450,8 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"trust-proxy-header", required_argument, 0, 'x'},
         {"access-log", required_argument, 0, 'A'},
         {"access-log-format", required_argument, 0, 'F'},
+        {"log-level", required_argument, 0, 'L'},
+        {"error-log", required_argument, 0, 'E'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -595,6 +610,7 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
         status = EXIT_USAGE;
     } else {
         rill_accesslog_check_moved(); /* a rotation while the app loaded missed this worker */
+        rill_log_check_moved();
         readiness.server = 1;
         maybe_ready(w);
         if (readiness.gone) /* the master died while the app loaded */
@@ -688,6 +704,7 @@ static int run_single(struct rill_server_config *cfg, const char *app)
         return EXIT_USAGE;
     }
     rill_accesslog_check_moved(); /* moved while the app loaded */
+    rill_log_check_moved();
     /* before "listening" is printed: whoever waits for that line finds the file */
     if (procs.pid_file && write_pid(procs.pid_file) != 0) {
         fprintf(stderr, "rill: cannot write the pid file %s: %s\n", procs.pid_file,
@@ -732,6 +749,10 @@ int main(int argc, char **argv)
     int status = parse_args(argc, argv, &cfg, host, sizeof host, &app);
     if (status >= 0)
         return status;
+    if (rill_log_open(error_log) != 0) { /* here: each worker inherits it */
+        fprintf(stderr, "rill: cannot open the error log %s: %s\n", error_log, strerror(errno));
+        return 1;
+    }
     raise_fd_limit();
     if (cfg.max_connections < 0)
         cfg.max_connections = default_max_connections();

@@ -458,7 +458,7 @@ static void on_failed(void *arg, void *owner, const char *msg)
     if (p->gen == m->next_gen)
         generation_failed(m, msg);
     else
-        rill_log("worker %d could not load the app: %s", p->slot + 1, msg);
+        rill_log_at(RILL_LOG_ERROR, "worker %d could not load the app: %s", p->slot + 1, msg);
 }
 
 static void on_files(void *arg, void *owner, const char *const *paths, size_t n)
@@ -607,11 +607,12 @@ static void print_stats(struct master *m)
     struct rill_history_stats st;
     size_t queue;
     rill_relay_stats(m->relay, &st, &queue);
-    rill_log("stats workers=%d starting=%d draining=%d generation=%d reloads=%d topics=%ld "
-             "events=%ld history_bytes=%ld max_queue=%zu",
-             count(m, m->gen, SERVING) - count(m, m->gen, DRAINING),
-             m->next_gen ? count(m, m->next_gen, STARTING) : 0, count(m, -1, DRAINING), m->gen,
-             m->reloads, st.topics, st.events, st.bytes, queue);
+    rill_log_at(RILL_LOG_ALWAYS,
+                "stats workers=%d starting=%d draining=%d generation=%d reloads=%d topics=%ld "
+                "events=%ld history_bytes=%ld max_queue=%zu",
+                count(m, m->gen, SERVING) - count(m, m->gen, DRAINING),
+                m->next_gen ? count(m, m->next_gen, STARTING) : 0, count(m, -1, DRAINING), m->gen,
+                m->reloads, st.topics, st.events, st.bytes, queue);
     for (struct proc *p = m->procs; p; p = p->next)
         if (p->state != STARTING)    /* its handler is not there yet: the default would kill it */
             signal_proc(p, SIGUSR1); /* each prints its own */
@@ -624,7 +625,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     switch (sig) {
     case SIGCHLD: on_child(m); break;
     case SIGHUP: reload(m, m->cfg.drain_timeout); break;
-    case SIGUSR1: print_stats(m); break;
+    case SIGUSR1:
+        rill_log_reopen(); /* logrotate: moved, then kill -USR1; each worker reopens its own */
+        print_stats(m);
+        break;
     case SIGQUIT: stop(m, 1); break;
     default: stop(m, 0); break;
     }

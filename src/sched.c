@@ -124,7 +124,8 @@ static void close_coroutine(struct rill_task *t, int has_original)
         lua_xmove(co, L, 1);
         if (!has_original || !lua_rawequal(L, -1, -3)) {
             const char *msg = lua_tostring(L, -1);
-            rill_log("error while closing a handler: %s", msg ? msg : "(not a string)");
+            rill_log_at(RILL_LOG_ERROR, "error while closing a handler: %s",
+                        msg ? msg : "(not a string)");
         }
         lua_pop(L, 1);
     }

@@ -144,7 +144,7 @@ static void log_error(struct rill_request *r, int nres)
     lua_State *co = r->task.co;
     const char *tb = lua_tostring(co, -1);
     (void)nres;
-    rill_log("request %s: handler error: %s", rill_request_id(r), tb ? tb : "?");
+    rill_log_at(RILL_LOG_ERROR, "request %s: handler error: %s", rill_request_id(r), tb ? tb : "?");
     r->task.w->stats.errors++;
 }
 
@@ -155,7 +155,8 @@ static void on_task_done(struct rill_task *t, int status, int nres)
     if (status != LUA_OK && status != RILL_CANCELLED)
         log_error(r, nres);
     else if (status == LUA_OK && r->req && !r->streaming && !r->responded)
-        rill_log("request %s: the handler ended without a response", rill_request_id(r));
+        rill_log_at(RILL_LOG_ERROR, "request %s: the handler ended without a response",
+                    rill_request_id(r));
     if (r->req && !r->gone) {
         if (r->streaming && r->pump && status == LUA_OK)
             rill_response_travel_light(r); /* the stream goes on, fed from C (out.pump) */
@@ -519,12 +520,13 @@ static void print_stats(struct rill_server *s)
     struct rill_stats *st = &s->w->stats;
     /* the heap in use, from the allocator (not RSS): what specs bound per stream */
     struct mallinfo2 heap = mallinfo2();
-    rill_log("stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
-             "fds=%d idle=%d connections=%d heap=%zu beats=%d access_log_dropped=%lu",
-             st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
-             lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections(),
-             rill_conns_count(s->conns), heap.uordblks, rill_response_beat_queues(),
-             rill_accesslog_dropped());
+    rill_log_at(RILL_LOG_ALWAYS,
+                "stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
+                "fds=%d idle=%d connections=%d heap=%zu beats=%d access_log_dropped=%lu",
+                st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
+                lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections(),
+                rill_conns_count(s->conns), heap.uordblks, rill_response_beat_queues(),
+                rill_accesslog_dropped());
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -532,8 +534,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     struct rill_server *s = arg;
     if (sig == SIGUSR1) {
+        rill_log_reopen(); /* logrotate: moved, then kill -USR1; the stats go to the new file */
         print_stats(s);
-        rill_accesslog_reopen();                 /* logrotate: moved, then kill -USR1 */
+        rill_accesslog_reopen();
     } else if (sig == SIGHUP && s->fd_inherited) /* its default would kill the server at once */
         rill_log("SIGHUP ignored: the master reloads (send it to the master)");
     else if (sig == SIGHUP)

@@ -84,7 +84,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 static int on_panic(lua_State *L)
 {
-    rill_log("PANIC: %s", lua_tostring(L, -1));
+    rill_log_at(RILL_LOG_ERROR, "PANIC: %s", lua_tostring(L, -1));
     return 0; /* abort() follows */
 }
 
