@@ -134,6 +134,22 @@ describe("the error log", function()
     assert.matches("--log-level wants error, warn, info or debug, got 'loud'", proc:log(), 1, true)
   end)
 
+  it("at --log-level error still says why a master's workers cannot load the app", function()
+    local dir = tmpdir()
+    finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+    local argv = {}
+    for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
+    for _, a in ipairs({ "spec/apps/syntax_error.lua", "--listen", "127.0.0.1:0", "--workers", "2",
+      "--pid-file", dir .. "/rill.pid", "--log-level", "error" }) do
+      argv[#argv + 1] = a
+    end
+    local proc <close> = core.spawn(argv)
+    assert.same(2, proc:wait(T))
+    local log = proc:log()
+    assert.matches("master: error: cannot load spec/apps/syntax_error.lua: spec/apps/syntax_error.lua:4:", log, 1, true)
+    assert.is_nil(log:find("started (pid", 1, true), "info lines are hidden")
+  end)
+
   it("exits 1 naming the file when --error-log cannot be opened", function()
     local argv = {}
     for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end

@@ -38,9 +38,16 @@ int rill_log_enabled(enum rill_log_level level)
     return level <= threshold;
 }
 
+/* Never 0, 1 or 2: started with one closed, the log would take stderr's (or stdout's) place. */
 static int open_path(const char *path)
 {
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0 && fd <= 2) {
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        close(fd);
+        fd = high;
+    }
+    return fd;
 }
 
 int rill_log_open(const char *path)

@@ -560,7 +560,7 @@ static void on_accept(void *arg)
     struct rill_worker *w = arg;
     char err[256];
     if (w->server && rill_server_accept(w->server, err, sizeof err) != 0) {
-        rill_log("%s", err);
+        rill_log_at(RILL_LOG_ERROR, "%s", err);
         rill_server_shutdown(w->server);
     }
 }
@@ -595,7 +595,7 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
     struct rill_worker *w = rill_worker_get(L);
     struct rill_relay_control ctl = {on_ready, on_accept, on_drain, on_gone, w};
     if (rill_hub_relay_start(w, channel_fd, &ctl) != 0) {
-        rill_log("cannot use the master's channel");
+        rill_log_at(RILL_LOG_ERROR, "cannot use the master's channel");
         return 1;
     }
     record_files(L, a->path);

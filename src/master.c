@@ -132,7 +132,7 @@ static void write_status(struct master *m, const char *error)
     else
         snprintf(text, sizeof text, "%d ok\n", m->reloads);
     if (write_file(m->status_path, text) != 0)
-        rill_log("cannot write %s: %s", m->status_path, strerror(errno));
+        rill_log_at(RILL_LOG_ERROR, "cannot write %s: %s", m->status_path, strerror(errno));
 }
 
 static int write_pid_file(struct master *m)
@@ -234,7 +234,7 @@ static int spawn(struct master *m, int slot, int gen)
     struct proc *p = calloc(1, sizeof *p);
     if (!p || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         free(p);
-        rill_log("cannot start worker %d: %s", slot + 1, strerror(errno));
+        rill_log_at(RILL_LOG_ERROR, "cannot start worker %d: %s", slot + 1, strerror(errno));
         return -1;
     }
     sigset_t all, old;
@@ -251,7 +251,7 @@ static int spawn(struct master *m, int slot, int gen)
     if (pid < 0) {
         close(sv[0]);
         free(p);
-        rill_log("cannot fork worker %d: %s", slot + 1, strerror(errno));
+        rill_log_at(RILL_LOG_ERROR, "cannot fork worker %d: %s", slot + 1, strerror(errno));
         return -1;
     }
     *p = (struct proc){.pid = pid, .slot = slot, .gen = gen, .started = mono_now()};
@@ -322,13 +322,13 @@ static void generation_failed(struct master *m, const char *why)
         if (p->gen == gen)
             signal_proc(p, SIGKILL); /* it never accepted a connection */
     if (m->gen == 0) {               /* the first: nothing serves, as a single process would exit */
-        rill_log("%s", why);
+        rill_log_at(RILL_LOG_ERROR, "%s", why);
         m->status = 2;
         stop(m, 1);
         return;
     }
     m->reloads++;
-    rill_log("reload failed, generation %d serves on: %s", m->gen, why);
+    rill_log_at(RILL_LOG_ERROR, "reload failed, generation %d serves on: %s", m->gen, why);
     write_status(m, why);
     if (m->again) {
         m->again = 0;
@@ -494,9 +494,10 @@ static void on_overflow(void *arg, void *owner)
 {
     struct master *m = arg;
     struct proc *p = owner;
-    rill_log("worker %d (pid %ld) does not read its hub events (over %zu bytes queued): killed, "
-             "it will be restarted",
-             p->slot + 1, (long)p->pid, m->cfg.max_queue);
+    rill_log_at(RILL_LOG_WARN,
+                "worker %d (pid %ld) does not read its hub events (over %zu bytes queued): killed, "
+                "it will be restarted",
+                p->slot + 1, (long)p->pid, m->cfg.max_queue);
     signal_proc(p, SIGKILL);
 }
 
@@ -525,8 +526,8 @@ static void schedule_restart(struct master *m, int slot, double lived)
     if (delay > MAX_BACKOFF)
         delay = MAX_BACKOFF;
     if (delay > 0)
-        rill_log("worker %d died %.1f s after its start: restarting it in %.0f s", slot + 1, lived,
-                 delay);
+        rill_log_at(RILL_LOG_WARN, "worker %d died %.1f s after its start: restarting it in %.0f s",
+                    slot + 1, lived, delay);
     struct timeval tv = {(time_t)delay, 0};
     evtimer_add(s->restart, &tv);
 }
@@ -552,7 +553,9 @@ static void reaped(struct master *m, struct proc *p, int status)
     int was_next = m->next_gen && p->gen == m->next_gen;
     int slot = p->slot;
     double lived = mono_now() - p->started;
-    rill_log("worker %d (pid %ld, generation %d) %s", slot + 1, (long)pid, p->gen, how);
+    int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    rill_log_at(clean || m->stopping ? RILL_LOG_INFO : RILL_LOG_WARN,
+                "worker %d (pid %ld, generation %d) %s", slot + 1, (long)pid, p->gen, how);
     forget_proc(m, p);
     if (m->swapping && !m->stopping)
         finish_reload(m); /* a worker gone accepts nothing either */
@@ -613,9 +616,9 @@ static void print_stats(struct master *m)
                 count(m, m->gen, SERVING) - count(m, m->gen, DRAINING),
                 m->next_gen ? count(m, m->next_gen, STARTING) : 0, count(m, -1, DRAINING), m->gen,
                 m->reloads, st.topics, st.events, st.bytes, queue);
+    /* a loading worker ignores it (become_worker), then checks its logs were not moved */
     for (struct proc *p = m->procs; p; p = p->next)
-        if (p->state != STARTING)    /* its handler is not there yet: the default would kill it */
-            signal_proc(p, SIGUSR1); /* each prints its own */
+        signal_proc(p, SIGUSR1); /* each prints its own and reopens its logs */
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -653,8 +656,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             }
     for (struct proc *p = m->procs; p; p = p->next) {
         if (p->state == DRAINING && p->kill_at && now > p->kill_at && !p->stop_signal) {
-            rill_log("worker %d (pid %ld) still draining after its deadline: killed", p->slot + 1,
-                     (long)p->pid);
+            rill_log_at(RILL_LOG_WARN,
+                        "worker %d (pid %ld) still draining after its deadline: killed",
+                        p->slot + 1, (long)p->pid);
             p->stop_signal = SIGKILL;
             signal_proc(p, SIGKILL);
         }
@@ -755,12 +759,13 @@ int rill_master_run(const struct rill_master_config *cfg)
     m->cfg = *cfg;
     rill_log_name("master");
     if (master_setup(m) != 0) {
-        rill_log("cannot start: out of memory");
+        rill_log_at(RILL_LOG_ERROR, "cannot start: out of memory");
         master_free(m);
         return 1;
     }
     if (write_pid_file(m) != 0) {
-        rill_log("cannot write the pid file %s: %s", cfg->pid_file, strerror(errno));
+        rill_log_at(RILL_LOG_ERROR, "cannot write the pid file %s: %s", cfg->pid_file,
+                    strerror(errno));
         master_free(m);
         return 1;
     }
