@@ -8,24 +8,14 @@
 local core = require "rill.core"
 local socket = require "socket"
 local test = require "rill.test"
+local procs = require "spec.support.procs"
+local tmpdir = procs.tmpdir
+local read_file = procs.read_file
 
 local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
 local APP = "spec/apps/access_log.lua"
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -m 700 " .. p))
-  return p
-end
 
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 local function wait_for(pred)
   local deadline = core.now() + T

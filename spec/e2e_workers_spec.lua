@@ -15,6 +15,9 @@
 local core = require "rill.core"
 local socket = require "socket"
 local test = require "rill.test"
+local procs = require "spec.support.procs"
+local tmpdir = procs.tmpdir
+local proc_state = procs.proc_state
 
 local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
 local APP = "spec/apps/workers.lua"
@@ -23,15 +26,6 @@ local APP = "spec/apps/workers.lua"
 -- Processes
 
 local KILLED = {} -- the pids the spec SIGKILLed
-
--- The state letter of /proc/PID/stat ("R", "S", "T", "Z"...), nil when the pid is gone.
-local function proc_state(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return nil end
-  local s = f:read("a") or ""
-  f:close()
-  return s:match("^%d+ %b() (%S)")
-end
 
 -- Runs, as opposed to gone or a zombie (a zombie has finished).
 local function alive(pid)
@@ -67,12 +61,6 @@ end
 ---------------------------------------------------------------------------
 -- A rill --workers 2 server
 
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -m 700 " .. p))
-  return p
-end
 
 local function start(workers)
   local dir = tmpdir()

@@ -1,0 +1,32 @@
+-- SPDX-License-Identifier: MIT
+-- Helpers the end-to-end specs of workers, reload and logs share: a private
+-- temporary directory, a whole file, and a process's state from /proc.
+local M = {}
+
+-- A new directory only we can read (mode 700).
+function M.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -m 700 " .. p))
+  return p
+end
+
+-- The whole file, or "" when there is none (yet).
+function M.read_file(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The state letter of /proc/PID/stat ("R", "S", "T", "Z"...), nil when the pid is gone.
+function M.proc_state(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local s = f:read("a") or ""
+  f:close()
+  return s:match("^%d+ %b() (%S)")
+end
+
+return M
