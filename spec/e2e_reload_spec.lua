@@ -17,6 +17,8 @@
 local core = require "rill.core"
 local test = require "rill.test"
 local json = require "support.json"
+local support = require "spec.support.workers"
+local alive, bin_argv, started, wait_line = support.alive, support.bin_argv, support.started, support.wait_line
 
 local PYTHON = "/usr/bin/python3"
 local DRAIN = 3 -- --drain-timeout of the reload case, seconds
@@ -63,13 +65,6 @@ local function read_file(path)
   return text
 end
 
--- Whether pid runs (a zombie has finished).
-local function alive(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  local state = stat and stat:match("%) (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
-
 ---------------------------------------------------------------------------
 
 describe("rill reload", function()
@@ -103,23 +98,11 @@ describe("rill reload", function()
     return p
   end
 
-  local function bin_argv(...)
-    local argv = {}
-    for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
-    for _, a in ipairs({ ... }) do argv[#argv + 1] = a end
-    return argv
-  end
-
   -- Every worker pid the master's log names, from byte `from` on, each noted
   -- for after_each: { {slot, pid, gen}, ... }.
   local function workers(m, from)
-    local found = {}
-    local log = m.proc:log()
-    for slot, pid, gen in log:sub(from or 1):gmatch("worker (%d+) started %(pid (%d+), generation (%d+)%)") do
-      pid = tonumber(pid)
-      pids[pid] = true
-      found[#found + 1] = { slot = tonumber(slot), pid = pid, gen = tonumber(gen) }
-    end
+    local found = started(m, from)
+    for _, w in ipairs(found) do pids[w.pid] = true end
     return found
   end
 
@@ -141,13 +124,6 @@ describe("rill reload", function()
     m.host, m.port = line:match("http://([^/]+):(%d+)$")
     m.port = tonumber(m.port)
     return m
-  end
-
-  -- Waits for a master log line containing text after byte from; the line and the position after it.
-  local function wait_log(m, text, from, timeout)
-    local line, pos = m.proc:wait_for(text, timeout or TIMEOUT, from)
-    assert(line, ("no %q in the log:\n%s"):format(text, m.proc:log()))
-    return line, pos
   end
 
   -- Runs `rill <cmd> --pid-file ... --timeout 20`: exit status, stdout, stderr.
@@ -272,7 +248,7 @@ describe("rill reload", function()
     local t0 = core.now()
     local status, out, err = ctl(m, "reload")
     assert.same({ 0, "rill: reloaded (pid " .. m.proc:pid() .. ")\n", "" }, { status, out, err })
-    local _, after_reload = wait_log(m, "reloaded: generation 2 serves, 2 old worker(s) draining", mark)
+    local _, after_reload = wait_line(m, "reloaded: generation 2 serves, 2 old worker(s) draining", mark)
     local gen2 = workers(m, mark)
     assert.same(2, #gen2)
     local new = pid_set(gen2)
@@ -325,7 +301,7 @@ describe("rill reload", function()
     end
     assert.same(STREAMS, ended, m.proc:log())
     for _, w in ipairs(gen1) do
-      wait_log(m, ("worker %d (pid %d, generation 1) exited with status 0"):format(w.slot, w.pid), mark)
+      wait_line(m, ("worker %d (pid %d, generation 1) exited with status 0"):format(w.slot, w.pid), mark)
       assert.is_false(alive(w.pid))
     end
 
@@ -365,14 +341,14 @@ describe("rill reload", function()
     assert.same(1, status)
     assert.same("", out)
     assert.matches("^rill: reload failed: [^\n]*app%.lua:2: unexpected symbol near '='", err)
-    wait_log(m, "reload failed, generation 1 serves on: ", mark)
+    wait_line(m, "reload failed, generation 1 serves on: ", mark)
     local status_file = read_file(m.pidfile .. ".status")
     assert.matches("^1 failed\n[^\n]*app%.lua:2: unexpected symbol near '='", status_file)
     -- the new workers are gone (they never accepted); the old ones serve on
     local failed = pid_set(workers(m, mark))
     for _, w in ipairs(workers(m, mark)) do
       assert.same(2, w.gen)
-      wait_log(m, ("worker %d (pid %d, generation 2) "):format(w.slot, w.pid), mark)
+      wait_line(m, ("worker %d (pid %d, generation 2) "):format(w.slot, w.pid), mark)
       assert.is_false(alive(w.pid))
     end
     for _ = 1, 6 do
@@ -418,8 +394,8 @@ return rill.router {
 
     local mark = #m.proc:log() + 1
     save(dir .. "/mod.lua", 'return { value = "two" }\n')
-    wait_log(m, "--reload: a Lua file changed", mark)
-    wait_log(m, "reloaded: generation 2 serves, 1 old worker(s) draining", mark)
+    wait_line(m, "--reload: a Lua file changed", mark)
+    wait_line(m, "reloaded: generation 2 serves, 1 old worker(s) draining", mark)
     workers(m, mark)
     assert.same({ 200, "two\n" }, { request(m, { path = "/value" }) })
 
@@ -430,7 +406,7 @@ return rill.router {
     local rest, _, ending = s:rest(TIMEOUT)
     assert.same({ "", "end" }, { s.buf .. rest, ending })
     s:close()
-    wait_log(m, ("worker 1 (pid %d, generation 1) exited with status 0"):format(gen1[1].pid), mark)
+    wait_line(m, ("worker 1 (pid %d, generation 1) exited with status 0"):format(gen1[1].pid), mark)
 
     local status = ctl(m, "stop")
     assert.same(0, status)

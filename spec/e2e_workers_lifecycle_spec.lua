@@ -34,11 +34,15 @@
 local core = require "rill.core"
 local socket = require "socket"
 local test = require "rill.test"
+local support = require "spec.support.workers"
+local proc_state = require("spec.support.procs").proc_state
+local alive, signal, wait_until = support.alive, support.signal, support.wait_until
+local bin_argv, started, only = support.bin_argv, support.started, support.only
 
 local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
 
 ---------------------------------------------------------------------------
--- Files and processes
+-- Files
 
 local function save(path, text)
   local tmp = path .. ".tmp"
@@ -54,40 +58,6 @@ local function read_file(path)
   local text = f:read("a")
   f:close()
   return text
-end
-
--- The state letter of /proc/PID/stat ("R", "S", "T", "Z"...), nil when the pid is gone.
-local function proc_state(pid)
-  local s = read_file("/proc/" .. pid .. "/stat")
-  return s and s:match("^%d+ %b() (%S)")
-end
-
--- Runs, as opposed to gone or a zombie.
-local function alive(pid)
-  local st = proc_state(pid)
-  return st ~= nil and st ~= "Z" and st ~= "X"
-end
-
-local function signal(pid, sig)
-  assert(math.tointeger(pid) and pid > 1, "not a pid: " .. tostring(pid))
-  assert(os.execute(("kill -s %s %d 2>/dev/null"):format(sig, pid)), ("kill -s %s %d failed"):format(sig, pid))
-end
-
--- Polls pred every 10 ms until it holds or timeout seconds pass.
-local function wait_until(pred, timeout)
-  local deadline = core.now() + timeout
-  while not pred() do
-    if core.now() > deadline then return false end
-    socket.sleep(0.01)
-  end
-  return true
-end
-
-local function bin_argv(...)
-  local argv = {}
-  for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
-  for _, a in ipairs({ ... }) do argv[#argv + 1] = a end
-  return argv
 end
 
 ---------------------------------------------------------------------------
@@ -125,13 +95,13 @@ local SLOW_LOAD = 'os.execute("sleep 1") -- a second to load\n'
 ---------------------------------------------------------------------------
 
 describe("rill --workers 2 lifecycle", function()
-  local dir, procs, pids, stopped
+  local dir, procs, pids
 
   before_each(function()
     dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -m 700 '" .. dir .. "'"))
-    procs, pids, stopped = {}, {}, {}
+    procs, pids = {}, {}
   end)
 
   after_each(function()
@@ -158,12 +128,8 @@ describe("rill --workers 2 lifecycle", function()
 
   -- Every worker the master's log names from byte `from` on, each noted for after_each.
   local function workers(m, from)
-    local found = {}
-    for slot, pid, gen in m.proc:log():sub(from or 1):gmatch("worker (%d+) started %(pid (%d+), generation (%d+)%)") do
-      pid = tonumber(pid)
-      pids[pid] = true
-      found[#found + 1] = { slot = tonumber(slot), pid = pid, gen = tonumber(gen) }
-    end
+    local found = started(m, from)
+    for _, w in ipairs(found) do pids[w.pid] = true end
     return found
   end
 
@@ -218,31 +184,6 @@ describe("rill --workers 2 lifecycle", function()
     return s.status, body
   end
 
-  -- Runs fn with every worker of `list` but pid stopped (SIGSTOP, /proc says
-  -- "T"): a new connection reaches pid, since a stopped worker cannot accept.
-  local function only(list, pid, fn)
-    local others = {}
-    for _, w in ipairs(list) do
-      if w.pid ~= pid and alive(w.pid) then others[#others + 1] = w.pid end
-    end
-    for _, p in ipairs(others) do
-      stopped[p] = true
-      signal(p, "STOP")
-    end
-    local ok, a, b = pcall(function()
-      for _, p in ipairs(others) do
-        assert(wait_until(function() return proc_state(p) == "T" end, T), "worker did not stop")
-      end
-      return fn()
-    end)
-    for _, p in ipairs(others) do
-      signal(p, "CONT")
-      stopped[p] = nil
-    end
-    if not ok then error(a, 0) end
-    return a, b
-  end
-
   -- The master exited 0 within T, and every worker it logged is gone (reaped: not even a zombie).
   local function assert_all_gone(m, clean)
     local status, err = m.proc:wait(T)
@@ -269,7 +210,7 @@ describe("rill --workers 2 lifecycle", function()
     local list = workers(m)
     assert.same(2, #list)
     for _, w in ipairs(list) do
-      local status, body = only(list, w.pid, function() return get(m, "/pid", T) end)
+      local status, body = only(m, w.pid, function() return get(m, "/pid", T) end)
       assert.same({ 200, "v1 " .. w.pid }, { status, body }, m.proc:log())
     end
     m.proc:kill("TERM")

@@ -5,253 +5,33 @@
 -- (one order, resume on any worker, a restarted worker's snapshot), and a
 -- stop leaves no process behind.
 --
--- Steering a connection to one worker: the workers share one listening
--- socket, and which of them accepts a new connection is the kernel's choice
--- (sequential connections mostly go to one of them). To reach a given worker
--- deterministically, the spec SIGSTOPs the other ones (waiting for /proc to
--- say "T"), connects, and SIGCONTs them: a stopped worker cannot accept, so
--- the one left running does. Keep-alive connections made that way stay
--- pinned to their worker for the rest of a case.
+-- The processes, the master's log and the clients are spec/support/workers.lua's;
+-- how a connection is steered to one worker (SIGSTOP the others) is told at its only().
 local core = require "rill.core"
-local socket = require "socket"
 local test = require "rill.test"
 local procs = require "spec.support.procs"
+local support = require "spec.support.workers"
 local tmpdir = procs.tmpdir
 local proc_state = procs.proc_state
+local alive, signal, wait_until = support.alive, support.signal, support.wait_until
+local bin_argv = support.bin_argv
+local started, current, kill_all = support.started, support.current, support.kill_all
+local exit_status, check_clean_exits = support.exit_status, support.check_clean_exits
+local log_end, wait_line, only = support.log_end, support.wait_line, support.only
+local connect, pinned, stream_on, events = support.connect, support.pinned, support.stream_on, support.events
+local publish, publish_many = support.publish, support.publish_many
+local send_fresh, finish_fresh, fresh_batch = support.send_fresh, support.finish_fresh, support.fresh_batch
 
 local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
 local APP = "spec/apps/workers.lua"
 
----------------------------------------------------------------------------
--- Processes
-
-local KILLED = {} -- the pids the spec SIGKILLed
-
--- Runs, as opposed to gone or a zombie (a zombie has finished).
-local function alive(pid)
-  local st = proc_state(pid)
-  return st ~= nil and st ~= "Z"
-end
-
--- A rill of ours (so that a pid reused by another program is left alone).
-local function ours(pid)
-  local f = io.open("/proc/" .. pid .. "/cmdline")
-  if not f then return false end
-  local c = f:read("a") or ""
-  f:close()
-  return c:find("rill", 1, true) ~= nil
-end
-
-local function signal(pid, sig)
-  assert(math.tointeger(pid) and pid > 1, "not a pid: " .. tostring(pid))
-  if sig == "KILL" then KILLED[pid] = true end
-  assert(os.execute(("kill -s %s %d 2>/dev/null"):format(sig, pid)), ("kill -s %s %d failed"):format(sig, pid))
-end
-
--- Polls pred every 10 ms until it holds or timeout seconds pass.
-local function wait_until(pred, timeout)
-  local deadline = core.now() + timeout
-  while not pred() do
-    if core.now() > deadline then return false end
-    socket.sleep(0.01)
-  end
-  return true
+-- rill on APP with n workers (nil: one process, no master).
+local function start(n, args)
+  return support.start(APP, { workers = n, args = args })
 end
 
 ---------------------------------------------------------------------------
--- A rill --workers 2 server
-
-
-local function start(workers)
-  local dir = tmpdir()
-  local pidfile = dir .. "/rill.pid"
-  local args = workers and { "--workers", tostring(workers), "--pid-file", pidfile } or nil
-  local srv = test.server(APP, { args = args })
-  srv.dir, srv.pidfile = dir, pidfile
-  return srv
-end
-
--- Every "worker K started (pid P, generation G)" line the master logged, in order.
-local function started(srv)
-  local out = {}
-  for slot, pid, gen in srv:log():gmatch("worker (%d+) started %(pid (%d+), generation (%d+)%)") do
-    out[#out + 1] = { slot = tonumber(slot), pid = tonumber(pid), gen = tonumber(gen) }
-  end
-  return out
-end
-
--- slot -> the pid last started in it
-local function current(srv)
-  local cur = {}
-  for _, w in ipairs(started(srv)) do cur[w.slot] = w.pid end
-  return cur
-end
-
--- Kills the master and every worker it ever logged, whatever state they are in.
-local function kill_all(srv)
-  if not srv then return end
-  local master = srv.proc:pid()
-  local workers = started(srv)
-  srv:stop("KILL", T)
-  for _, w in ipairs(workers) do
-    if alive(w.pid) and ours(w.pid) then signal(w.pid, "KILL") end
-  end
-  if master > 0 and alive(master) and ours(master) then signal(master, "KILL") end
-  if srv.dir then os.execute("rm -rf '" .. srv.dir .. "'") end
-end
-
--- Waits for the master to exit; returns its status, with the whole log read
--- (srv:wait closes the pipe at once, and the last lines may still be in it).
-local function exit_status(srv)
-  local status, err = srv.proc:wait(T)
-  if not status then return nil, err end
-  srv:log()
-  return srv:wait()
-end
-
--- Every worker the master logged ended with status 0 at the stop, but those
--- the spec SIGKILLed; nothing from valgrind in the log (it follows the forks:
--- an error in a worker shows there, and makes the worker exit 99).
-local function check_clean_exits(srv)
-  local log = srv:log()
-  for _, w in ipairs(started(srv)) do
-    local how = log:match(("worker %d %%(pid %d, generation %d%%) ([^\n]*)"):format(w.slot, w.pid, w.gen))
-    if KILLED[w.pid] then
-      assert.equal("killed by signal 9 (Killed)", how)
-    else
-      assert.equal("exited with status 0", how, log)
-    end
-  end
-  assert.is_nil(log:match("==%d+==[^\n]*"), log)
-end
-
--- The byte position of the end of the log so far: wait_for from there sees new lines only.
-local function log_end(srv)
-  return #srv:log() + 1
-end
-
--- Waits for a line containing text from byte from; returns the line and the position after it.
-local function wait_line(srv, text, from, timeout)
-  local line, pos = srv.proc:wait_for(text, timeout or T, from)
-  assert(line, ("no log line %q within %s s:\n%s"):format(text, timeout or T, srv:log()))
-  return line, pos
-end
-
--- Runs fn with every current worker but pid stopped: new connections reach pid.
-local function only(srv, pid, fn)
-  local others = {}
-  for _, p in pairs(current(srv)) do
-    if p ~= pid and alive(p) then others[#others + 1] = p end
-  end
-  for _, p in ipairs(others) do signal(p, "STOP") end
-  local ok, a, b = pcall(function()
-    for _, p in ipairs(others) do
-      assert(wait_until(function() return proc_state(p) == "T" end, T), "worker did not stop")
-    end
-    return fn()
-  end)
-  for _, p in ipairs(others) do signal(p, "CONT") end
-  if not ok then error(a, 0) end
-  return a, b
-end
-
----------------------------------------------------------------------------
--- Clients
-
--- A keep-alive connection of ours: requests are sent and read separately, so
--- two connections can have a request in flight at once.
-local Conn = {}
-Conn.__index = Conn
-
-function Conn:send(method, path, body)
-  body = body or ""
-  assert(self.sock:send(("%s %s HTTP/1.1\r\nHost: rill\r\nContent-Length: %d\r\n\r\n%s")
-    :format(method, path, #body, body)))
-end
-
-function Conn:read(method)
-  local s = assert(test.response(self.sock, method, T))
-  local body = s:rest(T)
-  return s.status, body, s.headers
-end
-
-function Conn:request(method, path, body)
-  self:send(method, path, body)
-  return self:read(method)
-end
-
-function Conn:close()
-  self.sock:close()
-end
-
--- A keep-alive connection served by worker pid.
-local function pinned(srv, pid)
-  return only(srv, pid, function()
-    local c = setmetatable({ sock = srv:connect() }, Conn)
-    local status, body = c:request("GET", "/pid")
-    assert.same({ 200, tostring(pid) }, { status, body })
-    return c
-  end)
-end
-
--- An event stream served by worker pid.
-local function stream_on(srv, pid, path, headers)
-  return only(srv, pid, function()
-    local s = srv:open(path, { headers = headers })
-    assert.same({ 200, tostring(pid) }, { s.status, s.headers["x-pid"] })
-    return s
-  end)
-end
-
--- The next n events with data (skipping the opening retry: block and any
--- other block without data), as "id data" strings.
-local function events(s, n)
-  local out = {}
-  while #out < n do
-    local ev, err = s:event(T)
-    assert(ev, ("event %d of %d: %s"):format(#out + 1, n, tostring(err)))
-    if ev.data then out[#out + 1] = ev.id .. " " .. ev.data end
-  end
-  return out
-end
-
--- Publishes data to topic on c; returns the id and the publishing worker's pid.
-local function read_publish(c)
-  local status, body = c:read("POST")
-  assert.equal(200, status, body)
-  local id, pid = body:match("^(%S+) (%d+)$")
-  assert(id, body)
-  return id, tonumber(pid)
-end
-
-local function publish(c, topic, data)
-  c:send("POST", "/pub/" .. topic, data)
-  return read_publish(c)
-end
-
--- Publishes n events "<prefix><i>" to topic, alternately through the connections
--- in conns, one request in flight on each at once (the master orders them).
--- Returns data -> id, and pid -> how many it published.
-local function publish_many(conns, topic, prefix, n, first)
-  local ids, by = {}, {}
-  local i = first or 1
-  local last = i + n - 1
-  while i <= last do
-    local sent = {}
-    for _, c in ipairs(conns) do
-      if i > last then break end
-      c:send("POST", "/pub/" .. topic, prefix .. i)
-      sent[#sent + 1] = { c, prefix .. i }
-      i = i + 1
-    end
-    for _, s in ipairs(sent) do
-      local id, pid = read_publish(s[1])
-      ids[s[2]] = id
-      by[pid] = (by[pid] or 0) + 1
-    end
-  end
-  return ids, by
-end
+-- The relay's ids
 
 -- ids "<epoch>-<seq>": one epoch, seq strictly increasing, no data twice;
 -- every event has the id its publisher was given.
@@ -287,39 +67,6 @@ end
 
 local function slice(list, from, to)
   return table.move(list, from, to, 1, {})
-end
-
--- A request on a new connection (Connection: close) sent now, read later.
-local function send_fresh(srv)
-  local sock = assert(socket.tcp())
-  sock:settimeout(T)
-  local ok, err = sock:connect(srv.host, srv.port)
-  if not ok then
-    sock:close()
-    return { err = "connect: " .. err }
-  end
-  local sent, serr = sock:send("GET /pid HTTP/1.1\r\nHost: rill\r\nConnection: close\r\n\r\n")
-  return { sock = sock, err = not sent and ("send: " .. serr) or nil }
-end
-
--- The pid that answered, or nil and why not.
-local function finish_fresh(r)
-  if not r.sock then return nil, r.err end
-  local data, err, partial = r.sock:receive("*a")
-  r.sock:close()
-  data = data or partial or ""
-  local pid = data:match("^HTTP/1%.1 200 .-\r\n\r\n(%d+)$")
-  if pid then return tonumber(pid) end
-  return nil, ("%s (%q)"):format(tostring(err or r.err), data:sub(1, 60))
-end
-
--- n requests on n connections open at once; returns the pids that answered.
-local function fresh_batch(srv, n)
-  local rs, pids = {}, {}
-  for i = 1, n do rs[i] = send_fresh(srv) end
-  for i = 1, n do pids[i] = assert(finish_fresh(rs[i])) end
-  srv:log() -- drains the server's stderr
-  return pids
 end
 
 ---------------------------------------------------------------------------
@@ -514,7 +261,7 @@ describe("rill --workers 2", function()
     local ca, cb = pinned(srv, a), pinned(srv, b)
     local single = start() -- one process, no master: the in-process hub
     finally(function() kill_all(single) end)
-    local c1 = setmetatable({ sock = single:connect() }, Conn)
+    local c1 = connect(single)
 
     local function scenario(conns)
       local out = {}
@@ -596,10 +343,7 @@ describe("stopping rill --workers 2", function()
     local f = assert(io.open(srv.pidfile))
     assert.equal(srv.proc:pid(), tonumber(f:read("a")))
     f:close()
-    local argv = {}
-    for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
-    for _, a in ipairs({ "stop", "--pid-file", srv.pidfile, "--timeout", tostring(2 * T) }) do argv[#argv + 1] = a end
-    ctl = core.spawn(argv)
+    ctl = core.spawn(bin_argv("stop", "--pid-file", srv.pidfile, "--timeout", tostring(2 * T)))
     assert.equal(0, ctl:wait(3 * T), ctl:log())
     assert.matches("rill: stopped %(pid " .. srv.proc:pid() .. "%)", ctl:log())
     assert.equal(0, exit_status(srv))
@@ -619,10 +363,7 @@ end)
 
 describe("rill --workers 2 with a worker that stops reading its hub events", function()
   it("kills it past --worker-queue-bytes and restarts it, and its clients resume exactly", function()
-    local dir = tmpdir()
-    local srv = test.server(APP, { args = { "--workers", "2", "--pid-file", dir .. "/rill.pid",
-      "--worker-queue-bytes", "65536" } })
-    srv.dir, srv.pidfile = dir, dir .. "/rill.pid"
+    local srv = start(2, { "--worker-queue-bytes", "65536" })
     finally(function() kill_all(srv) end)
     local cur = current(srv)
     local stuck, other = cur[2], cur[1]
@@ -661,12 +402,8 @@ describe("rill --workers 2 with an app that publishes at load time", function()
     local app = assert(io.open(dir .. "/app.lua", "w"))
     app:write('local rill = require "rill"\nrill.publish("boot", "x")\nreturn function() return "hi" end\n')
     app:close()
-    local argv = {}
-    for word in test.bin:gmatch("%S+") do argv[#argv + 1] = word end
-    for _, a in ipairs({ dir .. "/app.lua", "--listen", "127.0.0.1:0", "--workers", "2", "--pid-file", dir .. "/rill.pid" }) do
-      argv[#argv + 1] = a
-    end
-    local proc = core.spawn(argv)
+    local proc = core.spawn(bin_argv(dir .. "/app.lua", "--listen", "127.0.0.1:0", "--workers", "2",
+      "--pid-file", dir .. "/rill.pid"))
     finally(function() proc:close() end)
     assert.equal(2, proc:wait(T))
     local log = proc:log()
