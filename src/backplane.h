@@ -58,6 +58,19 @@ struct rill_backplane {
     void (*configure)(struct rill_backplane *bp, const struct rill_hub_bounds *b);
     /* arg's waiter is gone: its done must never be called */
     void (*forget)(struct rill_backplane *bp, void *arg);
+    /*
+     * For a backplane that delivers only the topics followed here (Redis),
+     * else NULL. load: a topic gets a subscriber here and is not loaded, or
+     * a subscriber's Last-Event-ID is newer than what was delivered: the
+     * backplane delivers what it has (rill_hub_deliver_reset the first
+     * time, then events) and then rill_hub_deliver_loaded, once it can
+     * (its store may be down: subscribers wait). unfollow: the hub forgot
+     * the topic (no subscriber left); nothing more is delivered for it.
+     */
+    void (*load)(struct rill_backplane *bp, const char *topic);
+    void (*unfollow)(struct rill_backplane *bp, const char *topic);
+    /* Adds the backplane's own figures to the hub.stats() table on the top of L, or NULL. */
+    void (*stats)(struct rill_backplane *bp, lua_State *L);
 };
 
 /* The in-process backplane (in hub.c: it is the hub's own order), the default. */
@@ -89,6 +102,23 @@ int rill_hub_deliver_topic(lua_State *L, const char *name, const char *epoch, ui
                            int closed);
 int rill_hub_deliver_close(lua_State *L, const char *name);
 void rill_hub_deliver_disconnect(const char *name);
+
+/*
+ * For a followed topic whose ids are ordered stream ids ("<ms>-<seq>",
+ * Redis): its history restarts (epoch), and what is at or before floor
+ * (NULL: nothing known before the first event) left it; strict: floor
+ * itself too (the store lost the topic: ids up to floor are of an
+ * incarnation that is gone), and every subscriber is told it may have
+ * missed events. Events follow with rill_hub_deliver.
+ */
+int rill_hub_deliver_reset(lua_State *L, const char *name, const char *epoch, const char *floor,
+                           int strict);
+/* A load is over: the topic's waiting subscribers find where they resume, and are woken. */
+void rill_hub_deliver_loaded(lua_State *L, const char *name);
+/* Parses a stream id "<ms>-<seq>" (1 to 20 digits each, each at most 2^64-1) into id; 0 if not one.
+ */
+int rill_stream_id_parse(const char *s, size_t len, uint64_t id[2]);
+int rill_stream_id_cmp(const uint64_t a[2], const uint64_t b[2]);
 
 /* The hub's bounds now (hub.configure), for a backplane that keeps history too. */
 void rill_hub_bounds(struct rill_hub_bounds *b);

@@ -11,6 +11,8 @@ void rill_open_process(lua_State *L);
 void rill_open_fetch(lua_State *L);
 void rill_open_hub(lua_State *L);
 void rill_open_sse(lua_State *L);
+/* rill.sse.encode as a lua_CFunction: the event table (or data string) at 1 → its block. */
+int rill_sse_encode(lua_State *L);
 void rill_open_tail(lua_State *L);
 
 /* Free what the tail and hub modules hold for the worker (at shutdown). */

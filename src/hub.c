@@ -71,8 +71,9 @@ struct hub_event {
     struct hub_event *older, *newer; /* every topic's events, in publish order */
     uint64_t seq;
     double at;
-    int ud_ref;   /* the Lua object (rill.hub.event), anchored while in history */
-    char id[136]; /* the wire id */
+    int ud_ref;      /* the Lua object (rill.hub.event), anchored while in history */
+    uint64_t sid[2]; /* an ordered topic's id, parsed */
+    char id[136];    /* the wire id */
 };
 
 struct topic {
@@ -86,6 +87,15 @@ struct topic {
     uint64_t closed; /* 0, or the order of its closing (the oldest closed is forgotten first) */
     struct subscription *subs;
     int nsubs;
+    /*
+     * A followed topic (a backplane with load: Redis), whose ids are ordered
+     * stream ids. loaded: the backplane delivered what it had; loading: it
+     * was asked to. floor: the id of the newest event known to have left
+     * the history (floor_set), or, strict, of the last one of an incarnation
+     * the store lost. last_sid: the newest event's id (has_last).
+     */
+    int ordered, loaded, loading, floor_set, floor_strict, has_last;
+    uint64_t floor[2], last_sid[2];
 };
 
 struct subscription {
@@ -101,9 +111,12 @@ struct subscription {
     struct rill_waiter wait;
     rill_pump_fn pump; /* set while C pumps the stream (rill_hub_pump), no task waiting */
     void *pump_arg;
+    char *resume; /* waiting for its topic's load: its Last-Event-ID ("" for none), else NULL */
+    int reloaded; /* its Last-Event-ID was newer than a load: a second load was asked */
 };
 
 static struct topic *buckets[BUCKETS];
+static struct rill_backplane *backplane; /* the in-process one by default (below) */
 static struct hub_stats stats;
 static struct hub_event *oldest, *newest; /* the global publish order */
 static uint64_t closings;                 /* topics closed so far, to order them */
@@ -224,6 +237,8 @@ static void forget_topic(lua_State *L, struct topic *t)
     *p = t->next_in_bucket;
     while (t->count > 0)
         drop_oldest_event(L, t);
+    if (backplane->unfollow)
+        backplane->unfollow(backplane, t->name);
     free(t->ring);
     free(t->name);
     free(t);
@@ -328,6 +343,11 @@ static void drop_oldest_event(lua_State *L, struct topic *t)
     else
         newest = e->older;
     stats.history_bytes -= (long)cost(e);
+    if (t->ordered) { /* resuming at or after it loses nothing */
+        memcpy(t->floor, e->sid, sizeof t->floor);
+        t->floor_set = 1;
+        t->floor_strict = 0;
+    }
     t->bytes -= e->wire->len;
     t->head = (t->head + 1) % t->cap;
     t->count--;
@@ -362,7 +382,10 @@ static void evict(lua_State *L)
  */
 static void maybe_free_topic(lua_State *L, struct topic *t)
 {
-    if (t->count > 0 || t->subs || t->closed)
+    if (t->subs)
+        return;
+    /* a followed topic is the backplane's: with nobody here to read it, it is not followed */
+    if (!backplane->load && (t->count > 0 || t->closed))
         return;
     forget_topic(L, t);
 }
@@ -440,7 +463,7 @@ static void wake_all(struct topic *t)
 static void drop_laggards(struct topic *t)
 {
     for (struct subscription *s = t->subs; s; s = s->next) {
-        if (!s->drop_oldest && !s->dropped && t->last_seq - s->cursor > s->queue) {
+        if (!s->drop_oldest && !s->dropped && !s->resume && t->last_seq - s->cursor > s->queue) {
             s->dropped = 2;
             stats.dropped++;
             rill_waiter_poke(&s->wait);
@@ -472,6 +495,8 @@ static void align(lua_State *L, struct topic *t, const char *epoch, uint64_t las
     while (t->count > 0)
         drop_oldest_event(L, t);
     for (struct subscription *s = t->subs; s; s = s->next) {
+        if (s->resume)
+            continue; /* it finds where it resumes once its topic is loaded */
         int missed =
             same_epoch ? s->cursor < last_seq : had > 0 && (s->cursor < had || last_seq > 0);
         if (missed && !s->gap)
@@ -520,6 +545,10 @@ int rill_hub_deliver(lua_State *L, const struct rill_hub_delivery *d)
     e->ud_ref = ref;
     memcpy(e->id, d->id, d->id_len);
     e->id[d->id_len] = '\0';
+    if (t->ordered && rill_stream_id_parse(d->id, d->id_len, e->sid)) {
+        memcpy(t->last_sid, e->sid, sizeof t->last_sid);
+        t->has_last = 1;
+    }
     if (push_event(t, e) != 0) {
         free(e);
         wr->refs--;
@@ -559,6 +588,144 @@ int rill_hub_deliver_close(lua_State *L, const char *name)
         t->closed = ++closings;
     wake_all(t);
     return 0;
+}
+
+/* ---- followed topics: ordered stream ids (a backplane with load) -------------------- */
+
+int rill_stream_id_parse(const char *s, size_t len, uint64_t id[2])
+{
+    const char *end = s + len;
+    for (int part = 0; part < 2; part++) {
+        uint64_t v = 0;
+        int digits = 0;
+        for (; s < end && *s >= '0' && *s <= '9'; s++, digits++) {
+            unsigned d = (unsigned)(*s - '0');
+            if (digits == 20 || v > (UINT64_MAX - d) / 10)
+                return 0;
+            v = v * 10 + d;
+        }
+        if (digits == 0 || (part == 0 && (s == end || *s++ != '-')))
+            return 0;
+        id[part] = v;
+    }
+    return s == end;
+}
+
+int rill_stream_id_cmp(const uint64_t a[2], const uint64_t b[2])
+{
+    if (a[0] != b[0])
+        return a[0] < b[0] ? -1 : 1;
+    return a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0;
+}
+
+int rill_hub_deliver_reset(lua_State *L, const char *name, const char *epoch, const char *floor,
+                           int strict)
+{
+    struct topic *t = get_topic(L, name);
+    if (!t)
+        return -1;
+    int was_ordered = t->ordered;
+    t->ordered = 1; /* first: align's drops move no floor of an unordered topic */
+    align(L, t, epoch, 0);
+    t->floor_set = floor && rill_stream_id_parse(floor, strlen(floor), t->floor);
+    t->floor_strict = t->floor_set && strict;
+    t->has_last = 0;
+    for (struct subscription *s = t->subs; s; s = s->next)
+        if (strict && was_ordered && !s->resume && !s->gap)
+            s->gap = "expired"; /* the store lost what it had not delivered yet */
+    wake_all(t);
+    return 0;
+}
+
+static void resume_from(struct subscription *s, const char *last);
+
+/* Whether last is a stream id newer than anything delivered for t: the store may have it. */
+static int newer_than_loaded(struct topic *t, const char *last)
+{
+    uint64_t l[2];
+    return last && rill_stream_id_parse(last, strlen(last), l) &&
+           (!t->has_last || rill_stream_id_cmp(l, t->last_sid) > 0);
+}
+
+/* The topic is to be loaded: the backplane is asked once. */
+static void request_load(struct topic *t)
+{
+    if (!t->loading) {
+        t->loading = 1;
+        backplane->load(backplane, t->name);
+    }
+}
+
+void rill_hub_deliver_loaded(lua_State *L, const char *name)
+{
+    struct topic *t = find_topic(name);
+    (void)L;
+    if (!t)
+        return;
+    t->loaded = 1;
+    t->loading = 0;
+    t->ordered = 1;
+    for (struct subscription *s = t->subs; s; s = s->next) {
+        if (!s->resume)
+            continue;
+        if (newer_than_loaded(t, s->resume) && !s->reloaded) {
+            /* that load may have been asked before its id was made: once more */
+            s->reloaded = 1;
+            request_load(t);
+            continue;
+        }
+        s->cursor = t->last_seq;
+        if (*s->resume)
+            resume_from(s, s->resume);
+        free(s->resume);
+        s->resume = NULL;
+    }
+    wake_all(t);
+}
+
+/* The oldest event of t whose id is after id[], by bisection (ids increase); t->count if none. */
+static size_t first_after(struct topic *t, const uint64_t id[2])
+{
+    size_t lo = 0, hi = t->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rill_stream_id_cmp(history_at(t, mid)->sid, id) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * resume_from for an ordered topic: after the newest event at or before
+ * last; a gap first when events after it left the history (it is before
+ * the floor), when it is not one of this topic's (malformed, newer than
+ * anything the store has, or older than a history that starts at the
+ * topic's beginning), or when its incarnation is gone (strict floor).
+ */
+static void resume_ordered(struct subscription *s, const char *last)
+{
+    struct topic *t = s->topic;
+    uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
+    uint64_t l[2];
+    s->cursor = first - 1;
+    if (!rill_stream_id_parse(last, strlen(last), l)) {
+        s->gap = "unknown";
+        return;
+    }
+    int vs_floor = t->floor_set ? rill_stream_id_cmp(l, t->floor) : 1;
+    if (vs_floor < 0 || (vs_floor == 0 && t->floor_strict)) {
+        s->gap = t->floor_strict ? "unknown" : "expired";
+        return;
+    }
+    if (!t->has_last || rill_stream_id_cmp(l, t->last_sid) > 0 ||
+        (!t->floor_set && t->count && rill_stream_id_cmp(l, history_at(t, 0)->sid) < 0)) {
+        s->gap = "unknown";
+        return;
+    }
+    size_t i = first_after(t, l);
+    s->cursor = i < t->count ? history_at(t, i)->seq - 1 : t->last_seq;
 }
 
 static int disconnect_all(const char *name)
@@ -695,8 +862,9 @@ static void local_forget(struct rill_backplane *bp, void *arg)
     (void)bp, (void)arg; /* it never waits */
 }
 
-struct rill_backplane rill_hub_local = {"in-process",     local_publish,   local_close,
-                                        local_disconnect, local_configure, local_forget};
+struct rill_backplane rill_hub_local = {
+    "in-process", local_publish, local_close, local_disconnect, local_configure, local_forget,
+    NULL,         NULL,          NULL};
 static struct rill_backplane *backplane = &rill_hub_local;
 
 void rill_hub_use(struct rill_backplane *bp)
@@ -827,10 +995,10 @@ static struct rill_worker *check_wait(lua_State *L, const char *what)
         return w;
     if (!w->current) {
         luaL_where(L, 2);
+        const char *whom = backplane->load ? "Redis (--hub)" : "master (--workers)";
         lua_pushfstring(L,
-                        "%s waits for the hub's master (--workers): call it inside a request "
-                        "handler or rill.run",
-                        what);
+                        "%s waits for the hub's %s: call it inside a request handler or rill.run",
+                        what, whom);
         lua_concat(L, 2);
         lua_error(L);
     }
@@ -921,6 +1089,8 @@ static void sub_unlink(struct subscription *s)
 static void sub_close_res(struct rill_resource *res)
 {
     struct subscription *s = (struct subscription *)res;
+    free(s->resume);
+    s->resume = NULL;
     sub_unlink(s);
     rill_waiter_clear(&s->wait);
 }
@@ -942,6 +1112,10 @@ static int sub_close(lua_State *L)
 static void resume_from(struct subscription *s, const char *last)
 {
     struct topic *t = s->topic;
+    if (t->ordered) {
+        resume_ordered(s, last);
+        return;
+    }
     uint64_t first = t->count ? history_at(t, 0)->seq : t->last_seq + 1;
     char epoch[8] = "";
     unsigned long long seq = 0;
@@ -1016,6 +1190,8 @@ static enum step sub_step(struct subscription *s, struct hub_event **e)
     if (!s->topic)
         return STEP_CLOSED;
     struct topic *t = s->topic;
+    if (s->resume) /* its topic is loading */
+        return STEP_WAIT;
     if (overflowed(s))
         return STEP_SLOW;
     if (s->gap)
@@ -1201,6 +1377,8 @@ static int hub_subscribe(lua_State *L)
     luaL_setmetatable(L, SUB_MT);
     s->queue = queue;
     s->drop_oldest = drop_oldest;
+    if (backplane->load && !(s->resume = strdup(last ? last : "")))
+        return luaL_error(L, "out of memory"); /* here: nothing is linked yet */
     struct topic *t = get_topic(L, name);
     if (!t)
         return push_too_many(L);
@@ -1208,8 +1386,13 @@ static int hub_subscribe(lua_State *L)
     trim(L, task->w, t);
     s->topic = t;
     s->cursor = t->last_seq;
-    if (last && *last)
-        resume_from(s, last);
+    int load = backplane->load && (!t->loaded || newer_than_loaded(t, last));
+    if (!load) {
+        free(s->resume);
+        s->resume = NULL;
+        if (last && *last)
+            resume_from(s, last);
+    }
     s->next = t->subs;
     if (t->subs)
         t->subs->prev = s;
@@ -1217,6 +1400,8 @@ static int hub_subscribe(lua_State *L)
     t->nsubs++;
     stats.subscribers++;
     rill_resource_add(task, &s->res);
+    if (load)
+        request_load(t); /* last: the backplane may deliver at once */
 
     lua_pushvalue(L, ud);
     return rill_push_iterator(L, sub_next, 1, ud);
@@ -1280,6 +1465,10 @@ static int hub_stats_fn(lua_State *L)
         lua_pushinteger(L, fields[i].value);
         lua_setfield(L, -2, fields[i].name);
     }
+    lua_pushstring(L, backplane->name);
+    lua_setfield(L, -2, "backplane");
+    if (backplane->stats)
+        backplane->stats(backplane, L);
     return 1;
 }
 

@@ -492,8 +492,9 @@ int rill_hub_relay_start(struct rill_worker *w, int fd, const struct rill_relay_
     relay.bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!relay.bev)
         return -1;
-    relay.bp = (struct rill_backplane){"relay",          relay_publish,   relay_close,
-                                       relay_disconnect, relay_configure, relay_forget};
+    relay.bp = (struct rill_backplane){
+        "relay", relay_publish, relay_close, relay_disconnect, relay_configure, relay_forget,
+        NULL,    NULL,          NULL};
     relay.w = w;
     relay.ctl = *ctl;
     relay.pid = (uint64_t)getpid();

@@ -16,6 +16,7 @@
 #include "ctl.h"
 #include "effects.h"
 #include "embed.h"
+#include "hub_redis.h"
 #include "hub_relay.h"
 #include "log.h"
 #include "master.h"
@@ -87,6 +88,10 @@ static void usage(FILE *out)
           "                            level or more severe (default info)\n"
           "      --error-log PATH|-    the error log, appended to PATH (- : stderr,\n"
           "                            the default); reopened at SIGUSR1\n"
+          "      --hub redis://[user:password@]HOST:PORT[/db]  the hub on Redis\n"
+          "                            Streams, shared by every instance that names it\n"
+          "                            (default: in memory, this instance's own)\n"
+          "      --hub-prefix P        the Redis keys' prefix (default rill:)\n"
           "  -h, --help                this help\n"
           "  -v, --version             the version\n"
           "\n"
@@ -287,6 +292,13 @@ static int open_access_log(struct rill_worker *w, char *err, size_t errlen)
 /* --error-log: NULL or "-" for stderr. */
 static const char *error_log;
 
+/* --hub redis://... and --hub-prefix. */
+static struct {
+    int redis;
+    struct rill_redis_url url;
+    const char *prefix;
+} hub = {0, {{0}, 0, {0}, {0}, 0}, "rill:"};
+
 /* One option; returns -1 to go on, or the exit status. */
 static int take_option(int c, struct rill_server_config *cfg, char *host, size_t hostcap,
                        int *tail_roots)
@@ -415,6 +427,22 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
         fprintf(stderr, "rill: --log-level wants error, warn, info or debug, got '%s'\n", optarg);
         return EXIT_USAGE;
     case 'E': error_log = optarg; return -1;
+    case 'U': {
+        char err[512];
+        if (rill_redis_url_parse(optarg, &hub.url, err, sizeof err) == 0) {
+            hub.redis = 1;
+            return -1;
+        }
+        fprintf(stderr, "rill: %s\n", err);
+        return EXIT_USAGE;
+    }
+    case 'p':
+        if (*optarg && strlen(optarg) <= 256) {
+            hub.prefix = optarg;
+            return -1;
+        }
+        fprintf(stderr, "rill: --hub-prefix wants 1 to 256 bytes, got '%s'\n", optarg);
+        return EXIT_USAGE;
     case 'h': usage(stdout); return 0;
     case 'v':
         printf("rill %s (%s, libevent %s)\n", RILL_VERSION, LUA_RELEASE, event_get_version());
@@ -452,6 +480,8 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {"access-log-format", required_argument, 0, 'F'},
         {"log-level", required_argument, 0, 'L'},
         {"error-log", required_argument, 0, 'E'},
+        {"hub", required_argument, 0, 'U'},
+        {"hub-prefix", required_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -585,6 +615,18 @@ static void on_gone(void *arg)
         rill_server_shutdown(w->server);
 }
 
+/*
+ * With --hub redis, the first connection attempt is over before the server
+ * is ready (at most 2 s), so that a request right after "listening" finds
+ * Redis connected if it can be. Returns 1, for use in a condition.
+ */
+static int settle_hub(void)
+{
+    if (hub.redis)
+        rill_hub_redis_settle(2.0);
+    return 1;
+}
+
 /* A worker, in the master's child: the app loaded here, after the fork. */
 static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
 {
@@ -598,12 +640,16 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
         rill_log_at(RILL_LOG_ERROR, "cannot use the master's channel");
         return 1;
     }
+    if (hub.redis && rill_hub_redis_start(w, &hub.url, hub.prefix) != 0) {
+        rill_hub_relay_send_failed("cannot set up the hub's Redis connections (out of memory)");
+        return 1;
+    }
     record_files(L, a->path);
     int status = 0;
     struct rill_server *s = NULL;
     a->cfg->listen_fd = listen_fd;
     if (open_access_log(w, err, sizeof err) != 0 || load_app(L, a->path, err, sizeof err) != 0 ||
-        !(s = rill_server_start(w, a->cfg, err, sizeof err))) {
+        !settle_hub() || !(s = rill_server_start(w, a->cfg, err, sizeof err))) {
         if (procs.watch) /* the file to fix is watched: saving it reloads */
             send_files(L);
         rill_hub_relay_send_failed(err);
@@ -620,6 +666,7 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
         rill_server_run(s);
     }
     rill_server_free(s);
+    rill_hub_redis_stop();
     rill_accesslog_close();
     rill_hub_relay_stop();
     lua_close(L);
@@ -699,12 +746,17 @@ static int run_single(struct rill_server_config *cfg, const char *app)
         fprintf(stderr, "rill: %s\n", err);
         return 1;
     }
+    if (hub.redis && rill_hub_redis_start(w, &hub.url, hub.prefix) != 0) {
+        fprintf(stderr, "rill: cannot set up the hub's Redis connections (out of memory)\n");
+        return 1;
+    }
     if (load_app(L, app, err, sizeof err) != 0) {
         fprintf(stderr, "rill: %s\n", err);
         return EXIT_USAGE;
     }
     rill_accesslog_check_moved(); /* moved while the app loaded */
     rill_log_check_moved();
+    settle_hub();
     /* before "listening" is printed: whoever waits for that line finds the file */
     if (procs.pid_file && write_pid(procs.pid_file) != 0) {
         fprintf(stderr, "rill: cannot write the pid file %s: %s\n", procs.pid_file,
@@ -720,6 +772,7 @@ static int run_single(struct rill_server_config *cfg, const char *app)
     }
     rill_server_run(s);
     rill_server_free(s);
+    rill_hub_redis_stop();
     if (procs.pid_file)
         remove_pid(procs.pid_file);
     rill_accesslog_close();

@@ -215,7 +215,7 @@ static void add_tail(luaL_Buffer *b, const struct fields *f)
     luaL_addchar(b, '\n');
 }
 
-static int sse_encode(lua_State *L)
+int rill_sse_encode(lua_State *L)
 {
     struct fields f;
     read_fields(L, &f);
@@ -260,7 +260,7 @@ void rill_open_sse(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, parser_new);
     lua_setfield(L, -2, "sse_parser");
-    lua_pushcfunction(L, sse_encode);
+    lua_pushcfunction(L, rill_sse_encode);
     lua_setfield(L, -2, "sse_encode");
     lua_pushcfunction(L, sse_encode_parts);
     lua_setfield(L, -2, "sse_encode_parts");
