@@ -247,6 +247,59 @@ describe("rill --hub redis", function()
       s:close()
     end)
 
+    it("delivers hostile entries another program wrote, in order, each as SSE can carry it", function()
+      local start = publish(srv, "hostile", "start")
+      local s = srv:open("/loop/hostile", { headers = { ["Last-Event-ID"] = start } })
+      local big = ("x"):rep(1024 * 1024)
+      local entries = {
+        { "event", "two\r\nlines", "data", "d1" },          -- an event name with a line break
+        { "retry", "abc", "data", "d2" },                      -- retry that is no number
+        { "retry", "-5", "data", "d3" },                       -- nor milliseconds
+        { "retry", "99999999999999999999", "data", "d4" },     -- nor an integer
+        { "data\0x", "not data", "data", "d5" },               -- a field name with NUL in it
+        { "data", "a\0b" },                                    -- NUL in the data
+        { "colour", "blue" },                                   -- no field rill knows
+        { "data", big },                                        -- 1 MiB
+        { "rill-disconnect", "someone-else\0", "data", "d9" }, -- another process's disconnect: acts, and is no event
+      }
+      local ids = {}
+      for i, fields in ipairs(entries) do
+        ids[i] = r:command("XADD", "spec:hostile", "*", table.unpack(fields))
+        assert(sid(ids[i]), tostring(ids[i]))
+      end
+      local got = {}
+      for i = 1, 7 do got[i] = next_event(s) end
+      assert.same({ ids[1], "two  lines", "d1" }, { got[1].id, got[1].event, got[1].data })
+      for i = 2, 4 do assert.same({ ids[i], "d" .. i }, { got[i].id, got[i].data }) end
+      assert.is_nil(got[2].retry)
+      assert.same({ ids[5], "d5" }, { got[5].id, got[5].data })
+      assert.same({ ids[6], "a\0b" }, { got[6].id, got[6].data })
+      -- entry 7 is a block with only its id: a browser dispatches no event for it
+      assert.same({ ids[8], #big }, { got[7].id, #got[7].data })
+      local rest = s:rest(T) -- the disconnect entry ends the stream (it may resume)
+      assert.is_nil(rest:find("d9", 1, true))
+      publish(srv, "hostile", "after") -- the topic works on
+    end)
+
+    it("cuts the subscribers of a key that is not a stream, saying why, and refuses publishes to it", function()
+      assert.equal("OK", r:command("SET", "spec:wrongtype", "a string"))
+      local s = srv:open("/events/wrongtype", { headers = { ["Last-Event-ID"] = "1-1" } })
+      local rest, _, ending = s:rest(T)
+      assert.is_nil(rest:find("data:", 1, true))
+      assert.truthy(ending)
+      assert(srv:wait_log("topic 'wrongtype' cannot be read in redis (key spec:wrongtype): WRONGTYPE", T), srv:log())
+      local res = post(srv, "/pub/wrongtype", "x")
+      assert.equal(409, res.status)
+      assert.matches("redis: [^\n]*WRONGTYPE", res.body)
+      assert.equal("OK", r:command("DEL", "spec:wrongtype") == 1 and "OK" or "no")
+      local id = publish(srv, "wrongtype", "fixed") -- a stream now: read again
+      local s2 = srv:open("/events/wrongtype", { headers = { ["Last-Event-ID"] = "0-1" } })
+      local ev = next_event(s2)
+      assert.equal("rill-gap", ev.event)
+      assert.same({ id .. " fixed" }, W.events(s2, 1))
+      s2:close()
+    end)
+
     it("refuses a publisher's id that is not a stream id, and takes one that is", function()
       local res = post(srv, "/pubf/ids?id=abc", "x")
       assert.equal(409, res.status)

@@ -532,8 +532,8 @@ static const redisReply *entry_field(const redisReply *fields, const char *name)
 {
     for (size_t i = 0; fields && i + 1 < fields->elements; i += 2) {
         const redisReply *k = fields->element[i];
-        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0 &&
-            fields->element[i + 1]->type == REDIS_REPLY_STRING)
+        if (k->type == REDIS_REPLY_STRING && k->len == strlen(name) &&
+            memcmp(k->str, name, k->len) == 0 && fields->element[i + 1]->type == REDIS_REPLY_STRING)
             return fields->element[i + 1];
     }
     return NULL;
@@ -545,6 +545,23 @@ static void set_string(lua_State *L, const redisReply *v, const char *name)
         return;
     lua_pushlstring(L, v->str, v->len);
     lua_setfield(L, -2, name);
+}
+
+/*
+ * The event name of an entry: one line in SSE, so a line break (which
+ * another program's XADD may hold) becomes a space rather than start
+ * another field or lose the event.
+ */
+static void set_event(lua_State *L, const redisReply *v)
+{
+    if (!v)
+        return;
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, v->len);
+    for (size_t i = 0; i < v->len; i++)
+        p[i] = v->str[i] == '\r' || v->str[i] == '\n' ? ' ' : v->str[i];
+    luaL_pushresultsize(&b, v->len);
+    lua_setfield(L, -2, "event");
 }
 
 struct delivery_ctx {
@@ -573,12 +590,13 @@ static int deliver_entry(lua_State *L)
     }
     const redisReply *origin = entry_field(fields, "rill-disconnect");
     if (origin) {
-        if (ctx->live && strcmp(origin->str, R.origin) != 0)
+        if (ctx->live &&
+            (origin->len != strlen(R.origin) || memcmp(origin->str, R.origin, origin->len)))
             rill_hub_deliver_disconnect(f->name);
         return 0;
     }
     lua_createtable(L, 0, 4); /* 2: the fields subscribers read */
-    set_string(L, entry_field(fields, "event"), "event");
+    set_event(L, entry_field(fields, "event"));
     set_string(L, entry_field(fields, "data"), "data");
     const redisReply *retry = entry_field(fields, "retry");
     if (retry && lua_stringtonumber(L, retry->str) != 0) {
@@ -873,6 +891,29 @@ static int apply_reload(lua_State *L)
     return 0;
 }
 
+static int cut_subscribers(lua_State *L)
+{
+    struct follow *f = lua_touserdata(L, 1);
+    rill_hub_deliver_loaded(L, f->name);
+    rill_hub_deliver_disconnect(f->name);
+    return 0;
+}
+
+/*
+ * The topic's key is not a stream (another program wrote something else
+ * there): it is not read, and its subscribers here are cut, the log saying
+ * why; a later subscriber tries again.
+ */
+static void broken(struct follow *f, const char *what, const redisReply *reply)
+{
+    rill_log_at(RILL_LOG_ERROR, "hub: topic '%s' cannot be %s in redis (key %s): %s", f->name, what,
+                f->key, reply->type == REDIS_REPLY_ERROR ? reply->str : "not a stream");
+    f->state = F_BROKEN;
+    hold(f);
+    protected(cut_subscribers, f);
+    release(f);
+}
+
 static void on_load(redisAsyncContext *ac, void *r, void *priv)
 {
     redisReply *reply = r;
@@ -887,10 +928,7 @@ static void on_load(redisAsyncContext *ac, void *r, void *priv)
     int first = f->fresh;
     f->reloading = 0;
     if (reply->type != REDIS_REPLY_ARRAY) {
-        rill_log_at(RILL_LOG_ERROR, "hub: topic '%s' cannot be read from redis (key %s): %s",
-                    f->name, f->key,
-                    reply->type == REDIS_REPLY_ERROR ? reply->str : "not a stream");
-        f->state = F_BROKEN; /* its subscribers wait: nothing is delivered for it */
+        broken(f, "read", reply);
         return;
     }
     struct load_ctx ctx = {f, reply};
@@ -954,9 +992,7 @@ static void on_check(redisAsyncContext *ac, void *r, void *priv)
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_STRING) {
-        rill_log_at(RILL_LOG_ERROR, "hub: topic '%s' cannot be checked in redis: %s", f->name,
-                    reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
-        f->state = F_BROKEN;
+        broken(f, "checked", reply);
         return;
     }
     struct load_ctx ctx = {f, reply};
