@@ -88,6 +88,21 @@ describe("rill.sse and the hub", function()
     s:close()
   end)
 
+  it("frames a burst of events a C-fed stream finds at once as one whole chunk", function()
+    -- more than the 8 pieces a direct write takes: it must not send part of them as the whole chunk
+    for _, count in ipairs({ 7, 8, 9, 40 }) do
+      local s = subscribe("burst" .. count)
+      local res = srv:request({ method = "POST", path = "/burst/burst" .. count .. "?count=" .. count, body = "e" })
+      assert.same(202, res.status)
+      for i = 1, count do
+        local ev = assert(next_data(s))
+        assert.same("e" .. i, ev.data)
+        assert.matches("^%w+%-" .. i .. "$", ev.id)
+      end
+      s:close()
+    end
+  end)
+
   it("streams tricky payloads that parse back exactly", function()
     local s = srv:open("/tricky")
     local want = { "", "lone\ncr", "crlf\nline", "trailing\n", "ünïcødé ✓", ("m"):rep(1024 * 1024) }

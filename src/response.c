@@ -397,8 +397,16 @@ static size_t write_now(struct rill_request *r, struct bufferevent *bev, const c
     struct iovec iov[10];
     if (r->wrote_at == r->task.w->resumes || evbuffer_get_length(bufferevent_get_output(bev)))
         return 0;
+    /*
+     * All of buf or nothing: the size line announced all of it. (With len
+     * -1, evbuffer_peek stops at the 8 vectors it was given and returns 8,
+     * not the count all of buf needs: the lengths tell.)
+     */
     int chains = evbuffer_peek(buf, -1, NULL, v, 8);
-    if (chains < 0 || chains > 8)
+    size_t peeked = 0;
+    for (int i = 0; i < chains && i < 8; i++)
+        peeked += v[i].iov_len;
+    if (chains < 0 || chains > 8 || peeked != evbuffer_get_length(buf))
         return 0;
     r->wrote_at = r->task.w->resumes;
     iov[0] = (struct iovec){(void *)line, n};

@@ -10,6 +10,11 @@ return rill.cors(rill.router {
     if not id then return { status = 409, body = err .. "\n" } end
     return { status = 202, body = id }
   end,
+  -- count events "<body><i>" in one handler: the subscribers' next turn finds them all at once
+  ["POST /burst/:topic"] = function(req)
+    for i = 1, n(req.query.count) do rill.publish(req.params.topic, req.body .. i) end
+    return { status = 202, body = "published\n" }
+  end,
   ["POST /gc"] = function() collectgarbage() collectgarbage() return "collected\n" end,
   -- the way most streams are written: a generator that waits
   ["GET /generator"] = function()
