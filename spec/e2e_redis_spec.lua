@@ -235,7 +235,8 @@ describe("rill --hub redis", function()
       local entries = r:command("XRANGE", "spec:fields", "-", "+")
       assert.equal(2, #entries)
       assert.equal(id, entries[1][1])
-      assert.same({ "data", "one" }, entries[1][2])
+      assert.same({ "rill-prev", "0-0", "data", "one" }, entries[1][2]) -- each entry names the one before
+      assert.same({ "rill-prev", id, "event", "tick", "data", "line1\nline2", "retry", "250" }, entries[2][2])
     end)
 
     it("delivers an entry another program XADDed, encoded as rill.sse.encode does", function()
@@ -298,6 +299,60 @@ describe("rill --hub redis", function()
       assert.equal("rill-gap", ev.event)
       assert.same({ id .. " fixed" }, W.events(s2, 1))
       s2:close()
+    end)
+
+    it("keeps a live subscriber of an event whose own id is far in the past", function()
+      local s = srv:open("/events/ancient")
+      eventually(function() return stats(srv)["redis.topics"] == "1" end, "the topic to be followed")
+      local res = post(srv, "/pubf/ancient?id=42-0", "old") -- 1970: older than any history_age
+      assert.equal(200, res.status, res.body)
+      local ev = next_event(s)
+      assert.same({ "42-0", "old" }, { ev.id, ev.data })
+      local id = publish(srv, "ancient", "next")
+      assert.same({ id .. " next" }, W.events(s, 1)) -- not cut as "too slow"
+      s:close()
+    end)
+
+    it("publishes an event with no field at all, as the in-memory hub does", function()
+      local start = publish(srv, "bare", "start")
+      local s = srv:open("/events/bare", { headers = { ["Last-Event-ID"] = start } })
+      local res = post(srv, "/empty/bare")
+      assert.equal(200, res.status, res.body)
+      local id = publish(srv, "bare", "after")
+      assert.same({ id .. " after" }, W.events(s, 1)) -- the bare one is an id alone: no event in a browser
+      assert.equal(id, s:last_event_id())
+      s:close()
+    end)
+
+    it("tells a subscriber whose process fell behind Redis's trimming, instead of skipping silently", function()
+      -- Redis trims to about 5 (the publisher's history); the follower keeps 1000 of its own
+      local other = single(r, { env = { RILL_TEST_HISTORY = "5" } })
+      local start = publish(other, "behind", "start")
+      local s = srv:open("/events/behind", { headers = { ["Last-Event-ID"] = start } })
+      local ids = { b1 = publish(other, "behind", "b1") }
+      assert.same(after(ids), W.events(s, 1))
+      W.signal(srv:pid(), "STOP") -- its reader reads nothing while 300 more are published and trimmed
+      local ok, err = pcall(function()
+        assert(W.wait_until(function() return require("spec.support.procs").proc_state(srv:pid()) == "T" end, T))
+        for i = 2, 300 do ids["b" .. i] = publish(other, "behind", "b" .. i) end
+      end)
+      W.signal(srv:pid(), "CONT")
+      assert(ok, err)
+      local seen, gap = {}, false
+      while #seen == 0 or seen[#seen] ~= ids.b300 .. " b300" do
+        local ev = next_event(s)
+        if ev.event == "rill-gap" then
+          assert.equal("expired", ev.data)
+          gap = true
+        else
+          seen[#seen + 1] = ev.id .. " " .. ev.data
+        end
+      end
+      assert.is_true(gap, "the subscriber was told it missed events")
+      assert(#seen < 299, "the trimmed events are not there to deliver")
+      check_order(seen, ids)
+      s:close()
+      stop_clean(other)
     end)
 
     it("refuses a publisher's id that is not a stream id, and takes one that is", function()
@@ -453,6 +508,61 @@ describe("rill --hub redis", function()
       srv:stop("KILL")
       proxy:kill()
       assert(ok, err)
+    end)
+  end)
+
+  describe("Redis busy (a script that does not end)", function()
+    it("answers publishes unavailable, retries a load until Redis serves again, and then delivers", function()
+      local rr = redis.start {}
+      local srv = single(rr)
+      local start = publish(srv, "busy", "start")
+      assert.equal("OK", rr:command("CONFIG", "SET", "busy-reply-threshold", "100"))
+      local blocker = assert(socket.connect("127.0.0.1", rr.port))
+      local ok, err = pcall(function()
+        -- a script that runs until SCRIPT KILL: past 100 ms every other client gets -BUSY
+        assert(blocker:send("*3\r\n$4\r\nEVAL\r\n$14\r\nwhile 1 do end\r\n$1\r\n0\r\n"))
+        eventually(function()
+          local res = post(srv, "/pub/busy", "x")
+          return res.status == 409 and res.body:find("redis unavailable: [^\n]*BUSY") ~= nil
+            and res.body:find("\nunavailable$") ~= nil
+        end, "a publish to be refused as unavailable (BUSY)")
+        -- a new subscriber's load meets BUSY too: it waits, and is read once Redis serves
+        local s = srv:open("/events/busy", { headers = { ["Last-Event-ID"] = start } })
+        assert(srv:wait_log("BUSY", T), srv:log())
+        assert.equal("OK", rr:command("SCRIPT", "KILL"))
+        local id
+        eventually(function()
+          local res = post(srv, "/pub/busy", "y")
+          id = res.status == 200 and res.body:match("^%S+")
+          return id
+        end, "a publish to succeed again")
+        assert.same({ id .. " y" }, W.events(s, 1))
+        s:close()
+      end)
+      blocker:close()
+      stop_clean(srv)
+      rr:kill()
+      assert(ok, err)
+    end)
+  end)
+
+  describe("Redis with a user and a password (ACL)", function()
+    it("connects as that user, and with a wrong password says why and refuses publishes", function()
+      local rr = redis.start {}
+      assert.equal("OK", rr:command("ACL", "SETUSER", "alice", "on", ">s3cr:t", "~*", "&*", "+@all"))
+      local srv = test.server(APP, { args = { "--hub", ("redis://alice:s3cr%%3At@127.0.0.1:%d/0"):format(rr.port) }, timeout = T })
+      local id = publish(srv, "acl", "hello")
+      assert(sid(id), id)
+      local clients = rr:command("CLIENT", "LIST")
+      assert.matches("user=alice", clients, 1, true)
+      stop_clean(srv)
+      local bad = test.server(APP, { args = { "--hub", ("redis://alice:wrong@127.0.0.1:%d"):format(rr.port) }, timeout = T })
+      assert(bad:wait_log("refused rill: WRONGPASS", T), bad:log())
+      local res = post(bad, "/pub/acl", "x")
+      assert.equal(409, res.status)
+      assert.matches("unavailable", res.body, 1, true)
+      stop_clean(bad)
+      rr:kill()
     end)
   end)
 

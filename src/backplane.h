@@ -115,6 +115,14 @@ int rill_hub_deliver_reset(lua_State *L, const char *name, const char *epoch, co
                            int strict);
 /* A load is over: the topic's waiting subscribers find where they resume, and are woken. */
 void rill_hub_deliver_loaded(lua_State *L, const char *name);
+/*
+ * Events of an ordered topic were lost before they reached this process
+ * (trimmed before it read them): every subscriber is told (rill-gap
+ * expired), and a resume from before floor gets the gap too.
+ */
+void rill_hub_deliver_lost(lua_State *L, const char *name, const uint64_t floor[2]);
+/* The topic is not loaded any more (its store could not be read): a later subscriber loads it. */
+void rill_hub_deliver_unloaded(lua_State *L, const char *name);
 /* Parses a stream id "<ms>-<seq>" (1 to 20 digits each, each at most 2^64-1) into id; 0 if not one.
  */
 int rill_stream_id_parse(const char *s, size_t len, uint64_t id[2]);

@@ -46,6 +46,9 @@
 #define EVENT_OVERHEAD 256
 #define MAX_COUNT      1000000000  /* the largest history, queue or max_topics accepted */
 #define MAX_BYTES      (1LL << 40) /* the largest byte budget accepted */
+/* Seconds a followed topic stays followed once its last subscriber left: a reconnect resumes here.
+ */
+#define FOLLOW_GRACE 10.0
 
 struct hub_config {
     size_t history;       /* events kept per topic */
@@ -96,6 +99,7 @@ struct topic {
      */
     int ordered, loaded, loading, floor_set, floor_strict, has_last;
     uint64_t floor[2], last_sid[2];
+    double idle_since; /* a followed topic: when its last subscriber left (0: it has some) */
 };
 
 struct subscription {
@@ -199,7 +203,7 @@ static void new_epoch(char *epoch)
 }
 
 static void trim(lua_State *L, struct rill_worker *w, struct topic *t);
-static void maybe_free_topic(lua_State *L, struct topic *t);
+static void maybe_free_topic(lua_State *L, struct topic *t, int now_or_never);
 static void drop_oldest_event(lua_State *L, struct topic *t);
 
 /* Every 10 s: history ages out of topics nobody touches, idle topics go. */
@@ -212,7 +216,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         for (; t; t = next) {
             next = t->next_in_bucket;
             trim(w->L, w, t);
-            maybe_free_topic(w->L, t);
+            maybe_free_topic(w->L, t, 0);
         }
     }
 }
@@ -258,7 +262,7 @@ static int make_room(lua_State *L, struct rill_worker *w)
         for (; t; t = next) {
             next = t->next_in_bucket;
             trim(L, w, t);
-            maybe_free_topic(L, t);
+            maybe_free_topic(L, t, 1);
         }
     }
     if ((size_t)stats.topics < config.max_topics)
@@ -331,6 +335,16 @@ static size_t cost(const struct hub_event *e)
     return e->wire->len + EVENT_OVERHEAD;
 }
 
+/* An ordered topic's floor only rises: an id at or after it resumes with nothing lost. */
+static void raise_floor(struct topic *t, const uint64_t id[2])
+{
+    if (t->floor_set && rill_stream_id_cmp(id, t->floor) <= 0)
+        return; /* a strict floor above it stays as it is */
+    memcpy(t->floor, id, sizeof t->floor);
+    t->floor_set = 1;
+    t->floor_strict = 0;
+}
+
 static void drop_oldest_event(lua_State *L, struct topic *t)
 {
     struct hub_event *e = history_at(t, 0);
@@ -343,11 +357,8 @@ static void drop_oldest_event(lua_State *L, struct topic *t)
     else
         newest = e->older;
     stats.history_bytes -= (long)cost(e);
-    if (t->ordered) { /* resuming at or after it loses nothing */
-        memcpy(t->floor, e->sid, sizeof t->floor);
-        t->floor_set = 1;
-        t->floor_strict = 0;
-    }
+    if (t->ordered) /* resuming at or after it loses nothing */
+        raise_floor(t, e->sid);
     t->bytes -= e->wire->len;
     t->head = (t->head + 1) % t->cap;
     t->count--;
@@ -380,14 +391,25 @@ static void evict(lua_State *L)
  * An open topic with no history and no subscriber is forgotten. A closed
  * one is kept, so that it stays closed, until make_room needs its place.
  */
-static void maybe_free_topic(lua_State *L, struct topic *t)
+static void maybe_free_topic(lua_State *L, struct topic *t, int now_or_never)
 {
     if (t->subs)
         return;
-    /* a followed topic is the backplane's: with nobody here to read it, it is not followed */
-    if (!backplane->load && (t->count > 0 || t->closed))
+    if (!backplane->load) {
+        if (t->count == 0 && !t->closed)
+            forget_topic(L, t);
         return;
-    forget_topic(L, t);
+    }
+    /*
+     * A followed topic is the backplane's copy: with nobody here to read it,
+     * it is not followed, but only after a grace (a client that reconnects
+     * resumes here without a new load), or at once when room is needed.
+     */
+    double at = now(rill_worker_get(L));
+    if (!t->idle_since)
+        t->idle_since = at;
+    if (now_or_never || at - t->idle_since >= FOLLOW_GRACE)
+        forget_topic(L, t);
 }
 
 static int push_event(struct topic *t, struct hub_event *e)
@@ -638,6 +660,27 @@ int rill_hub_deliver_reset(lua_State *L, const char *name, const char *epoch, co
 }
 
 static void resume_from(struct subscription *s, const char *last);
+
+void rill_hub_deliver_lost(lua_State *L, const char *name, const uint64_t floor[2])
+{
+    struct topic *t = find_topic(name);
+    (void)L;
+    if (!t || !t->ordered)
+        return;
+    raise_floor(t, floor);
+    for (struct subscription *s = t->subs; s; s = s->next)
+        if (!s->resume && !s->gap)
+            s->gap = "expired";
+    wake_all(t);
+}
+
+void rill_hub_deliver_unloaded(lua_State *L, const char *name)
+{
+    struct topic *t = find_topic(name);
+    (void)L;
+    if (t)
+        t->loaded = t->loading = 0;
+}
 
 /* Whether last is a stream id newer than anything delivered for t: the store may have it. */
 static int newer_than_loaded(struct topic *t, const char *last)
@@ -1083,7 +1126,7 @@ static void sub_unlink(struct subscription *s)
     t->nsubs--;
     stats.subscribers--;
     s->topic = NULL;
-    maybe_free_topic(s->w->L, t);
+    maybe_free_topic(s->w->L, t, 0);
 }
 
 static void sub_close_res(struct rill_resource *res)
@@ -1398,6 +1441,7 @@ static int hub_subscribe(lua_State *L)
         t->subs->prev = s;
     t->subs = s;
     t->nsubs++;
+    t->idle_since = 0;
     stats.subscribers++;
     rill_resource_add(task, &s->res);
     if (load)

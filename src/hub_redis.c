@@ -59,23 +59,34 @@
 #define CONNECT_TIMEOUT 2.0
 #define BACKOFF_MIN     0.1
 #define BACKOFF_MAX     5.0
-#define READ_COUNT      "256" /* entries per topic per XREAD */
-#define MAX_EVENT       (64u << 20)
+#define READ_COUNT      "256"       /* entries per topic per XREAD */
+#define MAX_EVENT       (16u << 20) /* a load reads up to history + 1 of them in one reply */
+#define IDLE_PING                                                                                  \
+    10.0 /* seconds: a connection with nothing to do sends a PING (Redis's timeout)                \
+          */
+#define UNBLOCK_RETRIES 50
 #define BUCKETS         1024
 
 /*
  * Scripts, so that a check and an append are one step: publish and the
  * control entries refuse a closed topic (its newest entry is the close
- * marker); bounds gives a topic's first and last ids ("" when none).
+ * marker), and every entry names the one before it (rill-prev), so that a
+ * reader that finds its predecessor newer than what it delivered knows
+ * entries were trimmed before it read them; bounds gives a topic's first
+ * and last ids ("" when none).
  */
 static const char PUBLISH_LUA[] =
     "local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
     "if top[1] and top[1][2][1] == 'rill-close' then return redis.error_reply('RILLCLOSED') end\n"
-    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], unpack(ARGV, 3))\n";
+    "local prev = top[1] and top[1][1] or '0-0'\n"
+    "return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], 'rill-prev', prev, "
+    "unpack(ARGV, 3))\n";
 static const char CONTROL_LUA[] =
     "local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
     "if top[1] and top[1][2][1] == 'rill-close' then return 0 end\n"
-    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[3])\n"
+    "local prev = top[1] and top[1][1] or '0-0'\n"
+    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[3], 'rill-prev', "
+    "prev)\n"
     "return 1\n";
 static const char BOUNDS_LUA[] =
     "local f = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
@@ -87,8 +98,9 @@ static const char BOUNDS_LUA[] =
 struct conn {
     redisAsyncContext *ac; /* NULL once hiredis freed it (or before it exists) */
     int connected;
-    int pending;     /* replies awaited */
-    double progress; /* when the last reply came, or when pending went 0 → 1 */
+    int pending;       /* replies awaited */
+    double progress;   /* when the last reply (or bytes of one) came, or pending went 0 → 1 */
+    size_t bytes_seen; /* the reader's buffer position, to see bytes arrive */
 };
 
 enum follow_state {
@@ -106,16 +118,17 @@ struct follow {
     size_t key_len;
     struct follow *next_in_bucket, *prev, *next;
     enum follow_state state;
-    int fresh;         /* nothing loaded yet: the first load sets where its history starts */
-    int reload;        /* a load was asked while LIVE (a Last-Event-ID newer than last) */
-    int reloading;     /* that load is in flight */
-    uint64_t gen;      /* tells this follow from a later one of the same name */
-    uint64_t last[2];  /* the newest id delivered here (0-0: none) */
-    char last_str[48]; /* the same, as Redis spells it */
-    char epoch[8];     /* the hub's incarnation of it */
-    uint64_t seq;      /* the hub's count of its events here */
-    int busy;          /* deliveries in progress: a subscriber's __gc may unfollow it meanwhile */
-    int gone;          /* unfollowed while busy: freed when the last delivery returns */
+    int fresh;               /* nothing loaded yet: the first load sets where its history starts */
+    int reload;              /* a load was asked while LIVE (a Last-Event-ID newer than last) */
+    int reloading;           /* that load is in flight */
+    uint64_t gen;            /* tells this follow from a later one of the same name */
+    uint64_t last[2];        /* the newest id delivered here (0-0: none) */
+    char last_str[48];       /* the same, as Redis spells it */
+    char epoch[8];           /* the hub's incarnation of it */
+    uint64_t seq;            /* the hub's count of its events here */
+    uint64_t quiet_until[2]; /* entries up to it are of a past (restored) incarnation: no control */
+    int busy; /* deliveries in progress: a subscriber's __gc may unfollow it meanwhile */
+    int gone; /* unfollowed while busy: freed when the last delivery returns */
 };
 
 enum op_kind { OP_PUBLISH, OP_CLOSE, OP_CONTROL, OP_LOAD, OP_CHECK, OP_HANDSHAKE, OP_UNBLOCK };
@@ -149,7 +162,8 @@ static struct redis {
     long nfollows;
     uint64_t gens;
     unsigned epochs;
-    int reading, unblock_sent;
+    int reading, unblock_sent, unblock_tries, unblock_refused;
+    struct event *unblock_ev;
     double read_sent;
     struct op *ops;
     size_t history;
@@ -352,6 +366,17 @@ static void answer(struct op *op, const struct rill_backplane_reply *reply)
         op->done(op->arg, reply);
 }
 
+/* An error that says Redis cannot serve now (loading, a busy script, a replica), not "no". */
+static int redis_busy(const char *msg)
+{
+    static const char *const busy[] = {"LOADING",  "BUSY",     "MASTERDOWN",
+                                       "READONLY", "TRYAGAIN", "CLUSTERDOWN"};
+    for (size_t i = 0; i < sizeof busy / sizeof busy[0]; i++)
+        if (strncmp(msg, busy[i], strlen(busy[i])) == 0)
+            return 1;
+    return 0;
+}
+
 static void on_append(redisAsyncContext *ac, void *r, void *priv)
 {
     redisReply *reply = r;
@@ -366,6 +391,10 @@ static void on_append(redisAsyncContext *ac, void *r, void *priv)
     } else if (reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "RILLCLOSED")) {
         snprintf(buf, sizeof buf, "topic '%s' is closed", op->topic);
         out.err = buf;
+    } else if (reply->type == REDIS_REPLY_ERROR && redis_busy(reply->str)) {
+        snprintf(buf, sizeof buf, "redis unavailable: %s", reply->str);
+        out.err = buf;
+        out.code = "unavailable";
     } else if (reply->type == REDIS_REPLY_ERROR) {
         snprintf(buf, sizeof buf, "redis: %s", reply->str);
         out.err = buf;
@@ -568,7 +597,10 @@ struct delivery_ctx {
     struct follow *f;
     const redisReply *entry;
     uint64_t id[2];
-    int live; /* read now, not loaded from the history: a disconnect entry acts */
+    int live;         /* read now, not loaded from the history: a disconnect entry acts */
+    int hole;         /* entries between what was delivered and this one were trimmed */
+    uint64_t prev[2]; /* then: this entry's predecessor (rill-prev) */
+    double at;        /* when it was published, as far as this process can tell */
 };
 
 /*
@@ -584,6 +616,8 @@ static int deliver_entry(lua_State *L)
     const redisReply *id = ctx->entry->element[0], *fields = ctx->entry->element[1];
     if (fields->type != REDIS_REPLY_ARRAY)
         fields = NULL;
+    if (ctx->hole)
+        rill_hub_deliver_lost(L, f->name, ctx->prev);
     if (entry_field(fields, "rill-close")) {
         rill_hub_deliver_close(L, f->name);
         return 0;
@@ -613,7 +647,9 @@ static int deliver_entry(lua_State *L)
     size_t wire_len;
     const char *wire = lua_tolstring(L, 3, &wire_len);
     struct rill_hub_delivery d = {f->name, f->epoch, ++f->seq, id->str,
-                                  id->len, wire,     wire_len, (double)ctx->id[0] / 1000};
+                                  id->len, wire,     wire_len, ctx->at};
+    if (f->gone)
+        return 0; /* an allocation's GC step closed its last subscriber: not followed now */
     lua_pushvalue(L, 2);
     if (rill_hub_deliver(L, &d) != 0)
         rill_log_at(RILL_LOG_WARN, "hub: no room for topic '%s' here (max_topics): event %s lost",
@@ -648,11 +684,22 @@ static int entry_ok(const redisReply *e, uint64_t id[2])
  */
 static int deliver(struct follow *f, const redisReply *e, int live)
 {
-    struct delivery_ctx ctx = {f, e, {0, 0}, live};
+    struct delivery_ctx ctx = {f, e, {0, 0}, live, 0, {0, 0}, 0};
     if (f->gone)
         return 0;
     if (!entry_ok(e, ctx.id) || rill_stream_id_cmp(ctx.id, f->last) <= 0)
         return 1;
+    const redisReply *fields = e->element[1]->type == REDIS_REPLY_ARRAY ? e->element[1] : NULL;
+    const redisReply *prev = entry_field(fields, "rill-prev");
+    ctx.hole = prev && rill_stream_id_parse(prev->str, prev->len, ctx.prev) &&
+               rill_stream_id_cmp(ctx.prev, f->last) > 0;
+    /*
+     * Its id's time is Redis's clock, or a publisher's own id: for the
+     * history's age, never later than now, and live events are new.
+     */
+    double t = now(), id_time = (double)ctx.id[0] / 1000;
+    ctx.at = live || id_time > t ? t : id_time;
+    ctx.live = live && rill_stream_id_cmp(ctx.id, f->quiet_until) > 0;
     set_last(f, ctx.id);
     protected(deliver_entry, &ctx);
     return !f->gone;
@@ -708,13 +755,42 @@ static void start_read(void)
     free(lens);
 }
 
+static void readers_changed(void);
+
+static void on_unblock_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    readers_changed();
+}
+
+/*
+ * CLIENT UNBLOCK's answer: 0 when the reader was not blocked yet (its XREAD
+ * was still on its way), so the XREAD with the old set may block for its
+ * whole time: try again shortly, a bounded number of times per XREAD.
+ */
 static void on_unblocked(redisAsyncContext *ac, void *r, void *priv)
 {
+    redisReply *reply = r;
     struct op *op = priv;
     replied(ac);
-    if (!r)
-        lost_connection(ac);
     op_free(op);
+    if (!reply) {
+        lost_connection(ac);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && !R.unblock_refused) {
+        R.unblock_refused = 1; /* an ACL without CLIENT: new topics wait up to a block time */
+        rill_log_at(RILL_LOG_WARN,
+                    "hub: redis refused CLIENT UNBLOCK (%s): new topics are read "
+                    "within %d ms",
+                    reply->str, BLOCK_MS);
+    }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && R.reading &&
+        R.unblock_tries++ < UNBLOCK_RETRIES) {
+        R.unblock_sent = 0;
+        struct timeval soon = {0, 5000};
+        evtimer_add(R.unblock_ev, &soon);
+    }
 }
 
 /* The set of live topics changed: a blocked XREAD is woken (CLIENT UNBLOCK) to read it anew. */
@@ -726,7 +802,7 @@ static void readers_changed(void)
         start_read();
         return;
     }
-    if (R.unblock_sent)
+    if (R.unblock_sent || R.unblock_refused)
         return;
     char id[32];
     snprintf(id, sizeof id, "%lld", R.reader_id);
@@ -755,6 +831,7 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
     replied(ac);
     R.reading = 0;
     R.unblock_sent = 0;
+    R.unblock_tries = 0;
     if (!reply) {
         lost_connection(ac);
         return;
@@ -807,7 +884,11 @@ static void send_load(struct follow *f)
         size_t lens[] = {9, f->key_len, 1, 1, 5, strlen(count)};
         rc = send_argv(&R.cmd, on_load, op, 6, argv, lens);
     } else {
-        snprintf(from, sizeof from, "(%s", f->last_str);
+        uint64_t next[2] = {f->last[0], f->last[1] + 1}; /* the least id after last */
+        if (f->last[1] == UINT64_MAX)
+            next[0]++, next[1] = 0;
+        snprintf(from, sizeof from, "%llu-%llu", (unsigned long long)next[0],
+                 (unsigned long long)next[1]);
         const char *argv[] = {"XRANGE", f->key, from, "+", "COUNT", count};
         size_t lens[] = {6, f->key_len, strlen(from), 1, 5, strlen(count)};
         rc = send_argv(&R.cmd, on_load, op, 6, argv, lens);
@@ -896,7 +977,23 @@ static int cut_subscribers(lua_State *L)
     struct follow *f = lua_touserdata(L, 1);
     rill_hub_deliver_loaded(L, f->name);
     rill_hub_deliver_disconnect(f->name);
+    rill_hub_deliver_unloaded(L, f->name); /* a later subscriber reads it again */
     return 0;
+}
+
+/* An error reply that is about the key (not a stream), not about Redis now (LOADING, BUSY...). */
+static int about_the_key(const redisReply *reply)
+{
+    return reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "WRONGTYPE", 9) == 0;
+}
+
+/* Redis answered a load or check with an error of its own: reconnect (with backoff), retry. */
+static void retry_later(struct follow *f, const char *what, const redisReply *reply)
+{
+    rill_log_at(RILL_LOG_WARN, "hub: topic '%s' could not be %s in redis: %s: retrying", f->name,
+                what, reply->str);
+    note_error(what, reply->str);
+    schedule_teardown(); /* the teardown sets what f needs once connected again */
 }
 
 /*
@@ -928,7 +1025,10 @@ static void on_load(redisAsyncContext *ac, void *r, void *priv)
     int first = f->fresh;
     f->reloading = 0;
     if (reply->type != REDIS_REPLY_ARRAY) {
-        broken(f, "read", reply);
+        if (about_the_key(reply))
+            broken(f, "read", reply);
+        else
+            retry_later(f, "read", reply);
         return;
     }
     struct load_ctx ctx = {f, reply};
@@ -972,8 +1072,14 @@ static int apply_check(lua_State *L)
         f->seq = 0;
         rill_hub_deliver_reset(L, f->name, f->epoch, f->last_str, 1);
         set_last(f, (uint64_t[2]){0, 0});
+        /* what is there now is read from its start: its old control entries do nothing */
+        memcpy(f->quiet_until, has_last ? last : (uint64_t[2]){0, 0}, sizeof f->quiet_until);
     } else if (has_first && rill_stream_id_cmp(first, f->last) > 0) {
-        f->seq++; /* the next event is not the one after the last: the hub signals the gap */
+        /* trimmed past last: told now, and a resume from before first gets the gap */
+        uint64_t floor[2] = {first[0], first[1] - 1};
+        if (first[1] == 0)
+            floor[0]--, floor[1] = UINT64_MAX;
+        rill_hub_deliver_lost(L, f->name, floor);
     }
     return 0;
 }
@@ -992,7 +1098,10 @@ static void on_check(redisAsyncContext *ac, void *r, void *priv)
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_STRING) {
-        broken(f, "checked", reply);
+        if (about_the_key(reply))
+            broken(f, "checked", reply);
+        else
+            retry_later(f, "checked", reply);
         return;
     }
     struct load_ctx ctx = {f, reply};
@@ -1013,8 +1122,13 @@ static void redis_load(struct rill_backplane *bp, const char *topic)
         rill_log_at(RILL_LOG_ERROR, "hub: out of memory following topic '%s'", topic);
         return;
     }
-    if (f->state != F_LOAD)
+    if (f->state == F_BROKEN) { /* its key may be a stream now: read it afresh */
+        f->state = F_LOAD;
+        f->fresh = 1;
+        f->reload = 0;
+    } else if (f->state != F_LOAD) {
         f->reload = 1; /* a Last-Event-ID newer than what was delivered (or a load in flight) */
+    }
     if (R.state == UP)
         resume_follow(f);
 }
@@ -1139,7 +1253,7 @@ static int open_conn(struct conn *c)
         redisAsyncFree(ac); /* no callback will fire for it */
         return -1;
     }
-    *c = (struct conn){ac, 0, 0, now()};
+    *c = (struct conn){ac, 0, 0, now(), 0};
     ac->data = c;
     redisLibeventAttach(ac, R.w->base);
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -1228,7 +1342,8 @@ static void on_teardown(evutil_socket_t fd, short what, void *arg)
     R.state = DOWN; /* first: the failing callbacks below send nothing */
     close_conn(&R.cmd);
     close_conn(&R.rd);
-    R.reading = R.unblock_sent = 0;
+    R.reading = R.unblock_sent = R.unblock_tries = 0;
+    evtimer_del(R.unblock_ev);
     for (struct follow *f = R.follows; f; f = f->next) {
         if (f->state == F_LOADING || (f->state == F_LOAD))
             f->state = F_LOAD;
@@ -1259,10 +1374,47 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 }
 
 /* hiredis 0.14 has no timeouts: a connect, a command or a read that takes too long fails here. */
+static void on_pong(redisAsyncContext *ac, void *r, void *priv)
+{
+    replied(ac);
+    op_free(priv);
+    if (!r)
+        lost_connection(ac);
+}
+
+/* A PING on a connection with nothing to do, so that Redis's idle timeout never closes it. */
+static void ping_if_idle(struct conn *c, double t)
+{
+    if (c->pending > 0 || (c == &R.rd && R.reading) || t - c->progress < IDLE_PING)
+        return;
+    struct op *op = op_new(OP_UNBLOCK, NULL, 0);
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    if (op && send_argv(c, on_pong, op, 1, argv, lens) != 0)
+        op_free(op);
+}
+
+/* Bytes arriving for a long reply (a big load) are progress too, not only whole replies. */
+static void note_bytes(struct conn *c, double t)
+{
+    if (!c->ac || !c->ac->c.reader)
+        return;
+    size_t seen = c->ac->c.reader->len + c->ac->c.reader->pos;
+    if (seen != c->bytes_seen) {
+        c->bytes_seen = seen;
+        c->progress = t;
+    }
+}
+
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
     double t = now();
     (void)fd, (void)what, (void)arg;
+    if (R.state == UP) {
+        note_bytes(&R.cmd, t);
+        ping_if_idle(&R.cmd, t);
+        ping_if_idle(&R.rd, t);
+    }
     if (R.state == CONNECTING && t - R.connect_started > CONNECT_TIMEOUT) {
         note_error("connect timed out", NULL);
         schedule_teardown();
@@ -1379,7 +1531,8 @@ int rill_hub_redis_start(struct rill_worker *w, const struct rill_redis_url *u, 
     R.retry_ev = evtimer_new(w->base, on_retry, NULL);
     R.teardown_ev = evtimer_new(w->base, on_teardown, NULL);
     R.watchdog_ev = event_new(w->base, -1, EV_PERSIST, on_watchdog, NULL);
-    if (!R.retry_ev || !R.teardown_ev || !R.watchdog_ev) {
+    R.unblock_ev = evtimer_new(w->base, on_unblock_retry, NULL);
+    if (!R.retry_ev || !R.teardown_ev || !R.watchdog_ev || !R.unblock_ev) {
         rill_hub_redis_stop();
         return -1;
     }
@@ -1417,6 +1570,8 @@ void rill_hub_redis_stop(void)
         event_free(R.teardown_ev);
     if (R.watchdog_ev)
         event_free(R.watchdog_ev);
+    if (R.unblock_ev)
+        event_free(R.unblock_ev);
     free(R.prefix);
     if (R.started)
         rill_hub_use(NULL);

@@ -47,6 +47,8 @@ return rill.router {
   ["POST /pubf/:topic"] = function(req)
     return publish(req.params.topic, { data = req.body, event = req.query.event, id = req.query.id, retry = req.query.retry })
   end,
+  -- an event with no field at all: an id alone
+  ["POST /empty/:topic"] = function(req) return publish(req.params.topic, {}) end,
   ["POST /close/:topic"] = function(req)
     local r = table.pack(rill.close_topic(req.params.topic))
     return { headers = { ["x-pid"] = PID }, body = table.concat(lines({ r = r }, ""), "\n") }
