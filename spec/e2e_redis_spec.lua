@@ -417,6 +417,21 @@ describe("rill --hub redis", function()
       stop_clean(other)
     end)
 
+    it("keeps following a topic for a while after its last subscriber left: a reconnect resumes without a load", function()
+      local start = publish(srv, "again", "start")
+      local s = srv:open("/events/again", { headers = { ["Last-Event-ID"] = start } })
+      local ids = { a1 = publish(srv, "again", "a1") }
+      assert.same(after(ids), W.events(s, 1))
+      s:close()
+      local loads = stats(srv)["redis.loads"]
+      ids.a2 = publish(srv, "again", "a2") -- published while nobody here reads it
+      local back = srv:open("/events/again", { headers = { ["Last-Event-ID"] = ids.a1 } })
+      assert.same({ ids.a2 .. " a2" }, W.events(back, 1))
+      assert.equal(loads, stats(srv)["redis.loads"])
+      assert.equal("1", stats(srv)["redis.topics"])
+      back:close()
+    end)
+
     it("reads the same from a Lua loop as from the C pump", function()
       local start = publish(srv, "loop", "start")
       local s = srv:open("/loop/loop", { headers = { ["Last-Event-ID"] = start } })

@@ -156,7 +156,7 @@ static struct redis {
     int started, first_done, stopping, teardown_pending;
     struct event *retry_ev, *watchdog_ev, *teardown_ev;
     double connect_started, backoff;
-    long reconnects, connects;
+    long reconnects, connects, loads;
     char last_error[256];
     struct follow *buckets[BUCKETS], *follows;
     long nfollows;
@@ -902,6 +902,7 @@ static void send_load(struct follow *f)
     else
         f->reloading = 1;
     f->reload = 0;
+    R.loads++;
 }
 
 static void send_check(struct follow *f)
@@ -1157,6 +1158,8 @@ static void redis_stats(struct rill_backplane *bp, lua_State *L)
     lua_setfield(L, -2, "lag");
     lua_pushinteger(L, R.nfollows);
     lua_setfield(L, -2, "topics");
+    lua_pushinteger(L, R.loads);
+    lua_setfield(L, -2, "loads");
     lua_pushfstring(L, "%s:%d", R.url.host, R.url.port);
     lua_setfield(L, -2, "address");
     lua_setfield(L, -2, "redis");
