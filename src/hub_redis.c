@@ -757,6 +757,20 @@ static void start_read(void)
 
 static void readers_changed(void);
 
+/*
+ * The reply to a command whose op carries nothing more: the op freed, the
+ * watchdog told; NULL when the connection failed under it (a teardown is
+ * on its way).
+ */
+static redisReply *take_reply(redisAsyncContext *ac, void *r, struct op *op)
+{
+    replied(ac);
+    op_free(op);
+    if (!r)
+        lost_connection(ac);
+    return r;
+}
+
 static void on_unblock_retry(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
@@ -770,14 +784,9 @@ static void on_unblock_retry(evutil_socket_t fd, short what, void *arg)
  */
 static void on_unblocked(redisAsyncContext *ac, void *r, void *priv)
 {
-    redisReply *reply = r;
-    struct op *op = priv;
-    replied(ac);
-    op_free(op);
-    if (!reply) {
-        lost_connection(ac);
+    redisReply *reply = take_reply(ac, r, priv);
+    if (!reply)
         return;
-    }
     if (reply->type == REDIS_REPLY_ERROR && !R.unblock_refused) {
         R.unblock_refused = 1; /* an ACL without CLIENT: new topics wait up to a block time */
         rill_log_at(RILL_LOG_WARN,
@@ -1191,14 +1200,9 @@ static void maybe_up(void)
 
 static void on_handshake(redisAsyncContext *ac, void *r, void *priv)
 {
-    redisReply *reply = r;
-    struct op *op = priv;
-    replied(ac);
-    op_free(op);
-    if (!reply) {
-        lost_connection(ac);
+    redisReply *reply = take_reply(ac, r, priv);
+    if (!reply)
         return;
-    }
     if (reply->type == REDIS_REPLY_ERROR) {
         rill_log_at(RILL_LOG_ERROR, "hub: redis at %s:%d refused rill: %s", R.url.host, R.url.port,
                     reply->str);
@@ -1379,10 +1383,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 /* hiredis 0.14 has no timeouts: a connect, a command or a read that takes too long fails here. */
 static void on_pong(redisAsyncContext *ac, void *r, void *priv)
 {
-    replied(ac);
-    op_free(priv);
-    if (!r)
-        lost_connection(ac);
+    take_reply(ac, r, priv);
 }
 
 /* A PING on a connection with nothing to do, so that Redis's idle timeout never closes it. */
