@@ -353,6 +353,24 @@ describe("rill --hub redis", function()
       assert(#seen < 299, "the trimmed events are not there to deliver")
       check_order(seen, ids)
       s:close()
+      -- resuming from before the hole: the gap, then what the history holds, all of it after the hole
+      local back = srv:open("/events/behind", { headers = { ["Last-Event-ID"] = ids.b1 } })
+      local ev = next_event(back)
+      assert.same({ "rill-gap", "expired" }, { ev.event, ev.data })
+      ids.b301 = publish(other, "behind", "b301")
+      local replay = {}
+      repeat
+        ev = next_event(back)
+        replay[#replay + 1] = ev.id .. " " .. ev.data
+      until ev.data == "b301"
+      check_order(replay, ids)
+      assert(sid_less(ids.b2, replay[1]:match("^%S+")), "nothing from before the hole: " .. replay[1])
+      assert.same(seen[#seen], replay[#replay - 1])
+      back:close()
+      -- from after it: exactly the rest
+      local exact = srv:open("/events/behind", { headers = { ["Last-Event-ID"] = ids.b299 } })
+      assert.same({ ids.b300 .. " b300", ids.b301 .. " b301" }, W.events(exact, 2))
+      exact:close()
       stop_clean(other)
     end)
 

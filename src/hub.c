@@ -667,10 +667,21 @@ void rill_hub_deliver_lost(lua_State *L, const char *name, const uint64_t floor[
     (void)L;
     if (!t || !t->ordered)
         return;
+    /*
+     * As align does for a hole: the history restarts after it (a resume from
+     * an event before it would cross it unseen), every subscriber is told
+     * and moves on from here.
+     */
+    while (t->count > 0)
+        drop_oldest_event(L, t);
     raise_floor(t, floor);
-    for (struct subscription *s = t->subs; s; s = s->next)
-        if (!s->resume && !s->gap)
+    for (struct subscription *s = t->subs; s; s = s->next) {
+        if (s->resume)
+            continue; /* it finds where it resumes once its topic is loaded */
+        if (!s->gap)
             s->gap = "expired";
+        s->cursor = t->last_seq;
+    }
     wake_all(t);
 }
 
@@ -711,6 +722,11 @@ void rill_hub_deliver_loaded(lua_State *L, const char *name)
     for (struct subscription *s = t->subs; s; s = s->next) {
         if (!s->resume)
             continue;
+        if (s->dropped) { /* cut meanwhile: it resumes nowhere */
+            free(s->resume);
+            s->resume = NULL;
+            continue;
+        }
         if (newer_than_loaded(t, s->resume) && !s->reloaded) {
             /* that load may have been asked before its id was made: once more */
             s->reloaded = 1;

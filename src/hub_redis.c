@@ -127,6 +127,14 @@ struct follow {
     char epoch[8];           /* the hub's incarnation of it */
     uint64_t seq;            /* the hub's count of its events here */
     uint64_t quiet_until[2]; /* entries up to it are of a past (restored) incarnation: no control */
+    /*
+     * After a reconnect's check: the first entry Redis keeps (check_first
+     * set), for the first entry read next when it has no rill-prev (another
+     * program wrote it); after a reset, that entry is no hole (the reset
+     * said it already).
+     */
+    uint64_t check_first[2];
+    int check_first_set, no_hole_once;
     int busy; /* deliveries in progress: a subscriber's __gc may unfollow it meanwhile */
     int gone; /* unfollowed while busy: freed when the last delivery returns */
 };
@@ -163,6 +171,7 @@ static struct redis {
     uint64_t gens;
     unsigned epochs;
     int reading, unblock_sent, unblock_tries, unblock_refused;
+    unsigned long read_gen, unblock_gen; /* XREADs sent; the one an UNBLOCK was for */
     struct event *unblock_ev;
     double read_sent;
     struct op *ops;
@@ -366,13 +375,19 @@ static void answer(struct op *op, const struct rill_backplane_reply *reply)
         op->done(op->arg, reply);
 }
 
+/* Redis served a command: the next failure starts the backoff from its shortest again. */
+static void served(void)
+{
+    R.backoff = 0;
+}
+
 /* An error that says Redis cannot serve now (loading, a busy script, a replica), not "no". */
 static int redis_busy(const char *msg)
 {
     static const char *const busy[] = {"LOADING",  "BUSY",     "MASTERDOWN",
                                        "READONLY", "TRYAGAIN", "CLUSTERDOWN"};
     for (size_t i = 0; i < sizeof busy / sizeof busy[0]; i++)
-        if (strncmp(msg, busy[i], strlen(busy[i])) == 0)
+        if (strstr(msg, busy[i])) /* anywhere: before Redis 7, a script's error is wrapped */
             return 1;
     return 0;
 }
@@ -400,6 +415,7 @@ static void on_append(redisAsyncContext *ac, void *r, void *priv)
         out.err = buf;
         out.code = "error";
     } else if (op->kind == OP_PUBLISH && reply->type == REDIS_REPLY_STRING) {
+        served();
         out.id = reply->str;
     } else if (op->kind != OP_PUBLISH && reply->type == REDIS_REPLY_INTEGER) {
         out.id = "true";
@@ -691,8 +707,19 @@ static int deliver(struct follow *f, const redisReply *e, int live)
         return 1;
     const redisReply *fields = e->element[1]->type == REDIS_REPLY_ARRAY ? e->element[1] : NULL;
     const redisReply *prev = entry_field(fields, "rill-prev");
-    ctx.hole = prev && rill_stream_id_parse(prev->str, prev->len, ctx.prev) &&
-               rill_stream_id_cmp(ctx.prev, f->last) > 0;
+    /* a rill-prev at or after the entry itself is no predecessor (another program's) */
+    int has_prev = prev && rill_stream_id_parse(prev->str, prev->len, ctx.prev) &&
+                   rill_stream_id_cmp(ctx.prev, ctx.id) < 0;
+    if (has_prev) {
+        ctx.hole = rill_stream_id_cmp(ctx.prev, f->last) > 0;
+    } else if (f->check_first_set && rill_stream_id_cmp(f->check_first, f->last) > 0) {
+        ctx.hole = 1; /* no rill-prev: the check's first entry is all there is to go by */
+        ctx.prev[0] = f->check_first[0] - (f->check_first[1] == 0);
+        ctx.prev[1] = f->check_first[1] == 0 ? UINT64_MAX : f->check_first[1] - 1;
+    }
+    if (f->no_hole_once)
+        ctx.hole = 0;
+    f->check_first_set = f->no_hole_once = 0;
     /*
      * Its id's time is Redis's clock, or a publisher's own id: for the
      * history's age, never later than now, and live events are new.
@@ -750,6 +777,8 @@ static void start_read(void)
     if (send_argv(&R.rd, on_read, NULL, (int)argc, argv, lens) == 0) {
         R.reading = 1;
         R.read_sent = now();
+        R.read_gen++;
+        R.unblock_tries = 0;
     }
     free(argv);
     free(lens);
@@ -787,15 +816,16 @@ static void on_unblocked(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = take_reply(ac, r, priv);
     if (!reply)
         return;
-    if (reply->type == REDIS_REPLY_ERROR && !R.unblock_refused) {
+    if (reply->type == REDIS_REPLY_ERROR && !redis_busy(reply->str) && !R.unblock_refused) {
         R.unblock_refused = 1; /* an ACL without CLIENT: new topics wait up to a block time */
         rill_log_at(RILL_LOG_WARN,
                     "hub: redis refused CLIENT UNBLOCK (%s): new topics are read "
                     "within %d ms",
                     reply->str, BLOCK_MS);
     }
+    /* the XREAD it was for is still the one blocked: once more, shortly */
     if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && R.reading &&
-        R.unblock_tries++ < UNBLOCK_RETRIES) {
+        R.unblock_gen == R.read_gen && R.unblock_tries++ < UNBLOCK_RETRIES) {
         R.unblock_sent = 0;
         struct timeval soon = {0, 5000};
         evtimer_add(R.unblock_ev, &soon);
@@ -818,9 +848,10 @@ static void readers_changed(void)
     const char *argv[] = {"CLIENT", "UNBLOCK", id};
     size_t lens[] = {6, 7, strlen(id)};
     struct op *op = op_new(OP_UNBLOCK, NULL, 0);
-    if (op && send_argv(&R.cmd, on_unblocked, op, 3, argv, lens) == 0)
+    if (op && send_argv(&R.cmd, on_unblocked, op, 3, argv, lens) == 0) {
         R.unblock_sent = 1;
-    else if (op)
+        R.unblock_gen = R.read_gen;
+    } else if (op)
         op_free(op);
 }
 
@@ -840,7 +871,7 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
     replied(ac);
     R.reading = 0;
     R.unblock_sent = 0;
-    R.unblock_tries = 0;
+    evtimer_del(R.unblock_ev); /* a retry for the XREAD that just answered */
     if (!reply) {
         lost_connection(ac);
         return;
@@ -851,6 +882,7 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
         schedule_teardown();
         return;
     }
+    served();
     double at = now();
     for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
         const redisReply *s = reply->element[i];
@@ -985,16 +1017,19 @@ static int apply_reload(lua_State *L)
 static int cut_subscribers(lua_State *L)
 {
     struct follow *f = lua_touserdata(L, 1);
+    rill_hub_deliver_disconnect(f->name); /* first: the load's end below resumes none of them */
     rill_hub_deliver_loaded(L, f->name);
-    rill_hub_deliver_disconnect(f->name);
     rill_hub_deliver_unloaded(L, f->name); /* a later subscriber reads it again */
     return 0;
 }
 
-/* An error reply that is about the key (not a stream), not about Redis now (LOADING, BUSY...). */
+/*
+ * An error reply that will not go away by itself (WRONGTYPE, NOPERM...), as
+ * opposed to Redis not serving now (LOADING, BUSY...), which is retried.
+ */
 static int about_the_key(const redisReply *reply)
 {
-    return reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "WRONGTYPE", 9) == 0;
+    return reply->type != REDIS_REPLY_ERROR || !redis_busy(reply->str);
 }
 
 /* Redis answered a load or check with an error of its own: reconnect (with backoff), retry. */
@@ -1016,6 +1051,7 @@ static void broken(struct follow *f, const char *what, const redisReply *reply)
     rill_log_at(RILL_LOG_ERROR, "hub: topic '%s' cannot be %s in redis (key %s): %s", f->name, what,
                 f->key, reply->type == REDIS_REPLY_ERROR ? reply->str : "not a stream");
     f->state = F_BROKEN;
+    f->reloading = f->reload = 0;
     hold(f);
     protected(cut_subscribers, f);
     release(f);
@@ -1033,14 +1069,15 @@ static void on_load(redisAsyncContext *ac, void *r, void *priv)
     if (!reply || !f)
         return;
     int first = f->fresh;
-    f->reloading = 0;
     if (reply->type != REDIS_REPLY_ARRAY) {
         if (about_the_key(reply))
-            broken(f, "read", reply);
+            broken(f, "read", reply); /* its reload, if it was one, is moot */
         else
-            retry_later(f, "read", reply);
+            retry_later(f, "read", reply); /* the teardown turns reloading into reload */
         return;
     }
+    f->reloading = 0;
+    served();
     struct load_ctx ctx = {f, reply};
     hold(f);
     protected(first ? apply_first_load : apply_reload, &ctx);
@@ -1084,12 +1121,15 @@ static int apply_check(lua_State *L)
         set_last(f, (uint64_t[2]){0, 0});
         /* what is there now is read from its start: its old control entries do nothing */
         memcpy(f->quiet_until, has_last ? last : (uint64_t[2]){0, 0}, sizeof f->quiet_until);
+        f->no_hole_once = 1;
     } else if (has_first && rill_stream_id_cmp(first, f->last) > 0) {
-        /* trimmed past last: told now, and a resume from before first gets the gap */
-        uint64_t floor[2] = {first[0], first[1] - 1};
-        if (first[1] == 0)
-            floor[0]--, floor[1] = UINT64_MAX;
-        rill_hub_deliver_lost(L, f->name, floor);
+        /*
+         * Entries up to first may have been trimmed before this process read
+         * them: the reader reads first next (it is after last), and its
+         * rill-prev (or, without one, first itself) tells.
+         */
+        memcpy(f->check_first, first, sizeof f->check_first);
+        f->check_first_set = 1;
     }
     return 0;
 }
@@ -1114,6 +1154,7 @@ static void on_check(redisAsyncContext *ac, void *r, void *priv)
             retry_later(f, "checked", reply);
         return;
     }
+    served();
     struct load_ctx ctx = {f, reply};
     hold(f);
     protected(apply_check, &ctx);
@@ -1136,6 +1177,8 @@ static void redis_load(struct rill_backplane *bp, const char *topic)
         f->state = F_LOAD;
         f->fresh = 1;
         f->reload = 0;
+        set_last(f, (uint64_t[2]){0, 0});
+        memset(f->quiet_until, 0, sizeof f->quiet_until);
     } else if (f->state != F_LOAD) {
         f->reload = 1; /* a Last-Event-ID newer than what was delivered (or a load in flight) */
     }
@@ -1185,7 +1228,6 @@ static void maybe_up(void)
         return;
     R.state = UP;
     R.first_done = 1;
-    R.backoff = 0;
     R.last_error[0] = '\0';
     if (R.connects++ > 0)
         R.reconnects++;
@@ -1403,7 +1445,9 @@ static void note_bytes(struct conn *c, double t)
 {
     if (!c->ac || !c->ac->c.reader)
         return;
-    size_t seen = c->ac->c.reader->len + c->ac->c.reader->pos;
+    const redisReader *r = c->ac->c.reader;
+    size_t seen = r->len + r->pos + (size_t)r->ridx * 131 +
+                  (r->ridx >= 0 ? (size_t)r->rstack[r->ridx].idx * 7919 : 0);
     if (seen != c->bytes_seen) {
         c->bytes_seen = seen;
         c->progress = t;
@@ -1416,6 +1460,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what, (void)arg;
     if (R.state == UP) {
         note_bytes(&R.cmd, t);
+        note_bytes(&R.rd, t);
         ping_if_idle(&R.cmd, t);
         ping_if_idle(&R.rd, t);
     }
@@ -1425,7 +1470,9 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     } else if (R.state == UP && R.cmd.pending > 0 && t - R.cmd.progress > CMD_TIMEOUT) {
         note_error("no reply within 3 s", NULL);
         schedule_teardown();
-    } else if (R.state == UP && R.reading && t - R.read_sent > BLOCK_MS / 1000.0 + READ_GRACE) {
+    } else if (R.state == UP && R.reading &&
+               t - (R.rd.progress > R.read_sent ? R.rd.progress : R.read_sent) >
+                   BLOCK_MS / 1000.0 + READ_GRACE) {
         note_error("the reader got no reply within its block time + 2 s", NULL);
         schedule_teardown();
     }
