@@ -30,8 +30,10 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/http.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define BUFFER_MAX (1024 * 1024) /* bytes of lines waiting; past it lines are dropped */
 #define FILE_CHUNK (64 * 1024)   /* a file's write: whole lines up to this much */
@@ -352,8 +354,8 @@ static void put_clf_time(const struct timeval *tv)
 }
 
 /* remote - - [time] "METHOD target HTTP/x.y" status bytes "referer" "ua" ms id end */
-static void format_combined(const struct rill_access *a, const char *id, const char *end,
-                            long long us)
+static void format_combined(const struct rill_access *a, const struct rill_outcome *o,
+                            const char *id, const char *end, long long us)
 {
     put_combined(a->client, RILL_ACCESS_ADDR_MAX);
     put(" - - ", 5);
@@ -367,7 +369,7 @@ static void format_combined(const struct rill_access *a, const char *id, const c
     } else {
         put("-", 1);
     }
-    putf("\" %d %zu \"", a->status, a->sent);
+    putf("\" %d %zu \"", o->status, o->sent);
     put_combined(a->referer, HEADER_MAX);
     put("\" \"", 3);
     put_combined(a->ua, HEADER_MAX);
@@ -376,7 +378,8 @@ static void format_combined(const struct rill_access *a, const char *id, const c
     putf(" %s\n", end);
 }
 
-static void format_json(const struct rill_access *a, const char *id, const char *end, long long us)
+static void format_json(const struct rill_access *a, const struct rill_outcome *o, const char *id,
+                        const char *end, long long us)
 {
     struct tm tm;
     time_t t = a->start.tv_sec;
@@ -395,8 +398,8 @@ static void format_json(const struct rill_access *a, const char *id, const char 
         putf(",\"http_version\":\"%d.%d\"", a->major, a->minor);
     else
         put(",\"http_version\":null", 20);
-    putf(",\"status\":%d,\"bytes_sent\":%zu,\"duration_ms\":%lld.%03lld,\"request_id\":", a->status,
-         a->sent, us / 1000, us % 1000);
+    putf(",\"status\":%d,\"bytes_sent\":%zu,\"duration_ms\":%lld.%03lld,\"request_id\":", o->status,
+         o->sent, us / 1000, us % 1000);
     put_json(id, 256);
     put(",\"user_agent\":", 14);
     put_json(a->ua, HEADER_MAX);
@@ -440,7 +443,6 @@ struct rill_access *rill_access_new(const char *method, const char *target, int 
         return NULL;
     char *at = (char *)(a + 1);
     gettimeofday(&a->start, NULL);
-    clock_gettime(CLOCK_MONOTONIC, &a->t0);
     a->method = method;
     a->target = target ? copy_into(&at, target, TARGET_MAX) : NULL;
     a->peer = peer ? copy_into(&at, peer, RILL_ACCESS_ADDR_MAX) : NULL;
@@ -449,27 +451,35 @@ struct rill_access *rill_access_new(const char *method, const char *target, int 
     a->referer = referer ? copy_into(&at, referer, HEADER_MAX) : NULL;
     a->major = major;
     a->minor = minor;
-    a->head = method && strcmp(method, "HEAD") == 0;
     return a;
 }
 
-void rill_access_done(struct rill_access *a, const char *id)
+void rill_outcome_start(struct rill_outcome *o, int cmd)
 {
+    memset(o, 0, sizeof *o);
+    clock_gettime(CLOCK_MONOTONIC, &o->t0);
+    o->cmd = (unsigned short)cmd;
+    o->head = cmd == EVHTTP_REQ_HEAD;
+}
+
+void rill_access_done(struct rill_access *a, struct rill_outcome *o, const char *id)
+{
+    enum rill_end end = (enum rill_end)o->end;
+    if (end == RILL_END_NONE)
+        end = o->streamed ? RILL_END_HANDLER_END : RILL_END_OK;
+    if (o->status == 0)
+        o->status = 499; /* nothing was sent: the client left first (nginx's code) */
+    long long us = elapsed_us(&o->t0);
+    rill_metrics_request(o->cmd, o->status, o->sent, us, (int)end, o->streamed);
     if (!a)
         return;
-    enum rill_end end = a->end;
-    if (end == RILL_END_NONE)
-        end = a->streamed ? RILL_END_HANDLER_END : RILL_END_OK;
-    if (a->status == 0)
-        a->status = 499; /* nothing was sent: the client left first (nginx's code) */
     if (lg.fd >= 0) {
         line.len = 0;
         line.failed = 0;
-        long long us = elapsed_us(&a->t0);
         if (lg.json)
-            format_json(a, id, END_NAMES[end], us);
+            format_json(a, o, id, END_NAMES[end], us);
         else
-            format_combined(a, id, END_NAMES[end], us);
+            format_combined(a, o, id, END_NAMES[end], us);
         /* the caps keep a line within PIPE_BUF; one past it would tear in a shared pipe */
         if (line.failed || line.len == 0 || line.p[line.len - 1] != '\n' ||
             (!lg.regular && line.len > PIPE_BUF) ||

@@ -26,24 +26,41 @@ enum rill_end {
 #define RILL_ACCESS_ADDR_MAX 64
 
 /*
- * What the log needs of one request, captured at its start (a stream fed
- * from C lets go of its head) and filled in as it goes. One allocation, the
- * strings after the struct. Only made while the log is on.
+ * What a request did, kept in the request itself (no allocation) and filled
+ * in as it goes: counted by the metrics when it ends, always, and written
+ * as the access log's line when the log is on.
+ */
+struct rill_outcome {
+    struct timespec t0;    /* monotonic, at the head: the duration */
+    size_t sent;           /* body bytes handed to the connection */
+    unsigned short status; /* 0 until a reply starts */
+    unsigned short cmd;    /* evhttp's method (enum evhttp_cmd_type); 0: unknown (a refused head) */
+    unsigned char end;     /* enum rill_end: the first cause said wins */
+    unsigned head : 1;     /* a HEAD (or a 204 or 304 reply): no body bytes */
+    unsigned streamed : 1; /* a chunked reply was started */
+};
+
+/* o for a request whose head came now; cmd 0 when its method is unknown. */
+void rill_outcome_start(struct rill_outcome *o, int cmd);
+static inline void rill_outcome_ends(struct rill_outcome *o, enum rill_end end)
+{
+    if (o->end == RILL_END_NONE)
+        o->end = (unsigned char)end;
+}
+
+/*
+ * The strings the log needs of one request, captured at its start (a stream
+ * fed from C lets go of its head). One allocation, the strings after the
+ * struct. Only made while the log is on.
  */
 struct rill_access {
     struct timeval start; /* wall clock, for the time field */
-    struct timespec t0;   /* monotonic, for the duration */
     const char *method;   /* static; NULL: unknown (a refused head) */
     const char *target;   /* NULL: unknown */
     const char *peer;     /* the TCP peer */
     const char *client;   /* the client --trust-proxy resolved (req.remote_addr), else peer */
     const char *ua, *referer;
     int major, minor;
-    int status;            /* 0 until a reply starts */
-    size_t sent;           /* body bytes handed to the connection */
-    enum rill_end end;     /* the first cause said wins */
-    unsigned head : 1;     /* a HEAD (or a 204 or 304 reply): no body bytes */
-    unsigned streamed : 1; /* a chunked reply was started */
 };
 
 /*
@@ -73,12 +90,10 @@ void rill_accesslog_close(void);
 struct rill_access *rill_access_new(const char *method, const char *target, int major, int minor,
                                     const char *peer, const char *client, const char *ua,
                                     const char *referer);
-static inline void rill_access_ends(struct rill_access *a, enum rill_end end)
-{
-    if (a && a->end == RILL_END_NONE)
-        a->end = end;
-}
-/* Writes a's line (id: the request id, or NULL) and frees a. */
-void rill_access_done(struct rill_access *a, const char *id);
+/*
+ * The request is over: o is counted (metrics.h), and when a is not NULL its
+ * line is written (id: the request id, or NULL) and a freed.
+ */
+void rill_access_done(struct rill_access *a, struct rill_outcome *o, const char *id);
 
 #endif

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "effects.h"
+#include "metrics.h"
 #include "sched.h"
 
 struct run_state {
@@ -132,10 +133,8 @@ static int core_resume(lua_State *L)
 }
 
 static const luaL_Reg core_funcs[] = {
-    {"resume", core_resume},
-    {"run", core_run},
-    {"now", core_now},
-    {NULL, NULL},
+    {"resume", core_resume},      {"run", core_run}, {"now", core_now},
+    {"stats", rill_metrics_push}, {NULL, NULL},
 };
 
 int rill_open_core(lua_State *L)

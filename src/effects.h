@@ -24,6 +24,9 @@ int rill_tail_add_root(const char *dir);
 /* The app's directory: relative tail paths start there; as_root: also the root (unless `/`). */
 int rill_tail_app_dir(const char *dir, int as_root);
 
+/* Open tails (the metrics' gauge). */
+int rill_tail_count(void);
+
 /* Idle upstream connections kept for reuse (stats). */
 int rill_fetch_idle_connections(void);
 

@@ -36,6 +36,7 @@
 #include "httpresp.h"
 #include "headscan.h"
 #include "luanum.h"
+#include "metrics.h"
 #include "replyhead.h"
 #include "request.h"
 #include "sse_parse.h"
@@ -81,6 +82,8 @@ struct fetch {
     int gzipped;                    /* the response is Content-Encoding: gzip */
     int gzip_end;                   /* the gzip stream is complete */
     z_stream z;
+    struct timespec t0; /* when it started, for the metrics */
+    int counted;        /* its outcome counted (once: at its head or its failure) */
 };
 
 static struct evdns_base *dns_base(struct rill_worker *w)
@@ -222,10 +225,24 @@ static void release_io(struct fetch *f)
 static void fail(struct fetch *f, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The fetch's outcome for the metrics: its answer's head came, or it failed before. */
+static void count_outcome(struct fetch *f, const char *code)
+{
+    if (f->counted)
+        return;
+    f->counted = 1;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long us =
+        (long long)(now.tv_sec - f->t0.tv_sec) * 1000000 + (now.tv_nsec - f->t0.tv_nsec) / 1000;
+    rill_metrics_fetch(rill_metrics_fetch_outcome(code), us);
+}
+
 static void fail(struct fetch *f, const char *code, const char *fmt, ...)
 {
     if (f->phase == P_FAILED || f->phase == P_CLOSED)
         return;
+    count_outcome(f, code);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(f->error, sizeof f->error, fmt, ap);
@@ -282,6 +299,7 @@ static void on_resp_head(void *arg, int status)
     (void)status;
     if (f->gzipped)
         start_gunzip(f);
+    count_outcome(f, "ok");
     f->phase = P_BODY;
     arm_timer(f, f->idle_timeout);
     wake(f);
@@ -572,6 +590,7 @@ static void start_fresh(struct fetch *f)
 /* On an idle pooled connection when there is one, else a new one. */
 static void start(struct fetch *f)
 {
+    clock_gettime(CLOCK_MONOTONIC, &f->t0);
     struct bufferevent *bev = f->poolable ? pool_take(f) : NULL;
     if (!bev) {
         start_fresh(f);

@@ -37,6 +37,7 @@
 #include "hub.h"
 #include "log.h"
 #include "luanum.h"
+#include "metrics.h"
 #include "sched.h"
 
 #define EVENT_MT "rill.hub.event"
@@ -990,10 +991,12 @@ static struct pending *pending_new(lua_State *L, struct rill_worker *w)
 static int push_answer(lua_State *L, struct pending *pd, int as_bool)
 {
     if (pd->id) {
-        if (as_bool)
+        if (as_bool) {
             lua_pushboolean(L, 1);
-        else
+        } else {
+            RILL_METRIC_ADD(hub_published, 1); /* by this process's publishers */
             lua_pushstring(L, pd->id);
+        }
         return 1;
     }
     lua_pushnil(L);
@@ -1270,7 +1273,10 @@ static int next_k(lua_State *L, int status, lua_KContext ctx)
     struct hub_event *e = NULL;
     (void)status, (void)ctx;
     switch (sub_step(s, &e)) {
-    case STEP_EVENT: lua_rawgeti(L, LUA_REGISTRYINDEX, e->ud_ref); return 1;
+    case STEP_EVENT:
+        RILL_METRIC_ADD(hub_delivered, 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->ud_ref);
+        return 1;
     case STEP_GAP: return push_gap(L, s);
     case STEP_WAIT:
         return rill_waiter_park(L, &s->wait, next_k, "a hub subscription (rill.subscribe)");
@@ -1346,6 +1352,7 @@ enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer
     while (evbuffer_get_length(out) < limit) {
         switch (sub_step(s, &e)) {
         case STEP_EVENT:
+            RILL_METRIC_ADD(hub_delivered, 1);
             e->wire->refs++;
             evbuffer_add_reference(out, e->wire->bytes, e->wire->len, wire_written, e->wire);
             break;

@@ -1563,6 +1563,15 @@ int rill_redis_url_parse(const char *url, struct rill_redis_url *u, char *err, s
 
 /* ---- start and stop ----------------------------------------------------------------- */
 
+void rill_hub_redis_figures(struct rill_backplane_figures *f)
+{
+    if (!R.started)
+        return;
+    f->connected = R.state == UP;
+    f->reconnects = R.reconnects;
+    f->lag = R.lag;
+}
+
 int rill_hub_redis_start(struct rill_worker *w, const struct rill_redis_url *u, const char *prefix)
 {
     memset(&R, 0, sizeof R);

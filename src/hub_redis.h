@@ -27,4 +27,12 @@ void rill_hub_redis_settle(double seconds);
 /* Disconnects (what waits is answered "unavailable") and frees everything. */
 void rill_hub_redis_stop(void);
 
+/* For the metrics: left as they are when Redis is not the hub. */
+struct rill_backplane_figures {
+    int connected;
+    long reconnects;
+    double lag; /* seconds */
+};
+void rill_hub_redis_figures(struct rill_backplane_figures *f);
+
 #endif

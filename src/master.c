@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "relay.h"
 #include "server.h"
 #include "watch.h"
@@ -50,6 +51,7 @@ enum proc_state { STARTING, READY, SERVING, DRAINING };
 struct proc {
     pid_t pid;
     int slot, gen;
+    int metrics; /* its slot of the shared metrics (metrics.h), -1: none */
     enum proc_state state;
     double started;  /* monotonic seconds */
     double kill_at;  /* a draining worker still alive then is killed (0: never) */
@@ -240,10 +242,12 @@ static int spawn(struct master *m, int slot, int gen)
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old); /* no signal lands in the child's copy of our handlers */
+    int metrics = rill_metrics_reserve();
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
         free(p);
+        rill_metrics_use(metrics);
         become_worker(m, sv[1], slot);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
@@ -251,10 +255,15 @@ static int spawn(struct master *m, int slot, int gen)
     if (pid < 0) {
         close(sv[0]);
         free(p);
+        rill_metrics_release(metrics);
         rill_log_at(RILL_LOG_ERROR, "cannot fork worker %d: %s", slot + 1, strerror(errno));
         return -1;
     }
-    *p = (struct proc){.pid = pid, .slot = slot, .gen = gen, .started = mono_now()};
+    if (metrics < 0)
+        rill_log_at(RILL_LOG_WARN, "worker %d has no metrics slot: its figures are not summed",
+                    slot + 1);
+    *p = (struct proc){
+        .pid = pid, .slot = slot, .gen = gen, .metrics = metrics, .started = mono_now()};
     p->peer = rill_relay_add(m->relay, sv[0], (uint64_t)pid, p);
     if (!p->peer) {
         close(sv[0]);
@@ -556,6 +565,7 @@ static void reaped(struct master *m, struct proc *p, int status)
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     rill_log_at(clean || m->stopping ? RILL_LOG_INFO : RILL_LOG_WARN,
                 "worker %d (pid %ld, generation %d) %s", slot + 1, (long)pid, p->gen, how);
+    rill_metrics_release(p->metrics); /* its gauges go; its counters stay in the sum */
     forget_proc(m, p);
     if (m->swapping && !m->stopping)
         finish_reload(m); /* a worker gone accepts nothing either */
@@ -758,7 +768,8 @@ int rill_master_run(const struct rill_master_config *cfg)
         return 1;
     m->cfg = *cfg;
     rill_log_name("master");
-    if (master_setup(m) != 0) {
+    /* room for every worker of two generations at once, and a few restarting */
+    if (rill_metrics_init(4 * cfg->workers + 8) != 0 || master_setup(m) != 0) {
         rill_log_at(RILL_LOG_ERROR, "cannot start: out of memory");
         master_free(m);
         return 1;

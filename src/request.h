@@ -5,6 +5,7 @@
 #include <event2/http.h>
 #include <lua.h>
 
+#include "accesslog.h"
 #include "sched.h"
 #include "timedq.h"
 
@@ -30,6 +31,7 @@ struct rill_request {
     char trace[33];           /* the trace id, 32 hex digits; "": not yet known */
     char trace_flags[3];      /* the incoming traceparent's flags & 0x03, else "01" */
     struct rill_access *log;  /* the access log's record (accesslog.h); NULL: no log */
+    struct rill_outcome out;  /* what it did: status, bytes, how it ended (metrics and log) */
     struct rill_tq_link beat; /* an SSE stream's place in its heartbeat queue */
     struct rill_beats *beats; /* that queue (response.c); NULL: no heartbeats */
     unsigned long wrote_at;   /* the worker's resume count at the last direct write */

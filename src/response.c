@@ -295,10 +295,8 @@ static int out_reply(lua_State *L)
     }
     unwatch(r);
     r->responded = 1;
-    if (r->log) {
-        r->log->status = status;
-        r->log->sent = f.body ? len : 0;
-    }
+    r->out.status = (unsigned short)status;
+    r->out.sent = f.body ? len : 0;
     rill_reply_whole(r->req, r->task.w->base, &f, body);
     r->req = NULL; /* evhttp frees it once written */
     return 0;
@@ -314,12 +312,10 @@ static int out_start(lua_State *L)
     rill_reply_start_stream(r->req, r->task.w->base, r->task.w->scratch, &f);
     r->responded = r->streaming = 1;
     r->task.w->stats.streams++;
-    if (r->log) {
-        r->log->status = status;
-        r->log->streamed = 1;
-        if (!f.body)
-            r->log->head = 1; /* a HEAD, 204 or 304: no body goes out */
-    }
+    r->out.status = (unsigned short)status;
+    r->out.streamed = 1;
+    if (!f.body)
+        r->out.head = 1; /* a HEAD, 204 or 304: no body goes out */
     struct bufferevent *bev = request_bev(r);
     if (bev) {
         bufferevent_setwatermark(bev, EV_WRITE, RILL_OUT_LOW, 0);
@@ -432,8 +428,8 @@ static void send_chunk(struct rill_request *r, struct evbuffer *buf)
     struct evhttp_request *req = r->req;
     struct bufferevent *bev = request_bev(r);
     size_t len = evbuffer_get_length(buf);
-    if (r->log && !r->log->head)
-        r->log->sent += len;
+    if (!r->out.head)
+        r->out.sent += len;
     if (len && bev && req->chunked) {
         char line[20];
         size_t n = chunk_size_line(line, len), sent = write_now(r, bev, line, n);
@@ -640,7 +636,7 @@ void rill_response_end(struct rill_request *r, int clean)
     rill_response_unpump(r);
     rill_response_stop_heartbeat(r);
     unwatch(r);
-    rill_access_ends(r->log, clean ? RILL_END_HANDLER_END : RILL_END_ERROR);
+    rill_outcome_ends(&r->out, clean ? RILL_END_HANDLER_END : RILL_END_ERROR);
     if (!clean) {
         /*
          * evhttp has no call to drop a stream. Clearing `chunked` makes
@@ -664,10 +660,8 @@ void rill_response_error(struct rill_request *r, int status, const char *what)
     snprintf(body, sizeof body, "%s (request %s)\n", what, rill_request_id(r));
     unwatch(r);
     r->responded = 1;
-    if (r->log) {
-        r->log->status = status;
-        r->log->sent = r->log->head ? 0 : strlen(body);
-    }
+    r->out.status = (unsigned short)status;
+    r->out.sent = r->out.head ? 0 : strlen(body);
     rill_reply_plain(r->req, r->task.w->base, status, body, status == 503);
     r->req = NULL;
 }

@@ -17,6 +17,7 @@
 
 #include "compat.h"
 #include "log.h"
+#include "metrics.h"
 
 static char effect_tag;
 
@@ -198,6 +199,8 @@ int rill_task_resume(struct rill_task *t, int nargs)
     int capped = rill_worker_enforce_memory_cap(1);
     lua_State *outer_co = rill_worker_enter(t->co);
     int status = lua_resume(t->co, w->L, nargs, &nres);
+    if (status == LUA_ERRMEM)
+        RILL_METRIC_ADD(memory_stops, 1); /* the cap (--max-lua-memory), as a rule */
     rill_worker_leave(t->co, outer_co);
     rill_worker_enforce_memory_cap(capped);
     t->running = 0;

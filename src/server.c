@@ -32,6 +32,7 @@
 #include "effects.h"
 #include "httpcheck.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "replyhead.h"
 #include "response.h"
@@ -88,7 +89,7 @@ static void request_free(struct rill_request *r)
     if (r->next)
         r->next->prev = r->prev;
     s->active--;
-    rill_access_done(r->log, r->id[0] ? r->id : NULL); /* the one line, as the request ends */
+    rill_access_done(r->log, &r->out, r->id[0] ? r->id : NULL); /* counted; its one log line */
     r->log = NULL;
     rill_request_detach(r);
     rill_response_stop_heartbeat(r);
@@ -178,12 +179,12 @@ enum rill_reply rill_server_reply(const struct rill_request *r)
 
 void rill_server_timed_out(struct rill_request *r)
 {
-    rill_access_ends(r->log, RILL_END_TIMEOUT);
+    rill_outcome_ends(&r->out, RILL_END_TIMEOUT);
 }
 
 void rill_server_client_gone(struct rill_request *r)
 {
-    rill_access_ends(r->log, RILL_END_CLIENT_GONE);
+    rill_outcome_ends(&r->out, RILL_END_CLIENT_GONE);
     rill_response_unpump(r);
     r->gone = 1;
     r->conn = NULL; /* being freed */
@@ -248,6 +249,7 @@ static struct rill_request *request_new(struct rill_server *s, struct evhttp_req
     s->live = r;
     s->active++;
     s->w->stats.requests++;
+    rill_outcome_start(&r->out, evhttp_request_get_command(req));
     if ((r->log = access_new(req, 1)) != NULL)
         (void)rill_request_id(r); /* fixed now: the line is written once the head is gone */
     return r;
@@ -301,15 +303,15 @@ static const char *bad_request(struct evhttp_request *req, char *path, size_t *p
  * as a stand-in (conn.c), so its request line is unknown: logged as "-".
  */
 static void answer_refused(struct rill_server *s, struct evhttp_request *req, int status,
-                           const char *body, struct rill_access *a)
+                           const char *body, struct rill_access *a, int known)
 {
-    if (a) {
-        a->status = status;
-        a->sent = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD ? 0 : strlen(body);
-        a->end = RILL_END_REFUSED;
-    }
+    struct rill_outcome o;
+    rill_outcome_start(&o, known ? (int)evhttp_request_get_command(req) : 0);
+    o.status = (unsigned short)status;
+    o.sent = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD ? 0 : strlen(body);
+    o.end = RILL_END_REFUSED;
     rill_reply_plain(req, s->w->base, status, body, 1);
-    rill_access_done(a, NULL);
+    rill_access_done(a, &o, NULL);
 }
 
 /* A 4xx for a request refused before Lua, closing the connection. */
@@ -321,7 +323,7 @@ static void refuse(struct rill_server *s, struct evhttp_request *req, int status
     req->major = 1; /* evhttp would echo a version like 1.12 in the status line */
     req->minor = 1;
     snprintf(body, sizeof body, "%s: %s\n", status == 400 ? "bad request" : "refused", why);
-    answer_refused(s, req, status, body, a);
+    answer_refused(s, req, status, body, a, !stand_in);
 }
 
 /* evhttp's gencb: every request starts here. */
@@ -341,7 +343,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     if (s->draining) {
-        answer_refused(s, req, 503, "shutting down\n", access_new(req, 1));
+        answer_refused(s, req, 503, "shutting down\n", access_new(req, 1), 1);
         return;
     }
     struct rill_request *r = request_new(s, req);
@@ -377,8 +379,8 @@ static void send_retry_jitter(struct rill_request *r)
     if (spread > 60000)
         spread = 60000;
     evbuffer_add_printf(buf, "retry: %ld\n\n", 500 + random() % spread);
-    if (r->log && !r->log->head)
-        r->log->sent += evbuffer_get_length(buf);
+    if (!r->out.head)
+        r->out.sent += evbuffer_get_length(buf);
     evhttp_send_reply_chunk(r->req, buf);
     evbuffer_drain(buf, evbuffer_get_length(buf));
 }
@@ -389,7 +391,7 @@ static void send_retry_jitter(struct rill_request *r)
  */
 static void request_stop(struct rill_request *r, int clean, enum rill_end why)
 {
-    rill_access_ends(r->log, why);
+    rill_outcome_ends(&r->out, why);
     if (task_live(r)) {
         rill_task_cancel(&r->task);
         release_task(r);
@@ -661,6 +663,7 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
     if (s->conns)
         rill_conns_on_close(s->conns, on_conn_closed, s);
     w->server = s;
+    rill_metrics_start(w);
     if (s->fd_inherited)
         return s; /* the master says when: rill_server_accept */
     if (rill_server_accept(s, err, errlen) != 0)
@@ -692,8 +695,14 @@ void rill_server_run(struct rill_server *s)
     event_base_dispatch(s->w->base);
 }
 
+int rill_server_connections(const struct rill_server *s)
+{
+    return s->conns ? rill_conns_count(s->conns) : 0;
+}
+
 void rill_server_free(struct rill_server *s)
 {
+    rill_metrics_stop();
     if (!s)
         return;
     stop_all(s, 0, RILL_END_SHUTDOWN);
@@ -725,7 +734,7 @@ void rill_server_free(struct rill_server *s)
         struct rill_request *r = s->live;
         r->gone = 1;
         r->req = NULL;
-        rill_access_ends(r->log, RILL_END_SHUTDOWN);
+        rill_outcome_ends(&r->out, RILL_END_SHUTDOWN);
         request_free(r);
     }
     s->w->server = NULL;

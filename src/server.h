@@ -49,6 +49,8 @@ void rill_server_shutdown(struct rill_server *s);
 int rill_server_listen(const char *host, int port, int backlog, char *err, size_t errlen);
 /* Prints "rill listening on http://HOST:PORT" for the socket fd. */
 void rill_server_announce(int fd);
+/* Open client connections (the metrics' gauge). */
+int rill_server_connections(const struct rill_server *s);
 /* Runs the loop until a signal's graceful shutdown is over. */
 void rill_server_run(struct rill_server *s);
 void rill_server_free(struct rill_server *s);

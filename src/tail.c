@@ -29,6 +29,7 @@
 
 #include "effects.h"
 #include "luanum.h"
+#include "metrics.h"
 #include "sched.h"
 #include "tailer.h"
 
@@ -62,6 +63,12 @@ struct tail {
 };
 
 static struct tail *tails;
+static int ntails; /* of them */
+
+int rill_tail_count(void)
+{
+    return ntails;
+}
 static int inotify_fd = -1;
 static struct event *inotify_ev;
 static char roots[MAX_ROOTS][PATH_MAX];
@@ -362,6 +369,7 @@ static void tail_close_res(struct rill_resource *res)
     if (!t->open)
         return;
     t->open = 0;
+    ntails--;
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -528,6 +536,8 @@ static int tail_new(lua_State *L)
     if (tails)
         tails->prev = t;
     tails = t;
+    ntails++;
+    RILL_METRIC_ADD(tails_opened, 1);
     rill_resource_add(task, &t->res);
 
     t->max_line = max_line;

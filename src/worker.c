@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sched.h"
 
 static struct rill_worker *worker;
@@ -139,9 +140,11 @@ static void on_count(lua_State *L, lua_Debug *ar)
     if (!t || !w->max_instructions)
         return;
     t->instructions += HOOK_EVERY;
-    if (t->instructions > w->max_instructions)
+    if (t->instructions > w->max_instructions) {
+        RILL_METRIC_ADD(budget_stops, 1);
         luaL_error(L, "instruction budget exceeded: %I instructions without yielding",
                    (lua_Integer)w->max_instructions);
+    }
 }
 
 static void on_tick(int sig)

@@ -6,6 +6,7 @@ local router = require "rill.router"
 local sse = require "rill.sse"
 local hub = require "rill.hub"
 local cors = require "rill.cors"
+local metrics = require "rill.metrics"
 
 coroutine_ext.install() -- effects then work inside the user's coroutine.wrap generators
 
@@ -23,4 +24,6 @@ return {
   close_topic = hub.close_topic,
   hub = hub, -- hub.configure{...}, hub.stats([topic]), hub.disconnect(topic)
   cors = cors, -- rill.cors(handler, {origin=, credentials=})
+  stats = metrics.stats, -- rill.stats() → the server's figures, summed over its workers
+  metrics = metrics.handler, -- ["GET /metrics"] = rill.metrics(): Prometheus text
 }
