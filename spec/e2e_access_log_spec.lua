@@ -48,15 +48,16 @@ local function wait_line(path, text, from)
   end)
 end
 
--- combined, plus " <duration_ms> <request id> <end>" (docs/running.md)
+-- combined, plus " <duration_ms> <request id> <end> <upstream_ms or ->" (docs/running.md)
 local COMBINED = '^(%S+) %- %- %[(%d%d)/(%u%l%l)/(%d%d%d%d):(%d%d):(%d%d):(%d%d) %+0000%] '
-  .. '"([^"]*)" (%d%d%d) (%d+) "([^"]*)" "([^"]*)" (%d+%.%d%d%d) (%S+) ([%l_]+)$'
+  .. '"([^"]*)" (%d%d%d) (%d+) "([^"]*)" "([^"]*)" (%d+%.%d%d%d) (%S+) ([%l_]+) ([%d.-]+)$'
 
 local function parse_combined(l)
-  local remote, day, mon, year, h, m, s, request, status, bytes, referer, ua, ms, id, ending = l:match(COMBINED)
+  local remote, day, mon, year, h, m, s, request, status, bytes, referer, ua, ms, id, ending, up = l:match(COMBINED)
   assert(remote, "not a combined line: " .. l)
+  assert(up == "-" or up:match("^%d+%.%d%d%d$"), "upstream: " .. l)
   return { remote = remote, request = request, status = tonumber(status), bytes = tonumber(bytes),
-           referer = referer, ua = ua, ms = tonumber(ms), id = id, ["end"] = ending,
+           referer = referer, ua = ua, ms = tonumber(ms), id = id, ["end"] = ending, upstream = tonumber(up),
            time = { day = day, mon = mon, year = year, h = h, m = m, s = s } }
 end
 
@@ -108,6 +109,15 @@ describe("the access log (combined)", function()
   setup(function() srv = start() end)
   teardown(function() cleanup(srv) end)
 
+  it("logs the time a handler's rill.fetch calls took to their upstream's heads, summed", function()
+    -- (its x-request-id goes upstream too: the two /hello lines carry it, so the line is found by its target)
+    local from = #lines_of(srv.access) + 1
+    srv:request({ path = "/twice/" .. srv.port })
+    local l = parse_combined(assert(wait_line(srv.access, "GET /twice/", from)))
+    assert.same({ "GET /twice/" .. srv.port .. " HTTP/1.1", 200 }, { l.request, l.status })
+    assert(l.upstream and l.upstream > 0 and l.upstream <= l.ms, ("upstream %s of %s ms"):format(l.upstream, l.ms))
+  end)
+
   it("logs a plain reply with its exact fields", function()
     local before = os.time()
     local l = logged(srv, "/hello?x=1", { ["user-agent"] = 'agent "7"', referer = "http://example/" })
@@ -119,6 +129,7 @@ describe("the access log (combined)", function()
     assert.same("http://example/", l.referer)
     assert.same("agent \\x227\\x22", l.ua) -- quotes escaped: the field ends at a bare quote
     assert.same("ok", l["end"])
+    assert.is_nil(l.upstream) -- "-": it made no upstream request
     assert.is_true(l.ms >= 0 and l.ms < 5000)
     -- the line's time is the request's: between before and after (a month may turn meanwhile)
     local ok_before = os.date("!%Y %b", before) == l.time.year .. " " .. l.time.mon
@@ -360,6 +371,7 @@ describe("the access log (json)", function()
     assert.same('a\\b"c\tt\u{fffd}\u{e9}', a.user_agent)
     assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", a.time)
     assert.same("number", type(a.duration_ms))
+    assert.is_nil(a.upstream_ms) -- JSON null: no rill.fetch
     assert.same({ "handler_end", 8 }, { by["j-2"]["end"], by["j-2"].bytes_sent })
     assert.same({ "HEAD", 0 }, { by["j-3"].method, by["j-3"].bytes_sent })
     assert.same({ 431, "refused" }, { by[431].status, by[431]["end"] })

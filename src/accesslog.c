@@ -36,7 +36,13 @@
 #include "metrics.h"
 
 #define BUFFER_MAX (1024 * 1024) /* bytes of lines waiting; past it lines are dropped */
-#define FILE_CHUNK (64 * 1024)   /* a file's write: whole lines up to this much */
+/*
+ * Lines wait up to FLUSH_MS (or until FLUSH_BYTES are waiting) and go out in
+ * one write: a write per request would cost more than the line's making.
+ */
+#define FLUSH_MS    50
+#define FLUSH_BYTES (64 * 1024)
+#define FILE_CHUNK  (64 * 1024) /* a file's write: whole lines up to this much */
 /* A logged field's cap in bytes, "..." included: a line always fits PIPE_BUF (4096). */
 #define TARGET_MAX     2048
 #define HEADER_MAX     512  /* user agent, referer */
@@ -175,6 +181,17 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         flush();
 }
 
+static void schedule_flush(void)
+{
+    static const struct timeval soon = {0, FLUSH_MS * 1000};
+    if (lg.waiting) /* a pipe full: on_writable flushes */
+        return;
+    if (evbuffer_get_length(lg.out) >= FLUSH_BYTES)
+        event_active(lg.flush, EV_TIMEOUT, 1);
+    else if (!event_pending(lg.flush, EV_TIMEOUT, NULL))
+        event_add(lg.flush, &soon);
+}
+
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
@@ -216,16 +233,24 @@ static void put(const char *s, size_t n)
     }
 }
 
-static void putf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void putf(const char *fmt, ...)
+/* A number, without printf: a line costs a few of them. */
+static void put_uint(unsigned long long v)
 {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        put(tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    char b[24];
+    int i = sizeof b;
+    do
+        b[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    put(b + i, sizeof b - (size_t)i);
+}
+
+/* Microseconds as milliseconds with three decimals ("12.345"), whatever the locale's comma. */
+static void put_ms(long long us)
+{
+    char frac[4] = {'.', (char)('0' + us % 1000 / 100), (char)('0' + us % 100 / 10),
+                    (char)('0' + us % 10)};
+    put_uint((unsigned long long)(us / 1000));
+    put(frac, 4);
 }
 
 /*
@@ -249,24 +274,43 @@ static int put_capped(size_t start, size_t cap, const char *piece, size_t n)
  * its quoted fields end at the first bare quote. Empty or unknown: "-". At
  * most cap bytes as logged, "..." at the end when cut.
  */
+static int combined_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* A run of n bytes that need no escape, as much as the field's cap allows; 0 once cut. */
+static int put_run(size_t start, size_t cap, const char *run, size_t n)
+{
+    size_t used = line.len - start, room = cap - 3 > used ? cap - 3 - used : 0;
+    if (n <= room) {
+        put(run, n);
+        return 1;
+    }
+    put(run, room);
+    put("...", 3);
+    return 0;
+}
+
 static void put_combined(const char *s, size_t cap)
 {
+    static const char hex[] = "0123456789ABCDEF";
     if (!s || !*s) {
         put("-", 1);
         return;
     }
     size_t start = line.len;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        int ok;
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-            snprintf(esc, sizeof esc, "\\x%02X", c);
-            ok = put_capped(start, cap, esc, 4);
-        } else {
-            ok = put_capped(start, cap, (const char *)&c, 1);
-        }
-        if (!ok)
+    while (*s) {
+        const char *run = s;
+        while (*s && combined_plain((unsigned char)*s))
+            s++;
+        if (s > run && !put_run(start, cap, run, (size_t)(s - run)))
+            return;
+        if (!*s)
+            return;
+        unsigned char c = (unsigned char)*s++;
+        char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+        if (!put_capped(start, cap, esc, 4))
             return;
     }
 }
@@ -303,6 +347,13 @@ static void put_json(const char *str, size_t cap)
     put("\"", 1);
     size_t start = line.len;
     while (*s) {
+        const unsigned char *run = s;
+        while (*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\')
+            s++;
+        if (s > run && !put_run(start, cap, (const char *)run, (size_t)(s - run)))
+            break;
+        if (!*s)
+            break;
         char esc[8];
         const char *piece = esc;
         size_t n = 1;
@@ -346,11 +397,39 @@ static void put_clf_time(const struct timeval *tv)
 {
     static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    time_t t = tv->tv_sec;
-    gmtime_r(&t, &tm);
-    putf("[%02d/%s/%04d:%02d:%02d:%02d +0000]", tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-         tm.tm_hour, tm.tm_min, tm.tm_sec);
+    static time_t cached = -1; /* the text changes once a second: made once a second */
+    static char text[40];
+    static int len;
+    if (tv->tv_sec != cached) {
+        struct tm tm;
+        time_t t = tv->tv_sec;
+        gmtime_r(&t, &tm);
+        len = snprintf(text, sizeof text, "[%02d/%s/%04d:%02d:%02d:%02d +0000]", tm.tm_mday,
+                       months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached = t;
+    }
+    put(text, (size_t)len);
+}
+
+/* "2026-12-01T10:00:00.123Z", the part before the milliseconds made once a second. */
+static void put_iso_time(const struct timeval *tv)
+{
+    static time_t cached = -1;
+    static char text[40];
+    static int len;
+    if (tv->tv_sec != cached) {
+        struct tm tm;
+        time_t t = tv->tv_sec;
+        gmtime_r(&t, &tm);
+        len = snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached = t;
+    }
+    int ms = (int)(tv->tv_usec / 1000);
+    char frac[5] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
+                    'Z'};
+    put(text, (size_t)len);
+    put(frac, 5);
 }
 
 /* remote - - [time] "METHOD target HTTP/x.y" status bytes "referer" "ua" ms id end */
@@ -365,28 +444,41 @@ static void format_combined(const struct rill_access *a, const struct rill_outco
         put_combined(a->method, 32);
         put(" ", 1);
         put_combined(a->target, TARGET_MAX);
-        putf(" HTTP/%d.%d", a->major, a->minor);
+        put(" HTTP/", 6);
+        put_uint((unsigned)a->major);
+        put(".", 1);
+        put_uint((unsigned)a->minor);
     } else {
         put("-", 1);
     }
-    putf("\" %d %zu \"", o->status, o->sent);
+    put("\" ", 2);
+    put_uint(o->status);
+    put(" ", 1);
+    put_uint(o->sent);
+    put(" \"", 2);
     put_combined(a->referer, HEADER_MAX);
     put("\" \"", 3);
     put_combined(a->ua, HEADER_MAX);
-    putf("\" %lld.%03lld ", us / 1000, us % 1000);
+    put("\" ", 2);
+    put_ms(us);
+    put(" ", 1);
     put_combined(id, 256);
-    putf(" %s\n", end);
+    put(" ", 1);
+    put(end, strlen(end));
+    put(" ", 1);
+    if (o->upstream_us)
+        put_ms(o->upstream_us);
+    else
+        put("-", 1);
+    put("\n", 1);
 }
 
 static void format_json(const struct rill_access *a, const struct rill_outcome *o, const char *id,
                         const char *end, long long us)
 {
-    struct tm tm;
-    time_t t = a->start.tv_sec;
-    gmtime_r(&t, &tm);
-    putf("{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"remote_addr\":", tm.tm_year + 1900,
-         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-         (int)(a->start.tv_usec / 1000));
+    put("{\"time\":\"", 9);
+    put_iso_time(&a->start);
+    put("\",\"remote_addr\":", 16);
     put_json(a->client, RILL_ACCESS_ADDR_MAX);
     put(",\"peer_addr\":", 13);
     put_json(a->peer, RILL_ACCESS_ADDR_MAX);
@@ -394,18 +486,35 @@ static void format_json(const struct rill_access *a, const struct rill_outcome *
     put_json(a->method, 32);
     put(",\"target\":", 10);
     put_json(a->target, TARGET_MAX);
-    if (a->method)
-        putf(",\"http_version\":\"%d.%d\"", a->major, a->minor);
-    else
+    if (a->method) {
+        put(",\"http_version\":\"", 17);
+        put_uint((unsigned)a->major);
+        put(".", 1);
+        put_uint((unsigned)a->minor);
+        put("\"", 1);
+    } else {
         put(",\"http_version\":null", 20);
-    putf(",\"status\":%d,\"bytes_sent\":%zu,\"duration_ms\":%lld.%03lld,\"request_id\":", o->status,
-         o->sent, us / 1000, us % 1000);
+    }
+    put(",\"status\":", 10);
+    put_uint(o->status);
+    put(",\"bytes_sent\":", 14);
+    put_uint(o->sent);
+    put(",\"duration_ms\":", 15);
+    put_ms(us);
+    put(",\"upstream_ms\":", 15);
+    if (o->upstream_us)
+        put_ms(o->upstream_us);
+    else
+        put("null", 4);
+    put(",\"request_id\":", 14);
     put_json(id, 256);
     put(",\"user_agent\":", 14);
     put_json(a->ua, HEADER_MAX);
     put(",\"referer\":", 11);
     put_json(a->referer, HEADER_MAX);
-    putf(",\"end\":\"%s\"}\n", end);
+    put(",\"end\":\"", 8);
+    put(end, strlen(end));
+    put("\"}\n", 3);
 }
 
 /* ---- records ------------------------------------------------------------------- */
@@ -487,8 +596,7 @@ void rill_access_done(struct rill_access *a, struct rill_outcome *o, const char 
             lg.dropped++;
         } else {
             evbuffer_add(lg.out, line.p, line.len);
-            if (!lg.waiting)
-                event_active(lg.flush, EV_TIMEOUT, 1);
+            schedule_flush();
         }
     }
     free(a);

@@ -36,6 +36,7 @@ struct rill_outcome {
     unsigned short status; /* 0 until a reply starts */
     unsigned short cmd;    /* evhttp's method (enum evhttp_cmd_type); 0: unknown (a refused head) */
     unsigned char end;     /* enum rill_end: the first cause said wins */
+    unsigned upstream_us;  /* rill.fetch calls' time to their heads, summed (saturating) */
     unsigned head : 1;     /* a HEAD (or a 204 or 304 reply): no body bytes */
     unsigned streamed : 1; /* a chunked reply was started */
 };

@@ -236,6 +236,12 @@ static void count_outcome(struct fetch *f, const char *code)
     long long us =
         (long long)(now.tv_sec - f->t0.tv_sec) * 1000000 + (now.tv_nsec - f->t0.tv_nsec) / 1000;
     rill_metrics_fetch(rill_metrics_fetch_outcome(code), us);
+    struct rill_task *t = f->res.owner;
+    if (t && t->owner_is_request) { /* the access log's upstream time of its request */
+        struct rill_outcome *o = &((struct rill_request *)t)->out;
+        unsigned long long sum = (unsigned long long)o->upstream_us + (unsigned long long)us;
+        o->upstream_us = sum > UINT_MAX ? UINT_MAX : (unsigned)sum;
+    }
 }
 
 static void fail(struct fetch *f, const char *code, const char *fmt, ...)
@@ -612,6 +618,8 @@ static struct fetch *check_fetch(lua_State *L, int idx)
 static void fetch_close_res(struct rill_resource *res)
 {
     struct fetch *f = (struct fetch *)res;
+    if (f->t0.tv_sec && !f->counted && f->phase != P_FAILED)
+        count_outcome(f, "cancelled"); /* closed before its head came: counted as other */
     release_io(f);
     if (f->body)
         evbuffer_free(f->body);

@@ -19,6 +19,7 @@
 #include "hub_redis.h"
 #include "hub_relay.h"
 #include "log.h"
+#include "metrics.h"
 #include "master.h"
 #include "proxy.h"
 #include "server.h"
@@ -83,7 +84,8 @@ static void usage(FILE *out)
           "      --access-log PATH|-|off  one line per request as it ends, to PATH\n"
           "                            (- : stdout; default off); reopened at SIGUSR1\n"
           "      --access-log-format combined|json  the line's format (default\n"
-          "                            combined, plus duration_ms, request id, end)\n"
+          "                            combined, plus duration_ms, request id, end,\n"
+          "                            upstream_ms)\n"
           "      --log-level error|warn|info|debug  the error log's lines at this\n"
           "                            level or more severe (default info)\n"
           "      --error-log PATH|-    the error log, appended to PATH (- : stderr,\n"
@@ -668,6 +670,7 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
     rill_server_free(s);
     rill_hub_redis_stop();
     rill_accesslog_close();
+    rill_metrics_final(w); /* after the log's last line: its drops at exit count */
     rill_hub_relay_stop();
     lua_close(L);
     rill_worker_free();
@@ -776,6 +779,7 @@ static int run_single(struct rill_server_config *cfg, const char *app)
     if (procs.pid_file)
         remove_pid(procs.pid_file);
     rill_accesslog_close();
+    rill_metrics_final(w);
     lua_close(L);
     rill_worker_free();
     return 0;

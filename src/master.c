@@ -255,12 +255,12 @@ static int spawn(struct master *m, int slot, int gen)
     if (pid < 0) {
         close(sv[0]);
         free(p);
-        rill_metrics_release(metrics);
+        rill_metrics_release(metrics, 0);
         rill_log_at(RILL_LOG_ERROR, "cannot fork worker %d: %s", slot + 1, strerror(errno));
         return -1;
     }
     if (metrics < 0)
-        rill_log_at(RILL_LOG_WARN, "worker %d has no metrics slot: its figures are not summed",
+        rill_log_at(RILL_LOG_WARN, "worker %d has no metrics slot yet: it takes one once one frees",
                     slot + 1);
     *p = (struct proc){
         .pid = pid, .slot = slot, .gen = gen, .metrics = metrics, .started = mono_now()};
@@ -565,7 +565,7 @@ static void reaped(struct master *m, struct proc *p, int status)
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     rill_log_at(clean || m->stopping ? RILL_LOG_INFO : RILL_LOG_WARN,
                 "worker %d (pid %ld, generation %d) %s", slot + 1, (long)pid, p->gen, how);
-    rill_metrics_release(p->metrics); /* its gauges go; its counters stay in the sum */
+    rill_metrics_release(p->metrics, (long)pid); /* its gauges go; its counters stay summed */
     forget_proc(m, p);
     if (m->swapping && !m->stopping)
         finish_reload(m); /* a worker gone accepts nothing either */

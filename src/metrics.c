@@ -49,7 +49,9 @@ static struct {
         long errors, dropped, gaps, evicted, reconnects;
         unsigned long log_dropped;
     } seen;
-} M = {NULL, 0, -1, 0, {0}, NULL, NULL, {0, 0, 0, 0, 0, 0}};
+    int ticks; /* refreshes so far: the descriptors are counted every tenth */
+    long fds;  /* the last count that could be made */
+} M = {NULL, 0, -1, 0, {0}, NULL, NULL, {0, 0, 0, 0, 0, 0}, 0, 0};
 
 int rill_metrics_init(int slots)
 {
@@ -63,32 +65,73 @@ int rill_metrics_init(int slots)
     return 0;
 }
 
-int rill_metrics_reserve(void)
+/* Takes a free slot for owner (a compare-and-swap: the master and slotless workers both take). */
+static int claim(uint64_t owner)
 {
-    for (int i = 0; i < M.n; i++)
-        if (M.slots[i].pid == 0) {
-            M.slots[i].pid = 1; /* taken; the worker writes its pid */
+    for (int i = 0; i < M.n; i++) {
+        uint64_t free_slot = 0;
+        if (__atomic_compare_exchange_n(&M.slots[i].pid, &free_slot, owner, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
             return i;
-        }
+    }
     return -1;
 }
 
-void rill_metrics_release(int slot)
+int rill_metrics_reserve(void)
 {
-    if (slot < 0 || slot >= M.n)
-        return;
-    struct rill_metrics *s = &M.slots[slot];
+    return claim(1); /* taken; the worker writes its pid */
+}
+
+static void zero_gauges(struct rill_metrics *s)
+{
     s->connections = s->streams = s->tails = s->hub_topics = s->hub_subscribers = 0;
     s->lua_bytes = s->fds = s->backplane_connected = s->backplane_lag_us = 0;
-    s->pid = 0;
+}
+
+void rill_metrics_release(int slot, long pid)
+{
+    for (int i = 0; i < M.n; i++) {
+        uint64_t owner = __atomic_load_n(&M.slots[i].pid, __ATOMIC_ACQUIRE);
+        /* the one reserved for it (still 1 if it died before writing its pid), or one it took */
+        if ((i == slot && (owner == 1 || owner == (uint64_t)pid)) ||
+            (pid > 1 && owner == (uint64_t)pid)) {
+            zero_gauges(&M.slots[i]);
+            __atomic_store_n(&M.slots[i].pid, 0, __ATOMIC_RELEASE);
+        }
+    }
+}
+
+/* What this process counted with no slot of its own goes into the one it has now. */
+static void merge_spare(void)
+{
+    uint64_t *dst = (uint64_t *)&M.slots[M.mine];
+    const uint64_t *src = (const uint64_t *)&M.spare;
+    for (size_t k = 1; k < sizeof M.spare / sizeof(uint64_t); k++)
+        dst[k] += src[k];
+    memset(&M.spare, 0, sizeof M.spare);
+    zero_gauges(&M.slots[M.mine]);
 }
 
 void rill_metrics_use(int slot)
 {
     M.mine = slot >= 0 && slot < M.n ? slot : -1;
     memset(&M.seen, 0, sizeof M.seen); /* this process's own counters start from 0 */
-    if (M.mine >= 0)
-        M.slots[M.mine].pid = (uint64_t)getpid();
+    if (M.mine < 0)
+        return;
+    __atomic_store_n(&M.slots[M.mine].pid, (uint64_t)getpid(), __ATOMIC_RELEASE);
+    merge_spare();
+}
+
+/* A worker started when every slot was taken (generations draining) takes one once one frees. */
+static void claim_late(void)
+{
+    if (M.mine >= 0 || !M.shared)
+        return;
+    int slot = claim((uint64_t)getpid());
+    if (slot >= 0) {
+        M.mine = slot;
+        merge_spare();
+    }
 }
 
 struct rill_metrics *rill_metrics_mine(void)
@@ -124,16 +167,17 @@ void rill_metrics_request(int cmd, int status, size_t sent, long long us, int en
     s->bytes_out += sent;
     if (us < 0)
         us = 0;
+    /* counts first, then buckets: a scrape meanwhile never sees a bucket above its +Inf */
     if (streamed) {
-        observe(s->stream_buckets, rill_metrics_stream_bounds, RILL_M_STREAM_BUCKETS, us);
         s->stream_count++;
         s->stream_us += (uint64_t)us;
+        observe(s->stream_buckets, rill_metrics_stream_bounds, RILL_M_STREAM_BUCKETS, us);
         if (end >= 0 && end < RILL_M_ENDS)
             s->streams_ended[end]++;
     } else {
-        observe(s->req_buckets, rill_metrics_req_bounds, RILL_M_REQ_BUCKETS, us);
         s->req_count++;
         s->req_us += (uint64_t)us;
+        observe(s->req_buckets, rill_metrics_req_bounds, RILL_M_REQ_BUCKETS, us);
     }
 }
 
@@ -141,9 +185,9 @@ void rill_metrics_fetch(enum rill_fetch_outcome outcome, long long us)
 {
     struct rill_metrics *s = rill_metrics_mine();
     s->fetches[outcome]++;
-    observe(s->fetch_buckets, rill_metrics_req_bounds, RILL_M_REQ_BUCKETS, us < 0 ? 0 : us);
     s->fetch_count++;
     s->fetch_us += (uint64_t)(us < 0 ? 0 : us);
+    observe(s->fetch_buckets, rill_metrics_req_bounds, RILL_M_REQ_BUCKETS, us < 0 ? 0 : us);
 }
 
 enum rill_fetch_outcome rill_metrics_fetch_outcome(const char *code)
@@ -177,24 +221,12 @@ static void add_growth(uint64_t *slot, long now, long *seen)
     *seen = now;
 }
 
-static void refresh(void)
+/* The counters this process keeps elsewhere: their growth goes into its slot. */
+static void copy_counters(struct rill_metrics *s, struct rill_worker *w)
 {
-    struct rill_metrics *s = rill_metrics_mine();
-    struct rill_worker *w = M.w;
-    if (!w)
-        return;
     const struct hub_stats *hs = rill_hub_stats();
-    s->streams = w->stats.streams;
-    s->connections = w->server ? rill_server_connections(w->server) : 0;
-    s->tails = rill_tail_count();
-    s->hub_topics = hs->topics;
-    s->hub_subscribers = hs->subscribers;
-    s->lua_bytes = (int64_t)rill_worker_memory();
-    s->fds = count_fds();
     struct rill_backplane_figures bf = {1, 0, 0};
     rill_hub_redis_figures(&bf);
-    s->backplane_connected = bf.connected;
-    s->backplane_lag_us = (int64_t)(bf.lag * 1e6);
     add_growth(&s->handler_errors, w->stats.errors, &M.seen.errors);
     add_growth(&s->hub_dropped, hs->dropped, &M.seen.dropped);
     add_growth(&s->hub_gaps, hs->gaps, &M.seen.gaps);
@@ -206,10 +238,38 @@ static void refresh(void)
     M.seen.log_dropped = dropped;
 }
 
+/* scrape: the descriptors are counted now (else every tenth refresh: /proc costs per fd) */
+static void refresh(int scrape)
+{
+    struct rill_worker *w = M.w;
+    if (!w)
+        return;
+    claim_late();
+    struct rill_metrics *s = rill_metrics_mine();
+    const struct hub_stats *hs = rill_hub_stats();
+    s->streams = w->stats.streams;
+    s->connections = w->server ? rill_server_connections(w->server) : 0;
+    s->tails = rill_tail_count();
+    s->hub_topics = hs->topics;
+    s->hub_subscribers = hs->subscribers;
+    s->lua_bytes = (int64_t)rill_worker_memory();
+    if (scrape || M.ticks++ % 10 == 0) {
+        long fds = count_fds();
+        if (fds >= 0) /* none to spare (EMFILE): the last count stands */
+            M.fds = fds;
+    }
+    s->fds = M.fds;
+    struct rill_backplane_figures bf = {1, 0, 0};
+    rill_hub_redis_figures(&bf);
+    s->backplane_connected = bf.connected;
+    s->backplane_lag_us = (int64_t)(bf.lag * 1e6);
+    copy_counters(s, w);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
-    refresh();
+    refresh(0);
 }
 
 void rill_metrics_start(struct rill_worker *w)
@@ -231,6 +291,13 @@ void rill_metrics_stop(void)
         event_free(M.tick);
     M.tick = NULL;
     M.w = NULL;
+}
+
+void rill_metrics_final(struct rill_worker *w)
+{
+    struct rill_metrics *s = rill_metrics_mine();
+    copy_counters(s, w);
+    zero_gauges(s);
 }
 
 /* ---- the sum, as Lua sees it ---------------------------------------------------------- */
@@ -290,7 +357,7 @@ int rill_metrics_push(lua_State *L)
     static const char *const outcomes[] = {"ok", "timeout", "refused", "dns", "tls", "other"};
     struct rill_metrics t;
     int workers;
-    refresh();
+    refresh(1);
     sum_into(&t, &workers);
     lua_createtable(L, 0, 24);
     set_int(L, "workers", (uint64_t)workers);

@@ -59,7 +59,8 @@ extern const double rill_metrics_stream_bounds[RILL_M_STREAM_BUCKETS];
 int rill_metrics_init(int slots);
 /* The master: a free slot for a worker about to start (-1: none), and its release at reaping. */
 int rill_metrics_reserve(void);
-void rill_metrics_release(int slot);
+/* At reaping: slot if pid never wrote its own there, and any slot pid took itself. */
+void rill_metrics_release(int slot, long pid);
 /* In the process that uses slot from now on (the worker after its fork, or the single process). */
 void rill_metrics_use(int slot);
 
@@ -78,5 +79,7 @@ int rill_metrics_push(lua_State *L);
 /* Refreshes this process's gauges every second on base (the server's loop). */
 void rill_metrics_start(struct rill_worker *w);
 void rill_metrics_stop(void);
+/* At exit, after the access log's last line: the last counts in, this process's gauges zero. */
+void rill_metrics_final(struct rill_worker *w);
 
 #endif

@@ -198,9 +198,12 @@ int rill_task_resume(struct rill_task *t, int nargs)
     w->resumes++;
     int capped = rill_worker_enforce_memory_cap(1);
     lua_State *outer_co = rill_worker_enter(t->co);
+    t->over_budget = 0;
     int status = lua_resume(t->co, w->L, nargs, &nres);
     if (status == LUA_ERRMEM)
         RILL_METRIC_ADD(memory_stops, 1); /* the cap (--max-lua-memory), as a rule */
+    else if (status != LUA_OK && status != LUA_YIELD && t->over_budget)
+        RILL_METRIC_ADD(budget_stops, 1); /* the handler ended by the budget, once */
     rill_worker_leave(t->co, outer_co);
     rill_worker_enforce_memory_cap(capped);
     t->running = 0;

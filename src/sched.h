@@ -45,6 +45,7 @@ struct rill_task {
     unsigned running : 1;
     unsigned closing : 1;          /* cancel asked for while running */
     unsigned owner_is_request : 1; /* the task is a struct rill_request */
+    unsigned over_budget : 1;      /* this resume hit --max-instructions (counted once) */
 };
 
 void rill_task_init(struct rill_task *t, struct rill_worker *w, rill_done_fn done);

@@ -348,7 +348,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     struct rill_request *r = request_new(s, req);
     if (!r) {
-        rill_reply_plain(req, s->w->base, 503, "out of memory\n", 1);
+        answer_refused(s, req, 503, "out of memory\n", NULL, 1);
         return;
     }
     /* on_complete, or the connection's close (conn.c), ends evhttp's part */

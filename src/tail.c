@@ -537,7 +537,6 @@ static int tail_new(lua_State *L)
         tails->prev = t;
     tails = t;
     ntails++;
-    RILL_METRIC_ADD(tails_opened, 1);
     rill_resource_add(task, &t->res);
 
     t->max_line = max_line;
@@ -553,6 +552,7 @@ static int tail_new(lua_State *L)
                          lua_pushfstring(L, "%s leads to %s, outside the tail roots (--tail-root)",
                                          real, t->follow.denied));
     }
+    RILL_METRIC_ADD(tails_opened, 1); /* a path it may read: opened */
     watch(t);
     struct timeval tv = {(time_t)t->poll_every,
                          (suseconds_t)((t->poll_every - (time_t)t->poll_every) * 1e6)};

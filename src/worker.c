@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "metrics.h"
 #include "sched.h"
 
 static struct rill_worker *worker;
@@ -141,7 +140,7 @@ static void on_count(lua_State *L, lua_Debug *ar)
         return;
     t->instructions += HOOK_EVERY;
     if (t->instructions > w->max_instructions) {
-        RILL_METRIC_ADD(budget_stops, 1);
+        t->over_budget = 1; /* counted as the resume ends: a pcall may catch this raise */
         luaL_error(L, "instruction budget exceeded: %I instructions without yielding",
                    (lua_Integer)w->max_instructions);
     }

@@ -19,6 +19,14 @@ end
 
 return rill.router {
   ["GET /hello"] = function() return "hello\n" end,
+  -- two upstream requests to this server's own /hello: the line's upstream time is theirs
+  ["GET /twice/:port"] = function(req)
+    for _ = 1, 2 do
+      local up = assert(rill.fetch("http://127.0.0.1:" .. req.params.port .. "/hello"))
+      up:read()
+    end
+    return "fetched\n"
+  end,
   ["GET /boom"] = function() error("boom") end,
   -- a stream that waits until its client leaves, or the server stops
   ["GET /forever"] = function()
