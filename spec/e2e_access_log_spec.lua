@@ -118,6 +118,18 @@ describe("the access log (combined)", function()
     assert(l.upstream and l.upstream > 0 and l.upstream <= l.ms, ("upstream %s of %s ms"):format(l.upstream, l.ms))
   end)
 
+  it("logs the upstream time of a fetch cut off by its client leaving before the upstream answered", function()
+    local from = #lines_of(srv.access) + 1
+    local s = srv:connect()
+    assert(s:send(("GET /via/%d HTTP/1.1\r\nHost: a\r\n\r\n"):format(srv.port)))
+    -- both handlers running (/via waits on its fetch of /hang): then the client leaves
+    assert.is_truthy(srv:settle(function(st) return st.tasks >= 2 end))
+    s:close()
+    local l = parse_combined(assert(wait_line(srv.access, "GET /via/", from)))
+    assert.same({ 499, "client_gone" }, { l.status, l["end"] })
+    assert(l.upstream and l.upstream >= 0, ("upstream %s ms"):format(tostring(l.upstream))) -- not "-"
+  end)
+
   it("logs a plain reply with its exact fields", function()
     local before = os.time()
     local l = logged(srv, "/hello?x=1", { ["user-agent"] = 'agent "7"', referer = "http://example/" })

@@ -6,7 +6,8 @@
  *
  * It must not block the loop on a pipe or socket: the descriptor is
  * O_NONBLOCK (a socket on stdout: send(MSG_DONTWAIT)), the buffer is
- * flushed once per loop turn (and when a pipe turns writable again), and
+ * flushed in the loop turn of a line after a quiet spell, else in batches
+ * every 50 ms (and when a pipe turns writable again), and
  * past BUFFER_MAX a new line is dropped and counted rather than queued, so a
  * log reader that stops reading costs lines, never a stalled stream. (A
  * regular file ignores O_NONBLOCK: a stalled disk blocks, as nginx's does.)
@@ -58,7 +59,8 @@ static struct {
     char *path;  /* NULL: stdout, never reopened */
     struct event_base *base;
     struct evbuffer *out;
-    struct event *flush;    /* activated once per loop turn that added a line */
+    struct event *flush;    /* writes what waits: at once after a quiet spell, else in 50 ms */
+    double last_write;      /* when flush last ran (monotonic, coarse) */
     struct event *writable; /* a pipe or socket that said EAGAIN */
     int waiting;            /* writable is armed */
     unsigned long dropped;
@@ -174,22 +176,36 @@ static void flush(void)
     }
 }
 
+static double coarse_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
+    lg.last_write = coarse_now();
     if (!lg.waiting)
         flush();
 }
 
+/*
+ * A line after a quiet spell (no write for FLUSH_MS) goes out this loop
+ * turn, so a quiet server loses nothing to a crash; a busy one batches.
+ */
 static void schedule_flush(void)
 {
     static const struct timeval soon = {0, FLUSH_MS * 1000};
     if (lg.waiting) /* a pipe full: on_writable flushes */
         return;
-    if (evbuffer_get_length(lg.out) >= FLUSH_BYTES)
+    if (evbuffer_get_length(lg.out) >= FLUSH_BYTES ||
+        coarse_now() - lg.last_write >= FLUSH_MS / 1000.0) {
         event_active(lg.flush, EV_TIMEOUT, 1);
-    else if (!event_pending(lg.flush, EV_TIMEOUT, NULL))
+    } else if (!event_pending(lg.flush, EV_TIMEOUT, NULL)) {
         event_add(lg.flush, &soon);
+    }
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
@@ -242,6 +258,14 @@ static void put_uint(unsigned long long v)
         b[--i] = (char)('0' + v % 10);
     while ((v /= 10) != 0);
     put(b + i, sizeof b - (size_t)i);
+}
+
+/* A version number as received (evhttp keeps it in a signed char): "-56" stays "-56". */
+static void put_int(int v)
+{
+    if (v < 0)
+        put("-", 1);
+    put_uint(v < 0 ? (unsigned long long)-(long long)v : (unsigned long long)v);
 }
 
 /* Microseconds as milliseconds with three decimals ("12.345"), whatever the locale's comma. */
@@ -445,9 +469,9 @@ static void format_combined(const struct rill_access *a, const struct rill_outco
         put(" ", 1);
         put_combined(a->target, TARGET_MAX);
         put(" HTTP/", 6);
-        put_uint((unsigned)a->major);
+        put_int(a->major);
         put(".", 1);
-        put_uint((unsigned)a->minor);
+        put_int(a->minor);
     } else {
         put("-", 1);
     }
@@ -466,7 +490,7 @@ static void format_combined(const struct rill_access *a, const struct rill_outco
     put(" ", 1);
     put(end, strlen(end));
     put(" ", 1);
-    if (o->upstream_us)
+    if (o->fetched)
         put_ms(o->upstream_us);
     else
         put("-", 1);
@@ -488,9 +512,9 @@ static void format_json(const struct rill_access *a, const struct rill_outcome *
     put_json(a->target, TARGET_MAX);
     if (a->method) {
         put(",\"http_version\":\"", 17);
-        put_uint((unsigned)a->major);
+        put_int(a->major);
         put(".", 1);
-        put_uint((unsigned)a->minor);
+        put_int(a->minor);
         put("\"", 1);
     } else {
         put(",\"http_version\":null", 20);
@@ -502,7 +526,7 @@ static void format_json(const struct rill_access *a, const struct rill_outcome *
     put(",\"duration_ms\":", 15);
     put_ms(us);
     put(",\"upstream_ms\":", 15);
-    if (o->upstream_us)
+    if (o->fetched)
         put_ms(o->upstream_us);
     else
         put("null", 4);

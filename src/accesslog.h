@@ -39,6 +39,7 @@ struct rill_outcome {
     unsigned upstream_us;  /* rill.fetch calls' time to their heads, summed (saturating) */
     unsigned head : 1;     /* a HEAD (or a 204 or 304 reply): no body bytes */
     unsigned streamed : 1; /* a chunked reply was started */
+    unsigned fetched : 1;  /* the handler called rill.fetch: upstream_us says how long */
 };
 
 /* o for a request whose head came now; cmd 0 when its method is unknown. */

@@ -82,8 +82,9 @@ struct fetch {
     int gzipped;                    /* the response is Content-Encoding: gzip */
     int gzip_end;                   /* the gzip stream is complete */
     z_stream z;
-    struct timespec t0; /* when it started, for the metrics */
-    int counted;        /* its outcome counted (once: at its head or its failure) */
+    struct timespec t0;       /* when it started, for the metrics */
+    struct rill_outcome *out; /* its request's, for the access log's upstream time (NULL: none) */
+    int counted;              /* its outcome counted (once: at its head or its failure) */
 };
 
 static struct evdns_base *dns_base(struct rill_worker *w)
@@ -236,11 +237,11 @@ static void count_outcome(struct fetch *f, const char *code)
     long long us =
         (long long)(now.tv_sec - f->t0.tv_sec) * 1000000 + (now.tv_nsec - f->t0.tv_nsec) / 1000;
     rill_metrics_fetch(rill_metrics_fetch_outcome(code), us);
-    struct rill_task *t = f->res.owner;
-    if (t && t->owner_is_request) { /* the access log's upstream time of its request */
-        struct rill_outcome *o = &((struct rill_request *)t)->out;
+    struct rill_outcome *o = f->out; /* set while its request lives: resources close first */
+    if (o) {
         unsigned long long sum = (unsigned long long)o->upstream_us + (unsigned long long)us;
         o->upstream_us = sum > UINT_MAX ? UINT_MAX : (unsigned)sum;
+        o->fetched = 1;
     }
 }
 
@@ -639,6 +640,7 @@ static void fetch_close_res(struct rill_resource *res)
     if (f->sse)
         rill_sse_free(f->sse);
     f->sse = NULL;
+    f->out = NULL; /* its request may go now */
 }
 
 /* __gc, __close and up:close(): idempotent. */
@@ -994,6 +996,7 @@ static int fetch_call(lua_State *L)
     lua_pushvalue(L, 3);
     f->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     rill_resource_add(t, &f->res);
+    f->out = t->owner_is_request ? &((struct rill_request *)t)->out : NULL;
     arm_timer(f, timeout);
     start(f);
     return fetch_head_k(L, LUA_OK, 0);

@@ -180,6 +180,9 @@ static struct redis {
     double lag;      /* at the last live delivery: its arrival minus its id's time */
 } R;
 
+/* This process's reconnections, kept past rill_hub_redis_stop for the metrics' last copy. */
+static long reconnects_total;
+
 static double now(void)
 {
     struct timeval tv;
@@ -1229,8 +1232,10 @@ static void maybe_up(void)
     R.state = UP;
     R.first_done = 1;
     R.last_error[0] = '\0';
-    if (R.connects++ > 0)
+    if (R.connects++ > 0) {
         R.reconnects++;
+        reconnects_total++;
+    }
     rill_log_at(RILL_LOG_INFO, "hub: redis at %s:%d connected%s", R.url.host, R.url.port,
                 R.reconnects ? " again" : "");
     for (struct follow *f = R.follows, *next; f; f = next) {
@@ -1565,10 +1570,10 @@ int rill_redis_url_parse(const char *url, struct rill_redis_url *u, char *err, s
 
 void rill_hub_redis_figures(struct rill_backplane_figures *f)
 {
+    f->reconnects = reconnects_total;
     if (!R.started)
         return;
     f->connected = R.state == UP;
-    f->reconnects = R.reconnects;
     f->lag = R.lag;
 }
 

@@ -171,12 +171,14 @@ void rill_metrics_request(int cmd, int status, size_t sent, long long us, int en
     if (streamed) {
         s->stream_count++;
         s->stream_us += (uint64_t)us;
+        __atomic_thread_fence(__ATOMIC_RELEASE); /* read by other processes, buckets first */
         observe(s->stream_buckets, rill_metrics_stream_bounds, RILL_M_STREAM_BUCKETS, us);
         if (end >= 0 && end < RILL_M_ENDS)
             s->streams_ended[end]++;
     } else {
         s->req_count++;
         s->req_us += (uint64_t)us;
+        __atomic_thread_fence(__ATOMIC_RELEASE);
         observe(s->req_buckets, rill_metrics_req_bounds, RILL_M_REQ_BUCKETS, us);
     }
 }
@@ -187,6 +189,7 @@ void rill_metrics_fetch(enum rill_fetch_outcome outcome, long long us)
     s->fetches[outcome]++;
     s->fetch_count++;
     s->fetch_us += (uint64_t)(us < 0 ? 0 : us);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     observe(s->fetch_buckets, rill_metrics_req_bounds, RILL_M_REQ_BUCKETS, us < 0 ? 0 : us);
 }
 
@@ -315,6 +318,7 @@ static void sum_into(struct rill_metrics *t, int *workers)
         /* every field is 64 bits: the struct is summed as an array of them (gauges wrap back) */
         for (size_t k = 1; k < sizeof *t / sizeof(uint64_t); k++)
             dst[k] += src[k];
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
         *workers += slots[i].pid != 0;
         if (slots[i].backplane_lag_us > lag)
             lag = slots[i].backplane_lag_us;

@@ -19,6 +19,12 @@ end
 
 return rill.router {
   ["GET /hello"] = function() return "hello\n" end,
+  -- an upstream that answers nothing for a minute, and a handler waiting on it
+  ["GET /hang"] = function() rill.sleep(60) return "late\n" end,
+  ["GET /via/:port"] = function(req)
+    local up = assert(rill.fetch("http://127.0.0.1:" .. req.params.port .. "/hang", { timeout = 60 }))
+    return up:read()
+  end,
   -- two upstream requests to this server's own /hello: the line's upstream time is theirs
   ["GET /twice/:port"] = function(req)
     for _ = 1, 2 do
