@@ -131,3 +131,61 @@ describe("trace context to upstreams", function()
     assert.same("traceparent=nil\nx-request-id=nil\n", body)
   end)
 end)
+
+-- A publish followed to its deliveries by trace id in the debug log, on each
+-- backplane: in process, the master relay (--workers 2), Redis (--hub).
+describe("trace ids on hub publishes (--log-level debug)", function()
+  local W = require "spec.support.workers"
+  local TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+  -- Publishes with a traceparent on c and checks srv's log for the publish and a delivery.
+  local function check(srv, c)
+    local start = W.publish(c, "traced", "start")
+    local s = srv:open("/events/traced", { headers = { ["Last-Event-ID"] = start } })
+    assert(c.sock:send(("POST /pub/traced HTTP/1.1\r\nHost: rill\r\ntraceparent: %s\r\nContent-Length: 1\r\n\r\nx")
+      :format(TP)))
+    local id = W.read_publish(c)
+    assert.same({ id .. " x" }, W.events(s, 1))
+    s:close()
+    assert(srv:wait_log("publishes to 'traced' (trace " .. TRACE .. ")"), srv:log())
+    assert(srv:wait_log("hub: event " .. id .. " of 'traced' to 1 subscribers here (trace " .. TRACE .. ")"), srv:log())
+  end
+
+  it("in one process", function()
+    local srv = test.server("spec/apps/workers.lua", { args = { "--log-level", "debug" } })
+    local ok, err = pcall(function() check(srv, W.connect(srv)) end)
+    srv:stop()
+    assert(ok, err)
+  end)
+
+  it("across the master relay", function()
+    local srv = W.start("spec/apps/workers.lua", { workers = 2, args = { "--log-level", "debug" } })
+    local ok, err = pcall(function()
+      local pids = {}
+      for _, pid in pairs(W.current(srv)) do pids[#pids + 1] = pid end
+      -- published on one worker, delivered on the other: the trace crossed the relay
+      local c = W.pinned(srv, pids[1])
+      local start = W.publish(c, "traced", "start")
+      local s = W.stream_on(srv, pids[2], "/events/traced", { ["Last-Event-ID"] = start })
+      assert(c.sock:send(("POST /pub/traced HTTP/1.1\r\nHost: rill\r\ntraceparent: %s\r\nContent-Length: 1\r\n\r\nx")
+        :format(TP)))
+      local id = W.read_publish(c)
+      assert.same({ id .. " x" }, W.events(s, 1))
+      s:close()
+      local line = W.wait_line(srv, ("debug: hub: event %s of 'traced' to 1 subscribers here (trace %s)"):format(id, TRACE), 1)
+      assert.equal(tostring(pids[2]), line:match("rill%[(%d+)%]")) -- delivered where it was not published
+    end)
+    W.kill_all(srv)
+    assert(ok, err)
+  end)
+
+  it("through Redis", function()
+    local redis = require "spec.support.redis"
+    local r = redis.start {}
+    local srv = test.server("spec/apps/redis_hub.lua", { args = { "--log-level", "debug", "--hub", r:url() } })
+    local ok, err = pcall(function() check(srv, W.connect(srv)) end)
+    srv:stop()
+    redis.kill_all()
+    assert(ok, err)
+  end)
+end)

@@ -32,6 +32,8 @@ struct rill_publish {
     size_t fields_len;
     lua_State *L;   /* for a backplane that delivers at once: */
     int fields_idx; /* the fields table the subscribers read */
+    const char
+        *trace; /* the publishing request's trace id, carried with --log-level debug; or NULL */
 };
 
 /* The outcome of a publish or close: id (a publish) or true, or err and a code ("limit"). */
@@ -87,7 +89,8 @@ struct rill_hub_delivery {
     size_t id_len;
     const char *wire; /* the encoded block, id line included */
     size_t wire_len;
-    double at; /* publish time, seconds since 1970 */
+    double at;         /* publish time, seconds since 1970 */
+    const char *trace; /* its publisher's trace id, or NULL (not carried, or not a request's) */
 };
 
 /*

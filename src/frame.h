@@ -17,7 +17,7 @@
 
 enum rill_frame_type {
     /* worker -> master */
-    RILL_F_PUB = 1,    /* token, topic, opt id, prefix, suffix, fields */
+    RILL_F_PUB = 1,    /* token, topic, opt id, prefix, suffix, fields, opt trace */
     RILL_F_CLOSE,      /* token, topic */
     RILL_F_DISCONNECT, /* topic (also master -> worker: origin pid, topic) */
     RILL_F_CONFIG,     /* history, history_bytes, history_age (us), max_topics, total_bytes */
@@ -26,10 +26,10 @@ enum rill_frame_type {
     RILL_F_FILES,      /* count, then that many paths: the Lua files the app loaded */
     RILL_F_DRAINING,   /* (DRAIN's answer: the worker accepts no connection any more) */
     /* master -> worker */
-    RILL_F_EV = 32,  /* origin pid, token, topic, epoch, seq, id, wire, fields, at (us) */
-    RILL_F_REFUSED,  /* token, message, opt code: a publish or close that failed */
-    RILL_F_CLOSED,   /* origin pid, token, topic */
-    RILL_F_TOPIC,    /* name, epoch, last seq, closed: a snapshot's topic */
+    RILL_F_EV = 32, /* origin pid, token, topic, epoch, seq, id, wire, fields, at (us), opt trace */
+    RILL_F_REFUSED, /* token, message, opt code: a publish or close that failed */
+    RILL_F_CLOSED,  /* origin pid, token, topic */
+    RILL_F_TOPIC,   /* name, epoch, last seq, closed: a snapshot's topic */
     RILL_F_SNAP_END, /* the snapshot is complete: live events follow */
     RILL_F_ACCEPT,   /* start accepting connections */
     RILL_F_DRAIN,    /* deadline (ms): stop accepting, keep streams until it passes */

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "luanum.h"
 #include "metrics.h"
+#include "request.h"
 #include "sched.h"
 
 #define EVENT_MT "rill.hub.event"
@@ -532,6 +533,13 @@ static void align(lua_State *L, struct topic *t, const char *epoch, uint64_t las
     t->last_seq = last_seq;
 }
 
+/* A trace id as carried (Redis entries come from anyone): 1 to 32 hex digits, else "-". */
+static const char *trace_or_dash(const char *t)
+{
+    size_t n = t ? strspn(t, "0123456789abcdef") : 0;
+    return n > 0 && n <= 32 && t[n] == '\0' ? t : "-";
+}
+
 int rill_hub_deliver(lua_State *L, const struct rill_hub_delivery *d)
 {
     struct rill_worker *w = rill_worker_get(L);
@@ -585,6 +593,9 @@ int rill_hub_deliver(lua_State *L, const struct rill_hub_delivery *d)
     evict(L);
     drop_laggards(t);
     wake_all(t);
+    if (rill_log_enabled(RILL_LOG_DEBUG)) /* a publish followed to its deliveries, by trace id */
+        rill_log_at(RILL_LOG_DEBUG, "hub: event %s of '%s' to %d subscribers here (trace %s)",
+                    e->id, t->name, t->nsubs, trace_or_dash(d->trace));
     lua_settop(L, fields - 1);
     return 0;
 }
@@ -884,8 +895,8 @@ static enum rill_bp_status local_publish(struct rill_backplane *bp, const struct
     lua_pushvalue(L, p->fields_idx);
     lua_pushlstring(L, id, id_len);
     lua_setfield(L, -2, "id");
-    struct rill_hub_delivery d = {p->topic, epoch, seq,      id,
-                                  id_len,   wire,  wire_len, now(rill_worker_get(L))};
+    struct rill_hub_delivery d = {
+        p->topic, epoch, seq, id, id_len, wire, wire_len, now(rill_worker_get(L)), p->trace};
     if (rill_hub_deliver(L, &d) != 0)
         luaL_error(L, "out of memory");
     reply.id = id;
@@ -1068,6 +1079,23 @@ static struct rill_worker *check_wait(lua_State *L, const char *what)
 }
 
 /*
+ * With --log-level debug: the publishing request's trace id, carried with
+ * the event to every process that delivers it, and a line saying who
+ * publishes; else NULL (nothing is carried).
+ */
+static const char *publish_trace(struct rill_worker *w, const char *topic)
+{
+    if (!rill_log_enabled(RILL_LOG_DEBUG))
+        return NULL;
+    struct rill_task *t = w->current;
+    struct rill_request *r = t && t->owner_is_request ? (struct rill_request *)t : NULL;
+    const char *trace = r ? rill_request_trace(r) : NULL;
+    rill_log_at(RILL_LOG_DEBUG, "hub: request %s publishes to '%s' (trace %s)",
+                r ? rill_request_id(r) : "-", topic, trace ? trace : "-");
+    return trace;
+}
+
+/*
  * hub.publish(topic, id|nil, prefix, suffix, fields) → id, or nil, err
  * (closed, or past max_topics: then a third value, "limit"). The Lua side
  * (lua/rill/hub.lua) encoded the event around its id line
@@ -1085,6 +1113,7 @@ static int hub_publish(lua_State *L)
     luaL_argcheck(L, !p.id || p.id_len <= 128, 2, "id longer than 128 bytes");
     lua_settop(L, 5);
     struct rill_worker *w = check_wait(L, "rill.publish"); /* before anything is sent */
+    p.trace = publish_trace(w, p.topic);
     struct rill_frame_out blob = {0};
     if (backplane != &rill_hub_local) {
         blob_make(L, 5, &blob);

@@ -503,6 +503,12 @@ static enum rill_bp_status redis_publish(struct rill_backplane *bp, const struct
         argv[argc] = lua_tolstring(L, -1, &lens[argc]);
         argc++;
     }
+    if (p->trace) { /* with --log-level debug: every process's delivery line names it */
+        argv[argc] = "rill-trace";
+        lens[argc++] = 10;
+        argv[argc] = p->trace;
+        lens[argc++] = strlen(p->trace);
+    }
     int rc = send_argv(&R.cmd, on_append, op, argc, argv, lens);
     lua_settop(L, top);
     free(key);
@@ -665,8 +671,13 @@ static int deliver_entry(lua_State *L)
     lua_call(L, 1, 1); /* 3: the wire */
     size_t wire_len;
     const char *wire = lua_tolstring(L, 3, &wire_len);
-    struct rill_hub_delivery d = {f->name, f->epoch, ++f->seq, id->str,
-                                  id->len, wire,     wire_len, ctx->at};
+    const redisReply *trace = entry_field(fields, "rill-trace");
+    char tbuf[64] = "";
+    if (trace && trace->len < sizeof tbuf)
+        memcpy(tbuf, trace->str, trace->len);
+    struct rill_hub_delivery d = {f->name,  f->epoch, ++f->seq,
+                                  id->str,  id->len,  wire,
+                                  wire_len, ctx->at,  tbuf[0] ? tbuf : NULL};
     if (f->gone)
         return 0; /* an allocation's GC step closed its last subscriber: not followed now */
     lua_pushvalue(L, 2);

@@ -103,6 +103,7 @@ static enum rill_bp_status relay_publish(struct rill_backplane *bp, const struct
     rill_frame_str(&f, p->prefix, p->prefix_len);
     rill_frame_str(&f, p->suffix, p->suffix_len);
     rill_frame_str(&f, p->fields, p->fields_len);
+    rill_frame_opt(&f, RILL_OPT_STRING, p->trace, p->trace ? strlen(p->trace) : 0);
     if (enqueue(token, done, arg) != 0) {
         rill_frame_release(&f);
         return RILL_BP_GONE;
@@ -314,6 +315,12 @@ static int on_ev(struct rill_frame_in *in)
     ev.d.wire = rill_frame_get_str(in, &ev.d.wire_len);
     ev.fields = rill_frame_get_str(in, &ev.fields_len);
     ev.d.at = (double)rill_frame_get_u64(in) / 1e6;
+    size_t trace_len;
+    char trace[64] = "";
+    const char *t = NULL;
+    if (rill_frame_get_opt(in, &t, &trace_len) != RILL_OPT_NONE && t && trace_len < sizeof trace)
+        memcpy(trace, t, trace_len);
+    ev.d.trace = trace[0] ? trace : NULL;
     if (rill_frame_done(in) != 0)
         return -1;
     protected(deliver_ev, &ev);

@@ -99,7 +99,7 @@ static void send_one(struct rill_relay_peer *p, struct rill_frame_out *f)
 }
 
 static void ev_frame(struct rill_frame_out *f, uint64_t origin, uint64_t token,
-                     const struct rill_history_event *e)
+                     const struct rill_history_event *e, const char *trace, size_t trace_len)
 {
     rill_frame_begin(f, RILL_F_EV);
     rill_frame_u64(f, origin);
@@ -111,6 +111,7 @@ static void ev_frame(struct rill_frame_out *f, uint64_t origin, uint64_t token,
     rill_frame_str(f, e->wire, e->wire_len);
     rill_frame_str(f, e->fields, e->fields_len);
     rill_frame_u64(f, (uint64_t)(e->at * 1e6));
+    rill_frame_opt(f, RILL_OPT_STRING, trace, trace_len); /* the publisher's, with debug logs */
 }
 
 static void refuse(struct rill_relay_peer *p, uint64_t token, const char *msg, const char *code)
@@ -160,7 +161,7 @@ static void snap_topic(void *arg, const char *name, const char *epoch, uint64_t 
 static void snap_event(void *arg, const struct rill_history_event *e)
 {
     struct rill_frame_out f = {0};
-    ev_frame(&f, 0, 0, e);
+    ev_frame(&f, 0, 0, e, NULL, 0);
     send_one(arg, &f);
 }
 
@@ -187,6 +188,10 @@ static int on_pub(struct rill_relay_peer *p, struct rill_frame_in *in)
     const char *prefix = rill_frame_get_str(in, &plen);
     const char *suffix = rill_frame_get_str(in, &slen);
     const char *fields = rill_frame_get_str(in, &flen);
+    const char *trace = NULL;
+    size_t trace_len = 0;
+    if (rill_frame_get_opt(in, &trace, &trace_len) == RILL_OPT_NONE)
+        trace = NULL, trace_len = 0;
     if (rill_frame_done(in) != 0 || tlen == 0 || strlen(topic) != tlen)
         return -1;
     const struct rill_history_event *e;
@@ -197,7 +202,7 @@ static int on_pub(struct rill_relay_peer *p, struct rill_frame_in *in)
         return 0;
     }
     struct rill_frame_out f = {0};
-    ev_frame(&f, p->pid, token, e);
+    ev_frame(&f, p->pid, token, e, trace, trace_len);
     if (broadcast(p->r, &f, NULL) != 0) /* the publisher must hear, not wait forever */
         refuse(p, token, "hub: out of memory in the master (the event may reach a later snapshot)",
                NULL);

@@ -203,6 +203,14 @@ static void trace_init(struct rill_request *r)
     }
 }
 
+const char *rill_request_trace(struct rill_request *r)
+{
+    if (!r->trace[0] && !r->req)
+        return NULL; /* its head is gone and nobody asked for one */
+    trace_init(r);
+    return r->trace;
+}
+
 const char *rill_request_id(struct rill_request *r)
 {
     if (r->id[0] || (!r->req && !r->trace[0]))

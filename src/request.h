@@ -64,6 +64,9 @@ const char *rill_method_name(enum evhttp_cmd_type cmd);
  */
 const char *rill_request_client(struct evhttp_request *req, const char *peer, char *out,
                                 size_t cap);
+/* The request's trace id (32 hex digits), decided once; NULL if it was never needed and its head
+ * is gone. */
+const char *rill_request_trace(struct rill_request *r);
 /* The request id: x-request-id when valid, else the trace id (rill_request_traceparent). */
 const char *rill_request_id(struct rill_request *r);
 /*
