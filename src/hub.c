@@ -118,7 +118,8 @@ struct subscription {
     rill_pump_fn pump; /* set while C pumps the stream (rill_hub_pump), no task waiting */
     void *pump_arg;
     char *resume; /* waiting for its topic's load: its Last-Event-ID ("" for none), else NULL */
-    int reloaded; /* its Last-Event-ID was newer than a load: a second load was asked */
+    struct rill_request *req; /* its request (a handler's subscription lives no longer), or NULL */
+    int reloaded;             /* its Last-Event-ID was newer than a load: a second load was asked */
 };
 
 static struct topic *buckets[BUCKETS];
@@ -444,6 +445,14 @@ static int push_event(struct topic *t, struct hub_event *e)
 
 /* ---- subscriptions: waking --------------------------------------------------------- */
 
+/* The warning for a subscriber cut for being too slow, naming its request. */
+static void warn_slow(struct subscription *s)
+{
+    rill_log_at(RILL_LOG_WARN,
+                "hub: request %s: subscriber of '%s' too slow, disconnected (it may resume)",
+                s->req ? rill_request_id(s->req) : "-", s->topic ? s->topic->name : "?");
+}
+
 /*
  * Poked with nobody waiting: a disconnected subscriber is parked elsewhere,
  * typically on its slow client, so its request is cut off.
@@ -459,8 +468,7 @@ static void sub_unwaited(struct rill_waiter *w)
     if (!s->dropped || !s->res.owner || !s->res.owner->abort)
         return;
     if (s->dropped == 2)
-        rill_log_at(RILL_LOG_WARN, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
-                    s->topic ? s->topic->name : "?");
+        warn_slow(s);
     s->res.owner->abort(s->res.owner, s->dropped == 2); /* closes s as one of its resources */
 }
 
@@ -1363,8 +1371,7 @@ enum rill_pump_result rill_hub_pump_check(struct subscription *s)
     if (!s->dropped)
         return RILL_PUMP_WAIT;
     if (s->dropped == 2)
-        rill_log_at(RILL_LOG_WARN, "hub: subscriber of '%s' too slow, disconnected (it may resume)",
-                    s->topic ? s->topic->name : "?");
+        warn_slow(s);
     return RILL_PUMP_CUT;
 }
 
@@ -1472,6 +1479,9 @@ static int hub_subscribe(lua_State *L)
     luaL_setmetatable(L, SUB_MT);
     s->queue = queue;
     s->drop_oldest = drop_oldest;
+    s->req = task->owner_is_request ? (struct rill_request *)task : NULL;
+    if (s->req) /* decided now, while its head is here: a C-fed stream lets go of it */
+        (void)rill_request_id(s->req);
     if (backplane->load && !(s->resume = strdup(last ? last : "")))
         return luaL_error(L, "out of memory"); /* here: nothing is linked yet */
     struct topic *t = get_topic(L, name);
