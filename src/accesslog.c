@@ -241,12 +241,12 @@ static int grow(size_t more)
     return 0;
 }
 
-static void put(const char *s, size_t n)
+static inline void put(const char *s, size_t n)
 {
-    if (!line.failed && grow(n) == 0) {
-        memcpy(line.p + line.len, s, n);
-        line.len += n;
-    }
+    if (line.failed || (line.len + n > line.cap && grow(n) != 0))
+        return;
+    memcpy(line.p + line.len, s, n);
+    line.len += n;
 }
 
 /* A number, without printf: a line costs a few of them. */
@@ -298,9 +298,10 @@ static int put_capped(size_t start, size_t cap, const char *piece, size_t n)
  * its quoted fields end at the first bare quote. Empty or unknown: "-". At
  * most cap bytes as logged, "..." at the end when cut.
  */
-static int combined_plain(unsigned char c)
+/* The bytes a field may hold as they are: printable ASCII but the quote and the backslash. */
+static inline int combined_plain(unsigned char c)
 {
-    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    return (unsigned char)(c - 0x20) < 0x5f && c != '"' && c != '\\';
 }
 
 /* A run of n bytes that need no escape, as much as the field's cap allows; 0 once cut. */
@@ -372,7 +373,7 @@ static void put_json(const char *str, size_t cap)
     size_t start = line.len;
     while (*s) {
         const unsigned char *run = s;
-        while (*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\')
+        while (combined_plain(*s))
             s++;
         if (s > run && !put_run(start, cap, (const char *)run, (size_t)(s - run)))
             break;

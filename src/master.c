@@ -37,6 +37,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "relay.h"
+#include "request.h"
 #include "server.h"
 #include "watch.h"
 
@@ -248,6 +249,7 @@ static int spawn(struct master *m, int slot, int gen)
         close(sv[0]);
         free(p);
         rill_metrics_use(metrics);
+        rill_random_forked();
         become_worker(m, sv[1], slot);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);

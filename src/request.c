@@ -135,12 +135,41 @@ static int traceparent_ok(const char *tp)
  * call, not a buffered generator: workers are forked, and a buffer filled
  * before a fork would give two workers the same ids.
  */
+/*
+ * Random bytes from a pool the kernel fills 4 KiB at a time: an id per
+ * request would otherwise be a system call per request. A forked worker
+ * empties the pool it inherited (rill_random_forked), or its ids would be
+ * its siblings'.
+ */
+static struct {
+    unsigned char bytes[4096];
+    size_t left;
+} pool;
+
+void rill_random_forked(void)
+{
+    pool.left = 0;
+}
+
+static int pool_take(unsigned char *out, size_t n)
+{
+    if (pool.left < n) {
+        if (getrandom(pool.bytes, sizeof pool.bytes, 0) != (ssize_t)sizeof pool.bytes)
+            return -1;
+        pool.left = sizeof pool.bytes;
+    }
+    memcpy(out, pool.bytes + sizeof pool.bytes - pool.left, n);
+    memset(pool.bytes + sizeof pool.bytes - pool.left, 0, n); /* used once */
+    pool.left -= n;
+    return 0;
+}
+
 static void random_hex(char *out, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
     static uint64_t counter;
     unsigned char b[16] = {0};
-    if (getrandom(b, n, 0) != (ssize_t)n) { /* no entropy: unique, if guessable */
+    if (pool_take(b, n) != 0) { /* no entropy: unique, if guessable */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         uint64_t seed = (uint64_t)getpid() << 32 ^ ++counter << 48 ^ (uint64_t)ts.tv_sec << 30 ^

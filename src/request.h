@@ -64,6 +64,8 @@ const char *rill_method_name(enum evhttp_cmd_type cmd);
  */
 const char *rill_request_client(struct evhttp_request *req, const char *peer, char *out,
                                 size_t cap);
+/* In a forked worker, before any request: its random ids are its own, not its parent's. */
+void rill_random_forked(void);
 /* The request's trace id (32 hex digits), decided once; NULL if it was never needed and its head
  * is gone. */
 const char *rill_request_trace(struct rill_request *r);
