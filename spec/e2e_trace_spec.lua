@@ -189,3 +189,29 @@ describe("trace ids on hub publishes (--log-level debug)", function()
     assert(ok, err)
   end)
 end)
+
+describe("the hub's debug lines", function()
+  local srv
+  setup(function() srv = test.server("spec/apps/hub.lua", { args = { "--log-level", "debug" } }) end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
+
+  local function publish(path, body)
+    return srv:request({ method = "POST", path = path, body = body or "x", headers = { traceparent = TP } })
+  end
+
+  it("name an event that the history drops at once (larger than history_bytes)", function()
+    assert.same(200, srv:request({ method = "POST", path = "/configure?history_bytes=16" }).status)
+    local s = srv:open("/events/tiny")
+    local res = publish("/publish/tiny", ("x"):rep(64))
+    assert.same(202, res.status)
+    s:close() -- (an event the history cannot hold cuts its subscribers: they resume with a gap)
+    assert(srv:wait_log("hub: event " .. res.body .. " of 'tiny' to 1 subscribers here (trace 4bf92f3577b34da6a3ce929d0e0e4736)"), srv:log())
+    srv:request({ method = "POST", path = "/configure?history_bytes=4194304" })
+  end)
+
+  it("escape a topic name's control bytes, so a name cannot forge a line", function()
+    assert.same(202, publish("/publish/a%0Arill:%20error:%20forged").status)
+    assert(srv:wait_log("publishes to 'a\\x0Arill: error: forged'"), srv:log())
+    assert.is_nil(srv:log():find("\nrill: error: forged", 1, true), srv:log())
+  end)
+end)

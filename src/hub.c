@@ -448,9 +448,11 @@ static int push_event(struct topic *t, struct hub_event *e)
 /* The warning for a subscriber cut for being too slow, naming its request. */
 static void warn_slow(struct subscription *s)
 {
+    char safe[256];
     rill_log_at(RILL_LOG_WARN,
                 "hub: request %s: subscriber of '%s' too slow, disconnected (it may resume)",
-                s->req ? rill_request_id(s->req) : "-", s->topic ? s->topic->name : "?");
+                s->req ? rill_request_id(s->req) : "-",
+                s->topic ? rill_log_safe(s->topic->name, safe, sizeof safe) : "?");
 }
 
 /*
@@ -597,13 +599,17 @@ int rill_hub_deliver(lua_State *L, const struct rill_hub_delivery *d)
     }
     t->last_seq = e->seq;
     stats.published++;
+    /* before trim and evict, which may free e (an event past the bounds goes at once) */
+    if (d->trace && rill_log_enabled(RILL_LOG_DEBUG)) {
+        char safe[256];
+        rill_log_at(RILL_LOG_DEBUG, "hub: event %.*s of '%s' to %d subscribers here (trace %s)",
+                    (int)d->id_len, d->id, rill_log_safe(d->topic, safe, sizeof safe), t->nsubs,
+                    trace_or_dash(d->trace));
+    }
     trim(L, w, t);
     evict(L);
     drop_laggards(t);
     wake_all(t);
-    if (rill_log_enabled(RILL_LOG_DEBUG)) /* a publish followed to its deliveries, by trace id */
-        rill_log_at(RILL_LOG_DEBUG, "hub: event %s of '%s' to %d subscribers here (trace %s)",
-                    e->id, t->name, t->nsubs, trace_or_dash(d->trace));
     lua_settop(L, fields - 1);
     return 0;
 }
@@ -1098,8 +1104,10 @@ static const char *publish_trace(struct rill_worker *w, const char *topic)
     struct rill_task *t = w->current;
     struct rill_request *r = t && t->owner_is_request ? (struct rill_request *)t : NULL;
     const char *trace = r ? rill_request_trace(r) : NULL;
+    char safe[256];
     rill_log_at(RILL_LOG_DEBUG, "hub: request %s publishes to '%s' (trace %s)",
-                r ? rill_request_id(r) : "-", topic, trace ? trace : "-");
+                r ? rill_request_id(r) : "-", rill_log_safe(topic, safe, sizeof safe),
+                trace ? trace : "-");
     return trace;
 }
 
@@ -1190,6 +1198,7 @@ static void sub_close_res(struct rill_resource *res)
     struct subscription *s = (struct subscription *)res;
     free(s->resume);
     s->resume = NULL;
+    s->req = NULL; /* its request may go now */
     sub_unlink(s);
     rill_waiter_clear(&s->wait);
 }
@@ -1589,6 +1598,7 @@ void rill_hub_shutdown(lua_State *L)
             /* not sub_unlink: the last one would free t under this loop */
             for (struct subscription *s = t->subs; s; s = s->next) {
                 s->topic = NULL; /* its request is freed later: it finds no topic */
+                s->req = NULL;
                 stats.subscribers--;
             }
             t->subs = NULL;

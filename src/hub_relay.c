@@ -304,7 +304,7 @@ static void protected(lua_CFunction fn, void *arg)
 
 static int on_ev(struct rill_frame_in *in)
 {
-    struct ev_frame ev;
+    struct ev_frame ev = {0};
     size_t len;
     ev.origin = rill_frame_get_u64(in);
     ev.token = rill_frame_get_u64(in);

@@ -117,6 +117,29 @@ static void vlog(enum rill_log_level level, const char *fmt, va_list ap)
     errno = saved;
 }
 
+const char *rill_log_safe(const char *s, char *buf, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char *p = s;
+    while (*p && (unsigned char)*p >= 0x20 && *p != 0x7f)
+        p++;
+    if (!*p)
+        return s;
+    size_t o = 0;
+    for (p = s; *p && o + 8 < cap; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f) {
+            buf[o++] = '\\', buf[o++] = 'x', buf[o++] = hex[c >> 4], buf[o++] = hex[c & 15];
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    if (*p)
+        buf[o++] = '.', buf[o++] = '.', buf[o++] = '.';
+    buf[o] = '\0';
+    return buf;
+}
+
 void rill_log_at(enum rill_log_level level, const char *fmt, ...)
 {
     va_list ap;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #ifndef RILL_LOG_H
 #define RILL_LOG_H
+#include <stddef.h>
 
 /* The error log's levels, most severe first: a line is written when its level is at or
    above --log-level (default info). */
@@ -15,6 +16,12 @@ enum rill_log_level {
 /* One info line to the error log, after the process's name: "rill: " alone,
    "rill[PID] worker 2: " ... */
 void rill_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * s for a log line, when it holds no control byte; else a copy in buf with
+ * each one as \xHH (cut with "..." to fit cap): a name that came from a
+ * request (a topic) cannot forge a line.
+ */
+const char *rill_log_safe(const char *s, char *buf, size_t cap);
 /* One line at a level; error, warn and debug lines carry it after the name
    ("rill: error: ..."), info lines do not. */
 void rill_log_at(enum rill_log_level level, const char *fmt, ...)

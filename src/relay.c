@@ -190,8 +190,8 @@ static int on_pub(struct rill_relay_peer *p, struct rill_frame_in *in)
     const char *fields = rill_frame_get_str(in, &flen);
     const char *trace = NULL;
     size_t trace_len = 0;
-    if (rill_frame_get_opt(in, &trace, &trace_len) == RILL_OPT_NONE)
-        trace = NULL, trace_len = 0;
+    if (rill_frame_get_opt(in, &trace, &trace_len) == RILL_OPT_NONE || trace_len > 32)
+        trace = NULL, trace_len = 0; /* a trace id is 32 hex digits: anything else is not sent on */
     if (rill_frame_done(in) != 0 || tlen == 0 || strlen(topic) != tlen)
         return -1;
     const struct rill_history_event *e;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -130,11 +131,7 @@ static int traceparent_ok(const char *tp)
     return strncmp(tp, "00", 2) == 0 ? n == 55 : n == 55 || tp[55] == '-';
 }
 
-/*
- * n random bytes as 2n lower-case hex digits, never all zeros. getrandom(2) per
- * call, not a buffered generator: workers are forked, and a buffer filled
- * before a fork would give two workers the same ids.
- */
+/* n random bytes (from the pool below) as 2n lower-case hex digits, never all zeros. */
 /*
  * Random bytes from a pool the kernel fills 4 KiB at a time: an id per
  * request would otherwise be a system call per request. A forked worker
@@ -151,13 +148,25 @@ void rill_random_forked(void)
     pool.left = 0;
 }
 
+/* The pool filled whole: a read past 256 bytes may come back short, or be interrupted. */
+static int pool_fill(void)
+{
+    size_t got = 0;
+    while (got < sizeof pool.bytes) {
+        ssize_t n = getrandom(pool.bytes + got, sizeof pool.bytes - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n < 0 && errno != EINTR)
+            return -1;
+    }
+    pool.left = sizeof pool.bytes;
+    return 0;
+}
+
 static int pool_take(unsigned char *out, size_t n)
 {
-    if (pool.left < n) {
-        if (getrandom(pool.bytes, sizeof pool.bytes, 0) != (ssize_t)sizeof pool.bytes)
-            return -1;
-        pool.left = sizeof pool.bytes;
-    }
+    if (pool.left < n && pool_fill() != 0)
+        return -1;
     memcpy(out, pool.bytes + sizeof pool.bytes - pool.left, n);
     memset(pool.bytes + sizeof pool.bytes - pool.left, 0, n); /* used once */
     pool.left -= n;
@@ -234,8 +243,10 @@ static void trace_init(struct rill_request *r)
 
 const char *rill_request_trace(struct rill_request *r)
 {
-    if (!r->trace[0] && !r->req)
-        return NULL; /* its head is gone and nobody asked for one */
+    if (!r->trace[0] && !r->req) { /* its head is gone (it replied first): a trace of its own */
+        random_hex(r->trace, 16);
+        memcpy(r->trace_flags, "01", 3);
+    }
     trace_init(r);
     return r->trace;
 }
