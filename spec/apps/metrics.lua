@@ -2,13 +2,7 @@
 -- Fixture for spec/e2e_metrics_spec.lua: things that move the counters, and the scrape.
 local rill = require "rill"
 
-local function my_pid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return math.tointeger(pid)
-end
-local PID = tostring(my_pid())
+local PID = tostring(require "own_pid") -- read after the fork: each worker loads the app itself
 
 return rill.router {
   ["GET /pid"] = function() return { headers = { ["x-pid"] = PID }, body = PID } end,

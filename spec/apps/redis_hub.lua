@@ -3,14 +3,7 @@
 -- naming the worker's pid. RILL_TEST_HISTORY sets the hub's history.
 local rill = require "rill"
 
-local function my_pid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return math.tointeger(pid)
-end
-
-local PID = tostring(my_pid()) -- read after the fork: each worker loads the app itself
+local PID = tostring(require "own_pid") -- read after the fork: each worker loads the app itself
 
 local history = tonumber(os.getenv("RILL_TEST_HISTORY") or "")
 if history then rill.hub.configure { history = history } end

@@ -2,14 +2,7 @@
 -- Fixture for spec/e2e_workers_spec.lua: every answer names the worker's pid.
 local rill = require "rill"
 
-local function my_pid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return math.tointeger(pid)
-end
-
-local PID = tostring(my_pid()) -- read after the fork: each worker loads the app itself
+local PID = tostring(require "own_pid") -- read after the fork: each worker loads the app itself
 
 local function headers(extra)
   local h = { ["x-pid"] = PID }
