@@ -681,9 +681,10 @@ static int deliver_entry(lua_State *L)
     if (f->gone)
         return 0; /* an allocation's GC step closed its last subscriber: not followed now */
     lua_pushvalue(L, 2);
+    char safe[256];
     if (rill_hub_deliver(L, &d) != 0)
         rill_log_at(RILL_LOG_WARN, "hub: no room for topic '%s' here (max_topics): event %s lost",
-                    f->name, id->str);
+                    rill_log_safe(f->name, safe, sizeof safe), id->str);
     return 0;
 }
 
@@ -1049,8 +1050,9 @@ static int about_the_key(const redisReply *reply)
 /* Redis answered a load or check with an error of its own: reconnect (with backoff), retry. */
 static void retry_later(struct follow *f, const char *what, const redisReply *reply)
 {
-    rill_log_at(RILL_LOG_WARN, "hub: topic '%s' could not be %s in redis: %s: retrying", f->name,
-                what, reply->str);
+    char safe[256];
+    rill_log_at(RILL_LOG_WARN, "hub: topic '%s' could not be %s in redis: %s: retrying",
+                rill_log_safe(f->name, safe, sizeof safe), what, reply->str);
     note_error(what, reply->str);
     schedule_teardown(); /* the teardown sets what f needs once connected again */
 }
@@ -1062,8 +1064,11 @@ static void retry_later(struct follow *f, const char *what, const redisReply *re
  */
 static void broken(struct follow *f, const char *what, const redisReply *reply)
 {
-    rill_log_at(RILL_LOG_ERROR, "hub: topic '%s' cannot be %s in redis (key %s): %s", f->name, what,
-                f->key, reply->type == REDIS_REPLY_ERROR ? reply->str : "not a stream");
+    char safe[256], safe_key[256];
+    rill_log_at(RILL_LOG_ERROR, "hub: topic '%s' cannot be %s in redis (key %s): %s",
+                rill_log_safe(f->name, safe, sizeof safe), what,
+                rill_log_safe(f->key, safe_key, sizeof safe_key),
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "not a stream");
     f->state = F_BROKEN;
     f->reloading = f->reload = 0;
     hold(f);
@@ -1116,6 +1121,7 @@ static void on_load(redisAsyncContext *ac, void *r, void *priv)
  */
 static int apply_check(lua_State *L)
 {
+    char safe[256];
     struct load_ctx *ctx = lua_touserdata(L, 1);
     struct follow *f = ctx->f;
     const redisReply *r = ctx->reply;
@@ -1128,7 +1134,7 @@ static int apply_check(lua_State *L)
         rill_log_at(RILL_LOG_WARN,
                     "hub: topic '%s' is gone from redis or older than what was delivered (%s): "
                     "its subscribers get a gap",
-                    f->name, f->last_str);
+                    rill_log_safe(f->name, safe, sizeof safe), f->last_str);
         new_epoch(f);
         f->seq = 0;
         rill_hub_deliver_reset(L, f->name, f->epoch, f->last_str, 1);
@@ -1184,7 +1190,9 @@ static void redis_load(struct rill_backplane *bp, const char *topic)
     (void)bp;
     struct follow *f = find_follow(topic);
     if (!f && !(f = add_follow(topic))) {
-        rill_log_at(RILL_LOG_ERROR, "hub: out of memory following topic '%s'", topic);
+        char safe[256];
+        rill_log_at(RILL_LOG_ERROR, "hub: out of memory following topic '%s'",
+                    rill_log_safe(topic, safe, sizeof safe));
         return;
     }
     if (f->state == F_BROKEN) { /* its key may be a stream now: read it afresh */

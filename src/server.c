@@ -219,18 +219,31 @@ static const char *peer_of(struct evhttp_request *req)
 }
 
 /* The access log's record of req (NULL: log off); known is 0 for a refused head's stand-in. */
+/* The first User-Agent and Referer lines of req (as evhttp_find_header finds them), in one pass. */
+static void agent_and_referer(struct evhttp_request *req, const char **ua, const char **referer)
+{
+    struct evkeyval *kv;
+    *ua = *referer = NULL;
+    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
+    {
+        if (!*ua && strcasecmp(kv->key, "User-Agent") == 0)
+            *ua = kv->value;
+        else if (!*referer && strcasecmp(kv->key, "Referer") == 0)
+            *referer = kv->value;
+    }
+}
+
 static struct rill_access *access_new(struct evhttp_request *req, int known)
 {
     if (!rill_accesslog_enabled())
         return NULL;
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     char out[RILL_PROXY_ADDR_CAP];
-    const char *peer = peer_of(req);
+    const char *peer = peer_of(req), *ua = NULL, *referer = NULL;
+    if (known)
+        agent_and_referer(req, &ua, &referer);
     return rill_access_new(known ? rill_method_name(evhttp_request_get_command(req)) : NULL,
                            known ? evhttp_request_get_uri(req) : NULL, req->major, req->minor, peer,
-                           rill_request_client(req, peer, out, sizeof out),
-                           known ? evhttp_find_header(h, "User-Agent") : NULL,
-                           known ? evhttp_find_header(h, "Referer") : NULL);
+                           rill_request_client(req, peer, out, sizeof out), ua, referer);
 }
 
 static struct rill_request *request_new(struct rill_server *s, struct evhttp_request *req)
