@@ -457,6 +457,14 @@ static void put_iso_time(const struct timeval *tv)
     put(frac, 5);
 }
 
+/* "1.1", as received */
+static void put_version(const struct rill_access *a)
+{
+    put_int(a->major);
+    put(".", 1);
+    put_int(a->minor);
+}
+
 /* remote - - [time] "METHOD target HTTP/x.y" status bytes "referer" "ua" ms id end */
 static void format_combined(const struct rill_access *a, const struct rill_outcome *o,
                             const char *id, const char *end, long long us)
@@ -470,9 +478,7 @@ static void format_combined(const struct rill_access *a, const struct rill_outco
         put(" ", 1);
         put_combined(a->target, TARGET_MAX);
         put(" HTTP/", 6);
-        put_int(a->major);
-        put(".", 1);
-        put_int(a->minor);
+        put_version(a);
     } else {
         put("-", 1);
     }
@@ -513,9 +519,7 @@ static void format_json(const struct rill_access *a, const struct rill_outcome *
     put_json(a->target, TARGET_MAX);
     if (a->method) {
         put(",\"http_version\":\"", 17);
-        put_int(a->major);
-        put(".", 1);
-        put_int(a->minor);
+        put_version(a);
         put("\"", 1);
     } else {
         put(",\"http_version\":null", 20);

@@ -1076,16 +1076,24 @@ static void broken(struct follow *f, const char *what, const redisReply *reply)
     release(f);
 }
 
+/*
+ * The reply to a load or check, and the follow it was for (op freed): NULL
+ * when the connection failed (the teardown sets what f needs once
+ * reconnected) or the topic is not followed any more.
+ */
+static redisReply *take_follow_reply(redisAsyncContext *ac, void *r, struct op *op,
+                                     struct follow **f)
+{
+    *f = op_follow(op);
+    redisReply *reply = take_reply(ac, r, op);
+    return *f ? reply : NULL;
+}
+
 static void on_load(redisAsyncContext *ac, void *r, void *priv)
 {
-    redisReply *reply = r;
-    struct op *op = priv;
-    struct follow *f = op_follow(op);
-    replied(ac);
-    op_free(op);
+    struct follow *f;
+    redisReply *reply = take_follow_reply(ac, r, priv, &f);
     if (!reply)
-        lost_connection(ac); /* teardown sets what f needs after the reconnect */
-    if (!reply || !f)
         return;
     int first = f->fresh;
     if (reply->type != REDIS_REPLY_ARRAY) {
@@ -1156,14 +1164,9 @@ static int apply_check(lua_State *L)
 
 static void on_check(redisAsyncContext *ac, void *r, void *priv)
 {
-    redisReply *reply = r;
-    struct op *op = priv;
-    struct follow *f = op_follow(op);
-    replied(ac);
-    op_free(op);
+    struct follow *f;
+    redisReply *reply = take_follow_reply(ac, r, priv, &f);
     if (!reply)
-        lost_connection(ac);
-    if (!reply || !f)
         return;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
