@@ -39,6 +39,7 @@
 #include "relay.h"
 #include "request.h"
 #include "server.h"
+#include "signals.h"
 #include "watch.h"
 
 #define QUICK_DEATH   1.0  /* a worker dying this soon after its start backs off */
@@ -786,6 +787,8 @@ int rill_master_run(const struct rill_master_config *cfg)
     start_generation(m, 0);
     event_base_dispatch(m->base);
     int status = m->status;
+    /* here, not in master_free: a new worker needs SIGCHLD's and SIGTERM's defaults back */
+    rill_signal_events_free(m->signals, NSIGNALS); /* a late SIGTERM must not kill the exit */
     remove_pid_file(m);
     rill_log("stopped");
     master_free(m);

@@ -36,6 +36,7 @@
 #include "proxy.h"
 #include "replyhead.h"
 #include "response.h"
+#include "signals.h"
 
 struct rill_server {
     struct rill_worker *w;
@@ -719,15 +720,9 @@ void rill_server_free(struct rill_server *s)
     if (!s)
         return;
     stop_all(s, 0, RILL_END_SHUTDOWN);
-    for (int i = 0; i < 5; i++)
-        if (s->signals[i])
-            event_free(s->signals[i]);
     /* shutting down already: a late signal must not kill the cleanup */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGUSR1, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
+    rill_signal_events_free(s->signals, 5);
+    signal(SIGINT, SIG_IGN); /* had no event with an inherited socket */
     if (s->grace_timer)
         event_free(s->grace_timer);
     if (s->drain_timer)
