@@ -456,6 +456,60 @@ describe("a slow access log reader", function()
   end)
 end)
 
+describe("the access log behind a reader that comes back", function()
+  it("gives it whole lines only, in order, and counts exactly the lines it missed", function()
+    local dir = tmpdir()
+    local fifo, copy = dir .. "/fifo", dir .. "/copy"
+    assert(os.execute("mkfifo " .. fifo))
+    local holder = assert(io.open(fifo, "r+")) -- keeps the pipe open, never reads
+    local srv, cat
+    local ok, err = pcall(function()
+      srv = test.server(APP, { args = { "--access-log", fifo } })
+      -- 500 lines of 3 KB: the pipe fills, then the buffer, then lines are dropped
+      local ua, query = ("u"):rep(600), ("q"):rep(2100)
+      local c = srv:connect()
+      local function hello(target, agent)
+        assert(c:send("GET " .. target .. " HTTP/1.1\r\nHost: a\r\nUser-Agent: " .. agent .. "\r\n\r\n"))
+        local res = assert(test.response(c, "GET", T))
+        assert.same("hello\n", res:rest(T))
+      end
+      for i = 1, 500 do hello("/hello?burst=" .. i .. "&" .. query, ua) end
+      -- the reader comes back while more lines join the buffer's end: its front goes out as they
+      -- come, the new lines dropped while the buffer is still past its limit, kept once it is not
+      cat = core.spawn({ "sh", "-c", 'exec cat "$1" > "$2"', "sh", fifo, copy })
+      local made, deadline = 0, core.now() + T
+      repeat
+        for _ = 1, 50 do
+          made = made + 1
+          hello("/hello?after=" .. made, "late")
+        end
+      until (made >= 300 and read_file(copy):find("after=", 1, true)) or core.now() > deadline
+      made = made + 1
+      hello("/hello?after=" .. made, "late") -- an after line got through: so does this one
+      c:close()
+      assert(wait_line(copy, "/hello?after=" .. made .. " "), "the last line never came")
+      local dropped = srv:stats().access_log_dropped
+      local seq = {}
+      for _, l in ipairs(lines_of(copy)) do
+        local f = parse_combined(l) -- every line whole: no tear, no two glued together
+        local b = f.request:match("^GET /hello%?burst=(%d+)&")
+        local a = f.request:match("^GET /hello%?after=(%d+) ")
+        if b or a then seq[#seq + 1] = b and tonumber(b) or 500 + tonumber(a) end
+      end
+      for i = 2, #seq do assert.is_true(seq[i] > seq[i - 1], "lines out of order") end
+      -- every line the reader missed was counted, none more: lines seen + dropped = lines made
+      assert.same(500 + made, #seq + dropped)
+      assert.is_true(dropped > 0, "nothing was dropped: the test did not fill the buffer")
+    end)
+    local status = srv and srv:stop("TERM", T)
+    holder:close()
+    if cat then cat:wait(T) end
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
+    assert.same(0, status)
+  end)
+end)
+
 describe("the access log on a stdout that is a socket (journald)", function()
   -- python3 spawns rill with fd 1 one end of a socketpair, as systemd does
   local SCRIPT = [[

@@ -11,6 +11,8 @@
  * past BUFFER_MAX a new line is dropped and counted rather than queued, so a
  * log reader that stops reading costs lines, never a stalled stream. (A
  * regular file ignores O_NONBLOCK: a stalled disk blocks, as nginx's does.)
+ * A line is formatted straight into the buffer's free end, and written
+ * from there: the log costs /hello a few percent, no copy is cheap enough.
  * Each write is of whole lines: fields are capped so a line fits PIPE_BUF,
  * a pipe's writes of at most PIPE_BUF bytes are atomic, and a file is
  * O_APPEND, so the workers of one master can share it.
@@ -30,7 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 
 #include "log.h"
@@ -44,6 +46,8 @@
 #define FLUSH_MS    50
 #define FLUSH_BYTES (64 * 1024)
 #define FILE_CHUNK  (64 * 1024) /* a file's write: whole lines up to this much */
+#define LINE_ROOM   8192        /* free room a line is formatted in: twice the longest line */
+#define FIRST_CAP   (FLUSH_BYTES + LINE_ROOM)
 /* A logged field's cap in bytes, "..." included: a line always fits PIPE_BUF (4096). */
 #define TARGET_MAX     2048
 #define HEADER_MAX     512  /* user agent, referer */
@@ -58,7 +62,6 @@ static struct {
     int torn;    /* a half line was left (its rest dropped): the next write starts with "\n" */
     char *path;  /* NULL: stdout, never reopened */
     struct event_base *base;
-    struct evbuffer *out;
     struct event *flush;    /* writes what waits: at once after a quiet spell, else in 50 ms */
     double last_write;      /* when flush last ran (monotonic, coarse) */
     struct event *writable; /* a pipe or socket that said EAGAIN */
@@ -66,6 +69,23 @@ static struct {
     unsigned long dropped;
     int failed; /* a write error was logged */
 } lg = {.fd = -1};
+
+/*
+ * Whole lines waiting, in [head, len); a line is formatted at len, into room
+ * the buffer had before it began (grown up to BUFFER_MAX + LINE_ROOM, never
+ * shrunk). A line that does not fit is dropped, the buffer as it was.
+ */
+static struct {
+    char *p;
+    size_t head, len, cap;
+    size_t line; /* where the line being formatted began */
+    int failed;  /* it did not fit */
+} out;
+
+static size_t waiting(void)
+{
+    return out.len - out.head;
+}
 
 /* ---- the descriptor ------------------------------------------------------------ */
 
@@ -114,29 +134,33 @@ static void use_fd(int fd, int sock)
 
 /* ---- flushing ------------------------------------------------------------------- */
 
-static unsigned long count_lines(struct evbuffer *b)
+static unsigned long count_lines(void)
 {
     unsigned long n = 0;
-    struct evbuffer_ptr p = evbuffer_search(b, "\n", 1, NULL);
-    while (p.pos >= 0) {
+    const char *p = out.p + out.head, *end = out.p + out.len;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
         n++;
-        evbuffer_ptr_set(b, &p, 1, EVBUFFER_PTR_ADD);
-        p = evbuffer_search(b, "\n", 1, &p);
+        p++;
     }
     return n;
+}
+
+static void drop_waiting(void)
+{
+    lg.dropped += count_lines();
+    out.head = out.len = 0;
 }
 
 /* How much of the buffer's front to write at once: whole lines, at most cap unless one is longer.
  */
 static size_t chunk_len(size_t cap)
 {
-    size_t len = evbuffer_get_length(lg.out), n = len < cap ? len : cap;
-    const char *p = (const char *)evbuffer_pullup(lg.out, (ev_ssize_t)n);
-    const char *nl = p ? memrchr(p, '\n', n) : NULL;
+    size_t len = waiting(), n = len < cap ? len : cap;
+    const char *p = out.p + out.head, *nl = memrchr(p, '\n', n);
     if (nl)
         return (size_t)(nl - p) + 1;
-    struct evbuffer_ptr end = evbuffer_search(lg.out, "\n", 1, NULL);
-    return end.pos >= 0 ? (size_t)end.pos + 1 : len;
+    nl = memchr(p, '\n', len);
+    return nl ? (size_t)(nl - p) + 1 : len;
 }
 
 /*
@@ -146,17 +170,15 @@ static size_t chunk_len(size_t cap)
  */
 static void flush(void)
 {
-    if (lg.torn && evbuffer_get_length(lg.out) > 0) {
-        evbuffer_prepend(lg.out, "\n", 1); /* ends the half line, rather than glue onto it */
-        lg.torn = 0;
-    }
-    while (lg.fd >= 0 && evbuffer_get_length(lg.out) > 0) {
+    while (lg.fd >= 0 && waiting() > 0) {
         size_t n = chunk_len(lg.regular ? FILE_CHUNK : PIPE_BUF);
-        const char *p = (const char *)evbuffer_pullup(lg.out, (ev_ssize_t)n);
+        const char *p = out.p + out.head;
         ssize_t w = lg.sock ? send(lg.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) : write(lg.fd, p, n);
         if (w > 0) {
             lg.midline = p[w - 1] != '\n';
-            evbuffer_drain(lg.out, (size_t)w);
+            out.head += (size_t)w;
+            if (out.head == out.len)
+                out.head = out.len = 0;
             continue;
         }
         if (w < 0 && errno == EINTR)
@@ -170,9 +192,8 @@ static void flush(void)
             rill_log("access log: write failed: %s (lines are dropped)",
                      w == 0 ? "nothing written" : strerror(errno));
         lg.failed = 1;
-        lg.torn = lg.midline;
-        lg.dropped += count_lines(lg.out);
-        evbuffer_drain(lg.out, evbuffer_get_length(lg.out));
+        lg.torn = lg.midline; /* the next line begins with "\n", rather than glue onto the half */
+        drop_waiting();
     }
 }
 
@@ -200,8 +221,7 @@ static void schedule_flush(void)
     static const struct timeval soon = {0, FLUSH_MS * 1000};
     if (lg.waiting) /* a pipe full: on_writable flushes */
         return;
-    if (evbuffer_get_length(lg.out) >= FLUSH_BYTES ||
-        coarse_now() - lg.last_write >= FLUSH_MS / 1000.0) {
+    if (waiting() >= FLUSH_BYTES || coarse_now() - lg.last_write >= FLUSH_MS / 1000.0) {
         event_active(lg.flush, EV_TIMEOUT, 1);
     } else if (!event_pending(lg.flush, EV_TIMEOUT, NULL)) {
         event_add(lg.flush, &soon);
@@ -217,36 +237,43 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 /* ---- formatting ----------------------------------------------------------------- */
 
-/* A line being built: reused, grown as needed. */
-static struct {
-    char *p;
-    size_t len, cap;
-    int failed; /* out of memory: the line is dropped, counted */
-} line;
-
-static int grow(size_t more)
+/*
+ * Room for a line at the buffer's end: the waiting lines moved to the front
+ * if that makes it, else the buffer grown (to at most BUFFER_MAX waiting).
+ * 0, or -1: no room, the line is dropped.
+ */
+static int make_room(void)
 {
-    if (line.len + more <= line.cap)
+    if (out.cap - out.len >= LINE_ROOM)
         return 0;
-    size_t cap = line.cap ? line.cap : 1024;
-    while (cap < line.len + more)
-        cap *= 2;
-    char *p = realloc(line.p, cap);
-    if (!p) {
-        line.failed = 1;
-        return -1;
+    if (out.head > 0) {
+        memmove(out.p, out.p + out.head, waiting());
+        out.len -= out.head;
+        out.head = 0;
+        if (out.cap - out.len >= LINE_ROOM)
+            return 0;
     }
-    line.p = p;
-    line.cap = cap;
-    return 0;
+    if (out.len > BUFFER_MAX)
+        return -1;
+    size_t cap = out.cap ? 2 * out.cap : FIRST_CAP;
+    if (cap > BUFFER_MAX + LINE_ROOM)
+        cap = BUFFER_MAX + LINE_ROOM;
+    char *p = realloc(out.p, cap);
+    if (!p)
+        return -1;
+    out.p = p;
+    out.cap = cap;
+    return out.cap - out.len >= LINE_ROOM ? 0 : -1;
 }
 
 static inline void put(const char *s, size_t n)
 {
-    if (line.failed || (line.len + n > line.cap && grow(n) != 0))
+    if (out.len + n > out.cap) { /* never with the caps: a line is less than LINE_ROOM */
+        out.failed = 1;
         return;
-    memcpy(line.p + line.len, s, n);
-    line.len += n;
+    }
+    memcpy(out.p + out.len, s, n);
+    out.len += n;
 }
 
 /* A number, without printf: a line costs a few of them. */
@@ -284,7 +311,7 @@ static void put_ms(long long us)
  */
 static int put_capped(size_t start, size_t cap, const char *piece, size_t n)
 {
-    if (line.len - start + n > cap - 3) {
+    if (out.len - start + n > cap - 3) {
         put("...", 3);
         return 0;
     }
@@ -299,15 +326,23 @@ static int put_capped(size_t start, size_t cap, const char *piece, size_t n)
  * most cap bytes as logged, "..." at the end when cut.
  */
 /* The bytes a field may hold as they are: printable ASCII but the quote and the backslash. */
+static unsigned char plain[256]; /* filled at open: a look-up is a third of the test's cost */
+
+static void fill_plain(void)
+{
+    for (int c = 0x20; c < 0x7f; c++)
+        plain[c] = c != '"' && c != '\\';
+}
+
 static inline int combined_plain(unsigned char c)
 {
-    return (unsigned char)(c - 0x20) < 0x5f && c != '"' && c != '\\';
+    return plain[c];
 }
 
 /* A run of n bytes that need no escape, as much as the field's cap allows; 0 once cut. */
 static int put_run(size_t start, size_t cap, const char *run, size_t n)
 {
-    size_t used = line.len - start, room = cap - 3 > used ? cap - 3 - used : 0;
+    size_t used = out.len - start, room = cap - 3 > used ? cap - 3 - used : 0;
     if (n <= room) {
         put(run, n);
         return 1;
@@ -324,10 +359,10 @@ static void put_combined(const char *s, size_t cap)
         put("-", 1);
         return;
     }
-    size_t start = line.len;
+    size_t start = out.len;
     while (*s) {
         const char *run = s;
-        while (*s && combined_plain((unsigned char)*s))
+        while (combined_plain((unsigned char)*s)) /* NUL is not plain */
             s++;
         if (s > run && !put_run(start, cap, run, (size_t)(s - run)))
             return;
@@ -370,7 +405,7 @@ static void put_json(const char *str, size_t cap)
         return;
     }
     put("\"", 1);
-    size_t start = line.len;
+    size_t start = out.len;
     while (*s) {
         const unsigned char *run = s;
         while (combined_plain(*s))
@@ -460,9 +495,25 @@ static void put_iso_time(const struct timeval *tv)
 /* "1.1", as received */
 static void put_version(const struct rill_access *a)
 {
+    if (a->major >= 0 && a->major <= 9 && a->minor >= 0 && a->minor <= 9) {
+        put((char[3]){(char)('0' + a->major), '.', (char)('0' + a->minor)}, 3);
+        return;
+    }
     put_int(a->major);
     put(".", 1);
     put_int(a->minor);
+}
+
+/*
+ * A request id is made of characters safe in both formats (request.c's
+ * copy_id and hex) and at most 64 of them: it is logged as it is.
+ */
+static void put_id(const char *id)
+{
+    if (!id || !*id)
+        put("-", 1);
+    else
+        put(id, strnlen(id, 64));
 }
 
 /* remote - - [time] "METHOD target HTTP/x.y" status bytes "referer" "ua" ms id end */
@@ -493,7 +544,7 @@ static void format_combined(const struct rill_access *a, const struct rill_outco
     put("\" ", 2);
     put_ms(us);
     put(" ", 1);
-    put_combined(id, 256);
+    put_id(id);
     put(" ", 1);
     put(end, strlen(end));
     put(" ", 1);
@@ -536,7 +587,13 @@ static void format_json(const struct rill_access *a, const struct rill_outcome *
     else
         put("null", 4);
     put(",\"request_id\":", 14);
-    put_json(id, 256);
+    if (id) {
+        put("\"", 1);
+        put_id(id);
+        put("\"", 1);
+    } else {
+        put("null", 4);
+    }
     put(",\"user_agent\":", 14);
     put_json(a->ua, HEADER_MAX);
     put(",\"referer\":", 11);
@@ -554,13 +611,15 @@ static void format_json(const struct rill_access *a, const struct rill_outcome *
  */
 static size_t kept(const char *s, size_t cap)
 {
-    return s ? strnlen(s, cap + 1) + 1 : 0;
+    return s ? strnlen(s, cap + 1) : 0;
 }
 
-static char *copy_into(char **at, const char *s, size_t cap)
+/* s's first n bytes at *at, ended; NULL stays NULL. */
+static const char *copy_into(char **at, const char *s, size_t n)
 {
+    if (!s)
+        return NULL;
     char *dst = *at;
-    size_t n = kept(s, cap) - 1;
     memcpy(dst, s, n);
     dst[n] = '\0';
     *at += n + 1;
@@ -573,20 +632,20 @@ struct rill_access *rill_access_new(const char *method, const char *target, int 
 {
     if (lg.fd < 0)
         return NULL;
-    size_t n = kept(target, TARGET_MAX) + kept(peer, RILL_ACCESS_ADDR_MAX) +
-               kept(client, RILL_ACCESS_ADDR_MAX) + kept(ua, HEADER_MAX) +
-               kept(referer, HEADER_MAX);
-    struct rill_access *a = calloc(1, sizeof *a + n);
+    size_t nt = kept(target, TARGET_MAX), np = kept(peer, RILL_ACCESS_ADDR_MAX),
+           nc = kept(client, RILL_ACCESS_ADDR_MAX), nu = kept(ua, HEADER_MAX),
+           nr = kept(referer, HEADER_MAX);
+    struct rill_access *a = malloc(sizeof *a + nt + np + nc + nu + nr + 5);
     if (!a)
         return NULL;
     char *at = (char *)(a + 1);
     gettimeofday(&a->start, NULL);
     a->method = method;
-    a->target = target ? copy_into(&at, target, TARGET_MAX) : NULL;
-    a->peer = peer ? copy_into(&at, peer, RILL_ACCESS_ADDR_MAX) : NULL;
-    a->client = client ? copy_into(&at, client, RILL_ACCESS_ADDR_MAX) : a->peer;
-    a->ua = ua ? copy_into(&at, ua, HEADER_MAX) : NULL;
-    a->referer = referer ? copy_into(&at, referer, HEADER_MAX) : NULL;
+    a->target = copy_into(&at, target, nt);
+    a->peer = copy_into(&at, peer, np);
+    a->client = client ? copy_into(&at, client, nc) : a->peer;
+    a->ua = copy_into(&at, ua, nu);
+    a->referer = copy_into(&at, referer, nr);
     a->major = major;
     a->minor = minor;
     return a;
@@ -600,6 +659,33 @@ void rill_outcome_start(struct rill_outcome *o, int cmd)
     o->head = cmd == EVHTTP_REQ_HEAD;
 }
 
+/* Formats the line at the buffer's end; one that cannot go out whole is taken back, counted. */
+static void write_line(const struct rill_access *a, const struct rill_outcome *o, const char *id,
+                       const char *end, long long us)
+{
+    if (make_room() != 0) {
+        lg.dropped++;
+        return;
+    }
+    out.line = out.len;
+    out.failed = 0;
+    if (lg.torn)
+        put("\n", 1); /* ends the half line a failed write left */
+    if (lg.json)
+        format_json(a, o, id, end, us);
+    else
+        format_combined(a, o, id, end, us);
+    size_t n = out.len - out.line;
+    /* the caps keep a line within PIPE_BUF; one past it would tear in a shared pipe */
+    if (out.failed || (!lg.regular && n > PIPE_BUF) || out.len - out.head > BUFFER_MAX) {
+        out.len = out.line;
+        lg.dropped++;
+        return;
+    }
+    lg.torn = 0;
+    schedule_flush();
+}
+
 void rill_access_done(struct rill_access *a, struct rill_outcome *o, const char *id)
 {
     enum rill_end end = (enum rill_end)o->end;
@@ -611,23 +697,8 @@ void rill_access_done(struct rill_access *a, struct rill_outcome *o, const char 
     rill_metrics_request(o->cmd, o->status, o->sent, us, (int)end, o->streamed);
     if (!a)
         return;
-    if (lg.fd >= 0) {
-        line.len = 0;
-        line.failed = 0;
-        if (lg.json)
-            format_json(a, o, id, END_NAMES[end], us);
-        else
-            format_combined(a, o, id, END_NAMES[end], us);
-        /* the caps keep a line within PIPE_BUF; one past it would tear in a shared pipe */
-        if (line.failed || line.len == 0 || line.p[line.len - 1] != '\n' ||
-            (!lg.regular && line.len > PIPE_BUF) ||
-            evbuffer_get_length(lg.out) + line.len > BUFFER_MAX) {
-            lg.dropped++;
-        } else {
-            evbuffer_add(lg.out, line.p, line.len);
-            schedule_flush();
-        }
-    }
+    if (lg.fd >= 0)
+        write_line(a, o, id, END_NAMES[end], us);
     free(a);
 }
 
@@ -647,7 +718,7 @@ int rill_accesslog_open(struct event_base *base, const char *path, int json, cha
     lg.base = base;
     lg.json = json;
     lg.path = stdout_log ? NULL : strdup(path);
-    lg.out = evbuffer_new();
+    fill_plain();
     lg.flush = event_new(base, -1, 0, on_flush, NULL);
     use_fd(fd, sock);
     return 0;
@@ -701,13 +772,13 @@ void rill_accesslog_close(void)
         lg.waiting = 0;
         flush();
         long long left = CLOSE_DRAIN_MS - elapsed_us(&t0) / 1000;
-        if (evbuffer_get_length(lg.out) == 0 || lg.regular || left <= 0)
+        if (waiting() == 0 || lg.regular || left <= 0)
             break;
         struct pollfd pfd = {.fd = lg.fd, .events = POLLOUT};
         if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
             break;
     }
-    unsigned long lost = count_lines(lg.out);
+    unsigned long lost = count_lines();
     if (lost)
         rill_log("access log: %lu line%s lost at exit (the reader did not keep up)", lost,
                  lost == 1 ? "" : "s");
@@ -716,11 +787,10 @@ void rill_accesslog_close(void)
         event_free(lg.writable);
     lg.writable = NULL;
     event_free(lg.flush);
-    evbuffer_free(lg.out);
     close(lg.fd);
     free(lg.path);
-    free(line.p);
-    line.p = NULL;
-    line.len = line.cap = 0;
+    free(out.p);
+    out.p = NULL;
+    out.head = out.len = out.cap = 0;
     lg.fd = -1;
 }

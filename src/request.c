@@ -173,9 +173,20 @@ static int pool_take(unsigned char *out, size_t n)
     return 0;
 }
 
-static void random_hex(char *out, size_t n)
+/* "00" to "ff", made on first use: an id costs a copy per byte, not two look-ups and shifts. */
+static const char *hex_pairs(void)
 {
     static const char digits[] = "0123456789abcdef";
+    static char pairs[512];
+    if (!pairs[0])
+        for (int i = 0; i < 256; i++)
+            pairs[2 * i] = digits[i >> 4], pairs[2 * i + 1] = digits[i & 15];
+    return pairs;
+}
+
+static void random_hex(char *out, size_t n)
+{
+    const char *pairs = hex_pairs();
     static uint64_t counter;
     unsigned char b[16] = {0};
     if (pool_take(b, n) != 0) { /* no entropy: unique, if guessable */
@@ -193,8 +204,7 @@ static void random_hex(char *out, size_t n)
     }
     int any = 0;
     for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
+        memcpy(out + 2 * i, pairs + 2 * b[i], 2);
         any |= b[i];
     }
     if (!any) /* all zeros is the invalid id */
@@ -211,7 +221,8 @@ static const char *single_header(struct rill_request *r, const char *name)
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, evhttp_request_get_input_headers(r->req), next)
     {
-        if (strcasecmp(kv->key, name) != 0)
+        /* the first letter first: most lines are ruled out without a call */
+        if ((kv->key[0] | 0x20) != (name[0] | 0x20) || strcasecmp(kv->key, name) != 0)
             continue;
         if (v)
             return NULL; /* two lines: neither is believed */

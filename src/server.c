@@ -227,9 +227,10 @@ static void agent_and_referer(struct evhttp_request *req, const char **ua, const
     *ua = *referer = NULL;
     TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
     {
-        if (!*ua && strcasecmp(kv->key, "User-Agent") == 0)
+        int first = kv->key[0] | 0x20; /* most lines are ruled out without a call */
+        if (first == 'u' && !*ua && strcasecmp(kv->key, "User-Agent") == 0)
             *ua = kv->value;
-        else if (!*referer && strcasecmp(kv->key, "Referer") == 0)
+        else if (first == 'r' && !*referer && strcasecmp(kv->key, "Referer") == 0)
             *referer = kv->value;
     }
 }
