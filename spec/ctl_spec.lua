@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: MIT
--- rill reload and rill stop (src/ctl.c), against a fake master
+-- rill reload, rill stop and rill stats (src/ctl.c), against a fake master
 -- (spec/support/fake_master.sh) that speaks the pid and status file protocol.
 -- They run as build/rillctl_test until main.c dispatches to rill_ctl_main;
 -- RILLCTL_BIN may name another command ("valgrind ... build/rillctl_test").
@@ -7,7 +7,7 @@ local core = require "rill.core"
 
 local CTL = os.getenv("RILLCTL_BIN") or "./build/rillctl_test"
 
-describe("rill reload and rill stop", function()
+describe("rill reload, stop and stats", function()
   local base, pidfile, errfile
   local procs = {}
 
@@ -21,7 +21,8 @@ describe("rill reload and rill stop", function()
   -- Every spawned process is killed (by pid) and reaped, whatever the test did.
   after_each(function()
     for _, p in ipairs(procs) do p:close() end
-    for _, f in ipairs({ base, pidfile, pidfile .. ".status", pidfile .. ".status.tmp", errfile }) do
+    for _, f in ipairs({ base, pidfile, pidfile .. ".status", pidfile .. ".status.tmp", pidfile .. ".stats",
+                         pidfile .. ".stats.tmp", errfile }) do
       os.remove(f)
     end
   end)
@@ -155,17 +156,50 @@ describe("rill reload and rill stop", function()
     end)
   end)
 
+  describe("stats", function()
+    it("sends USR2 and prints the figures of the answer, not a stale file's", function()
+      write(pidfile .. ".stats", "pid 1 answer 9\nrequests 999\n") -- another run's
+      local m = master("ok")
+      local status, out, err = ctl("stats", "--pid-file", pidfile)
+      assert.same(0, status, err)
+      assert.same("role fake\nrequests 10\n", out)
+      status, out = ctl("stats", "--pid-file", pidfile) -- the next answer, not the one before
+      assert.same(0, status)
+      assert.same("role fake\nrequests 20\n", out)
+      m:close()
+    end)
+
+    it("fails naming the pid when no answer comes within --timeout", function()
+      local m = master("deaf")
+      local pid = m:pid()
+      local status, out, err = ctl("stats", "--pid-file", pidfile, "--timeout", "0.3")
+      assert.same(1, status)
+      assert.same("", out)
+      assert.same(("rill: no answer from pid %d in %s.stats after 0.3 s\n"):format(pid, pidfile), err)
+    end)
+
+    it("fails when the process exits instead of answering", function()
+      local m = master("die")
+      local pid = m:pid()
+      local status, _, err = ctl("stats", "--pid-file", pidfile)
+      assert.same(1, status)
+      assert.same(("rill: pid %d exited before it answered\n"):format(pid), err)
+    end)
+  end)
+
   it("exits 2 with the usage on bad arguments", function()
     local cases = {
       {}, { "restart" }, { "reload", "--now" }, { "stop", "--bogus" }, { "reload", "--pid-file" },
       { "reload", "--pid-file", "" }, { "stop", "--timeout" }, { "stop", "--timeout", "0" },
       { "stop", "--timeout", "abc" }, { "stop", "--timeout", "nan" }, { "stop", "--timeout", "1e9" },
+      { "stats", "--now" }, { "stats", "--bogus" }, { "stats", "--timeout", "-1" }, { "statistics" },
     }
     for _, args in ipairs(cases) do
       local status, out, err = ctl(table.unpack(args))
       assert.same(2, status, table.concat(args, " "))
       assert.same("", out)
-      assert.same("usage: rill reload|stop [--pid-file PATH] [--timeout SECONDS] [--now]\n", err)
+      assert.same("usage: rill reload|stop|stats [--pid-file PATH] [--timeout SECONDS] [--now]\n"
+        .. "       (--now: stop only)\n", err)
     end
   end)
 end)

@@ -268,7 +268,8 @@ describe("the access log at SIGUSR1", function()
     local ok, err = pcall(function()
       logged(srv, "/hello")
       assert(os.rename(srv.access, srv.access .. ".1"))
-      srv:stats() -- SIGUSR1: the stats line, and the reopen after it
+      srv.proc:kill("USR1")
+      assert(srv:wait_log("logs reopened"), "no reopen line") -- said once both logs are reopened
       local l = logged(srv, "/finite")
       assert.same("handler_end", l["end"])
       assert.same(1, #lines_of(srv.access))

@@ -204,3 +204,79 @@ describe("rill.metrics() with --workers 2", function()
     assert(value(later, key) >= value(after, key), "a total went back")
   end)
 end)
+
+-- `rill stats --pid-file P` (SIGUSR2, then <P>.stats): its "name value" lines as a table.
+local function rill_stats(pidfile)
+  local dir = procs.tmpdir()
+  local argv = { "sh", "-c", 'f=$1; shift; exec "$@" 2>"$f"', "sh", dir .. "/err" }
+  for _, a in ipairs(W.bin_argv("stats", "--pid-file", pidfile, "--timeout", tostring(T))) do
+    argv[#argv + 1] = a
+  end
+  local p = core.spawn(argv)
+  local status = p:wait(T + 5)
+  local out = p:log()
+  p:close()
+  local err = procs.read_file(dir .. "/err") or ""
+  os.execute("rm -rf '" .. dir .. "'")
+  assert.same(0, status, err)
+  local t = {}
+  for k, v in out:gmatch("([%w_]+) (%S+)\n") do t[k] = tonumber(v) or v end
+  return t, out
+end
+
+describe("rill stats", function()
+  it("prints a single process's figures, which move with its requests and streams", function()
+    local dir = procs.tmpdir()
+    local pidfile = dir .. "/rill.pid"
+    local srv = test.server(APP, { args = { "--pid-file", pidfile } })
+    local ok, err = pcall(function()
+      local before = rill_stats(pidfile)
+      assert.same("single", before.role)
+      assert.same(1, before.workers)
+      for _ = 1, 5 do assert.same(200, srv:get("/hello").status) end
+      local s = srv:open("/events/metrics")
+      local after, text = rill_stats(pidfile)
+      assert.same(5, after.requests - before.requests, text)
+      assert.same(5, after.requests_2xx - before.requests_2xx, text)
+      assert.same(1, after.streams, text) -- a gauge, as of the answer
+      assert.same(1, after.hub_subscribers, text)
+      assert.is_true(after.bytes_out > before.bytes_out)
+      s:close()
+      assert(srv:wait_log("rill: stats requests="), "no stats line in the error log")
+    end)
+    assert.same(0, srv:stop("TERM", T))
+    local left = io.open(pidfile .. ".stats")
+    if left then left:close() end
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
+    assert.is_nil(left, "the stats file outlived the server")
+  end)
+
+  it("prints the master's figures and the sum over its workers", function()
+    local srv = W.start(APP, { workers = 2 })
+    local ok, err = pcall(function()
+      local pids = {}
+      for _, pid in pairs(W.current(srv)) do pids[#pids + 1] = pid end
+      assert.equal(2, #pids)
+      local before = rill_stats(srv.pidfile)
+      for i, pid in ipairs(pids) do -- 3 on the first worker, 4 on the second, + each one's GET /pid
+        local c = W.pinned(srv, pid)
+        for _ = 1, i + 2 do assert.same(200, (c:request("GET", "/hello"))) end
+        c:close()
+      end
+      local mark = W.log_end(srv)
+      local after, text = rill_stats(srv.pidfile)
+      assert.same("master", after.role, text)
+      assert.same(2, after.workers, text)
+      assert.same(2, after.workers_serving, text)
+      assert.same(1, after.generation, text)
+      assert.same(3 + 4 + 2, after.requests - before.requests, text)
+      -- each worker's own stats line goes to the error log, as the master's does
+      W.wait_line(srv, "master: stats workers=2", mark)
+      W.wait_line(srv, "worker 1: stats requests=", mark)
+      W.wait_line(srv, "worker 2: stats requests=", mark)
+    end)
+    W.kill_all(srv)
+    assert(ok, err)
+  end)
+end)

@@ -6,8 +6,11 @@
  *   - <pidfile>.status, replaced atomically (write, rename), starts with
  *     "<n> ok" or "<n> failed", n counting the finished reload attempts (0 at
  *     start); after "failed" come the error lines (the new code's Lua error).
+ *   - <pidfile>.stats, replaced the same way at SIGUSR2, starts with
+ *     "pid <pid> answer <n>"; its other lines are the figures (ctlfile.c).
  * A reload sends SIGHUP and waits for n to grow; a stop sends SIGTERM (or
- * SIGQUIT) and waits for the pid to go. Every wait polls every 20 ms and is
+ * SIGQUIT) and waits for the pid to go; stats sends SIGUSR2 and waits for a
+ * first line other than the one before. Every wait polls every 20 ms and is
  * bounded by --timeout. This file never signals a pid below 2: kill(0) and
  * kill(-1) would reach the whole process group or every process we own.
  */
@@ -30,8 +33,10 @@
 #define STATUS_MAX  16384 /* enough for a Lua error and its traceback */
 #define MAX_TIMEOUT 86400.0
 
+enum ctl_cmd { CTL_RELOAD, CTL_STOP, CTL_STATS };
+
 struct ctl {
-    int reload;           /* 1: reload, 0: stop */
+    enum ctl_cmd cmd;
     int now;              /* stop --now: SIGQUIT */
     const char *pid_file; /* --pid-file */
     double timeout;       /* --timeout, seconds */
@@ -47,7 +52,8 @@ struct status {
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: rill reload|stop [--pid-file PATH] [--timeout SECONDS] [--now]\n");
+    fprintf(stderr, "usage: rill reload|stop|stats [--pid-file PATH] [--timeout SECONDS] [--now]\n"
+                    "       (--now: stop only)\n");
     return 2;
 }
 
@@ -73,12 +79,17 @@ static int parse_timeout(const char *s, double *out)
 /* Fills c from argv; -1 on any usage error (the caller prints the usage). */
 static int parse_args(struct ctl *c, int argc, char **argv)
 {
-    if (argc < 1 || (strcmp(argv[0], "reload") != 0 && strcmp(argv[0], "stop") != 0))
+    static const char *const names[] = {"reload", "stop", "stats"};
+    int cmd = -1;
+    for (int i = 0; argc >= 1 && i < 3; i++)
+        if (strcmp(argv[0], names[i]) == 0)
+            cmd = i;
+    if (cmd < 0)
         return -1;
-    *c = (struct ctl){.reload = argv[0][0] == 'r', .pid_file = "rill.pid", .timeout = 60};
+    *c = (struct ctl){.cmd = (enum ctl_cmd)cmd, .pid_file = "rill.pid", .timeout = 60};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--now") == 0 && !c->reload) {
+        if (strcmp(a, "--now") == 0 && c->cmd == CTL_STOP) {
             c->now = 1;
         } else if (strcmp(a, "--pid-file") == 0 && value && value[0]) {
             c->pid_file = value;
@@ -246,6 +257,46 @@ static int ctl_stop(const struct ctl *c)
     return 0;
 }
 
+/* The stats file's first line ("" when there is none). */
+static void stats_head(const char *path, char *buf, size_t size)
+{
+    if (read_small(path, buf, size) < 0)
+        buf[0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+/*
+ * rill stats: SIGUSR2, then the stats file until its first line names this
+ * pid and differs from the one read before the signal; its figures go to
+ * stdout. (Two `rill stats` at once may both print the later answer.)
+ */
+static int ctl_stats(const struct ctl *c)
+{
+    static char text[STATUS_MAX];
+    char path[4096], before[128], now[128], want[64];
+    if (snprintf(path, sizeof path, "%s.stats", c->pid_file) >= (int)sizeof path)
+        return fail("pid file path too long");
+    snprintf(want, sizeof want, "pid %ld answer ", (long)c->pid);
+    stats_head(path, before, sizeof before);
+    if (signal_master(c, SIGUSR2) != 0)
+        return 1;
+    for (double deadline = now_s() + c->timeout;;) {
+        stats_head(path, now, sizeof now);
+        if (strncmp(now, want, strlen(want)) == 0 && strcmp(now, before) != 0)
+            break;
+        if (!alive(c->pid))
+            return fail("pid %ld exited before it answered", (long)c->pid);
+        if (tick(deadline) != 0)
+            return fail("no answer from pid %ld in %s after %g s", (long)c->pid, path,
+                        c->timeout);
+    }
+    if (read_small(path, text, sizeof text) < 0)
+        return fail("cannot read %s: %s", path, strerror(errno));
+    const char *figures = strchr(text, '\n');
+    fputs(figures ? figures + 1 : "", stdout);
+    return 0;
+}
+
 int rill_ctl_main(int argc, char **argv)
 {
     struct ctl c;
@@ -253,5 +304,10 @@ int rill_ctl_main(int argc, char **argv)
         return usage();
     if (read_pid(&c) != 0)
         return 1;
-    return c.reload ? ctl_reload(&c) : ctl_stop(&c);
+    switch (c.cmd) {
+    case CTL_RELOAD: return ctl_reload(&c);
+    case CTL_STOP: return ctl_stop(&c);
+    case CTL_STATS: return ctl_stats(&c);
+    }
+    return usage();
 }

@@ -14,6 +14,7 @@
 
 #include "accesslog.h"
 #include "ctl.h"
+#include "ctlfile.h"
 #include "effects.h"
 #include "embed.h"
 #include "hub_redis.h"
@@ -98,10 +99,11 @@ static void usage(FILE *out)
           "  -v, --version             the version\n"
           "\n"
           "When ready, rill prints \"rill listening on http://HOST:PORT\" to stderr.\n"
-          "SIGUSR1 prints a stats line to the error log and reopens both logs.\n"
+          "SIGUSR1 reopens both logs; SIGUSR2 prints a stats line to the error log.\n"
           "\n"
           "       rill reload [--pid-file PATH] [--timeout S]   new code, streams kept\n"
-          "       rill stop [--pid-file PATH] [--timeout S] [--now]\n",
+          "       rill stop [--pid-file PATH] [--timeout S] [--now]\n"
+          "       rill stats [--pid-file PATH] [--timeout S]    the server's figures\n",
           out);
 }
 
@@ -735,8 +737,10 @@ static void remove_pid(const char *path)
     if (!fgets(text, sizeof text, f))
         text[0] = '\0';
     fclose(f);
-    if (atol(text) == (long)getpid())
+    if (atol(text) == (long)getpid()) {
         unlink(path);
+        rill_ctlfile_remove_stats(path);
+    }
 }
 
 /* One process, no master: today's rill. */
@@ -766,6 +770,7 @@ static int run_single(struct rill_server_config *cfg, const char *app)
                 strerror(errno));
         return 1;
     }
+    cfg->pid_file = procs.pid_file;
     struct rill_server *s = rill_server_start(w, cfg, err, sizeof err);
     if (!s) {
         fprintf(stderr, "rill: %s\n", err);
@@ -787,7 +792,8 @@ static int run_single(struct rill_server_config *cfg, const char *app)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "stop") == 0))
+    if (argc > 1 && (strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "stop") == 0 ||
+                     strcmp(argv[1], "stats") == 0))
         return rill_ctl_main(argc - 1, argv + 1);
     char host[256] = "127.0.0.1";
     struct rill_server_config cfg = {.host = host,

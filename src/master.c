@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctlfile.h"
 #include "log.h"
 #include "metrics.h"
 #include "relay.h"
@@ -110,22 +111,6 @@ static double mono_now(void)
 
 /* ---- the pid and status files ---------------------------------------------------------- */
 
-static int write_file(const char *path, const char *text)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return -1;
-    int ok = fputs(text, f) >= 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 static void write_status(struct master *m, const char *error)
 {
     char text[4096];
@@ -135,7 +120,7 @@ static void write_status(struct master *m, const char *error)
         snprintf(text, sizeof text, "%d failed\n%s\n", m->reloads, error);
     else
         snprintf(text, sizeof text, "%d ok\n", m->reloads);
-    if (write_file(m->status_path, text) != 0)
+    if (rill_ctlfile_replace(m->status_path, text) != 0)
         rill_log_at(RILL_LOG_ERROR, "cannot write %s: %s", m->status_path, strerror(errno));
 }
 
@@ -145,7 +130,7 @@ static int write_pid_file(struct master *m)
     if (!m->cfg.pid_file)
         return 0;
     snprintf(text, sizeof text, "%ld\n", (long)getpid());
-    if (write_file(m->cfg.pid_file, text) != 0)
+    if (rill_ctlfile_replace(m->cfg.pid_file, text) != 0)
         return -1;
     size_t n = strlen(m->cfg.pid_file) + sizeof ".status";
     m->status_path = malloc(n);
@@ -170,6 +155,7 @@ static void remove_pid_file(struct master *m)
     unlink(m->cfg.pid_file);
     if (m->status_path)
         unlink(m->status_path);
+    rill_ctlfile_remove_stats(m->cfg.pid_file);
 }
 
 /* ---- processes ---------------------------------------------------------------------------- */
@@ -219,6 +205,7 @@ static void become_worker(struct master *m, int channel_fd, int slot)
      * installs its own, their default would kill it while it loads.
      */
     signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);          /* the terminal's ^C reaches the master too, which stops us */
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the master gone: no correct hub is left */
@@ -618,20 +605,44 @@ static void stop(struct master *m, int immediate)
         event_base_loopexit(m->base, NULL);
 }
 
+/*
+ * SIGUSR2 (`rill stats`): the master's stats line, each worker's (a loading
+ * one ignores the signal), and <pidfile>.stats: the master's figures, then
+ * the workers' summed from their metric slots.
+ */
 static void print_stats(struct master *m)
 {
     struct rill_history_stats st;
     size_t queue;
+    char own[512];
     rill_relay_stats(m->relay, &st, &queue);
+    int serving = count(m, m->gen, SERVING) - count(m, m->gen, DRAINING),
+        starting = m->next_gen ? count(m, m->next_gen, STARTING) : 0,
+        draining = count(m, -1, DRAINING);
     rill_log_at(RILL_LOG_ALWAYS,
                 "stats workers=%d starting=%d draining=%d generation=%d reloads=%d topics=%ld "
                 "events=%ld history_bytes=%ld max_queue=%zu",
-                count(m, m->gen, SERVING) - count(m, m->gen, DRAINING),
-                m->next_gen ? count(m, m->next_gen, STARTING) : 0, count(m, -1, DRAINING), m->gen,
-                m->reloads, st.topics, st.events, st.bytes, queue);
+                serving, starting, draining, m->gen, m->reloads, st.topics, st.events, st.bytes,
+                queue);
+    for (struct proc *p = m->procs; p; p = p->next)
+        signal_proc(p, SIGUSR2);
+    snprintf(own, sizeof own,
+             "role master\nworkers_serving %d\nworkers_starting %d\nworkers_draining %d\n"
+             "generation %d\nreloads %d\nrelay_topics %ld\nrelay_events %ld\n"
+             "relay_history_bytes %ld\nrelay_max_queue %zu\n",
+             serving, starting, draining, m->gen, m->reloads, st.topics, st.events, st.bytes,
+             queue);
+    rill_ctlfile_stats(m->cfg.pid_file, own);
+}
+
+/* SIGUSR1 (logrotate): the master's logs opened again, then each worker's. */
+static void reopen_logs(struct master *m)
+{
+    rill_log_reopen();
+    rill_log("logs reopened");
     /* a loading worker ignores it (become_worker), then checks its logs were not moved */
     for (struct proc *p = m->procs; p; p = p->next)
-        signal_proc(p, SIGUSR1); /* each prints its own and reopens its logs */
+        signal_proc(p, SIGUSR1);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -641,10 +652,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     switch (sig) {
     case SIGCHLD: on_child(m); break;
     case SIGHUP: reload(m, m->cfg.drain_timeout); break;
-    case SIGUSR1:
-        rill_log_reopen(); /* logrotate: moved, then kill -USR1; each worker reopens its own */
-        print_stats(m);
-        break;
+    case SIGUSR1: reopen_logs(m); break;
+    case SIGUSR2: print_stats(m); break;
     case SIGQUIT: stop(m, 1); break;
     default: stop(m, 0); break;
     }
@@ -694,7 +703,7 @@ static void on_change(void *arg)
 /* ---- run ---------------------------------------------------------------------------------------
  */
 
-static const int SIGNALS[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGQUIT, SIGTERM, SIGINT};
+static const int SIGNALS[] = {SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT, SIGTERM, SIGINT};
 #define NSIGNALS ((int)(sizeof SIGNALS / sizeof SIGNALS[0]))
 
 static int master_setup(struct master *m)

@@ -326,6 +326,13 @@ static void sum_into(struct rill_metrics *t, int *workers)
     t->backplane_lag_us = lag; /* the worst worker's, not a sum */
 }
 
+static const char *const methods[] = {"GET",    "HEAD",  "POST",    "PUT",
+                                      "DELETE", "PATCH", "OPTIONS", "other"};
+static const char *const ends[] = {"ok",      "ok",      "client_gone", "handler_end",
+                                   "error",   "drain",   "shutdown",    "slow_client",
+                                   "timeout", "refused", "disconnected"};
+static const char *const outcomes[] = {"ok", "timeout", "refused", "dns", "tls", "other"};
+
 static void set_int(lua_State *L, const char *k, uint64_t v)
 {
     lua_pushinteger(L, (lua_Integer)v);
@@ -353,12 +360,6 @@ static void push_buckets(lua_State *L, const uint64_t *b, const double *bounds, 
 
 int rill_metrics_push(lua_State *L)
 {
-    static const char *const methods[] = {"GET",    "HEAD",  "POST",    "PUT",
-                                          "DELETE", "PATCH", "OPTIONS", "other"};
-    static const char *const ends[] = {"ok",      "ok",      "client_gone", "handler_end",
-                                       "error",   "drain",   "shutdown",    "slow_client",
-                                       "timeout", "refused", "disconnected"};
-    static const char *const outcomes[] = {"ok", "timeout", "refused", "dns", "tls", "other"};
     struct rill_metrics t;
     int workers;
     refresh(1);
@@ -417,4 +418,72 @@ int rill_metrics_push(lua_State *L)
     set_int(L, "fds", (uint64_t)t.fds);
     set_int(L, "access_log_dropped", t.access_log_dropped);
     return 1;
+}
+
+/* ---- the sum, as `rill stats` prints it ------------------------------------------------ */
+
+struct text {
+    char *p;
+    size_t len, cap;
+};
+
+static void line_of(struct text *t, const char *prefix, const char *name, uint64_t v)
+{
+    if (t->len >= t->cap)
+        return;
+    int n = snprintf(t->p + t->len, t->cap - t->len, "%s%s %llu\n", prefix, name,
+                     (unsigned long long)v);
+    if (n > 0)
+        t->len += (size_t)n < t->cap - t->len ? (size_t)n : t->cap - t->len - 1;
+}
+
+size_t rill_metrics_summary(char *out, size_t cap)
+{
+    struct text t = {out, 0, cap};
+    struct rill_metrics m;
+    int workers;
+    if (cap == 0)
+        return 0;
+    out[0] = '\0';
+    refresh(1);
+    sum_into(&m, &workers);
+    uint64_t classes[RILL_M_CLASSES] = {0}, requests = 0, fetches = 0;
+    for (int k = 0; k < RILL_M_METHODS; k++)
+        for (int c = 0; c < RILL_M_CLASSES; c++)
+            classes[c] += m.requests[k][c], requests += m.requests[k][c];
+    for (int o = 0; o < RILL_M_FETCH_OUTCOMES; o++)
+        fetches += m.fetches[o];
+    line_of(&t, "", "workers", (uint64_t)workers);
+    line_of(&t, "", "requests", requests);
+    for (int c = 0; c < RILL_M_CLASSES; c++) {
+        char name[4] = {(char)('1' + c), 'x', 'x', 0};
+        line_of(&t, "requests_", name, classes[c]);
+    }
+    line_of(&t, "", "connections", (uint64_t)m.connections);
+    line_of(&t, "", "streams", (uint64_t)m.streams);
+    for (int e = 2; e < RILL_M_ENDS; e++)
+        line_of(&t, "streams_ended_", ends[e], m.streams_ended[e]);
+    line_of(&t, "", "bytes_out", m.bytes_out);
+    line_of(&t, "", "handler_errors", m.handler_errors);
+    line_of(&t, "", "budget_stops", m.budget_stops);
+    line_of(&t, "", "memory_stops", m.memory_stops);
+    line_of(&t, "", "fetches", fetches);
+    for (int o = 0; o < RILL_M_FETCH_OUTCOMES; o++)
+        line_of(&t, "fetches_", outcomes[o], m.fetches[o]);
+    line_of(&t, "", "tails", (uint64_t)m.tails);
+    line_of(&t, "", "tails_opened", m.tails_opened);
+    line_of(&t, "", "hub_topics", (uint64_t)m.hub_topics);
+    line_of(&t, "", "hub_subscribers", (uint64_t)m.hub_subscribers);
+    line_of(&t, "", "hub_published", m.hub_published);
+    line_of(&t, "", "hub_delivered", m.hub_delivered);
+    line_of(&t, "", "hub_dropped", m.hub_dropped);
+    line_of(&t, "", "hub_gaps", m.hub_gaps);
+    line_of(&t, "", "hub_evicted", m.hub_evicted);
+    line_of(&t, "", "backplane_connected", (uint64_t)m.backplane_connected);
+    line_of(&t, "", "backplane_reconnects", m.backplane_reconnects);
+    line_of(&t, "", "backplane_lag_ms", (uint64_t)(m.backplane_lag_us / 1000));
+    line_of(&t, "", "lua_bytes", (uint64_t)m.lua_bytes);
+    line_of(&t, "", "fds", (uint64_t)m.fds);
+    line_of(&t, "", "access_log_dropped", m.access_log_dropped);
+    return t.len;
 }

@@ -76,6 +76,11 @@ enum rill_fetch_outcome rill_metrics_fetch_outcome(const char *code);
 /* Pushes the sum over every slot as a table (rill.stats()); this process's gauges refreshed first.
  */
 int rill_metrics_push(lua_State *L);
+/*
+ * The same sum as "name value" lines (requests, requests_2xx, streams, hub_delivered...;
+ * docs/running.md#stats), into out. Its length; out is always ended.
+ */
+size_t rill_metrics_summary(char *out, size_t cap);
 /* Refreshes this process's gauges every second on base (the server's loop). */
 void rill_metrics_start(struct rill_worker *w);
 void rill_metrics_stop(void);

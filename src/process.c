@@ -224,9 +224,9 @@ static int process_log(lua_State *L)
 
 static int signal_number(lua_State *L, int idx)
 {
-    static const char *const names[] = {"TERM", "KILL", "INT",  "USR1", "STOP",
-                                        "CONT", "HUP",  "QUIT", NULL};
-    static const int numbers[] = {SIGTERM, SIGKILL, SIGINT, SIGUSR1,
+    static const char *const names[] = {"TERM", "KILL", "INT", "USR1", "USR2",
+                                        "STOP", "CONT", "HUP", "QUIT", NULL};
+    static const int numbers[] = {SIGTERM, SIGKILL, SIGINT,  SIGUSR1, SIGUSR2,
                                   SIGSTOP, SIGCONT, SIGHUP, SIGQUIT};
     if (lua_type(L, idx) == LUA_TNUMBER)
         return (int)rill_check_int_range(L, idx, 1, 64);

@@ -29,6 +29,7 @@
 
 #include "accesslog.h"
 #include "conn.h"
+#include "ctlfile.h"
 #include "effects.h"
 #include "httpcheck.h"
 #include "log.h"
@@ -37,6 +38,8 @@
 #include "replyhead.h"
 #include "response.h"
 #include "signals.h"
+
+#define NSIGNALS 6 /* SIGINT SIGTERM SIGUSR1 SIGUSR2 SIGHUP SIGQUIT */
 
 struct rill_server {
     struct rill_worker *w;
@@ -53,7 +56,8 @@ struct rill_server {
     int retiring;             /* a reload's drain: old streams go on, nothing new is accepted */
     evutil_socket_t fd;       /* the listening socket */
     int fd_inherited;         /* the master's: accepting waits for rill_server_accept */
-    struct event *signals[5];
+    const char *pid_file;     /* a single process's: `rill stats` reads its answer beside it */
+    struct event *signals[NSIGNALS];
     struct event *grace_timer, *drain_timer;
 };
 
@@ -532,18 +536,29 @@ static int count_fds(void)
     return n - 3; /* ".", ".." and the directory itself */
 }
 
+/*
+ * SIGUSR2 (`rill stats`; a worker's comes from its master): the stats line,
+ * and for a single process with a pid file, its answer beside it.
+ */
 static void print_stats(struct rill_server *s)
 {
     struct rill_stats *st = &s->w->stats;
     /* the heap in use, from the allocator (not RSS): what specs bound per stream */
     struct mallinfo2 heap = mallinfo2();
+    int fds = count_fds();
     rill_log_at(RILL_LOG_ALWAYS,
                 "stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
                 "fds=%d idle=%d connections=%d heap=%zu beats=%d access_log_dropped=%lu",
                 st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
-                lua_gc(s->w->L, LUA_GCCOUNT, 0), count_fds(), rill_fetch_idle_connections(),
+                lua_gc(s->w->L, LUA_GCCOUNT, 0), fds, rill_fetch_idle_connections(),
                 rill_conns_count(s->conns), heap.uordblks, rill_response_beat_queues(),
                 rill_accesslog_dropped());
+    if (!s->pid_file)
+        return;
+    char own[256];
+    snprintf(own, sizeof own, "role single\nactive %d\nblocked %d\ntasks %d\nheap_bytes %zu\n",
+             s->active, st->blocked, st->tasks, heap.uordblks);
+    rill_ctlfile_stats(s->pid_file, own);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -551,9 +566,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     struct rill_server *s = arg;
     if (sig == SIGUSR1) {
-        rill_log_reopen(); /* logrotate: moved, then kill -USR1; the stats go to the new file */
-        print_stats(s);
+        rill_log_reopen(); /* logrotate: moved, then kill -USR1 */
         rill_accesslog_reopen();
+        rill_log("logs reopened");
+    } else if (sig == SIGUSR2) {
+        print_stats(s);
     } else if (sig == SIGHUP && s->fd_inherited) /* its default would kill the server at once */
         rill_log("SIGHUP ignored: the master reloads (send it to the master)");
     else if (sig == SIGHUP)
@@ -644,8 +661,8 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
     evhttp_set_max_headers_size(s->http, 2 * (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
     evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
-    const int sigs[] = {SIGINT, SIGTERM, SIGUSR1, SIGHUP, SIGQUIT};
-    for (int i = 0; i < 5; i++) {
+    const int sigs[] = {SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, SIGQUIT};
+    for (int i = 0; i < NSIGNALS; i++) {
         if (sigs[i] == SIGINT && s->fd_inherited)
             continue; /* a terminal's ^C reaches the master too: it stops the workers */
         s->signals[i] = evsignal_new(s->w->base, sigs[i], on_signal, s);
@@ -659,6 +676,7 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
     struct rill_server *s = calloc(1, sizeof *s);
     s->w = w;
     s->grace = cfg->grace;
+    s->pid_file = cfg->pid_file;
     if (load_refs(s, err, errlen) != 0)
         goto fail;
     s->fd_inherited = cfg->listen_fd >= 0;
@@ -722,7 +740,7 @@ void rill_server_free(struct rill_server *s)
         return;
     stop_all(s, 0, RILL_END_SHUTDOWN);
     /* shutting down already: a late signal must not kill the cleanup */
-    rill_signal_events_free(s->signals, 5);
+    rill_signal_events_free(s->signals, NSIGNALS);
     signal(SIGINT, SIG_IGN); /* had no event with an inherited socket */
     if (s->grace_timer)
         event_free(s->grace_timer);

@@ -19,6 +19,7 @@ struct rill_server_config {
     int max_connections;      /* past it a new connection gets a 503; 0: no limit */
     int backlog;              /* listen(2)'s queue of connections not accepted yet */
     int listen_fd;            /* -1: bind host:port; else the master's socket (a worker) */
+    const char *pid_file;     /* a single process's --pid-file: SIGUSR2 answers beside it */
 };
 
 #define RILL_MAX_BACKLOG 65535

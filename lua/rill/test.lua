@@ -404,11 +404,11 @@ function Server:wait_log(text, timeout)
   return line
 end
 
--- The server's counters (SIGUSR1 prints them): requests, active, streams,
+-- The server's counters (SIGUSR2 prints them): requests, active, streams,
 -- blocked, tasks, errors, lua_kb, fds. Stats lines are searched from their
 -- own position, so they never make wait_log skip a line.
 function Server:stats()
-  self.proc:kill("USR1")
+  self.proc:kill("USR2")
   local line, next_pos = self.proc:wait_for("rill: stats ", DEFAULT_TIMEOUT, self.stats_mark or 1)
   assert(line, "no stats line from the server")
   self.stats_mark = next_pos

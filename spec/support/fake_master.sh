@@ -25,7 +25,19 @@ on_hup() {
     esac
 }
 
+k=0
+on_usr2() {
+    k=$((k + 1))
+    case $FAKE in
+    deaf) ;;
+    die) exit 3 ;;
+    *) printf 'pid %s answer %s\nrole fake\nrequests %s0\n' $$ $k $k >"$pidfile.stats.tmp" &&
+        mv "$pidfile.stats.tmp" "$pidfile.stats" ;;
+    esac
+}
+
 trap on_hup HUP
+trap on_usr2 USR2
 trap 'echo got TERM; exit 0' TERM
 trap 'echo got QUIT; exit 0' QUIT
 [ "$FAKE" = stubborn ] && trap 'echo ignored TERM' TERM
