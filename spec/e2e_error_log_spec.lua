@@ -49,6 +49,34 @@ describe("the error log", function()
     assert.is_nil(log:find("\nrill: [^e]", 1), log)
   end)
 
+  it("keeps a handler error one entry: a line break in its text cannot forge a line, control bytes are escaped", function()
+    local srv <close> = test.server(APP)
+    local forged = "oops\nrill: shutting down: 0 request(s) in flight\r\27[2Jcleared\n"
+    assert.same(500, srv:request({ method = "POST", path = "/raise", body = forged }).status)
+    local line = srv:wait_log("handler error: oops", T)
+    assert(line, "no handler error logged:\n" .. srv:log())
+    assert.same(0, srv:stop("TERM"))
+    local log = srv:log()
+    -- the message's second line is a continuation (a tab first), never a line of rill's own
+    assert.truthy(log:find("handler error: oops\n\trill: shutting down: 0 request(s) in flight\\x0D\\x1B[2Jcleared\n",
+      1, true), log)
+    local _, starts = log:gsub("\nrill: shutting down", "")
+    assert.same(1, starts, log) -- the real one, at the SIGTERM
+    assert.is_nil(log:find("\r", 1, true), log)
+    assert.is_nil(log:find("\27", 1, true), log)
+  end)
+
+  it("indents a traceback's lines under its entry", function()
+    local srv <close> = test.server(APP)
+    assert.same(500, srv:get("/boom").status)
+    assert(srv:wait_log("handler error", T))
+    assert.same(0, srv:stop("TERM"))
+    for l in srv:log():gmatch("[^\n]+") do -- every line is rill's own or a continuation of one
+      assert.truthy(l:match("^rill") or l:match("^\t"), l)
+    end
+    assert.truthy(srv:log():find("\n\tstack traceback:", 1, true), srv:log())
+  end)
+
   it("at --log-level warn shows a slow subscriber's warn line, without info lines", function()
     local srv <close> = test.server(APP, { args = { "--log-level", "warn" } })
     local s = srv:open("/events/slow?queue=1")

@@ -92,22 +92,44 @@ void rill_log_check_moved(void)
         rill_log_reopen();
 }
 
+/*
+ * The message's bytes as they go into a line: a line break is followed by a
+ * tab (a traceback stays readable, and a continuation never starts like a
+ * line of ours: no text can forge one), other control bytes become \xHH.
+ * Returns the bytes written to out, at most cap.
+ */
+static size_t put_message(char *out, size_t cap, const char *msg, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    while (len > 0 && msg[len - 1] == '\n')
+        len--; /* the line's own newline ends it */
+    for (size_t i = 0; i < len && o + 4 <= cap; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        if (c == '\n') {
+            out[o++] = '\n', out[o++] = '\t';
+        } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            out[o++] = '\\', out[o++] = 'x', out[o++] = hex[c >> 4], out[o++] = hex[c & 15];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
 static void vlog(enum rill_log_level level, const char *fmt, va_list ap)
 {
     static const char *const words[] = {"", "error: ", "warn: ", "", "debug: "};
     if (!rill_log_enabled(level))
         return;
     int saved = errno;
-    char line[4096];
+    char msg[4096], line[4096];
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t mlen = m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
     int n = snprintf(line, sizeof line, "%s%s", prefix, words[level + 1]);
     if (n < 0 || (size_t)n >= sizeof line - 1)
         n = 0;
-    int m = vsnprintf(line + n, sizeof line - 1 - (size_t)n, fmt, ap);
-    if (m < 0)
-        m = 0;
-    size_t len = (size_t)n + (size_t)m;
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
+    size_t len = (size_t)n + put_message(line + n, sizeof line - 1 - (size_t)n, msg, mlen);
     line[len++] = '\n';
     /* one write per line, so lines from a busy loop or several workers never interleave */
     ssize_t w;

@@ -34,6 +34,8 @@ return rill.router {
     return "fetched\n"
   end,
   ["GET /boom"] = function() error("boom") end,
+  -- an error whose message is the request's body: what a client may put in the error log
+  ["POST /raise"] = function(req) error(req.body, 0) end,
   -- a stream that waits until its client leaves, or the server stops
   ["GET /forever"] = function()
     return { body = coroutine.wrap(function()
