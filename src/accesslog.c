@@ -48,6 +48,7 @@
 #define FILE_CHUNK  (64 * 1024) /* a file's write: whole lines up to this much */
 #define LINE_ROOM   8192        /* free room a line is formatted in: twice the longest line */
 #define FIRST_CAP   (FLUSH_BYTES + LINE_ROOM)
+#define BUFFER_CAP  (2 * BUFFER_MAX + LINE_ROOM) /* see make_room */
 /* A logged field's cap in bytes, "..." included: a line always fits PIPE_BUF (4096). */
 #define TARGET_MAX     2048
 #define HEADER_MAX     512  /* user agent, referer */
@@ -134,12 +135,14 @@ static void use_fd(int fd, int sock)
 
 /* ---- flushing ------------------------------------------------------------------- */
 
+/* The lines waiting. A line is never empty: a "\n" right after another (or first) is
+   the end a torn line was given, not a line, and is not counted. */
 static unsigned long count_lines(void)
 {
     unsigned long n = 0;
-    const char *p = out.p + out.head, *end = out.p + out.len;
+    const char *start = out.p + out.head, *p = start, *end = out.p + out.len;
     while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-        n++;
+        n += p > start && p[-1] != '\n';
         p++;
     }
     return n;
@@ -237,32 +240,44 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 /* ---- formatting ----------------------------------------------------------------- */
 
+/* The waiting lines moved to the buffer's front. */
+static void compact(void)
+{
+    memmove(out.p, out.p + out.head, waiting());
+    out.len -= out.head;
+    out.head = 0;
+}
+
 /*
  * Room for a line at the buffer's end: the waiting lines moved to the front
- * if that makes it, else the buffer grown (to at most BUFFER_MAX waiting).
- * 0, or -1: no room, the line is dropped.
+ * when as much was written as waits (so a move never copies more than was
+ * written: a reader slowly draining a full buffer costs no megabyte copy per
+ * drain), else the buffer grown, to twice BUFFER_MAX at most, which always
+ * leaves room at one end or the other. 0, or -1: the line is dropped.
  */
 static int make_room(void)
 {
     if (out.cap - out.len >= LINE_ROOM)
         return 0;
-    if (out.head > 0) {
-        memmove(out.p, out.p + out.head, waiting());
-        out.len -= out.head;
-        out.head = 0;
+    if (out.head > 0 && out.head >= waiting()) {
+        compact();
         if (out.cap - out.len >= LINE_ROOM)
             return 0;
     }
-    if (out.len > BUFFER_MAX)
+    if (waiting() > BUFFER_MAX)
         return -1;
-    size_t cap = out.cap ? 2 * out.cap : FIRST_CAP;
-    if (cap > BUFFER_MAX + LINE_ROOM)
-        cap = BUFFER_MAX + LINE_ROOM;
-    char *p = realloc(out.p, cap);
-    if (!p)
-        return -1;
-    out.p = p;
-    out.cap = cap;
+    if (out.cap < BUFFER_CAP) {
+        size_t cap = out.cap ? 2 * out.cap : FIRST_CAP;
+        char *p = realloc(out.p, cap < BUFFER_CAP ? cap : BUFFER_CAP);
+        if (p) {
+            out.p = p;
+            out.cap = cap < BUFFER_CAP ? cap : BUFFER_CAP;
+            if (out.cap - out.len >= LINE_ROOM)
+                return 0;
+        }
+    }
+    if (out.head > 0) /* out of memory, or (never with BUFFER_CAP) no room yet */
+        compact();
     return out.cap - out.len >= LINE_ROOM ? 0 : -1;
 }
 

@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 #include <time.h>
 
+#include "client_error.h"
 #include "effects.h"
 #include "metrics.h"
 #include "sched.h"
@@ -154,5 +155,6 @@ int rill_open_core(lua_State *L)
     rill_open_hub(L);
     rill_open_sse(L);
     rill_open_tail(L);
+    rill_open_client_error(L);
     return 1;
 }

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -115,12 +116,22 @@ static int fail(const char *fmt, ...)
     return 1;
 }
 
-/* Reads up to size-1 bytes of path, NUL-terminated. Length, or -1 with errno. */
+/*
+ * Reads up to size-1 bytes of path, NUL-terminated. Length, or -1 with errno.
+ * Only a regular file: a FIFO planted under the name would block the read
+ * past --timeout (opened non-blocking, so the open itself cannot).
+ */
 static ssize_t read_small(const char *path, char *buf, size_t size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
     size_t len = 0;
     while (len < size - 1) {
         ssize_t n = read(fd, buf + len, size - 1 - len);
@@ -257,12 +268,12 @@ static int ctl_stop(const struct ctl *c)
     return 0;
 }
 
-/* The stats file's first line ("" when there is none). */
-static void stats_head(const char *path, char *buf, size_t size)
+/* The stats file whole into buf ("" when there is none); its first line's length. */
+static size_t read_stats(const char *path, char *buf, size_t size)
 {
     if (read_small(path, buf, size) < 0)
         buf[0] = '\0';
-    buf[strcspn(buf, "\n")] = '\0';
+    return strcspn(buf, "\n");
 }
 
 /*
@@ -272,28 +283,25 @@ static void stats_head(const char *path, char *buf, size_t size)
  */
 static int ctl_stats(const struct ctl *c)
 {
-    static char text[STATUS_MAX];
-    char path[4096], before[128], now[128], want[64];
+    static char before[STATUS_MAX], text[STATUS_MAX]; /* off the stack */
+    char path[4096], want[64];
     if (snprintf(path, sizeof path, "%s.stats", c->pid_file) >= (int)sizeof path)
         return fail("pid file path too long");
-    snprintf(want, sizeof want, "pid %ld answer ", (long)c->pid);
-    stats_head(path, before, sizeof before);
+    int wlen = snprintf(want, sizeof want, "pid %ld answer ", (long)c->pid);
+    size_t blen = read_stats(path, before, sizeof before);
     if (signal_master(c, SIGUSR2) != 0)
         return 1;
     for (double deadline = now_s() + c->timeout;;) {
-        stats_head(path, now, sizeof now);
-        if (strncmp(now, want, strlen(want)) == 0 && strcmp(now, before) != 0)
+        size_t len = read_stats(path, text, sizeof text); /* checked and printed: one read */
+        if (strncmp(text, want, (size_t)wlen) == 0 && text[len] == '\n' &&
+            (len != blen || memcmp(text, before, len) != 0))
             break;
         if (!alive(c->pid))
             return fail("pid %ld exited before it answered", (long)c->pid);
         if (tick(deadline) != 0)
-            return fail("no answer from pid %ld in %s after %g s", (long)c->pid, path,
-                        c->timeout);
+            return fail("no answer from pid %ld in %s after %g s", (long)c->pid, path, c->timeout);
     }
-    if (read_small(path, text, sizeof text) < 0)
-        return fail("cannot read %s: %s", path, strerror(errno));
-    const char *figures = strchr(text, '\n');
-    fputs(figures ? figures + 1 : "", stdout);
+    fputs(strchr(text, '\n') + 1, stdout);
     return 0;
 }
 

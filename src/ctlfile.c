@@ -10,6 +10,7 @@
 #include "ctlfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,9 +27,15 @@ int rill_ctlfile_replace(const char *path, const char *text)
         errno = ENAMETOOLONG;
         return -1;
     }
-    FILE *f = fopen(tmp, "w");
-    if (!f)
+    /* a new file of our own: never one planted under the name (a link to another file) */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
     int ok = fputs(text, f) >= 0;
     ok &= fclose(f) == 0;
     if (!ok || rename(tmp, path) != 0) {

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -721,6 +722,7 @@ static int run_master(struct rill_server_config *cfg, const char *app)
 /* A single process's --pid-file (for rill stop): its pid, removed at exit if still ours. */
 static int write_pid(const char *path)
 {
+    rill_ctlfile_remove_stats(path); /* a crashed run's answer, which `rill stats` would misread */
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
@@ -747,6 +749,9 @@ static void remove_pid(const char *path)
 static int run_single(struct rill_server_config *cfg, const char *app)
 {
     char err[2048];
+    /* until the server's handlers exist, a SIGUSR1 or a `rill stats` must not kill us */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
     lua_State *L = new_state(app);
     struct rill_worker *w = rill_worker_get(L);
     if (open_access_log(w, err, sizeof err) != 0) {

@@ -130,6 +130,8 @@ static int write_pid_file(struct master *m)
     if (!m->cfg.pid_file)
         return 0;
     snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    rill_ctlfile_remove_stats(
+        m->cfg.pid_file); /* a crashed run's answer, which `rill stats` would misread */
     if (rill_ctlfile_replace(m->cfg.pid_file, text) != 0)
         return -1;
     size_t n = strlen(m->cfg.pid_file) + sizeof ".status";
@@ -798,6 +800,7 @@ int rill_master_run(const struct rill_master_config *cfg)
     int status = m->status;
     /* here, not in master_free: a new worker needs SIGCHLD's and SIGTERM's defaults back */
     rill_signal_events_free(m->signals, NSIGNALS); /* a late SIGTERM must not kill the exit */
+    signal(SIGCHLD, SIG_DFL);                      /* ignored, it would reap children itself */
     remove_pid_file(m);
     rill_log("stopped");
     master_free(m);

@@ -51,8 +51,10 @@ static double opt_seconds(lua_State *L, int arg)
 static void exec_child(int err_w, char **argv, char **env)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    signal(SIGINT, SIG_DFL); /* a worker ignores them; the program it runs must not */
-    signal(SIGPIPE, SIG_DFL);
+    /* a worker (or a process still loading) ignores these; the program it runs must not */
+    const int reset[] = {SIGINT, SIGPIPE, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof reset / sizeof reset[0]; i++)
+        signal(reset[i], SIG_DFL);
     for (int i = 0; env[i]; i += 2)
         setenv(env[i], env[i + 1], 1);
     int devnull = open("/dev/null", O_RDONLY);
@@ -226,7 +228,7 @@ static int signal_number(lua_State *L, int idx)
 {
     static const char *const names[] = {"TERM", "KILL", "INT", "USR1", "USR2",
                                         "STOP", "CONT", "HUP", "QUIT", NULL};
-    static const int numbers[] = {SIGTERM, SIGKILL, SIGINT,  SIGUSR1, SIGUSR2,
+    static const int numbers[] = {SIGTERM, SIGKILL, SIGINT, SIGUSR1, SIGUSR2,
                                   SIGSTOP, SIGCONT, SIGHUP, SIGQUIT};
     if (lua_type(L, idx) == LUA_TNUMBER)
         return (int)rill_check_int_range(L, idx, 1, 64);

@@ -27,8 +27,10 @@
 #include "proxy.h"
 #include "urlcode.h"
 
-#define REQUEST_MT "rill.request"
-#define HEADERS_MT "rill.headers"
+#define REQUEST_MT  "rill.request"
+#define HEADERS_MT  "rill.headers"
+#define EXT_METHODS "rill.request.methods" /* core.extend_request: req:name() */
+#define EXT_LAZY    "rill.request.lazy"    /* and req.name, computed once */
 
 struct req_view {
     unsigned slot;               /* its request's in `live`, plus one; 0: none */
@@ -85,10 +87,11 @@ struct rill_request *rill_request_current(lua_State *L)
 
 /* ---- request id ---------------------------------------------------------- */
 
+/* ASCII only, whatever locale the app sets: the access log writes an id as it is. */
 static int id_char_ok(int c)
 {
-    return isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':' || c == '/' || c == '+' ||
-           c == '=';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '-' || c == '_' || c == '.' || c == ':' || c == '/' || c == '+' || c == '=';
 }
 
 /* An incoming id is taken as is when short and made of safe characters only. */
@@ -348,6 +351,21 @@ static void push_query(lua_State *L, struct evhttp_request *req)
         rill_query_split(q, strlen(q), query_pair, L);
 }
 
+/*
+ * rill.core.extend_request(methods, lazy): req gains methods[name] (as req:name())
+ * and lazy[name] (req.name, computed by lazy[name](req) on first use).
+ */
+static int core_extend_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, EXT_METHODS);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, LUA_REGISTRYINDEX, EXT_LAZY);
+    return 0;
+}
+
 /* rill.core.query(s): a query string decoded as req.query is (for fake requests). */
 static int core_query(lua_State *L)
 {
@@ -508,6 +526,35 @@ static void cache_value(lua_State *L)
  * method is kept in the view, the path in its second user value. req.params
  * of a route without parameters is an empty table made only when read.
  */
+/*
+ * A field rill's C does not know: a method the Lua side added
+ * (core.extend_request: req:json(), req:form()), given as it is, or a lazy
+ * field (req.cookies), computed once by its function and cached. Stack: view
+ * key. 0: none (nil); 1: a method on the top; 2: a lazy field's value on the top.
+ */
+static int push_extension(lua_State *L)
+{
+    static const char *const kinds[] = {EXT_METHODS, EXT_LAZY};
+    for (int kind = 0; kind < 2; kind++) {
+        if (lua_getfield(L, LUA_REGISTRYINDEX, kinds[kind]) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, -2) != LUA_TFUNCTION) {
+            lua_pop(L, 2);
+            continue;
+        }
+        lua_remove(L, -2); /* the table */
+        if (kind == 0)
+            return 1;
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1); /* its error (a client error for a bad header) is the handler's */
+        return 2;
+    }
+    return 0;
+}
+
 static int request_index(lua_State *L)
 {
     struct req_view *v = check_view(L);
@@ -533,10 +580,13 @@ static int request_index(lua_State *L)
             return 0;
         return luaL_error(L, "request field '%s' read after the request ended", key);
     }
-    if (strcmp(key, "params") == 0)
+    if (strcmp(key, "params") == 0) {
         lua_newtable(L);
-    else if (!push_field(L, r, key))
-        return 0; /* unknown fields are nil, like a table */
+    } else if (!push_field(L, r, key)) {
+        int ext = push_extension(L);
+        if (ext < 2)
+            return ext; /* a method, or nil for an unknown field, like a table's */
+    }
     if (is_path) {
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, 1, 2);
@@ -649,4 +699,6 @@ void rill_open_request(lua_State *L)
     lua_setfield(L, -2, "headers");
     lua_pushcfunction(L, core_query);
     lua_setfield(L, -2, "query");
+    lua_pushcfunction(L, core_extend_request);
+    lua_setfield(L, -2, "extend_request");
 }

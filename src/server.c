@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "client_error.h"
 #include "conn.h"
 #include "ctlfile.h"
 #include "effects.h"
@@ -39,7 +40,8 @@
 #include "response.h"
 #include "signals.h"
 
-#define NSIGNALS 6 /* SIGINT SIGTERM SIGUSR1 SIGUSR2 SIGHUP SIGQUIT */
+#define NSIGNALS          6    /* SIGINT SIGTERM SIGUSR1 SIGUSR2 SIGHUP SIGQUIT */
+#define RILL_CLIENT_ERROR (-2) /* a task status of ours: the handler raised a client error */
 
 struct rill_server {
     struct rill_worker *w;
@@ -154,11 +156,31 @@ static void log_error(struct rill_request *r, int nres)
     r->task.w->stats.errors++;
 }
 
+/*
+ * A client error (client_error.h) before the reply: answered with its status
+ * and reason, and not the app's fault, so no traceback is logged. 1 if it was one.
+ */
+static int answer_client_error(struct rill_request *r)
+{
+    int code;
+    const char *reason;
+    if (!rill_client_error_get(r->task.co, -2, &code, &reason)) /* below: the traceback */
+        return 0;
+    if (r->req && !r->gone && !r->responded)
+        rill_response_error(r, code, reason);
+    else /* mid-stream: too late for a status, the stream is cut as by an error */
+        rill_log_at(RILL_LOG_WARN, "request %s: client error %d after the reply began: %s",
+                    rill_request_id(r), code, reason);
+    return 1;
+}
+
 /* The handler's task ended: make sure a reply is queued, then wait for evhttp. */
 static void on_task_done(struct rill_task *t, int status, int nres)
 {
     struct rill_request *r = (struct rill_request *)t;
-    if (status != LUA_OK && status != RILL_CANCELLED)
+    if (status != LUA_OK && status != RILL_CANCELLED && answer_client_error(r))
+        status = RILL_CLIENT_ERROR;
+    else if (status != LUA_OK && status != RILL_CANCELLED)
         log_error(r, nres);
     else if (status == LUA_OK && r->req && !r->streaming && !r->responded)
         rill_log_at(RILL_LOG_ERROR, "request %s: the handler ended without a response",

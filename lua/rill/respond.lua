@@ -4,10 +4,13 @@
 -- this in its own coroutine (src/server.c). Everything a response is made of
 -- is checked before its first byte goes out, and an error names the app's
 -- handler (its file and line) and the request, not this file.
+local body_mod = require "rill.body"
 local co = require "rill.coroutine"
+local cookie = require "rill.cookie"
+local core = require "rill.core"
 local router = require "rill.router"
 
-local type, tostring, error, getmetatable, pcall = type, tostring, error, getmetatable, pcall
+local type, tostring, error, getmetatable, pcall, pairs = type, tostring, error, getmetatable, pcall, pairs
 local getinfo = debug.getinfo
 local close_body = co.close
 local is_router, route = router.is_router, router.route_named
@@ -101,6 +104,40 @@ local function send_lazy(fn, name, req, out, status, headers, body, sse, pump)
   return out.finish()
 end
 
+-- req:json(), req:form() and req.cookies, on the server's requests and rill.test's alike
+core.extend_request({ json = body_mod.req_json, form = body_mod.req_form }, { cookies = cookie.parse })
+
+local function has_content_type(headers)
+  for name in pairs(headers) do
+    if type(name) == "string" and name:lower() == "content-type" then
+      return true
+    end
+  end
+  return false
+end
+
+-- { json = value, status =, headers = }: the body is value as JSON, application/json
+-- unless the handler names its own type. The handler's headers table is not changed.
+local function json_reply(fn, name, req, res)
+  if res.body ~= nil then
+    fail(fn, name, req, "response has both json and body: give one")
+  end
+  local text, err = body_mod.encode(res.json)
+  if not text then
+    fail(fn, name, req, "response json cannot be encoded: " .. err)
+  end
+  local headers = res.headers
+  if headers ~= nil and type(headers) ~= "table" then
+    return text, headers -- out.reply says what is wrong with it
+  end
+  local out = { ["content-type"] = "application/json" }
+  if headers and has_content_type(headers) then
+    out = {}
+  end
+  for k, v in pairs(headers or {}) do out[k] = v end
+  return text, out
+end
+
 -- The server passes the same handler every time: whether it is a router is
 -- asked once, not per request.
 local last_handler, last_is_router
@@ -126,6 +163,9 @@ return function(handler, req, out, method, path)
     fail(fn, name, req, ("handler returned a %s, expected a string, a table or nil"):format(t))
   end
   local status, headers, body = res.status or 200, res.headers, res.body
+  if res.json ~= nil then
+    body, headers = json_reply(fn, name, req, res)
+  end
   local bt = type(body)
   if body == nil or bt == "string" then
     return checked(fn, name, req, out.reply, status, headers, body)

@@ -15,6 +15,8 @@
 require "rill" -- effect-aware coroutines for in-process calls
 local core = require "rill.core"
 local respond = require "rill.respond"
+local body = require "rill.body"
+local cookie = require "rill.cookie"
 local sse = require "rill.sse"
 local socket = require "socket"
 
@@ -522,6 +524,19 @@ local function check_fields(fields, fname, argn, depth)
 end
 
 -- A fake req with the fields a real one has.
+-- req:json(), req:form() and req.cookies, as the server's requests have them
+local FakeRequest = {
+  __index = function(req, key)
+    if key == "json" then return body.req_json end
+    if key == "form" then return body.req_form end
+    if key == "cookies" then
+      local c = cookie.parse(req)
+      rawset(req, "cookies", c)
+      return c
+    end
+  end,
+}
+
 function M.request(fields)
   check_fields(fields, "request", 1, 1)
   fields = fields or {}
@@ -530,7 +545,7 @@ function M.request(fields)
   for name, value in pairs(fields.headers or {}) do
     headers[name:lower()] = value
   end
-  return {
+  return setmetatable({
     method = fields.method or "GET",
     path = path,
     target = fields.path or "/",
@@ -541,7 +556,7 @@ function M.request(fields)
     peer_addr = fields.peer_addr or fields.remote_addr or "127.0.0.1",
     remote_port = fields.remote_port or 0,
     id = fields.id or "test",
-  }
+  }, FakeRequest)
 end
 
 -- The status and headers as the server would send them (it checks them the
@@ -591,7 +606,13 @@ function M.call(handler, fields)
   function out.sse(heartbeat)
     res.sse, res.heartbeat = true, heartbeat
   end
-  core.run(respond, handler, req, out)
+  local ok, err = pcall(core.run, respond, handler, req, out)
+  local code, reason = core.client_error_of(err)
+  if not ok and code and res.status == nil then -- as the server answers one
+    out.reply(code, nil, ("%s (request %s)\n"):format(reason, req.id))
+  elseif not ok then
+    error(err, 0)
+  end
   return res
 end
 
