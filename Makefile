@@ -7,7 +7,7 @@
 BUILD ?= build
 WERROR ?= OFF
 JOBS ?= $(shell nproc)
-DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev zlib1g-dev lua-busted lua-socket lua-sec lua-zlib openssl valgrind python3-h11 luarocks nginx curl redis-server libhiredis-dev python3-prometheus-client
+DEBS = cmake gcc make pkg-config liblua5.4-dev lua5.4 libevent-dev libssl-dev zlib1g-dev lua-busted lua-socket lua-sec lua-zlib openssl valgrind python3-h11 luarocks nginx curl redis-server libhiredis-dev python3-prometheus-client lua-cjson
 
 .PHONY: all deps build build-asan run test test-asan test-valgrind test-browser test-rockspec fuzz format clean
 
@@ -30,7 +30,7 @@ test: build
 	./scripts/busted.sh
 	$(MAKE) --no-print-directory test-asan test-valgrind test-browser test-rockspec
 
-E2E_SPECS = spec/e2e_access_log_spec.lua spec/e2e_framing_spec.lua spec/e2e_core_spec.lua spec/e2e_fetch_spec.lua spec/e2e_hub_spec.lua spec/e2e_tail_spec.lua spec/e2e_limits_spec.lua spec/e2e_smuggling_spec.lua spec/e2e_strict_client_spec.lua spec/e2e_smuggling_mutations_spec.lua spec/e2e_deploy_spec.lua spec/e2e_workers_spec.lua spec/e2e_reload_spec.lua spec/e2e_workers_lifecycle_spec.lua spec/misuse_spec.lua spec/examples_spec.lua spec/e2e_redis_spec.lua spec/e2e_metrics_spec.lua spec/e2e_trace_spec.lua
+E2E_SPECS = spec/e2e_web_spec.lua spec/e2e_access_log_spec.lua spec/e2e_framing_spec.lua spec/e2e_core_spec.lua spec/e2e_fetch_spec.lua spec/e2e_hub_spec.lua spec/e2e_tail_spec.lua spec/e2e_limits_spec.lua spec/e2e_smuggling_spec.lua spec/e2e_strict_client_spec.lua spec/e2e_smuggling_mutations_spec.lua spec/e2e_deploy_spec.lua spec/e2e_workers_spec.lua spec/e2e_reload_spec.lua spec/e2e_workers_lifecycle_spec.lua spec/misuse_spec.lua spec/examples_spec.lua spec/e2e_redis_spec.lua spec/e2e_metrics_spec.lua spec/e2e_trace_spec.lua
 
 build-asan: deps
 	cmake -S . -B build-asan -DRILL_SANITIZE=ON -DRILL_WERROR=$(WERROR) >/dev/null
@@ -53,16 +53,17 @@ test-browser: build
 	node tests/browser/hub.mjs
 
 # The documented luarocks install (docs/getting-started.md), into a temporary
-# tree: Debian's luarocks defaults to Lua 5.3, hence --lua-version=5.4. The
-# rockspec depends on lua only, so nothing is downloaded. The installed rill
-# must run, and its modules load from the tree.
+# tree: Debian's luarocks defaults to Lua 5.3, hence --lua-version=5.4. Its one
+# dependency past Lua, lua-cjson, is Debian's (apt): --deps-mode=none, so
+# nothing is downloaded. The installed rill must run, its modules load from
+# the tree, and its JSON work with Debian's cjson.
 test-rockspec: deps
 	@tree=$$(mktemp -d) && trap 'rm -rf "$$tree" build.luarocks' EXIT && \
-	  luarocks --lua-version=5.4 --tree "$$tree" make rockspec/rill-scm-1.rockspec >"$$tree/log" 2>&1 \
+	  luarocks --lua-version=5.4 --tree "$$tree" make --deps-mode=none rockspec/rill-scm-1.rockspec >"$$tree/log" 2>&1 \
 	    || { cat "$$tree/log"; exit 1; } && \
 	  "$$tree/bin/rill" --version && \
-	  TREE="$$tree" LUA_PATH="$$tree/share/lua/5.4/?.lua;$$tree/share/lua/5.4/?/init.lua" LUA_CPATH="$$tree/lib/lua/5.4/?.so" \
-	    lua5.4 -e 'local rill = require "rill"; assert(package.searchpath("rill.core", package.cpath):find(os.getenv("TREE"), 1, true)); print("luarocks tree: rill " .. rill.version)' && \
+	  TREE="$$tree" LUA_PATH="$$tree/share/lua/5.4/?.lua;$$tree/share/lua/5.4/?/init.lua" LUA_CPATH="$$tree/lib/lua/5.4/?.so;;" \
+	    lua5.4 -e 'local rill = require "rill"; assert(package.searchpath("rill.core", package.cpath):find(os.getenv("TREE"), 1, true)); assert(rill.json.encode({ 1 }) == "[1]"); print("luarocks tree: rill " .. rill.version)' && \
 	  echo "test-rockspec: ok"
 
 # libFuzzer on each parser for FUZZ_SECONDS (default 60) each; new inputs go

@@ -12,7 +12,9 @@ description = {
   ]],
   license = "MIT",
 }
-dependencies = { "lua >= 5.4, < 5.5" }
+-- lua-cjson: req:json(), { json = ... } and rill.json (loaded on first use). With Debian's
+-- lua-cjson installed by apt, `--deps-mode=none` skips the download (docs/getting-started.md).
+dependencies = { "lua >= 5.4, < 5.5", "lua-cjson >= 2.1" }
 external_dependencies = {
   LIBEVENT = { header = "event2/http.h" },
 }

@@ -169,6 +169,15 @@ describe("rill reload, stop and stats", function()
       m:close()
     end)
 
+    it("reads past a FIFO planted under the answer's name instead of blocking on it", function()
+      assert(os.execute("mkfifo " .. pidfile .. ".stats"))
+      local m = master("ok") -- its answer replaces the FIFO
+      local status, out, err = ctl("stats", "--pid-file", pidfile, "--timeout", "5")
+      assert.same(0, status, err)
+      assert.same("role fake\nrequests 10\n", out)
+      m:close()
+    end)
+
     it("fails naming the pid when no answer comes within --timeout", function()
       local m = master("deaf")
       local pid = m:pid()

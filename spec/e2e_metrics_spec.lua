@@ -280,3 +280,63 @@ describe("rill stats", function()
     assert(ok, err)
   end)
 end)
+
+describe("rill stats, against what may be lying around", function()
+  local function exists(path)
+    local f = io.open(path)
+    if f then f:close() end
+    return f ~= nil
+  end
+
+  it("a single process survives SIGUSR1 and SIGUSR2 while it loads, and removes an old run's answer", function()
+    local dir = procs.tmpdir()
+    local pidfile, go = dir .. "/rill.pid", dir .. "/go"
+    local app = dir .. "/app.lua"
+    local f = assert(io.open(app, "w"))
+    -- the app's load waits for the spec: signals land while no handler exists
+    f:write(([[
+      io.open(%q, "w"):close()
+      while not io.open(%q) do end
+      return function() return "up\n" end
+    ]]):format(dir .. "/loading", go))
+    f:close()
+    f = assert(io.open(pidfile .. ".stats", "w"))
+    f:write("pid 1 answer 1\nrequests 999\n") -- a crashed run's
+    f:close()
+    local proc = core.spawn(W.bin_argv(app, "--listen", "127.0.0.1:0", "--pid-file", pidfile))
+    local ok, err = pcall(function()
+      assert(W.wait_until(function() return exists(dir .. "/loading") end, T), "the app never began to load")
+      proc:kill("USR2")
+      proc:kill("USR1")
+      io.open(go, "w"):close()
+      assert(proc:wait_for("rill listening on", T), "never listened:\n" .. proc:log())
+      assert.is_false(exists(pidfile .. ".stats"), "the old answer was kept")
+      local st = rill_stats(pidfile)
+      assert.same("single", st.role)
+      assert.same(0, st.requests)
+    end)
+    proc:kill("TERM")
+    local status = proc:wait(T)
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
+    assert.same(0, status, proc:log())
+  end)
+
+  it("writes its answer to a file of its own, never through a link planted under the name", function()
+    local dir = procs.tmpdir()
+    local pidfile, victim = dir .. "/rill.pid", dir .. "/victim"
+    local srv = test.server(APP, { args = { "--pid-file", pidfile } })
+    local ok, err = pcall(function()
+      local pid = assert(tonumber(procs.read_file(pidfile)))
+      local f = assert(io.open(victim, "w"))
+      f:write("keep\n")
+      f:close()
+      assert(os.execute(("ln -s %s %s.stats.tmp%d"):format(victim, pidfile, pid)))
+      assert.same("single", rill_stats(pidfile).role)
+      assert.same("keep\n", procs.read_file(victim))
+    end)
+    assert.same(0, srv:stop("TERM", T))
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
+  end)
+end)

@@ -240,9 +240,12 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 /* ---- formatting ----------------------------------------------------------------- */
 
+static size_t moved; /* bytes compaction copied, since start (tests/test_accesslog.c) */
+
 /* The waiting lines moved to the buffer's front. */
 static void compact(void)
 {
+    moved += waiting();
     memmove(out.p, out.p + out.head, waiting());
     out.len -= out.head;
     out.head = 0;
@@ -774,6 +777,11 @@ void rill_accesslog_check_moved(void)
 unsigned long rill_accesslog_dropped(void)
 {
     return lg.dropped;
+}
+
+size_t rill_accesslog_moved(void)
+{
+    return moved;
 }
 
 void rill_accesslog_close(void)

@@ -19,7 +19,7 @@ local function json_lib()
   end
   local ok, lib = pcall(require, "cjson")
   if not ok then
-    error("rill's JSON needs lua-cjson (Debian: apt-get install lua-cjson)", 3)
+    error("rill's JSON needs lua-cjson (Debian: apt-get install lua-cjson)", 0)
   end
   cjson = lib.new()
   cjson.decode_invalid_numbers(false)

@@ -19,7 +19,7 @@ def post(path, body, ctype):
 
 # JSON in and out: what Python writes comes back as Python reads it
 doc = {"s": "caf\u00e9 \u2615 \"q\" \\ /", "n": [0, -1, 2.5, 1e300, 12345678901], "t": True, "f": False,
-       "z": None, "deep": [[[{"k": "v"}]]], "empty": []}
+       "z": None, "deep": [[[{"k": "v"}]]], "obj": {}}
 status, headers, body = post("/echo", json.dumps(doc).encode(), "application/json; charset=utf-8")
 if status != 201 or headers["Content-Type"] != "application/json":
     fail("echo: %s %s" % (status, headers["Content-Type"]))
