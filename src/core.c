@@ -9,6 +9,8 @@
 
 #include "client_error.h"
 #include "effects.h"
+#include "log.h"
+#include "luanum.h"
 #include "metrics.h"
 #include "sched.h"
 
@@ -62,6 +64,11 @@ static int core_run(lua_State *L)
     lua_xmove(L, co, nargs + 1);
     rill_task_resume(&rs.task, nargs);
     while (!rs.finished) {
+        /* a fake clock (rill.test.clock) moves when a turn of the loop resumed nothing */
+        unsigned long resumes = w->resumes;
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+        if (rs.finished || w->resumes != resumes || rill_clock_step() > 0)
+            continue;
         if (event_base_loop(w->base, EVLOOP_ONCE) != 0 && !rs.finished) {
             rill_task_cancel(&rs.task);
             rill_task_release(&rs.task);
@@ -73,6 +80,46 @@ static int core_run(lua_State *L)
     if (rs.status != LUA_OK)
         return lua_error(L);
     return rs.nres;
+}
+
+/* core.log(level, message): a line in the error log ("error", "warn", "info" or "debug"). */
+static int core_log(lua_State *L)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    int level = luaL_checkoption(L, 1, NULL, levels);
+    const char *msg = luaL_checkstring(L, 2);
+    rill_log_at((enum rill_log_level)level, "%s", msg);
+    return 0;
+}
+
+static void on_step_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+}
+
+/*
+ * core.step([wait]) → whether a task was resumed: one turn of the loop from
+ * outside any task (rill.test's in-process streams), and when it resumed
+ * nothing, one more that waits up to wait seconds (default 0) for an event.
+ */
+static int core_step(lua_State *L)
+{
+    double wait = lua_isnoneornil(L, 1) ? 0 : rill_check_range(L, 1, 0, 3600);
+    struct rill_worker *w = rill_worker_get(L);
+    if (w->current)
+        return luaL_error(L, "rill.core.step runs the loop: not from inside a task");
+    unsigned long resumes = w->resumes;
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
+    if (w->resumes == resumes && wait > 0) {
+        struct event *t = evtimer_new(w->base, on_step_timeout, NULL);
+        if (t) {
+            rill_timer_add(t, wait);
+            event_base_loop(w->base, EVLOOP_ONCE); /* the timer, or an event before it */
+            event_free(t);
+        }
+    }
+    lua_pushboolean(L, w->resumes != resumes);
+    return 1;
 }
 
 int rill_push_iterator(lua_State *L, lua_CFunction iter, int nup, int obj_idx)
@@ -88,9 +135,7 @@ int rill_push_iterator(lua_State *L, lua_CFunction iter, int nup, int obj_idx)
 /* rill.now(): monotonic seconds, for deadlines in tests and handlers. */
 static int core_now(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    lua_pushnumber(L, rill_clock_now());
     return 1;
 }
 
@@ -134,8 +179,8 @@ static int core_resume(lua_State *L)
 }
 
 static const luaL_Reg core_funcs[] = {
-    {"resume", core_resume},      {"run", core_run}, {"now", core_now},
-    {"stats", rill_metrics_push}, {NULL, NULL},
+    {"resume", core_resume}, {"run", core_run}, {"now", core_now}, {"stats", rill_metrics_push},
+    {"step", core_step},     {"log", core_log}, {NULL, NULL},
 };
 
 int rill_open_core(lua_State *L)
@@ -156,5 +201,6 @@ int rill_open_core(lua_State *L)
     rill_open_sse(L);
     rill_open_tail(L);
     rill_open_client_error(L);
+    rill_open_background(L);
     return 1;
 }

@@ -5,6 +5,11 @@
 
 /* Each adds its functions to the rill.core table on the top of the stack. */
 void rill_open_sleep(lua_State *L);
+/* rill.now()'s seconds: monotonic, or the fake clock's while it is on (sleep.c). */
+double rill_clock_now(void);
+/* The fake clock, if on and a sleeper waits: time moves to its deadline and the due wake. Woken
+ * count. */
+int rill_clock_step(void);
 void rill_open_response(lua_State *L);
 void rill_open_request(lua_State *L);
 void rill_open_process(lua_State *L);
@@ -14,6 +19,10 @@ void rill_open_sse(lua_State *L);
 /* rill.sse.encode as a lua_CFunction: the event table (or data string) at 1 → its block. */
 int rill_sse_encode(lua_State *L);
 void rill_open_tail(lua_State *L);
+void rill_open_background(lua_State *L);
+/* Background tasks (rill.spawn, rill.every): all cancelled, and no new one starts (shutdown). */
+void rill_background_stop_all(void);
+int rill_background_count(void);
 
 /* Free what the tail and hub modules hold for the worker (at shutdown). */
 void rill_tail_shutdown(void);

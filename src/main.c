@@ -30,9 +30,10 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: rill [options] app.lua\n"
+    fputs("usage: rill [options] app.lua [-- app arguments]\n"
           "\n"
           "Runs the handler that app.lua returns (a function, or a router).\n"
+          "The words after -- are the app's: rill.args.\n"
           "\n"
           "options:\n"
           "  -l, --listen HOST:PORT    address to listen on (default 127.0.0.1:8080;\n"
@@ -294,6 +295,12 @@ static int open_access_log(struct rill_worker *w, char *err, size_t errlen)
     return rill_accesslog_open(w->base, access_log.path, access_log.json, err, errlen);
 }
 
+/* The words after "--": the app's own arguments, rill.args. */
+static struct {
+    char **argv;
+    int n;
+} app_args;
+
 /* --error-log: NULL or "-" for stderr. */
 static const char *error_log;
 
@@ -492,6 +499,13 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {0, 0, 0, 0},
     };
     int c, tail_roots = 0, status;
+    for (int i = 1; i < argc; i++) /* rill's options end at "--"; the rest are the app's */
+        if (strcmp(argv[i], "--") == 0) {
+            app_args.argv = argv + i + 1;
+            app_args.n = argc - i - 1;
+            argc = i;
+            break;
+        }
     while ((c = getopt_long(argc, argv, "l:hv", opts, NULL)) != -1)
         if ((status = take_option(c, cfg, host, hostcap, &tail_roots)) >= 0)
             return status;
@@ -504,6 +518,24 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
     return -1;
 }
 
+/* rill.core.args: the app's arguments, a list (rill.args). */
+static void set_app_args(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "rill.core");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_createtable(L, app_args.n, 0);
+    for (int i = 0; i < app_args.n; i++) {
+        lua_pushstring(L, app_args.argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "args");
+    lua_pop(L, 1);
+}
+
 /* A Lua state with rill's modules, the budget and the app's directory on the path. */
 static lua_State *new_state(const char *app)
 {
@@ -514,6 +546,7 @@ static lua_State *new_state(const char *app)
     rill_worker_get(L);
     rill_worker_set_budget(L, (long long)limits.instructions);
     add_app_dir(L, app);
+    set_app_args(L);
     return L;
 }
 

@@ -90,8 +90,8 @@ struct rill_request *rill_request_current(lua_State *L)
 /* ASCII only, whatever locale the app sets: the access log writes an id as it is. */
 static int id_char_ok(int c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '-' || c == '_' || c == '.' || c == ':' || c == '/' || c == '+' || c == '=';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '_' || c == '.' || c == ':' || c == '/' || c == '+' || c == '=';
 }
 
 /* An incoming id is taken as is when short and made of safe characters only. */

@@ -47,6 +47,7 @@ lua_State *rill_task_open(struct rill_task *t)
         t->co = lua_newthread(L);
         t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    t->spoiled = 0;
     w->stats.tasks++;
     return t->co;
 }
@@ -94,7 +95,7 @@ void rill_task_release(struct rill_task *t)
         event_free(t->timer);
     t->timer = NULL;
     lua_settop(t->co, 0);
-    if (lua_status(t->co) == LUA_OK && w->npool < RILL_THREAD_POOL)
+    if (lua_status(t->co) == LUA_OK && !t->spoiled && w->npool < RILL_THREAD_POOL)
         w->pool[w->npool++] = t->ref; /* a finished coroutine can run a new function */
     else
         luaL_unref(w->L, LUA_REGISTRYINDEX, t->ref);
@@ -120,6 +121,15 @@ static void run_cancel_hook(struct rill_task *t)
 static void close_coroutine(struct rill_task *t, int has_original)
 {
     lua_State *co = t->co, *L = t->w->L;
+    /*
+     * Suspended inside an xpcall (rill.every runs its function in one), the
+     * coroutine keeps that call's message handler slot (L->errfunc), which
+     * 5.4.4's lua_resetthread does not clear: a task that reused it would
+     * have its first error run a stale handler ("error in error handling").
+     * A coroutine closed while suspended is not given to another task.
+     */
+    if (lua_status(co) == LUA_YIELD)
+        t->spoiled = 1;
     int status = rill_closethread(co, L);
     if (status != LUA_OK) {
         lua_xmove(co, L, 1);
@@ -292,8 +302,10 @@ struct rill_task *rill_task_check_wait_at(lua_State *L, const char *what, int le
     for (lua_State *co = L;; co = link->from, link = link->outer) {
         if (!lua_isyieldable(co))
             cannot_wait(L, co, what, NULL, level);
-        if (co == t->co)
+        if (co == t->co) {
+            t->effect = what ? what : "an effect";
             return t;
+        }
         if (!link || link->co != co)
             cannot_wait(L, co, what, "a coroutine that rill's coroutine.resume did not start",
                         level);

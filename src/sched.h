@@ -42,10 +42,13 @@ struct rill_task {
     void (*abort)(struct rill_task *t, int slow);
     struct rill_resource *resources;
     struct event *timer; /* rill.sleep's, made on its first call (most tasks never sleep) */
+    const char *effect;  /* what it waits on ("rill.fetch"), while cancel is set; static */
     unsigned running : 1;
     unsigned closing : 1;          /* cancel asked for while running */
     unsigned owner_is_request : 1; /* the task is a struct rill_request */
     unsigned over_budget : 1;      /* this resume hit --max-instructions (counted once) */
+    unsigned
+        spoiled : 1; /* its coroutine was closed while suspended: not pooled (close_coroutine) */
 };
 
 void rill_task_init(struct rill_task *t, struct rill_worker *w, rill_done_fn done);

@@ -502,6 +502,7 @@ static void begin_shutdown(struct rill_server *s, int by_signal)
         return;
     s->draining = 1;
     stop_accepting(s);
+    rill_background_stop_all();        /* rill.spawn, rill.every: cancelled, <close> run */
     stop_all(s, 1, RILL_END_SHUTDOWN); /* streams end now; other requests get the grace period */
     rill_log("shutting down: %d request(s) in flight", s->active);
     if (s->active == 0) {
@@ -535,6 +536,7 @@ void rill_server_drain(struct rill_server *s, double seconds)
     s->retiring = 1;
     s->idle_sweep = event_new(s->w->base, -1, 0, on_idle_sweep, s);
     stop_accepting(s);
+    rill_background_stop_all(); /* the new generation runs its own */
     rill_framing_close_all();
     rill_conns_close_idle(s->conns);
     rill_log("draining: %d request(s) go on for up to %.0f s", s->active, seconds);
@@ -760,6 +762,7 @@ void rill_server_free(struct rill_server *s)
     rill_metrics_stop();
     if (!s)
         return;
+    rill_background_stop_all();
     stop_all(s, 0, RILL_END_SHUTDOWN);
     /* shutting down already: a late signal must not kill the cleanup */
     rill_signal_events_free(s->signals, NSIGNALS);

@@ -27,7 +27,7 @@ static char target[2000]; /* and target: lines of about 2.5 KB */
 /* One request's line, then a loop turn (the flush runs there). */
 static void one_line(int i)
 {
-    char head[16];
+    char head[24];
     snprintf(head, sizeof head, "/line/%07d", i); /* 13 bytes, before the x's */
     memcpy(target, head, 13);
     struct rill_outcome o;

@@ -321,22 +321,53 @@ function M.server(app, opts)
   check_timeout(opts.timeout, "server", 2, "timeout", 1)
   check_opt(opts.args, "table", "server", 2, "args", 1)
   check_opt(opts.env, "table", "server", 2, "env", 1)
+  check_opt(opts.app_args, "table", "server", 2, "app_args", 1)
+  local srv = setmetatable({ app = app, opts = opts }, Server)
+  local ok, err = srv:launch("127.0.0.1:0")
+  if not ok then
+    error(err, 2)
+  end
+  return srv
+end
+
+-- Spawns rill for srv on listen and waits for its "rill listening on" line. true, or false and why.
+function Server:launch(listen)
+  local opts = self.opts
   local argv = {}
   for word in M.bin:gmatch("%S+") do
     argv[#argv + 1] = word
   end
-  for _, a in ipairs({ app, "--listen", "127.0.0.1:0", table.unpack(opts.args or {}) }) do
+  for _, a in ipairs({ self.app, "--listen", listen, table.unpack(opts.args or {}) }) do
     argv[#argv + 1] = a
+  end
+  if opts.app_args then
+    argv[#argv + 1] = "--"
+    for _, a in ipairs(opts.app_args) do argv[#argv + 1] = tostring(a) end
   end
   local proc = core.spawn(argv, opts.env)
   local line, err = proc:wait_for("rill listening on ", opts.timeout or DEFAULT_TIMEOUT)
   if not line then
     local log = proc:log()
     proc:close()
-    error(("rill did not start on %s (%s):\n%s"):format(app, err, log), 2)
+    return false, ("rill did not start on %s (%s):\n%s"):format(self.app, err, log)
   end
   local host, port = line:match("http://([^/]+):(%d+)$")
-  return setmetatable({ proc = proc, host = host, port = tonumber(port), mark = 1 }, Server)
+  self.proc, self.host, self.port, self.mark, self.stats_mark = proc, host, tonumber(port), 1, nil
+  self.stopped, self.status = false, nil
+  return true
+end
+
+-- Stops the server (SIGTERM, as srv:stop) and starts it again on the same
+-- port, with the same app, arguments and environment: clients reconnect to
+-- the address they had (resume tests). Returns the old process's exit status.
+function Server:restart(timeout)
+  check_timeout(timeout, "restart", 1, nil, 1)
+  local status = self:stop("TERM", timeout)
+  local ok, err = self:launch(("%s:%d"):format(self.host, self.port))
+  if not ok then
+    error(err, 2)
+  end
+  return status
 end
 
 -- Sends a request and reads the whole response: { status, headers, body, chunks, ending }.
@@ -575,14 +606,212 @@ local function head_of(status, headers, with_body)
   return out
 end
 
+---------------------------------------------------------------------------
+-- Virtual time for in-process tests
+
+local Clock = {}
+Clock.__index = Clock
+
+-- rill.test.clock(): a fake clock, on until clock:stop() (or the end of a
+-- `local clock <close>`). While it is on, rill.sleep (and rill.every, and
+-- rill.now) run on virtual time, which moves by clock:advance(s) or, inside
+-- t.call, t.stream's reads and rill.run, by itself whenever nothing else is
+-- ready: straight to the next sleeper's deadline. One at a time.
+function M.clock()
+  core.clock_fake(true)
+  return setmetatable({ on = true }, Clock)
+end
+
+-- Virtual seconds since the clock went on.
+function Clock:now()
+  return core.clock_now() or self.stopped_at
+end
+
+-- Moves virtual time s seconds, waking every sleeper due on the way, in
+-- order, each running until it waits again. Returns how many woke.
+function Clock:advance(s)
+  if type(s) ~= "number" or s ~= s or s < 0 or s > 1e9 then
+    bad(1, "advance", ("a number of seconds from 0 expected, got %s"):format(tostring(s)), 1)
+  end
+  if not self.on then
+    error("advance: the clock was stopped", 2)
+  end
+  return core.clock_advance(s)
+end
+
+-- Back to real time; sleepers keep what they had left, as real timers.
+function Clock:stop()
+  if self.on then
+    self.stopped_at = core.clock_now()
+    core.clock_fake(false)
+    self.on = false
+  end
+end
+Clock.__close = Clock.stop
+
+-- Runs the loop from outside any task until cond() is true, or timeout
+-- seconds pass (virtual seconds while a fake clock is on). Returns cond().
+local function drive(cond, timeout)
+  timeout = timeout or DEFAULT_TIMEOUT
+  local real_deadline = core.now() + timeout
+  local virtual = core.clock_now()
+  local virtual_deadline = virtual and virtual + timeout
+  while not cond() do
+    if not core.step(0) then
+      local now_v, next_v = core.clock_now(), core.clock_next()
+      if now_v and next_v and now_v + next_v <= virtual_deadline then
+        core.clock_advance(next_v)
+      elseif now_v and next_v then
+        core.clock_advance(virtual_deadline - now_v) -- the timeout, on virtual time
+        return cond()
+      else
+        local left = real_deadline - core.now()
+        if left <= 0 then
+          return cond()
+        end
+        core.step(math.min(left, 0.05)) -- real events: a fetch, a tail
+      end
+    end
+  end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- In-process streams: t.stream
+
+local LocalStream = {}
+LocalStream.__index = LocalStream
+
+-- The collector of a response, for t.call and t.stream: status, headers, chunks.
+local function collector(req, res, on_chunk)
+  local out = {}
+  local function has_body(status)
+    return status ~= 204 and status ~= 304 and req.method ~= "HEAD"
+  end
+  function out.reply(status, headers, body)
+    res.status, res.headers = status, head_of(status, headers, body ~= nil)
+    res.body = has_body(status) and body or ""
+    if res.body ~= "" then on_chunk(res.body) end
+  end
+  function out.start(status, headers)
+    res.status, res.headers, res.streamed = status, head_of(status, headers, true), true
+    return has_body(status)
+  end
+  function out.write(chunk)
+    on_chunk(tostring(chunk)) -- a hub event gives its encoded bytes
+  end
+  function out.finish() end
+  function out.sse(heartbeat)
+    res.sse, res.heartbeat = true, heartbeat
+  end
+  return out
+end
+
+-- rill.test.stream(handler, fields): runs handler on a fake request (fields as
+-- for t.request) in a task of its own and returns its response as a stream,
+-- read as the spawned server's is: s.status, s.headers once the head is
+-- there, s:chunk(timeout), s:event(timeout) (parsed server-sent events),
+-- s:rest(timeout). s:close() is the client leaving: the handler's task is
+-- cancelled where it waits (its <close> variables run, its effect undone)
+-- and close returns that effect's name ("rill.sleep", "rill.fetch"), or nil
+-- if the handler had ended. Timeouts are virtual while a fake clock is on.
+function M.stream(handler, fields, timeout)
+  local mt = getmetatable(handler)
+  if type(handler) ~= "function" and not (type(mt) == "table" and mt.__call ~= nil) then
+    bad(1, "stream", ("function expected, got %s"):format(type(handler)), 1)
+  end
+  check_fields(fields, "stream", 2, 1)
+  check_timeout(timeout, "stream", 3, nil, 1)
+  local req = M.request(fields)
+  local s = setmetatable({ queue = {}, done = false }, LocalStream)
+  local out = collector(req, s, function(chunk) s.queue[#s.queue + 1] = chunk end)
+  s.id = core.spawn_task(function()
+    local ok, err = xpcall(respond, debug.traceback, handler, req, out)
+    local code, reason = core.client_error_of(err)
+    if not ok and code and s.status == nil then -- as the server answers one
+      out.reply(code, nil, ("%s (request %s)\n"):format(reason, req.id))
+      ok = true
+    end
+    s.done, s.err = true, not ok and err or nil
+  end, "rill.test.stream")
+  drive(function() return s.status ~= nil or s.done end, timeout)
+  if s.err and s.status == nil then
+    error(s.err, 2)
+  end
+  return s
+end
+
+-- The next chunk of the body; nil, "end" once the handler has ended (or
+-- nil, "timeout", or nil and the handler's error).
+function LocalStream:chunk(timeout)
+  check_timeout(timeout, "chunk", 1, nil, 1)
+  drive(function() return #self.queue > 0 or self.done end, timeout)
+  if #self.queue > 0 then
+    return table.remove(self.queue, 1)
+  end
+  if self.done then
+    return nil, self.err or "end"
+  end
+  return nil, "timeout"
+end
+
+-- The rest of the body, once the handler ends: body, chunks, "end" (or the error or "timeout").
+function LocalStream:rest(timeout)
+  local chunks = {}
+  while true do
+    local c, err = self:chunk(timeout)
+    if not c then
+      return table.concat(chunks), chunks, err
+    end
+    chunks[#chunks + 1] = c
+  end
+end
+
+LocalStream.event = Stream.event
+LocalStream.last_event_id = Stream.last_event_id
+
+function LocalStream:close()
+  if self.closed then
+    return self.cancelled
+  end
+  self.closed = true
+  if core.background_alive(self.id) then
+    self.cancelled = core.background_waiting(self.id) or "the running handler"
+    core.cancel_background(self.id)
+  end
+  return self.cancelled
+end
+LocalStream.__close = LocalStream.close
+
 -- Calls handler with a fake request (fields as for M.request) in a rill.run
 -- task, so effects work. Returns { status, headers, body, chunks, streamed }.
-function M.call(handler, fields)
+-- opts.disconnect_after = n: the client leaves after the n-th chunk; then
+-- res.disconnected is true and res.cancelled names the effect the handler
+-- was cancelled in (nil if it had ended by then).
+function M.call(handler, fields, opts)
   local mt = getmetatable(handler)
   if type(handler) ~= "function" and not (type(mt) == "table" and mt.__call ~= nil) then
     bad(1, "call", ("function expected, got %s"):format(type(handler)), 1)
   end
   check_fields(fields, "call", 2, 1)
+  check_opt(opts, "table", "call", 3, nil, 1)
+  if opts and opts.disconnect_after ~= nil then
+    local n = opts.disconnect_after
+    if math.type(n) ~= "integer" or n < 0 then
+      bad(3, "call", "disconnect_after must be an integer from 0", 1)
+    end
+    local s <close> = M.stream(handler, fields, opts.timeout)
+    local res = { chunks = {}, status = s.status, headers = s.headers, streamed = s.streamed, sse = s.sse,
+                  heartbeat = s.heartbeat, disconnected = true }
+    while #res.chunks < n do
+      local c = s:chunk(opts.timeout)
+      if not c then break end
+      res.chunks[#res.chunks + 1] = c
+    end
+    res.cancelled = s:close()
+    res.body = table.concat(res.chunks)
+    return res
+  end
   local req = M.request(fields)
   local res = { chunks = {} }
   local out = {}

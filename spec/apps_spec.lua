@@ -1,0 +1,223 @@
+-- SPDX-License-Identifier: MIT
+-- Apps in process: background tasks (rill.spawn, rill.every), the fake
+-- clock of rill.test (rill.sleep, rill.every and rill.now on virtual time,
+-- the spec never sleeping: every assertion is on the virtual clock and on
+-- order, never on wall time), rill.test.stream's event reader, disconnect
+-- injection (the handler's <close> runs, its pending effect is cancelled),
+-- and rill.env.
+local rill = require "rill"
+local core = require "rill.core"
+local socket = require "socket"
+local t = require "rill.test"
+
+after_each(function() -- no task or clock outlives its spec
+  core.stop_background()
+  core.clock_fake(false)
+end)
+
+describe("the fake clock", function()
+  it("runs a handler that sleeps 60 s between three events in virtual time: all three, at 0, 60 and 120", function()
+    local clock <close> = t.clock()
+    local wall = socket.gettime()
+    local function ticker()
+      local n = 0
+      return rill.sse(function()
+        n = n + 1
+        if n > 3 then return nil end
+        if n > 1 then rill.sleep(60) end
+        return { data = ("%d at %g"):format(n, clock:now()) }
+      end)
+    end
+    local res = t.call(ticker)
+    assert.same({ "1 at 0", "2 at 60", "3 at 120" }, { res.body:match("data: (1 at %S+).-data: (2 at %S+).-data: (3 at %S+)") })
+    assert.same(120, clock:now())
+    assert.is_true(socket.gettime() - wall < 5, "it waited in real time") -- a bound, not a timing
+  end)
+
+  it("gives rill.test.stream's reader each event as virtual time reaches it; a read's timeout is virtual too", function()
+    local clock <close> = t.clock()
+    local s <close> = t.stream(function()
+      local n = 0
+      return rill.sse(function()
+        n = n + 1
+        if n > 1 then rill.sleep(30) end
+        return n <= 3 and { id = tostring(n), data = tostring(rill.now()) } or nil
+      end)
+    end)
+    assert.same(200, s.status)
+    assert.same("1", s:event(1).id)
+    assert.same(0, clock:now())
+    local none, why = s:event(10) -- the next is 30 s away
+    assert.same({ nil, "timeout" }, { none, why })
+    assert.same(10, clock:now())
+    assert.same("2", s:event(25).id) -- due at 30
+    assert.same(30, clock:now())
+    assert.same("3", s:event(60).id)
+    assert.same(60, clock:now())
+    assert.same({ nil, "end" }, { s:event(60) })
+    assert.same("3", s:last_event_id())
+  end)
+
+  it("moves rill.now with it, and clock:advance wakes sleepers in deadline order", function()
+    local clock = t.clock()
+    local t0 = rill.now()
+    local order = {}
+    for _, d in ipairs({ 5, 1, 3, 1 }) do
+      rill.spawn(function() rill.sleep(d) order[#order + 1] = ("%g@%g"):format(d, clock:now()) end)
+    end
+    core.step() -- they start, and sleep
+    assert.same(0, clock:advance(0.5))
+    assert.same({}, order)
+    assert.same(3, clock:advance(3))
+    assert.same({ "1@1", "1@1", "3@3" }, order)
+    assert.same(3.5, clock:now())
+    assert.near(3.5, rill.now() - t0, 1e-9)
+    clock:stop()
+    assert.same(3.5, clock:now())
+    assert.has_error(function() clock:advance(1) end, "advance: the clock was stopped")
+  end)
+
+  it("refuses a second clock, and a bad advance", function()
+    local clock <close> = t.clock()
+    assert.has_error(function() t.clock() end)
+    for _, bad in ipairs({ -1, 0 / 0, "1", 1e10 }) do
+      assert.has_error(function() clock:advance(bad) end)
+    end
+  end)
+end)
+
+describe("rill.every and rill.spawn", function()
+  it("runs an every task on its period, publishing to the hub", function()
+    local clock <close> = t.clock()
+    local seen = {}
+    rill.spawn(function() -- a subscriber, as a stream's would be
+      for ev in rill.subscribe("apps-ticks") do seen[#seen + 1] = ev.data end
+    end)
+    local task = rill.every(10, function() rill.publish("apps-ticks", { data = ("%g"):format(clock:now()) }) end)
+    core.step()
+    clock:advance(35)
+    for _ = 1, 10 do core.step() end -- deliveries wake the subscriber from events of their own
+    assert.same({ "0", "10", "20", "30" }, seen)
+    assert.is_true(task:running())
+    assert.is_true(task:cancel())
+    assert.is_false(task:running())
+    assert.is_false(task:cancel())
+  end)
+
+  it("restarts a failing every task with backoff: 1 s, 2 s, 4 s..., then its period once it succeeds", function()
+    local clock <close> = t.clock()
+    local runs = {}
+    rill.every(0.5, function()
+      runs[#runs + 1] = clock:now()
+      if #runs <= 4 then error("not yet") end
+    end)
+    core.step()
+    clock:advance(20)
+    assert.same({ 0, 1, 3, 7, 15, 15.5, 16 }, { table.unpack(runs, 1, 7) })
+  end)
+
+  it("never runs two of one every task at once: a run longer than the period is followed at once", function()
+    local clock <close> = t.clock()
+    local starts = {}
+    rill.every(1, function() starts[#starts + 1] = clock:now() rill.sleep(2.5) end)
+    core.step()
+    clock:advance(8)
+    assert.same({ 0, 2.5, 5, 7.5 }, starts)
+  end)
+
+  it("runs a spawned task once; an error ends it", function()
+    local clock <close> = t.clock()
+    local done = {}
+    local a = rill.spawn(function() rill.sleep(1) done[#done + 1] = "a" end)
+    local b = rill.spawn(function() error("b fails") end)
+    core.step()
+    clock:advance(2)
+    assert.same({ "a" }, done)
+    assert.is_false(a:running())
+    assert.is_false(b:running())
+  end)
+
+  it("runs a cancelled task's <close> variables and undoes its sleep", function()
+    local closed = false
+    local task = rill.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() closed = true end })
+      rill.sleep(3600)
+    end)
+    core.step()
+    assert.is_true(task:running())
+    task:cancel()
+    assert.is_true(closed)
+  end)
+
+  it("raises bad argument naming the caller for a bad period or function", function()
+    for _, args in ipairs({ { 0, print }, { -1, print }, { 0 / 0, print }, { "1", print }, { 1, nil }, { 1, "f" } }) do
+      local ok, err = pcall(function()
+        local task = rill.every(args[1], args[2])
+        return task
+      end)
+      assert.is_false(ok)
+      assert.matches("^spec/apps_spec.lua:%d+: bad argument #%d to 'every'", err)
+    end
+    local ok, err = pcall(function()
+      local task = rill.spawn(42)
+      return task
+    end)
+    assert.is_false(ok)
+    assert.matches("^spec/apps_spec.lua:%d+: bad argument #1 to 'spawn'", err)
+  end)
+end)
+
+describe("disconnect injection", function()
+  it("closes the client after the 3rd chunk: the handler's <close> runs and its pending fetch is cancelled", function()
+    -- an upstream that accepts and never answers: the fetch waits
+    local upstream = assert(socket.bind("127.0.0.1", 0))
+    local _, port = upstream:getsockname()
+    local closed, fetched = false, 0
+    local res = t.call(function()
+      local n = 0
+      return { body = function()
+        local _ <close> = setmetatable({}, { __close = function() closed = true end })
+        n = n + 1
+        if n <= 3 then return "chunk " .. n .. "\n" end
+        fetched = fetched + 1
+        rill.fetch("http://127.0.0.1:" .. port .. "/never", { timeout = 3600 })
+        return "unreachable\n"
+      end }
+    end, nil, { disconnect_after = 3 })
+    upstream:close()
+    assert.is_true(res.disconnected)
+    assert.same("chunk 1\nchunk 2\nchunk 3\n", res.body)
+    assert.same("rill.fetch", res.cancelled)
+    assert.same(1, fetched)
+    assert.is_true(closed)
+  end)
+
+  it("says nothing was cancelled when the handler had ended", function()
+    local res = t.call(function() return { body = { "a", "b" } } end, nil, { disconnect_after = 5 })
+    assert.same("ab", res.body)
+    assert.is_nil(res.cancelled)
+  end)
+end)
+
+describe("rill.test.stream", function()
+  it("answers a client error as the server does", function()
+    local s = t.stream(function(req) return { json = req:json() } end,
+      { method = "POST", headers = { ["content-type"] = "application/json" }, body = "{" })
+    assert.same(400, s.status)
+    assert.matches("^malformed JSON", (s:rest()))
+  end)
+
+  it("raises the handler's error before its head", function()
+    assert.has_error(function() t.stream(function() error("boom") end) end)
+  end)
+end)
+
+describe("rill.env", function()
+  it("reads a variable, its default when unset, as a number or boolean like the default", function()
+    assert.same(os.getenv("HOME"), rill.env("HOME"))
+    assert.same("d", rill.env("RILL_SPEC_SURELY_UNSET", "d"))
+    assert.same(8, rill.env("RILL_SPEC_SURELY_UNSET", 8))
+    assert.has_error(function() rill.env(nil) end)
+    assert.has_error(function() rill.env("") end)
+  end)
+end)
