@@ -221,3 +221,53 @@ describe("rill.env", function()
     assert.has_error(function() rill.env("") end)
   end)
 end)
+
+describe("once tasks", function()
+  after_each(function() core.background_lead(true) end) -- as a single process always is
+
+  it("run only while the process holds the lead, start again from the beginning when it comes back", function()
+    local clock <close> = t.clock()
+    local runs, spawns, closed = {}, {}, 0
+    core.background_lead(false) -- a worker the master has not given the lead
+    local task = rill.every(10, function() runs[#runs + 1] = clock:now() end, { once = true })
+    local spawned = rill.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+      spawns[#spawns + 1] = clock:now()
+      rill.sleep(3600)
+    end, { once = true })
+    core.step()
+    clock:advance(25)
+    assert.same({ {}, {} }, { runs, spawns }) -- dormant
+    assert.is_false(task:running())
+    core.background_lead(true)
+    core.step()
+    clock:advance(15)
+    assert.same({ { 25, 35 }, { 25 } }, { runs, spawns })
+    assert.is_true(task:running())
+    core.background_lead(false) -- the lead moves away: the runs end, <close> included
+    assert.same(1, closed)
+    assert.is_false(task:running())
+    assert.is_false(spawned:running())
+    clock:advance(30)
+    assert.same(2, #runs)
+    core.background_lead(true) -- back: each starts from the beginning
+    core.step()
+    assert.same({ { 25, 35, 70 }, { 25, 70 } }, { runs, spawns })
+    assert.is_true(task:cancel()) -- cancelled for good: the lead coming back does not start it
+    core.background_lead(false)
+    core.background_lead(true)
+    core.step()
+    assert.same(3, #runs)
+  end)
+
+  it("checks the options", function()
+    for _, opts in ipairs({ "once", { once = 1 }, { ones = true } }) do
+      local ok, err = pcall(function()
+        local task = rill.spawn(print, opts)
+        return task
+      end)
+      assert.is_false(ok)
+      assert.matches("^spec/apps_spec.lua:%d+: bad argument #2 to 'spawn'", err)
+    end
+  end)
+end)

@@ -133,3 +133,55 @@ describe("a handler cancelled while it waits inside xpcall (as rill.every runs i
     assert.is_nil(log:find("error in error handling", 1, true), log)
   end)
 end)
+
+describe("once tasks with --workers 2", function()
+  local W = require "spec.support.workers"
+
+  -- The pids that published the next n events of a stream on topic, as a set and a count.
+  local function publishers(srv, topic, n)
+    local s = srv:open("/" .. topic)
+    local seen, count = {}, 0
+    for _ = 1, n do
+      local ev = assert(s:event(T))
+      if not seen[ev.data] then count = count + 1 end
+      seen[ev.data] = true
+    end
+    s:close()
+    return seen, count
+  end
+
+  it("run in exactly one worker, and move to another when it is killed", function()
+    local srv = W.start("spec/apps/once.lua", { workers = 2 })
+    local ok, err = pcall(function()
+      local pids = W.current(srv)
+      local all = {}
+      for _, pid in pairs(pids) do all[tostring(pid)] = true end
+      local each, n_each = publishers(srv, "each", 40)
+      assert.same(2, n_each) -- every-worker tasks: both
+      for pid in pairs(each) do assert.is_true(all[pid]) end
+      local once, n_once = publishers(srv, "once", 20)
+      assert.same(1, n_once) -- the once task: one of them
+      local leader = next(once)
+      assert.is_true(all[leader])
+      local mark = W.log_end(srv)
+      W.signal(tonumber(leader), "KILL")
+      W.wait_line(srv, "started", mark)
+      -- a stream opened after the restart: live events only, and the dead worker publishes no more
+      -- (one it published just before dying may still be on its way through the relay)
+      local later, n_later = publishers(srv, "once", 20)
+      assert.is_true(n_later <= 2)
+      local s = srv:open("/once")
+      local last
+      for _ = 1, 10 do last = assert(s:event(T)).data end
+      s:close()
+      assert.is_true(last ~= leader, "the once task did not move")
+      local now = W.current(srv)
+      local serving = {}
+      for _, pid in pairs(now) do serving[tostring(pid)] = true end
+      assert.is_true(serving[last], "published by a worker that is not serving")
+      assert.is_true(later[last])
+    end)
+    W.kill_all(srv)
+    assert(ok, err)
+  end)
+end)

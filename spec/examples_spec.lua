@@ -177,3 +177,31 @@ describe("examples/tail_log.lua", function()
     again:close()
   end)
 end)
+
+describe("examples/dashboard.lua", function()
+  local srv
+  setup(function() srv = test.server("examples/dashboard.lua", { app_args = { "--every", "0.05" } }) end)
+  teardown(function() assert.same(0, srv:stop(), srv:log()) end)
+
+  it("serves its page, and the figures on an event stream", function()
+    local page = srv:get("/")
+    assert.same("text/html; charset=utf-8", page.headers["content-type"])
+    assert.matches('new EventSource%("/events"%)', page.body)
+    local s = srv:open("/events")
+    local ev = assert(s:event(5))
+    assert.same("figures", ev.event)
+    assert.matches('"streams":', ev.data)
+    s:close()
+  end)
+
+  it("posts a note to the screens", function()
+    local s = srv:open("/events")
+    local res = srv:request({ method = "POST", path = "/notes", headers = { ["content-type"] = "application/json" },
+                              body = '{"text":"hi"}' })
+    assert.same(201, res.status)
+    local ev
+    repeat ev = assert(s:event(5)) until ev.event == "note"
+    assert.same('{"text":"hi"}', ev.data)
+    s:close()
+  end)
+end)

@@ -22,7 +22,10 @@ void rill_open_tail(lua_State *L);
 void rill_open_background(lua_State *L);
 /* Background tasks (rill.spawn, rill.every): all cancelled, and no new one starts (shutdown). */
 void rill_background_stop_all(void);
+/* Live runs of background tasks. */
 int rill_background_count(void);
+/* The `once` tasks run here from now on (their runs start), or no longer (cancelled, kept). */
+void rill_background_lead(int lead);
 
 /* Free what the tail and hub modules hold for the worker (at shutdown). */
 void rill_tail_shutdown(void);

@@ -33,6 +33,7 @@ enum rill_frame_type {
     RILL_F_SNAP_END, /* the snapshot is complete: live events follow */
     RILL_F_ACCEPT,   /* start accepting connections */
     RILL_F_DRAIN,    /* deadline (ms): stop accepting, keep streams until it passes */
+    RILL_F_LEAD,     /* 1 or 0: the worker runs the `once` background tasks, or no longer */
 };
 
 enum rill_opt { RILL_OPT_NONE, RILL_OPT_STRING, RILL_OPT_NUMBER };

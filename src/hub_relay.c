@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "backplane.h"
+#include "effects.h"
 #include "frame.h"
 #include "log.h"
 
@@ -414,6 +415,13 @@ static int on_control(struct rill_frame_in *in)
         relay.ctl.drain(relay.ctl.arg, (double)ms / 1000);
         return 0;
     }
+    case RILL_F_LEAD: {
+        uint64_t lead = rill_frame_get_u64(in);
+        if (rill_frame_done(in) != 0 || lead > 1)
+            return -1;
+        rill_background_lead(lead == 1);
+        return 0;
+    }
     case RILL_F_DISCONNECT: {
         rill_frame_get_u64(in); /* the origin, which did it already */
         const char *topic = rill_frame_get_str(in, &len);
@@ -505,6 +513,7 @@ int rill_hub_relay_start(struct rill_worker *w, int fd, const struct rill_relay_
     relay.w = w;
     relay.ctl = *ctl;
     relay.pid = (uint64_t)getpid();
+    rill_background_lead(0); /* the `once` tasks wait for the master's LEAD */
     bufferevent_setcb(relay.bev, on_read, NULL, on_event, NULL);
     bufferevent_enable(relay.bev, EV_READ);
     rill_hub_use(&relay.bp);

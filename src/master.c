@@ -80,6 +80,7 @@ struct master {
     struct rill_relay *relay;
     struct rill_watch *watch;
     struct proc *procs;
+    struct proc *leader; /* the worker that runs the `once` background tasks (elect) */
     struct slot *slots;
     int gen;      /* the generation serving (0 before the first is ready) */
     int next_gen; /* the generation starting, 0: none */
@@ -269,12 +270,43 @@ static int spawn(struct master *m, int slot, int gen)
 
 static void forget_proc(struct master *m, struct proc *gone)
 {
+    if (m->leader == gone)
+        m->leader = NULL;
     struct proc **pp = &m->procs;
     while (*pp != gone)
         pp = &(*pp)->next;
     *pp = gone->next;
     rill_relay_remove(gone->peer);
     free(gone);
+}
+
+static int can_lead(const struct master *m, const struct proc *p)
+{
+    return p->gen == m->gen && p->state == SERVING && p->pid;
+}
+
+/*
+ * The `once` background tasks (rill.spawn/every with once = true) run in one
+ * worker, which keeps the lead while it serves the current generation; else
+ * the serving worker in the lowest slot gets it. Called whenever that may
+ * have changed (a generation promoted, a worker restarted or gone); the one
+ * that loses the lead hears so first.
+ */
+static void elect(struct master *m)
+{
+    if (m->stopping || (m->leader && can_lead(m, m->leader)))
+        return;
+    struct proc *best = NULL;
+    for (struct proc *p = m->procs; p; p = p->next)
+        if (can_lead(m, p) && (!best || p->slot < best->slot))
+            best = p;
+    if (best == m->leader)
+        return;
+    if (m->leader)
+        rill_relay_lead(m->leader->peer, 0);
+    m->leader = best;
+    if (best)
+        rill_relay_lead(best->peer, 1);
 }
 
 /* ---- generations ---------------------------------------------------------------------------- */
@@ -379,6 +411,7 @@ static void promote(struct master *m)
     }
     for (int i = 0; i < m->cfg.workers; i++)
         evtimer_del(m->slots[i].restart); /* the new generation has every slot */
+    elect(m); /* after the old ones were told to drain (which ends their tasks) */
     for (struct proc *p = m->procs; p; p = p->next)
         if (p->gen == m->gen && p->has_cfg) { /* the new code's hub.configure, not a failed one's */
             rill_relay_configure(m->relay, &p->cfg);
@@ -425,6 +458,7 @@ static void on_ready(void *arg, void *owner)
     } else if (p->gen == m->gen) { /* a restarted worker */
         p->state = SERVING;
         rill_relay_accept(p->peer);
+        elect(m);
     }
 }
 
@@ -559,6 +593,7 @@ static void reaped(struct master *m, struct proc *p, int status)
                 "worker %d (pid %ld, generation %d) %s", slot + 1, (long)pid, p->gen, how);
     rill_metrics_release(p->metrics, (long)pid); /* its gauges go; its counters stay summed */
     forget_proc(m, p);
+    elect(m); /* the lead, if it held it, goes to another serving worker */
     if (m->swapping && !m->stopping)
         finish_reload(m); /* a worker gone accepts nothing either */
     if (m->stopping) {

@@ -423,6 +423,11 @@ void rill_relay_accept(struct rill_relay_peer *p)
     send_control(p, RILL_F_ACCEPT, 0, 0);
 }
 
+void rill_relay_lead(struct rill_relay_peer *p, int lead)
+{
+    send_control(p, RILL_F_LEAD, lead ? 1 : 0, 1);
+}
+
 void rill_relay_drain(struct rill_relay_peer *p, double seconds)
 {
     send_control(p, RILL_F_DRAIN, (uint64_t)(seconds * 1000), 1);

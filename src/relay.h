@@ -39,6 +39,8 @@ void rill_relay_accept(struct rill_relay_peer *p);
 /* The bounds the master's history keeps from now on. */
 void rill_relay_configure(struct rill_relay *r, const struct rill_history_config *cfg);
 void rill_relay_drain(struct rill_relay_peer *p, double seconds);
+/* The worker holds the lead (runs the `once` background tasks), or no longer. */
+void rill_relay_lead(struct rill_relay_peer *p, int lead);
 /*
  * Handles what the worker wrote before it exited (its FAILED, say), which
  * its SIGCHLD may have overtaken.

@@ -51,21 +51,39 @@ local function check_fn(fn, fname)
   end
 end
 
--- A task's handle: t:cancel() (true if it was still running), t:running().
+-- A task's handle: t:cancel() (true if it had not ended), t:running() (a run of it is in this
+-- process: a once task in a worker without the lead is not running, though not ended).
 local Task = {}
 Task.__index = Task
 function Task:cancel() return core.cancel_background(self.id) end
-function Task:running() return core.background_alive(self.id) end
+function Task:running() return core.background_running(self.id) end
 
--- rill.spawn(fn): fn runs in a task of its own, from the next turn of the loop (at the top
--- level of an app: once the server runs). An error is logged and ends it; shutdown and
--- reload cancel it (its <close> variables run).
+-- opts of spawn and every: { once = true } or nothing; the once flag.
+local function check_opts(opts, argn, fname)
+  if opts == nil then
+    return false
+  end
+  if type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table expected, got %s)"):format(argn, fname, type(opts)), 3)
+  end
+  for k, v in pairs(opts) do
+    if k ~= "once" then
+      error(("bad argument #%d to '%s' (unknown option '%s': once is the one known)"):format(argn, fname, tostring(k)), 3)
+    elseif type(v) ~= "boolean" then
+      error(("bad argument #%d to '%s' (once must be a boolean)"):format(argn, fname), 3)
+    end
+  end
+  return opts.once == true
+end
+
+-- rill.spawn(fn [, {once = true}]): fn runs in a task of its own, from the next turn of the
+-- loop (at the top level of an app: once the server runs). An error is logged and ends it;
+-- shutdown and reload cancel it (its <close> variables run). once: with --workers, in one
+-- worker only, which the master picks (and picks again when that one dies).
 local function spawn(fn, opts)
   check_fn(fn, "spawn")
-  if opts ~= nil and (type(opts) ~= "table" or next(opts) ~= nil) then
-    error("bad argument #2 to 'spawn' (no options are known yet)", 2)
-  end
-  return setmetatable({ id = core.spawn_task(fn, "rill.spawn task at " .. defined_at(fn)) }, Task)
+  local once = check_opts(opts, 2, "spawn")
+  return setmetatable({ id = core.spawn_task(fn, "rill.spawn task at " .. defined_at(fn), once) }, Task)
 end
 
 local BACKOFF_MAX = 60
@@ -79,9 +97,7 @@ local function every(seconds, fn, opts)
     error(("bad argument #1 to 'every' (a number of seconds above 0 expected, got %s)"):format(tostring(seconds)), 2)
   end
   check_fn(fn, "every")
-  if opts ~= nil and (type(opts) ~= "table" or next(opts) ~= nil) then
-    error("bad argument #3 to 'every' (no options are known yet)", 2)
-  end
+  local once = check_opts(opts, 3, "every")
   local name = ("rill.every(%g) task at %s"):format(seconds, defined_at(fn))
   local sleep, now, traceback = core.sleep, core.now, debug.traceback
   return setmetatable({ id = core.spawn_task(function()
@@ -100,7 +116,7 @@ local function every(seconds, fn, opts)
         sleep(wait)
       end
     end
-  end, name) }, Task)
+  end, name, once) }, Task)
 end
 
 local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
