@@ -12,6 +12,7 @@ end
 
 rill.hub.configure({ history = 100 }) -- what a reconnecting screen can catch up on
 
+-- once: with --workers, one worker publishes (the master picks it), not each of them
 rill.every(every, function()
   local s = rill.stats()
   rill.publish("dashboard", { event = "figures", data = rill.json.encode({
@@ -19,7 +20,7 @@ rill.every(every, function()
     streams = s.streams,
     at = rill.now(),
   }) })
-end)
+end, { once = true })
 
 local PAGE = [[<!doctype html>
 <meta charset="utf-8"><title>dashboard</title>
