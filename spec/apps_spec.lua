@@ -271,3 +271,25 @@ describe("once tasks", function()
     end
   end)
 end)
+
+describe("rill.test.stream's heartbeats", function()
+  it("beats an idle event stream at its interval, on virtual time", function()
+    local clock <close> = t.clock()
+    local s <close> = t.stream(function()
+      local n = 0
+      return rill.sse(function()
+        n = n + 1
+        if n > 1 then rill.sleep(40) end
+        return { data = tostring(n) }
+      end, { heartbeat = 15 })
+    end)
+    assert.same("retry: 3000\n\n", s:chunk(1))
+    assert.same("data: 1\n\n", s:chunk(1))
+    assert.same(":\n", s:chunk(20))
+    assert.same(15, clock:now())
+    assert.same(":\n", s:chunk(20))
+    assert.same(30, clock:now())
+    assert.same("data: 2\n\n", s:chunk(20)) -- at 40: before the next beat at 45
+    assert.same(40, clock:now())
+  end)
+end)

@@ -723,8 +723,11 @@ function M.stream(handler, fields, timeout)
   check_fields(fields, "stream", 2, 1)
   check_timeout(timeout, "stream", 3, nil, 1)
   local req = M.request(fields)
-  local s = setmetatable({ queue = {}, done = false }, LocalStream)
-  local out = collector(req, s, function(chunk) s.queue[#s.queue + 1] = chunk end)
+  local s = setmetatable({ queue = {}, done = false, last = core.now() }, LocalStream)
+  local out = collector(req, s, function(chunk)
+    s.queue[#s.queue + 1] = chunk
+    s.last = core.now()
+  end)
   s.id = core.spawn_task(function()
     local ok, err = xpcall(respond, debug.traceback, handler, req, out)
     local code, reason = core.client_error_of(err)
@@ -742,17 +745,35 @@ function M.stream(handler, fields, timeout)
 end
 
 -- The next chunk of the body; nil, "end" once the handler has ended (or
--- nil, "timeout", or nil and the handler's error).
+-- nil, "timeout", or nil and the handler's error). An event stream idle for
+-- its heartbeat interval gets the server's heartbeat, a ":\n" comment, as a
+-- chunk of its own (on virtual time too).
 function LocalStream:chunk(timeout)
   check_timeout(timeout, "chunk", 1, nil, 1)
-  drive(function() return #self.queue > 0 or self.done end, timeout)
-  if #self.queue > 0 then
-    return table.remove(self.queue, 1)
+  local deadline = core.now() + (timeout or DEFAULT_TIMEOUT)
+  local ready = function() return #self.queue > 0 or self.done end
+  while true do
+    local beat = self.sse and self.heartbeat and self.heartbeat > 0 and not self.done
+      and self.last + self.heartbeat
+    local wait = deadline - core.now()
+    if beat and beat - core.now() < wait then
+      wait = beat - core.now()
+    end
+    drive(ready, wait > 0 and wait or 0)
+    if #self.queue > 0 then
+      return table.remove(self.queue, 1)
+    end
+    if self.done then
+      return nil, self.err or "end"
+    end
+    if beat and core.now() >= beat then
+      self.last = core.now()
+      return ":\n"
+    end
+    if core.now() >= deadline then
+      return nil, "timeout"
+    end
   end
-  if self.done then
-    return nil, self.err or "end"
-  end
-  return nil, "timeout"
 end
 
 -- The rest of the body, once the handler ends: body, chunks, "end" (or the error or "timeout").
