@@ -293,3 +293,134 @@ describe("rill.test.stream's heartbeats", function()
     assert.same(40, clock:now())
   end)
 end)
+
+describe("background tasks whose <close> cancels tasks", function()
+  it("survives a <close> that cancels a sibling, itself, or every task, at a stop", function()
+    local order = {}
+    local sibling = rill.every(1, function() rill.sleep(3600) end)
+    local me
+    me = rill.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function()
+        order[#order + 1] = "closing"
+        sibling:cancel()
+        me:cancel()
+        core.stop_background()
+      end })
+      rill.sleep(3600)
+    end)
+    core.step()
+    assert.is_true(me:running())
+    core.stop_background()
+    assert.same({ "closing" }, order)
+    assert.is_false(me:running())
+    assert.is_false(sibling:running())
+  end)
+
+  it("survives a <close> that cancels its own task as the task fails, or as the lead goes", function()
+    local me
+    me = rill.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() me:cancel() end })
+      error("failing with a <close>")
+    end)
+    core.step()
+    assert.is_false(me:running())
+    local once
+    once = rill.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() once:cancel() end })
+      rill.sleep(3600)
+    end, { once = true })
+    core.step()
+    core.background_lead(false) -- the lead goes: its <close> cancels it for good
+    core.background_lead(true)
+    core.step()
+    assert.is_false(once:running())
+    assert.is_false(once:cancel())
+  end)
+end)
+
+describe("the fake clock, against tasks that poll", function()
+  it("moves past a task that polls with rill.sleep(0), in rill.run and in advance", function()
+    local clock <close> = t.clock()
+    local polls = 0
+    local took = rill.run(function()
+      local done = false
+      rill.spawn(function() rill.sleep(1) done = true end)
+      while not done do polls = polls + 1 rill.sleep(0) end
+      return clock:now()
+    end)
+    assert.same(1, took)
+    assert.is_true(polls > 0)
+    local spins = 0
+    rill.spawn(function() while true do spins = spins + 1 rill.sleep(0) end end)
+    core.step()
+    clock:advance(5) -- the poller gets its turns at each instant, and time still moves
+    assert.same(6, clock:now())
+    assert.is_true(spins > 0)
+  end)
+
+  it("is turned on and off by the spec only, and rill.now never goes back when it stops", function()
+    local clock = t.clock()
+    local ok, err = pcall(rill.run, function() core.clock_fake(false) end)
+    assert.is_false(ok)
+    assert.matches("not from a task", err)
+    local before = rill.now()
+    clock:advance(1000)
+    clock:stop()
+    assert.is_true(rill.now() >= before + 1000)
+  end)
+end)
+
+describe("the fake clock, while real I/O is in flight", function()
+  it("gives the I/O the time it takes instead of spinning a ticker through virtual time", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local f = assert(io.open(dir .. "/slow.lua", "w"))
+    f:write('local rill = require "rill"\nreturn function() rill.sleep(0.3) return "late\\n" end\n')
+    f:close()
+    local upstream <close> = t.server(dir .. "/slow.lua")
+    os.execute("rm -rf " .. dir)
+    local clock <close> = t.clock()
+    local ticks = 0
+    rill.every(1, function() ticks = ticks + 1 end)
+    local res = t.call(function()
+      local up = assert(rill.fetch(("http://127.0.0.1:%d/"):format(upstream.port)))
+      return (assert(up:read()))
+    end)
+    assert.same("late\n", res.body)
+    -- a step of virtual time waits for the loop to be idle a millisecond: 0.3 s of real I/O
+    -- is at most a few hundred steps (it was hundreds of thousands, at full speed)
+    assert.is_true(ticks < 5000, ("%d ticks"):format(ticks))
+  end)
+end)
+
+describe("a client error changed by the handler", function()
+  it("is no longer a client error, and its metatable is hidden", function()
+    local ok, err = pcall(t.call, function(req)
+      local fine, e = pcall(req.json, req)
+      assert(not fine)
+      assert.same("rill.client_error", getmetatable(e))
+      e.status = nil
+      error(e)
+    end, { method = "POST", headers = { ["content-type"] = "application/json" }, body = "{" })
+    assert.is_false(ok) -- raised, as a handler's own error is (the server answers it 500)
+    assert.same("client error (changed since it was raised)", tostring(err))
+  end)
+end)
+
+describe("rill.spawn from inside a handler", function()
+  it("runs the function it was given, outliving the request", function()
+    local ran = {}
+    local res = t.call(function()
+      rill.spawn(function() rill.sleep(0.01) ran[#ran + 1] = "spawned" end)
+      return "replied\n"
+    end)
+    assert.same("replied\n", res.body)
+    assert.same({}, ran) -- not yet: it outlives the request
+    for _ = 1, 100 do
+      if #ran > 0 then break end
+      core.step(0.05)
+    end
+    assert.same({ "spawned" }, ran)
+  end)
+end)

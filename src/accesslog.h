@@ -81,7 +81,8 @@ void rill_accesslog_reopen(void);
 void rill_accesslog_check_moved(void);
 /* Lines dropped so far: the buffer was full (a reader that does not read) or a write failed. */
 unsigned long rill_accesslog_dropped(void);
-/* Bytes the buffer's compaction has copied: never more than were written (the unit test's check). */
+/* Bytes the buffer's compaction has copied: never more than were written (the unit test's check).
+ */
 size_t rill_accesslog_moved(void);
 /* A last flush (a pipe or socket: up to 1 s), lines left counted and logged, then closes. */
 void rill_accesslog_close(void);

@@ -30,11 +30,12 @@ struct background {
     struct rill_worker *w;
     struct event *start; /* the run's first resume, on the next loop turn; NULL once started */
     lua_Integer id;
-    int fn;            /* the function (registry ref): each run starts it */
-    unsigned once : 1; /* runs only while this process holds the lead */
-    unsigned live : 1; /* a run exists: started, or about to */
-    unsigned dead : 1; /* cancelled: no run starts again, the last one ends it */
-    char name[160];    /* for the log: "rill.every(5) task at app.lua:12" */
+    int fn;                /* the function (registry ref): each run starts it */
+    unsigned once : 1;     /* runs only while this process holds the lead */
+    unsigned live : 1;     /* a run exists: started, or about to */
+    unsigned dead : 1;     /* cancelled: no run starts again, the last one ends it */
+    unsigned stopping : 1; /* a stop is closing its run: Lua in its <close> may call stop again */
+    char name[160];        /* for the log: "rill.every(5) task at app.lua:12" */
 };
 
 static struct {
@@ -42,7 +43,10 @@ static struct {
     lua_Integer next_id;
     int stopped;  /* the server stops: no new task starts */
     int follower; /* a worker without the lead: once tasks stay dormant */
+    int count;    /* registered, live or dormant */
 } bg;
+
+#define MAX_TASKS 10000
 
 static void free_task(struct background *b)
 {
@@ -53,6 +57,7 @@ static void free_task(struct background *b)
     if (b->next)
         b->next->prev = b->prev;
     luaL_unref(b->w->L, LUA_REGISTRYINDEX, b->fn);
+    bg.count--;
     free(b);
 }
 
@@ -91,8 +96,11 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
     rill_task_resume(&b->task, 0); /* may end it: b may be gone */
 }
 
-/* A run of b from the next loop turn. 0, or -1 out of memory (nothing changed). */
-static int start_run(struct background *b)
+/*
+ * A run of b from the next loop turn; L is the running thread (its stack
+ * carries the function over). 0, or -1 out of memory (nothing changed).
+ */
+static int start_run(lua_State *L, struct background *b)
 {
     rill_task_init(&b->task, b->w, on_done);
     b->start = evtimer_new(b->w->base, on_start, b);
@@ -103,8 +111,8 @@ static int start_run(struct background *b)
         b->start = NULL;
         return -1;
     }
-    lua_rawgeti(b->w->L, LUA_REGISTRYINDEX, b->fn);
-    lua_xmove(b->w->L, co, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn);
+    lua_xmove(L, co, 1);
     b->live = 1;
     event_active(b->start, EV_TIMEOUT, 1);
     return 0;
@@ -116,16 +124,21 @@ static int start_run(struct background *b)
  */
 static void stop(struct background *b, int keep)
 {
-    b->dead = !keep;
+    if (!keep)
+        b->dead = 1;
+    if (b->stopping)
+        return; /* called again from its own <close>: the stop in progress finishes */
     if (b->live && b->task.running) {
         rill_task_cancel(&b->task); /* the resume in progress ends it: on_done */
         return;
     }
+    b->stopping = 1;
     if (b->live && !b->start)
-        rill_task_cancel(&b->task);
+        rill_task_cancel(&b->task); /* runs its <close>: Lua, which may cancel any task */
     if (b->live)
         end_run(b);
-    if (!keep)
+    b->stopping = 0;
+    if (b->dead)
         free_task(b);
 }
 
@@ -139,7 +152,7 @@ void rill_background_stop_all(void)
     bg.stopped = 1; /* and no <close> starts a new one */
     for (;;) {
         struct background *b = bg.all;
-        while (b && b->dead)
+        while (b && (b->dead || b->stopping))
             b = b->next;
         if (!b)
             break;
@@ -151,7 +164,7 @@ void rill_background_stop_all(void)
 static struct background *next_to_lose(void)
 {
     for (struct background *b = bg.all; b; b = b->next)
-        if (b->once && !b->dead && b->live && !(b->task.running && b->task.closing))
+        if (b->once && !b->dead && !b->stopping && b->live && !(b->task.running && b->task.closing))
             return b;
     return NULL;
 }
@@ -165,16 +178,8 @@ void rill_background_lead(int lead)
         return;
     }
     for (struct background *b = bg.all; b && !bg.stopped; b = b->next)
-        if (b->once && !b->dead && !b->live && start_run(b) != 0) /* no Lua runs here */
+        if (b->once && !b->dead && !b->live && start_run(b->w->L, b) != 0) /* no Lua runs */
             rill_log_at(RILL_LOG_ERROR, "%s: cannot start: out of memory", b->name);
-}
-
-int rill_background_count(void)
-{
-    int n = 0;
-    for (struct background *b = bg.all; b; b = b->next)
-        n += b->live;
-    return n;
 }
 
 /*
@@ -189,6 +194,9 @@ static int core_spawn_task(lua_State *L)
     struct rill_worker *w = rill_worker_get(L);
     if (bg.stopped)
         return luaL_error(L, "the server is stopping: no new background task starts");
+    if (bg.count >= MAX_TASKS)
+        return luaL_error(L, "too many background tasks (%d): one per request would never end",
+                          MAX_TASKS);
     struct background *b = calloc(1, sizeof *b);
     if (!b)
         return luaL_error(L, "out of memory");
@@ -196,13 +204,14 @@ static int core_spawn_task(lua_State *L)
     b->once = once != 0;
     snprintf(b->name, sizeof b->name, "%s", name);
     lua_pushvalue(L, 1);
-    b->fn = luaL_ref(w->L, LUA_REGISTRYINDEX); /* L's registry is w->L's */
+    b->fn = luaL_ref(L, LUA_REGISTRYINDEX);
     b->id = ++bg.next_id;
+    bg.count++;
     b->next = bg.all;
     if (bg.all)
         bg.all->prev = b;
     bg.all = b;
-    if ((!b->once || !bg.follower) && start_run(b) != 0) {
+    if ((!b->once || !bg.follower) && start_run(L, b) != 0) {
         free_task(b);
         return luaL_error(L, "out of memory");
     }

@@ -13,7 +13,8 @@
 /* 1 with *status and *reason (valid while the object is) if the value at idx is one; else 0. */
 int rill_client_error_get(lua_State *L, int idx, int *status, const char **reason);
 
-/* rill.core.client_error(status, reason) raises one; rill.core.client_error_of(e) → status, reason. */
+/* rill.core.client_error(status, reason) raises one; rill.core.client_error_of(e) → status, reason.
+ */
 void rill_open_client_error(lua_State *L);
 
 #endif

@@ -45,6 +45,24 @@ static void on_run_done(struct rill_task *t, int status, int nres)
     rill_task_release(t);
 }
 
+static void on_wait_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+}
+
+/* One turn of the loop that waits up to seconds for an event (a private timer bounds it). */
+static void wait_for_event(struct rill_worker *w, double seconds)
+{
+    struct event *t = evtimer_new(w->base, on_wait_over, NULL);
+    if (!t)
+        return;
+    rill_timer_add(t, seconds);
+    event_base_loop(w->base, EVLOOP_ONCE); /* the timer, or an event before it */
+    event_free(t);
+}
+
+#define IDLE_MOMENT 0.001 /* seconds the loop waits for real I/O before a fake clock moves */
+
 /* rill.run(fn, ...): runs fn in a task, looping until it returns; gives its results. */
 static int core_run(lua_State *L)
 {
@@ -64,11 +82,21 @@ static int core_run(lua_State *L)
     lua_xmove(L, co, nargs + 1);
     rill_task_resume(&rs.task, nargs);
     while (!rs.finished) {
-        /* a fake clock (rill.test.clock) moves when a turn of the loop resumed nothing */
         unsigned long resumes = w->resumes;
         event_base_loop(w->base, EVLOOP_NONBLOCK);
-        if (rs.finished || w->resumes != resumes || rill_clock_step() > 0)
+        if (rs.finished || w->resumes != resumes)
             continue;
+        /*
+         * A fake clock (rill.test.clock) moves once the loop is idle: real
+         * I/O in flight (a fetch's reply) gets a moment first, else virtual
+         * time would race ahead of it and a ticker spin at full speed.
+         */
+        if (rill_clock_waiting()) {
+            wait_for_event(w, IDLE_MOMENT);
+            if (!rs.finished && w->resumes == resumes)
+                rill_clock_step();
+            continue;
+        }
         if (event_base_loop(w->base, EVLOOP_ONCE) != 0 && !rs.finished) {
             rill_task_cancel(&rs.task);
             rill_task_release(&rs.task);
@@ -92,11 +120,6 @@ static int core_log(lua_State *L)
     return 0;
 }
 
-static void on_step_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what, (void)arg;
-}
-
 /*
  * core.step([wait]) → whether a task was resumed: one turn of the loop from
  * outside any task (rill.test's in-process streams), and when it resumed
@@ -110,14 +133,8 @@ static int core_step(lua_State *L)
         return luaL_error(L, "rill.core.step runs the loop: not from inside a task");
     unsigned long resumes = w->resumes;
     event_base_loop(w->base, EVLOOP_NONBLOCK);
-    if (w->resumes == resumes && wait > 0) {
-        struct event *t = evtimer_new(w->base, on_step_timeout, NULL);
-        if (t) {
-            rill_timer_add(t, wait);
-            event_base_loop(w->base, EVLOOP_ONCE); /* the timer, or an event before it */
-            event_free(t);
-        }
-    }
+    if (w->resumes == resumes && wait > 0)
+        wait_for_event(w, wait);
     lua_pushboolean(L, w->resumes != resumes);
     return 1;
 }

@@ -10,6 +10,8 @@ double rill_clock_now(void);
 /* The fake clock, if on and a sleeper waits: time moves to its deadline and the due wake. Woken
  * count. */
 int rill_clock_step(void);
+/* The fake clock is on and a task sleeps on it. */
+int rill_clock_waiting(void);
 void rill_open_response(lua_State *L);
 void rill_open_request(lua_State *L);
 void rill_open_process(lua_State *L);
@@ -22,8 +24,6 @@ void rill_open_tail(lua_State *L);
 void rill_open_background(lua_State *L);
 /* Background tasks (rill.spawn, rill.every): all cancelled, and no new one starts (shutdown). */
 void rill_background_stop_all(void);
-/* Live runs of background tasks. */
-int rill_background_count(void);
 /* The `once` tasks run here from now on (their runs start), or no longer (cancelled, kept). */
 void rill_background_lead(int lead);
 

@@ -464,6 +464,20 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
 }
 
 /* Parses the command line into cfg and *app; returns -1 to go on, or the exit status. */
+/* Whether --name is an option that takes a value (a unique prefix counts, as getopt's). */
+static int option_takes_value(const struct option *opts, const char *name)
+{
+    const struct option *hit = NULL;
+    size_t n = strlen(name);
+    for (const struct option *o = opts; o->name; o++) {
+        if (strcmp(o->name, name) == 0)
+            return o->has_arg == required_argument;
+        if (strncmp(o->name, name, n) == 0)
+            hit = hit ? opts /* ambiguous */ : o;
+    }
+    return hit && hit != opts && hit->has_arg == required_argument;
+}
+
 static int parse_args(int argc, char **argv, struct rill_server_config *cfg, char *host,
                       size_t hostcap, const char **app)
 {
@@ -499,13 +513,19 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
         {0, 0, 0, 0},
     };
     int c, tail_roots = 0, status;
-    for (int i = 1; i < argc; i++) /* rill's options end at "--"; the rest are the app's */
-        if (strcmp(argv[i], "--") == 0) {
+    /* rill's options end at "--" (not an option's value: --pid-file --); the rest are the app's */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
             app_args.argv = argv + i + 1;
             app_args.n = argc - i - 1;
             argc = i;
             break;
         }
+        if (strcmp(a, "-l") == 0 ||
+            (a[0] == '-' && a[1] == '-' && !strchr(a, '=') && option_takes_value(opts, a + 2)))
+            i++; /* its value, whatever it looks like */
+    }
     while ((c = getopt_long(argc, argv, "l:hv", opts, NULL)) != -1)
         if ((status = take_option(c, cfg, host, hostcap, &tail_roots)) >= 0)
             return status;

@@ -118,19 +118,41 @@ static void run_cancel_hook(struct rill_task *t)
  * original status again; with has_original, that error is on the main
  * thread's stack (below the traceback) and is no news.
  */
+/*
+ * Suspended inside an xpcall (rill.every runs its function in one), a
+ * coroutine keeps that call's message handler slot (L->errfunc), which
+ * 5.4.4's lua_resetthread does not clear: a task that reused it would have
+ * its first error run a stale handler ("error in error handling"). The
+ * innermost protected call on its stack says: a pcall inside sets no handler.
+ */
+static int suspended_in_xpcall(struct rill_task *t)
+{
+    lua_State *co = t->co;
+    lua_Debug ar;
+    if (lua_status(co) != LUA_YIELD || !t->w->xpcall_fn || !lua_checkstack(co, 1))
+        return lua_status(co) == LUA_YIELD; /* unknown: not pooled, to be safe */
+    for (int level = 0; lua_getstack(co, level, &ar); level++) {
+        lua_getinfo(co, "f", &ar);
+        lua_CFunction fn = lua_tocfunction(co, -1);
+        lua_pop(co, 1);
+        if (fn && fn == t->w->xpcall_fn)
+            return 1;
+        if (fn && fn == t->w->pcall_fn)
+            return 0;
+    }
+    return 0;
+}
+
 static void close_coroutine(struct rill_task *t, int has_original)
 {
     lua_State *co = t->co, *L = t->w->L;
-    /*
-     * Suspended inside an xpcall (rill.every runs its function in one), the
-     * coroutine keeps that call's message handler slot (L->errfunc), which
-     * 5.4.4's lua_resetthread does not clear: a task that reused it would
-     * have its first error run a stale handler ("error in error handling").
-     * A coroutine closed while suspended is not given to another task.
-     */
-    if (lua_status(co) == LUA_YIELD)
-        t->spoiled = 1;
+    if (suspended_in_xpcall(t))
+        t->spoiled = 1; /* not given to another task */
+    /* its __close handlers are Lua that runs: a cancel they ask for waits (rill_task_cancel) */
+    unsigned was_running = t->running;
+    t->running = 1;
     int status = rill_closethread(co, L);
+    t->running = was_running;
     if (status != LUA_OK) {
         lua_xmove(co, L, 1);
         if (!has_original || !lua_rawequal(L, -1, -3)) {

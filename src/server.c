@@ -168,9 +168,11 @@ static int answer_client_error(struct rill_request *r)
         return 0;
     if (r->req && !r->gone && !r->responded)
         rill_response_error(r, code, reason);
-    else /* mid-stream: too late for a status, the stream is cut as by an error */
+    else if (r->req && !r->gone) { /* mid-stream: too late for a status, cut as by an error */
+        char safe[256];
         rill_log_at(RILL_LOG_WARN, "request %s: client error %d after the reply began: %s",
-                    rill_request_id(r), code, reason);
+                    rill_request_id(r), code, rill_log_safe(reason, safe, sizeof safe));
+    }
     return 1;
 }
 
@@ -760,9 +762,9 @@ int rill_server_connections(const struct rill_server *s)
 void rill_server_free(struct rill_server *s)
 {
     rill_metrics_stop();
+    rill_background_stop_all(); /* also when the server never started: the app's tasks end */
     if (!s)
         return;
-    rill_background_stop_all();
     stop_all(s, 0, RILL_END_SHUTDOWN);
     /* shutting down already: a late signal must not kill the cleanup */
     rill_signal_events_free(s->signals, NSIGNALS);

@@ -18,10 +18,15 @@
 #include "luanum.h"
 #include "sched.h"
 
-/* One task asleep on the fake clock: a list by deadline, ties in the order they slept. */
+/*
+ * One task asleep on the fake clock: a list by deadline, ties in the order
+ * they slept. seq tells a sleeper from those that slept after a wake began:
+ * they wake in the next round, not in the same loop.
+ */
 struct sleeper {
     struct rill_task *t;
     double at;
+    unsigned long seq;
     struct sleeper *next;
 };
 
@@ -29,6 +34,9 @@ static struct {
     int on;
     double start;           /* real monotonic seconds when it was turned on */
     double now;             /* virtual seconds since then */
+    double offset;          /* added to real time once it is off, so rill.now never goes back */
+    unsigned long seq;      /* sleeps so far */
+    int spun;               /* the last instant's wakes ran out of rounds (wake_instant) */
     struct sleeper *asleep; /* the soonest first */
 } vc;
 
@@ -41,7 +49,7 @@ static double real_now(void)
 
 double rill_clock_now(void)
 {
-    return vc.on ? vc.start + vc.now : real_now();
+    return vc.on ? vc.start + vc.now : real_now() + vc.offset;
 }
 
 static void on_sleep_done(evutil_socket_t fd, short what, void *arg)
@@ -74,6 +82,7 @@ static int fake_sleep(struct rill_task *t, double s)
         return -1;
     n->t = t;
     n->at = vc.now + s;
+    n->seq = vc.seq++;
     struct sleeper **p = &vc.asleep;
     while (*p && (*p)->at <= n->at) /* after those due at the same time: they slept first */
         p = &(*p)->next;
@@ -99,38 +108,106 @@ static int sleep_call(lua_State *L)
     return rill_task_wait(L, t, sleep_cancel); /* sleep_cancel runs if the client leaves first */
 }
 
-/* Wakes every sleeper due by vc.now, in order (one woken may sleep again, due now too). */
+/* The first sleeper due by vc.now that slept before seq `before`, unlinked; or NULL. */
+static struct sleeper *take_due(unsigned long before)
+{
+    for (struct sleeper **p = &vc.asleep; *p && (*p)->at <= vc.now; p = &(*p)->next)
+        if ((*p)->seq < before) {
+            struct sleeper *s = *p;
+            *p = s->next;
+            return s;
+        }
+    return NULL;
+}
+
+/*
+ * Wakes, in order, each sleeper due by vc.now that slept before this call:
+ * one that sleeps again (even for 0 s) waits for the next wake, so a task
+ * polling with rill.sleep(0) cannot keep this loop going.
+ */
 static int wake_due(void)
 {
+    unsigned long before = vc.seq;
     int n = 0;
-    while (vc.asleep && vc.asleep->at <= vc.now) {
-        struct sleeper *s = vc.asleep;
+    for (struct sleeper *s; (s = take_due(before)) != NULL; n++) {
         struct rill_task *t = s->t;
-        vc.asleep = s->next;
         free(s);
         t->cancel = NULL; /* it is no longer asleep: a cancel now has nothing to undo */
         rill_task_resume(t, 0);
-        n++;
     }
     return n;
 }
 
+static int any_due(void)
+{
+    return vc.asleep && vc.asleep->at <= vc.now;
+}
+
+/*
+ * Wakes the sleepers due at this instant, and those that slept again with
+ * no duration (rill.every's next run after a long one), round after round,
+ * but at most ROUNDS: a task that polls with rill.sleep(0) gets that many
+ * turns, then time moves (vc.spun says so to rill_clock_step).
+ */
+#define ROUNDS 64
+static int wake_instant(void)
+{
+    int n = 0, woke, rounds = 0;
+    do {
+        woke = wake_due();
+        n += woke;
+    } while (woke > 0 && vc.on && any_due() && ++rounds < ROUNDS);
+    vc.spun = vc.on && any_due() && rounds >= ROUNDS;
+    return n;
+}
+
+/* The soonest deadline after vc.now, or -1 when no sleeper has one. */
+static double next_later(void)
+{
+    for (struct sleeper *s = vc.asleep; s; s = s->next)
+        if (s->at > vc.now)
+            return s->at;
+    return -1;
+}
+
+/*
+ * One step of virtual time, for a loop with nothing else to do: the
+ * sleepers due now wake (wake_instant); when none is due, or only tasks
+ * that kept sleeping 0 s past their rounds, time first moves on to the
+ * next deadline, so they do not hold it still. How many woke.
+ */
 int rill_clock_step(void)
 {
     if (!vc.on || !vc.asleep)
         return 0;
-    if (vc.asleep->at > vc.now)
-        vc.now = vc.asleep->at;
-    return wake_due();
+    double later = next_later();
+    if ((!any_due() || vc.spun) && later >= 0)
+        vc.now = later;
+    return wake_instant();
 }
 
-/* Back to real time: each sleeper gets a timer for what it had left. */
+int rill_clock_waiting(void)
+{
+    return vc.on && vc.asleep != NULL;
+}
+
+/*
+ * Back to real time: each sleeper gets a timer for what it had left. The
+ * list is taken first (and the clock is off), so a task woken here early
+ * (out of memory for its timer) sleeps on real time.
+ */
 static void clock_off(void)
 {
-    while (vc.asleep) {
-        struct sleeper *s = vc.asleep;
+    struct sleeper *list = vc.asleep;
+    vc.asleep = NULL;
+    vc.on = 0;
+    double now_real = real_now();
+    if (vc.start + vc.now > now_real)
+        vc.offset += vc.start + vc.now - now_real;
+    while (list) {
+        struct sleeper *s = list;
         struct rill_task *t = s->t;
-        vc.asleep = s->next;
+        list = s->next;
         double left = s->at > vc.now ? s->at - vc.now : 0;
         free(s);
         if (!t->timer)
@@ -143,18 +220,19 @@ static void clock_off(void)
             rill_task_resume(t, 0); /* out of memory: it wakes early rather than never */
         }
     }
-    vc.on = 0;
 }
 
-/* core.clock_fake(on): the fake clock on (from 0) or off. */
+/* core.clock_fake(on): the fake clock on (from 0) or off; from outside any task. */
 static int core_clock_fake(lua_State *L)
 {
     int on = lua_toboolean(L, 1);
+    if (rill_worker_get(L)->current)
+        return luaL_error(L, "the fake clock is turned on and off by the spec, not from a task");
     if (on && vc.on)
         return luaL_error(L, "a fake clock is already on: stop it first");
     if (on) {
         vc.on = 1;
-        vc.start = real_now();
+        vc.start = real_now() + vc.offset;
         vc.now = 0;
     } else if (vc.on) {
         clock_off();
@@ -171,7 +249,11 @@ static int core_clock_now(lua_State *L)
     return 1;
 }
 
-/* core.clock_advance(s) → how many sleepers woke: time moves s, waking each due, in order. */
+/*
+ * core.clock_advance(s) → how many sleepers woke: time moves to each
+ * deadline on the way in turn, waking the sleepers due there (each once per
+ * instant), and ends s later than it began.
+ */
 static int core_clock_advance(lua_State *L)
 {
     double s = rill_check_range(L, 1, 0, RILL_MAX_SECONDS);
@@ -180,14 +262,16 @@ static int core_clock_advance(lua_State *L)
     if (rill_worker_get(L)->current)
         return luaL_error(L, "the clock is advanced by the spec, not from inside a task");
     double target = vc.now + s;
-    int n = 0;
-    while (vc.asleep && vc.asleep->at <= target) {
-        if (vc.asleep->at > vc.now)
-            vc.now = vc.asleep->at;
-        n += wake_due();
+    int n = wake_instant();
+    for (double next; vc.on && (next = next_later()) >= 0 && next <= target;) {
+        vc.now = next;
+        n += wake_instant();
     }
-    vc.now = target;
-    lua_pushinteger(L, n + wake_due());
+    if (vc.on && vc.now < target) {
+        vc.now = target;
+        n += wake_instant();
+    }
+    lua_pushinteger(L, n);
     return 1;
 }
 

@@ -48,6 +48,11 @@ struct rill_worker *rill_worker_get(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     worker->L = lua_tothread(L, -1);
     lua_pop(L, 1);
+    lua_getglobal(L, "xpcall"); /* before the app runs: what a coroutine's frames are compared to */
+    worker->xpcall_fn = lua_tocfunction(L, -1);
+    lua_getglobal(L, "pcall");
+    worker->pcall_fn = lua_tocfunction(L, -1);
+    lua_pop(L, 2);
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error value, not a death */
     srandom((unsigned)getpid() ^ (unsigned)time(NULL)); /* retry jitter differs per run */
     return worker;

@@ -42,7 +42,8 @@ struct rill_worker {
     unsigned long resumes;      /* counts task resumes: tells one resume from the next */
     int pool[RILL_THREAD_POOL]; /* registry refs of idle coroutines */
     int npool;
-    long long max_instructions; /* per resume of a task; 0: no budget */
+    long long max_instructions;        /* per resume of a task; 0: no budget */
+    lua_CFunction xpcall_fn, pcall_fn; /* the base library's, as the app found them (sched.c) */
 };
 
 /* The worker of this process, created with L on first call. */
