@@ -370,6 +370,89 @@ describe("misuse of the public API", function()
     it("opts.last_event_id: a table", function() expect_bad(tail_with("last_event_id = {}"), "tail", 2) end)
   end)
 
+  describe("background tasks, configuration, JSON, cookies, redirects", function()
+    -- a period: every value of DURATIONS but a valid one (1e300 is past 1e9 s, negative is not above 0)
+    sweep("rill.every seconds", merge(DURATIONS, { zero = "0" }),
+      function(v) return ("return rill.every(%s, function() end)"):format(v) end,
+      function(code) expect_bad(code, "every", 1) end)
+    sweep("rill.every fn", NOT_NUMBERS, function(v) return ("return rill.every(1, %s)"):format(v) end,
+      function(code) expect_bad(code, "every", 2) end)
+    sweep("rill.every opts", { string = '"once"', number = "1", once = "{ once = 1 }", other = "{ ones = true }" },
+      function(v) return ("return rill.every(1, function() end, %s)"):format(v) end,
+      function(code) expect_bad(code, "every", 3) end)
+    sweep("rill.spawn fn", merge(NOT_NUMBERS, { number = "1", none = "nil" }),
+      function(v) return ("return rill.spawn(%s)"):format(v) end, function(code) expect_bad(code, "spawn", 1) end)
+    sweep("rill.spawn opts", { string = '"once"', once = "{ once = 'yes' }", other = "{ x = 1 }" },
+      function(v) return ("return rill.spawn(function() end, %s)"):format(v) end,
+      function(code) expect_bad(code, "spawn", 2) end)
+    it("rill.spawn: a task spawned and cancelled in a sort comparator and a metamethod", function()
+      local kind, v = run([[
+        local handles = {}
+        table.sort({ 3, 1, 2 }, function(a, b)
+          handles[#handles + 1] = rill.spawn(function() rill.sleep(3600) end)
+          return a < b
+        end)
+        local mt = setmetatable({}, { __index = function() return rill.spawn(function() end) end })
+        handles[#handles + 1] = mt.x
+        local cancelled = 0
+        for _, h in ipairs(handles) do if h:cancel() then cancelled = cancelled + 1 end end
+        return cancelled == #handles
+      ]])
+      assert.same({ "returned", { "true" } }, { kind, v })
+    end)
+    sweep("rill.env name", merge(except(NOT_NUMBERS, "string"), { number = "1", none = "nil" }),
+      function(v) return ("return rill.env(%s)"):format(v) end,
+      function(code) expect_bad(code, "env", 1) end)
+    sweep("rill.json.decode text", merge(except(NOT_NUMBERS, "string", "empty"), { number = "1", none = "nil" }),
+      function(v) return ("return rill.json.decode(%s)"):format(v) end,
+      function(code) expect_bad(code, "decode", 1) end)
+    it("rill.json.decode: text that is not JSON raises naming itself", function()
+      for _, v in ipairs({ '""', '"x"', '"[1,"', '"nan"', '"\\0"' }) do
+        local kind, msg = run(("return rill.json.decode(%s)"):format(v))
+        assert.same("raised", kind, v)
+        assert.matches("rill.json.decode: ", msg, 1, true)
+      end
+    end)
+    it("rill.json.encode: a cycle, a function, NaN, a userdata, nesting past 128", function()
+      for _, v in ipairs({ "(function() local t = {} t.t = t return t end)()", "print", "{ 0/0 }", "io.stdout",
+                           "(function() local t = {} for _ = 1, 200 do t = { t } end return t end)()" }) do
+        local kind, msg = run(("return rill.json.encode(%s)"):format(v))
+        assert.same("raised", kind, v)
+        assert.matches("rill.json.encode: ", msg, 1, true)
+      end
+    end)
+    sweep("rill.cookie name", merge(except(NOT_NUMBERS, "string"), { number = "1", space = '"a b"', semicolon = '"a;b"', cr = '"a\\rb"' }),
+      function(v) return ("return rill.cookie(%s, 'v')"):format(v) end,
+      function(code) expect_bad(code, "cookie", 1) end)
+    sweep("rill.cookie value", { table = "{}", boolean = "true", none = "nil", fn = "print" },
+      function(v) return ("return rill.cookie('a', %s)"):format(v) end,
+      function(code) expect_bad(code, "cookie", 2) end)
+    sweep("rill.cookie max_age", merge(except(NUMBERS, "maxinteger", "mininteger", "negative"), NOT_NUMBERS),
+      function(v) return ("return rill.cookie('a', 'v', { max_age = %s })"):format(v) end,
+      function(code) expect_bad(code, "cookie", 3) end)
+    sweep("rill.cookie expires", merge(NUMBERS, except(NOT_NUMBERS, "table")),
+      function(v) return ("return rill.cookie('a', 'v', { expires = %s })"):format(v) end,
+      function(code) expect_bad(code, "cookie", 3) end)
+    sweep("rill.cookie path, domain, same_site", { path = "{ path = {} }", domain = "{ domain = 'a\\nb' }",
+      same_site = "{ same_site = 1 }", none_insecure = "{ same_site = 'None' }", opts = "'x'" },
+      function(v) return ("return rill.cookie('a', 'v', %s)"):format(v) end,
+      function(code) expect_bad(code, "cookie", 3) end)
+    sweep("rill.redirect url", merge(NOT_NUMBERS, { number = "1", none = "nil", crlf = '"/a\\r\\nb"' }),
+      function(v) return ("return rill.redirect(%s)"):format(v) end,
+      function(code) if code:find('"x"', 1, true) then expect_clean(code) else expect_bad(code, "redirect", 1) end end)
+    sweep("rill.redirect status", merge(NUMBERS, except(NOT_NUMBERS, "table"), { ok = "200", table = "{}" }),
+      function(v) return ("return rill.redirect('/', %s)"):format(v) end,
+      function(code) expect_bad(code, "redirect", 2) end)
+    it("req:json() and req:form() on a GET with no body: a 400, never a 500", function()
+      local kind, msg = run("return req:json()")
+      assert.same("raised", kind)
+      assert.matches("expected a JSON body", msg, 1, true)
+      kind, msg = run("return req:form()")
+      assert.same("raised", kind)
+      assert.matches("expected a form body", msg, 1, true)
+    end)
+  end)
+
   describe("the hub", function()
     local RESET = "rill.hub.configure { history = 1000, history_bytes = 4 * 1024 * 1024, history_age = 3600, "
       .. "queue = 1000, overflow = 'disconnect' }"
