@@ -779,17 +779,7 @@ function LocalStream:chunk(timeout)
 end
 
 -- The rest of the body, once the handler ends: body, chunks, "end" (or the error or "timeout").
-function LocalStream:rest(timeout)
-  local chunks = {}
-  while true do
-    local c, err = self:chunk(timeout)
-    if not c then
-      return table.concat(chunks), chunks, err
-    end
-    chunks[#chunks + 1] = c
-  end
-end
-
+LocalStream.rest = Stream.rest -- both read through self:chunk
 LocalStream.event = Stream.event
 LocalStream.last_event_id = Stream.last_event_id
 
