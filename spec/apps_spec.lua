@@ -424,3 +424,45 @@ describe("rill.spawn from inside a handler", function()
     assert.same({ "spawned" }, ran)
   end)
 end)
+
+describe("the fake clock, turned on and off many times", function()
+  it("keeps rill.now moving as far as the clocks advanced, no further", function()
+    local t0 = rill.now()
+    for _ = 1, 60 do
+      local clock = t.clock()
+      clock:advance(60)
+      clock:stop()
+    end
+    local moved = rill.now() - t0
+    assert.is_true(moved >= 3600, moved)
+    assert.is_true(moved < 3600 + 60, moved) -- real time spent, not a doubling offset
+  end)
+end)
+
+describe("rill.test's reads, against a handler that polls", function()
+  it("return once the task it waits for is due, on virtual time", function()
+    local clock <close> = t.clock()
+    local function poller()
+      local flag = false
+      rill.spawn(function() rill.sleep(1) flag = true end)
+      return { body = function()
+        if flag == nil then return nil end
+        while not flag do rill.sleep(0) end
+        flag = nil
+        return "flagged at " .. clock:now()
+      end }
+    end
+    local s <close> = t.stream(poller)
+    assert.same("flagged at 1.0", s:chunk(5))
+  end)
+end)
+
+describe("once tasks from a handler", function()
+  it("are refused: a once task is made at the app's top level", function()
+    local ok, err = pcall(t.call, function()
+      rill.spawn(function() end, { once = true })
+    end)
+    assert.is_false(ok)
+    assert.matches("a once task is made at the app's top level", err, 1, true)
+  end)
+end)

@@ -71,6 +71,8 @@ static void end_run(struct background *b)
     b->live = 0;
 }
 
+static int start_run(lua_State *L, struct background *b);
+
 static void on_done(struct rill_task *t, int status, int nres)
 {
     struct background *b = (struct background *)t;
@@ -83,8 +85,12 @@ static void on_done(struct rill_task *t, int status, int nres)
     }
     end_run(b);
     /* a once run cancelled because the lead moved away waits for it to come back */
-    if (!(status == RILL_CANCELLED && b->once && !b->dead))
+    if (!(status == RILL_CANCELLED && b->once && !b->dead)) {
         free_task(b);
+        return;
+    }
+    if (!bg.follower && !bg.stopped && start_run(b->w->L, b) != 0) /* it came back meanwhile */
+        rill_log_at(RILL_LOG_ERROR, "%s: cannot start: out of memory", b->name);
 }
 
 static void on_start(evutil_socket_t fd, short what, void *arg)
@@ -104,7 +110,11 @@ static int start_run(lua_State *L, struct background *b)
 {
     rill_task_init(&b->task, b->w, on_done);
     b->start = evtimer_new(b->w->base, on_start, b);
+    /* the coroutine is the server's, not the handler's: --max-lua-memory must not fail it here,
+       on the main thread, where an error has no handler */
+    int capped = rill_worker_enforce_memory_cap(0);
     lua_State *co = b->start ? rill_task_open(&b->task) : NULL;
+    rill_worker_enforce_memory_cap(capped);
     if (!co) {
         if (b->start)
             event_free(b->start);
@@ -194,17 +204,22 @@ static int core_spawn_task(lua_State *L)
     struct rill_worker *w = rill_worker_get(L);
     if (bg.stopped)
         return luaL_error(L, "the server is stopping: no new background task starts");
+    if (once && w->current) /* one made per request would run in whichever worker took it */
+        return luaL_error(L, "a once task is made at the app's top level, not in a handler");
     if (bg.count >= MAX_TASKS)
         return luaL_error(L, "too many background tasks (%d): one per request would never end",
                           MAX_TASKS);
+    lua_pushvalue(L, 1);
+    int fn = luaL_ref(L, LUA_REGISTRYINDEX); /* before anything is allocated: it may raise */
     struct background *b = calloc(1, sizeof *b);
-    if (!b)
+    if (!b) {
+        luaL_unref(L, LUA_REGISTRYINDEX, fn);
         return luaL_error(L, "out of memory");
+    }
     b->w = w;
     b->once = once != 0;
     snprintf(b->name, sizeof b->name, "%s", name);
-    lua_pushvalue(L, 1);
-    b->fn = luaL_ref(L, LUA_REGISTRYINDEX);
+    b->fn = fn;
     b->id = ++bg.next_id;
     bg.count++;
     b->next = bg.all;

@@ -62,6 +62,7 @@ static void wait_for_event(struct rill_worker *w, double seconds)
 }
 
 #define IDLE_MOMENT 0.001 /* seconds the loop waits for real I/O before a fake clock moves */
+#define BUSY_TURNS  1000  /* or turns of the loop that resumed something */
 
 /* rill.run(fn, ...): runs fn in a task, looping until it returns; gives its results. */
 static int core_run(lua_State *L)
@@ -81,22 +82,29 @@ static int core_run(lua_State *L)
     }
     lua_xmove(L, co, nargs + 1);
     rill_task_resume(&rs.task, nargs);
-    while (!rs.finished) {
+    for (int busy = 0; !rs.finished;) {
         unsigned long resumes = w->resumes;
         event_base_loop(w->base, EVLOOP_NONBLOCK);
-        if (rs.finished || w->resumes != resumes)
+        int idle = w->resumes == resumes;
+        /* a stream of real events (faster than the idle moment) must not freeze a fake clock */
+        if (rs.finished || (!idle && ++busy < BUSY_TURNS))
             continue;
+        busy = 0;
         /*
          * A fake clock (rill.test.clock) moves once the loop is idle: real
          * I/O in flight (a fetch's reply) gets a moment first, else virtual
          * time would race ahead of it and a ticker spin at full speed.
          */
         if (rill_clock_waiting()) {
-            wait_for_event(w, IDLE_MOMENT);
-            if (!rs.finished && w->resumes == resumes)
+            unsigned long before = w->resumes;
+            if (idle)
+                wait_for_event(w, IDLE_MOMENT);
+            if (!rs.finished && (!idle || w->resumes == before))
                 rill_clock_step();
             continue;
         }
+        if (!idle)
+            continue; /* busy, with no fake clock: just go on */
         if (event_base_loop(w->base, EVLOOP_ONCE) != 0 && !rs.finished) {
             rill_task_cancel(&rs.task);
             rill_task_release(&rs.task);

@@ -463,21 +463,22 @@ static int take_option(int c, struct rill_server_config *cfg, char *host, size_t
     }
 }
 
-/* Parses the command line into cfg and *app; returns -1 to go on, or the exit status. */
 /* Whether --name is an option that takes a value (a unique prefix counts, as getopt's). */
 static int option_takes_value(const struct option *opts, const char *name)
 {
     const struct option *hit = NULL;
+    int hits = 0;
     size_t n = strlen(name);
     for (const struct option *o = opts; o->name; o++) {
         if (strcmp(o->name, name) == 0)
             return o->has_arg == required_argument;
         if (strncmp(o->name, name, n) == 0)
-            hit = hit ? opts /* ambiguous */ : o;
+            hit = o, hits++;
     }
-    return hit && hit != opts && hit->has_arg == required_argument;
+    return hits == 1 && hit->has_arg == required_argument; /* ambiguous: getopt refuses it */
 }
 
+/* Parses the command line into cfg and *app; returns -1 to go on, or the exit status. */
 static int parse_args(int argc, char **argv, struct rill_server_config *cfg, char *host,
                       size_t hostcap, const char **app)
 {

@@ -113,12 +113,6 @@ static void run_cancel_hook(struct rill_task *t)
 }
 
 /*
- * Closes t->co so its <close> variables run, and logs an error a __close
- * handler raised. After an error, 5.4.4's lua_resetthread returns the
- * original status again; with has_original, that error is on the main
- * thread's stack (below the traceback) and is no news.
- */
-/*
  * Suspended inside an xpcall (rill.every runs its function in one), a
  * coroutine keeps that call's message handler slot (L->errfunc), which
  * 5.4.4's lua_resetthread does not clear: a task that reused it would have
@@ -143,6 +137,12 @@ static int suspended_in_xpcall(struct rill_task *t)
     return 0;
 }
 
+/*
+ * Closes t->co so its <close> variables run, and logs an error a __close
+ * handler raised. After an error, 5.4.4's lua_resetthread returns the
+ * original status again; with has_original, that error is on the main
+ * thread's stack (below the traceback) and is no news.
+ */
 static void close_coroutine(struct rill_task *t, int has_original)
 {
     lua_State *co = t->co, *L = t->w->L;
@@ -153,6 +153,8 @@ static void close_coroutine(struct rill_task *t, int has_original)
     t->running = 1;
     int status = rill_closethread(co, L);
     t->running = was_running;
+    if (!was_running)
+        t->closing = 0; /* asked for by its own __close: this close was it */
     if (status != LUA_OK) {
         lua_xmove(co, L, 1);
         if (!has_original || !lua_rawequal(L, -1, -3)) {
@@ -262,6 +264,13 @@ int rill_task_resume(struct rill_task *t, int nargs)
         return 0;
     }
     if (status != LUA_OK) {
+        /*
+         * An error that ends a resume may leave the coroutine's hooks off
+         * (Lua clears allowhook while the budget's count hook runs, and
+         * nothing sets it back when the hook's error unwinds the whole
+         * coroutine): pooled, the next task would have no budget.
+         */
+        t->spoiled = 1;
         collect_error(t);
         nres = 2;
     }

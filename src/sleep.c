@@ -32,11 +32,12 @@ struct sleeper {
 
 static struct {
     int on;
-    double start;           /* real monotonic seconds when it was turned on */
-    double now;             /* virtual seconds since then */
-    double offset;          /* added to real time once it is off, so rill.now never goes back */
-    unsigned long seq;      /* sleeps so far */
-    int spun;               /* the last instant's wakes ran out of rounds (wake_instant) */
+    double start;      /* real monotonic seconds when it was turned on */
+    double now;        /* virtual seconds since then */
+    double offset;     /* added to real time once it is off, so rill.now never goes back */
+    unsigned long seq; /* sleeps so far */
+    int spun;          /* the wakes at spun_at ran out of rounds (wake_instant) */
+    double spun_at;
     struct sleeper *asleep; /* the soonest first */
 } vc;
 
@@ -158,7 +159,14 @@ static int wake_instant(void)
         n += woke;
     } while (woke > 0 && vc.on && any_due() && ++rounds < ROUNDS);
     vc.spun = vc.on && any_due() && rounds >= ROUNDS;
+    vc.spun_at = vc.now;
     return n;
+}
+
+/* The wakes at this very instant ran out of rounds: only pollers are due. */
+static int spun_now(void)
+{
+    return vc.spun && vc.spun_at == vc.now;
 }
 
 /* The soonest deadline after vc.now, or -1 when no sleeper has one. */
@@ -181,7 +189,7 @@ int rill_clock_step(void)
     if (!vc.on || !vc.asleep)
         return 0;
     double later = next_later();
-    if ((!any_due() || vc.spun) && later >= 0)
+    if ((!any_due() || spun_now()) && later >= 0)
         vc.now = later;
     return wake_instant();
 }
@@ -198,16 +206,16 @@ int rill_clock_waiting(void)
  */
 static void clock_off(void)
 {
-    struct sleeper *list = vc.asleep;
-    vc.asleep = NULL;
-    vc.on = 0;
-    double now_real = real_now();
-    if (vc.start + vc.now > now_real)
-        vc.offset += vc.start + vc.now - now_real;
-    while (list) {
-        struct sleeper *s = list;
+    vc.on = 0; /* a task woken early below sleeps on real time */
+    vc.spun = 0;
+    double then = real_now() + vc.offset; /* what rill.now says once the clock is off */
+    if (vc.start + vc.now > then)
+        vc.offset += vc.start + vc.now - then;
+    /* one at a time off the list: Lua a wake runs may cancel the others (fake_cancel) */
+    while (vc.asleep) {
+        struct sleeper *s = vc.asleep;
         struct rill_task *t = s->t;
-        list = s->next;
+        vc.asleep = s->next;
         double left = s->at > vc.now ? s->at - vc.now : 0;
         free(s);
         if (!t->timer)
@@ -234,6 +242,7 @@ static int core_clock_fake(lua_State *L)
         vc.on = 1;
         vc.start = real_now() + vc.offset;
         vc.now = 0;
+        vc.spun = 0;
     } else if (vc.on) {
         clock_off();
     }
@@ -275,19 +284,40 @@ static int core_clock_advance(lua_State *L)
     return 1;
 }
 
-/* core.clock_next() → seconds to the next sleeper's deadline (nil: none asleep, or no clock). */
+/*
+ * core.clock_next() → seconds until the clock's next step would move it: 0
+ * while sleepers are due (but for pollers out of rounds), else to the next
+ * deadline; nil: none asleep, or no clock.
+ */
 static int core_clock_next(lua_State *L)
 {
     if (!vc.on || !vc.asleep)
         return 0;
-    lua_pushnumber(L, vc.asleep->at - vc.now);
+    double later = next_later();
+    if (any_due() && (!spun_now() || later < 0))
+        lua_pushnumber(L, 0);
+    else
+        lua_pushnumber(L, later - vc.now);
+    return 1;
+}
+
+/* core.clock_step() → how many woke: one step, as rill.run takes when idle (rill.test's drive). */
+static int core_clock_step(lua_State *L)
+{
+    if (rill_worker_get(L)->current)
+        return luaL_error(L, "the clock is stepped by the spec, not from inside a task");
+    lua_pushinteger(L, rill_clock_step());
     return 1;
 }
 
 static const luaL_Reg sleep_funcs[] = {
-    {"sleep", sleep_call},           {"clock_fake", core_clock_fake},
-    {"clock_now", core_clock_now},   {"clock_advance", core_clock_advance},
-    {"clock_next", core_clock_next}, {NULL, NULL},
+    {"sleep", sleep_call},
+    {"clock_fake", core_clock_fake},
+    {"clock_now", core_clock_now},
+    {"clock_advance", core_clock_advance},
+    {"clock_next", core_clock_next},
+    {"clock_step", core_clock_step},
+    {NULL, NULL},
 };
 
 void rill_open_sleep(lua_State *L)

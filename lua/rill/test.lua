@@ -650,24 +650,28 @@ end
 Clock.__close = Clock.stop
 
 -- Runs the loop from outside any task until cond() is true, or timeout
--- seconds pass (virtual seconds while a fake clock is on). Returns cond().
+-- seconds pass (virtual seconds while a fake clock is on; and never more
+-- than that in real time, whatever the tasks do). Returns cond().
 local function drive(cond, timeout)
   timeout = timeout or DEFAULT_TIMEOUT
-  local real_deadline = core.now() + timeout
+  local real_deadline = socket.gettime() + timeout
   local virtual = core.clock_now()
   local virtual_deadline = virtual and virtual + timeout
   while not cond() do
+    if socket.gettime() > real_deadline then
+      return cond()
+    end
     -- a fake clock moves once the loop is idle: real I/O in flight gets a moment first
     local progressed = core.step(0) or (core.clock_next() ~= nil and core.step(0.001))
     if not progressed then
       local now_v, next_v = core.clock_now(), core.clock_next()
-      if now_v and next_v and now_v + next_v <= virtual_deadline then
-        core.clock_advance(next_v)
-      elseif now_v and next_v then
+      if now_v and next_v and now_v + next_v > virtual_deadline then
         core.clock_advance(virtual_deadline - now_v) -- the timeout, on virtual time
         return cond()
+      elseif now_v and next_v then
+        core.clock_step() -- as rill.run does when idle: due sleepers, or on to the next deadline
       else
-        local left = real_deadline - core.now()
+        local left = real_deadline - socket.gettime()
         if left <= 0 then
           return cond()
         end
