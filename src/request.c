@@ -176,20 +176,8 @@ static int pool_take(unsigned char *out, size_t n)
     return 0;
 }
 
-/* "00" to "ff", made on first use: an id costs a copy per byte, not two look-ups and shifts. */
-static const char *hex_pairs(void)
-{
-    static const char digits[] = "0123456789abcdef";
-    static char pairs[512];
-    if (!pairs[0])
-        for (int i = 0; i < 256; i++)
-            pairs[2 * i] = digits[i >> 4], pairs[2 * i + 1] = digits[i & 15];
-    return pairs;
-}
-
 static void random_hex(char *out, size_t n)
 {
-    const char *pairs = hex_pairs();
     static uint64_t counter;
     unsigned char b[16] = {0};
     if (pool_take(b, n) != 0) { /* no entropy: unique, if guessable */
@@ -206,10 +194,9 @@ static void random_hex(char *out, size_t n)
         }
     }
     int any = 0;
-    for (size_t i = 0; i < n; i++) {
-        memcpy(out + 2 * i, pairs + 2 * b[i], 2);
+    for (size_t i = 0; i < n; i++)
         any |= b[i];
-    }
+    rill_hex_lower(out, b, n);
     if (!any) /* all zeros is the invalid id */
         out[2 * n - 1] = '1';
     out[2 * n] = '\0';

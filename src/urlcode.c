@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include "urlcode.h"
 
+#include <stdint.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include <string.h>
 
 int rill_hexval(int c)
@@ -55,5 +60,35 @@ void rill_query_split(const char *query, size_t len, rill_query_pair_fn pair, vo
                 pair(p, (size_t)(item_end - p), "", 0, 0, arg);
         }
         p = item_end + 1;
+    }
+}
+
+/*
+ * Eight bytes at a time where SSE2 is (every x86-64): each nibble turned
+ * into its digit in a 64-bit word (a digit past 9 gets the 39 that takes
+ * ':' to 'a'), the high and low nibbles' digits interleaved by one unpack.
+ * A request id costs a handful of instructions a byte less than a table.
+ */
+#define HEX_DIGITS(n)                                                                              \
+    ((n) + 0x3030303030303030ull + ((((n) + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull) * 39)
+
+void rill_hex_lower(char *out, const unsigned char *in, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i = 0;
+#ifdef __SSE2__
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, in + i, 8); /* byte 0 lowest: _mm_unpacklo_epi8 keeps that order */
+        uint64_t hi = HEX_DIGITS((x >> 4) & 0x0f0f0f0f0f0f0f0full);
+        uint64_t lo = HEX_DIGITS(x & 0x0f0f0f0f0f0f0f0full);
+        __m128i text = _mm_unpacklo_epi8(_mm_cvtsi64_si128((long long)hi),
+                                         _mm_cvtsi64_si128((long long)lo));
+        _mm_storeu_si128((__m128i *)(void *)(out + 2 * i), text);
+    }
+#endif
+    for (; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
     }
 }

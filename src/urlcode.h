@@ -19,6 +19,8 @@ ssize_t rill_url_decode(char *dst, const char *src, size_t len, int flags);
 
 /* The value of a hex digit, or -1. */
 int rill_hexval(int c);
+/* n bytes as 2n lower-case hex digits into out (not ended: out needs 2n bytes). */
+void rill_hex_lower(char *out, const unsigned char *in, size_t n);
 
 /*
  * Calls pair() for each '&'-separated item of a query string, undecoded.

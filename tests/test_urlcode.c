@@ -63,9 +63,34 @@ static void test_split(void)
     expect_split("", "");
 }
 
+/* rill_hex_lower against snprintf, at every length to 40 and every byte value. */
+static void test_hex(void)
+{
+    unsigned char in[40];
+    char got[81], want[81];
+    for (int round = 0; round < 256; round++) {
+        for (int i = 0; i < 40; i++)
+            in[i] = (unsigned char)(round * 7 + i * 31 + (i == 5 ? round : 0));
+        for (size_t n = 0; n <= 40; n++) {
+            rill_hex_lower(got, in, n);
+            for (size_t i = 0; i < n; i++)
+                snprintf(want + 2 * i, 3, "%02x", in[i]);
+            CHECK(memcmp(got, want, 2 * n) == 0);
+        }
+    }
+    for (int b = 0; b < 256; b++) { /* each value in each position of an 8-byte word */
+        memset(in, b, 16);
+        rill_hex_lower(got, in, 16);
+        snprintf(want, 3, "%02x", b);
+        for (int i = 0; i < 16; i++)
+            CHECK(got[2 * i] == want[0] && got[2 * i + 1] == want[1]);
+    }
+}
+
 int main(void)
 {
     test_decode();
     test_split();
+    test_hex();
     return check_report();
 }
