@@ -15,8 +15,9 @@ describe("rill.run", function()
 
   it("drives rill.sleep on the event loop", function()
     local t0 = rill.now()
-    rill.run(function() rill.sleep(0.02) end)
-    assert.is_true(rill.now() - t0 >= 0.02)
+    rill.run(function() rill.sleep(0.05) end)
+    -- it waited: libevent's timers run on a coarse clock and may fire a few ms early
+    assert.is_true(rill.now() - t0 >= 0.04)
   end)
 
   it("gives back all of 2000 results, and takes 2000 arguments", function()

@@ -70,7 +70,8 @@ void rill_query_split(const char *query, size_t len, rill_query_pair_fn pair, vo
  * A request id costs a handful of instructions a byte less than a table.
  */
 #define HEX_DIGITS(n)                                                                              \
-    ((n) + 0x3030303030303030ull + ((((n) + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull) * 39)
+    ((n) + 0x3030303030303030ull +                                                                 \
+     ((((n) + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull) * 39)
 
 void rill_hex_lower(char *out, const unsigned char *in, size_t n)
 {
@@ -82,8 +83,8 @@ void rill_hex_lower(char *out, const unsigned char *in, size_t n)
         memcpy(&x, in + i, 8); /* byte 0 lowest: _mm_unpacklo_epi8 keeps that order */
         uint64_t hi = HEX_DIGITS((x >> 4) & 0x0f0f0f0f0f0f0f0full);
         uint64_t lo = HEX_DIGITS(x & 0x0f0f0f0f0f0f0f0full);
-        __m128i text = _mm_unpacklo_epi8(_mm_cvtsi64_si128((long long)hi),
-                                         _mm_cvtsi64_si128((long long)lo));
+        __m128i text =
+            _mm_unpacklo_epi8(_mm_cvtsi64_si128((long long)hi), _mm_cvtsi64_si128((long long)lo));
         _mm_storeu_si128((__m128i *)(void *)(out + 2 * i), text);
     }
 #endif
