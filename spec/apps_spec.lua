@@ -9,6 +9,7 @@ local rill = require "rill"
 local core = require "rill.core"
 local socket = require "socket"
 local t = require "rill.test"
+local procs = require "spec.support.procs"
 
 after_each(function() -- no task or clock outlives its spec
   core.stop_background()
@@ -372,13 +373,8 @@ end)
 
 describe("the fake clock, while real I/O is in flight", function()
   it("gives the I/O the time it takes instead of spinning a ticker through virtual time", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. dir))
-    local f = assert(io.open(dir .. "/slow.lua", "w"))
-    f:write('local rill = require "rill"\nreturn function() rill.sleep(0.3) return "late\\n" end\n')
-    f:close()
-    local upstream <close> = t.server(dir .. "/slow.lua")
+    local app, dir = procs.app_file('local rill = require "rill"\nreturn function() rill.sleep(0.3) return "late\\n" end\n')
+    local upstream <close> = t.server(app)
     os.execute("rm -rf " .. dir)
     local clock <close> = t.clock()
     local ticks = 0

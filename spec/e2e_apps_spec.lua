@@ -8,6 +8,7 @@ local core = require "rill.core"
 local socket = require "socket"
 local test = require "rill.test"
 local json = require "support.json"
+local procs = require "spec.support.procs"
 
 local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
 local APP = "spec/apps/ticker.lua"
@@ -91,13 +92,9 @@ describe("configuration through rill.test.server", function()
   end)
 
   it("fails the app's load naming a variable that is not the number its default says", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. dir))
-    local f = assert(io.open(dir .. "/app.lua", "w"))
-    f:write('local rill = require "rill"\nlocal port = rill.env("RILL_SPEC_PORT", 8080)\nreturn function() return tostring(port) end\n')
-    f:close()
-    local ok, err = pcall(test.server, dir .. "/app.lua", { env = { RILL_SPEC_PORT = "eighty" } })
+    local app, dir = procs.app_file('local rill = require "rill"\nlocal port = rill.env("RILL_SPEC_PORT", 8080)\n'
+      .. 'return function() return tostring(port) end\n')
+    local ok, err = pcall(test.server, app, { env = { RILL_SPEC_PORT = "eighty" } })
     os.execute("rm -rf " .. dir)
     assert.is_false(ok)
     assert.matches('app.lua:2: environment variable RILL_SPEC_PORT="eighty" is not a number', err, 1, true)
@@ -188,13 +185,8 @@ end)
 
 describe("the instruction budget, for the handler after one it stopped", function()
   it("stops every runaway handler, not only the first on a coroutine", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. dir))
-    local f = assert(io.open(dir .. "/spin.lua", "w"))
-    f:write('return function() while true do end end\n')
-    f:close()
-    local srv <close> = test.server(dir .. "/spin.lua", { args = { "--max-instructions", "1000000" } })
+    local app, dir = procs.app_file('return function() while true do end end\n')
+    local srv <close> = test.server(app, { args = { "--max-instructions", "1000000" } })
     os.execute("rm -rf " .. dir)
     for i = 1, 3 do
       local res = srv:request({ path = "/", timeout = T })

@@ -688,8 +688,9 @@ end
 local LocalStream = {}
 LocalStream.__index = LocalStream
 
--- The collector of a response, for t.call and t.stream: status, headers, chunks.
-local function collector(req, res, on_chunk)
+-- The collector of a response, for t.call and t.stream: status, headers, and
+-- each chunk to on_chunk (a whole reply's body too when reply_chunk is set).
+local function collector(req, res, on_chunk, reply_chunk)
   local out = {}
   local function has_body(status)
     return status ~= 204 and status ~= 304 and req.method ~= "HEAD"
@@ -697,7 +698,7 @@ local function collector(req, res, on_chunk)
   function out.reply(status, headers, body)
     res.status, res.headers = status, head_of(status, headers, body ~= nil)
     res.body = has_body(status) and body or ""
-    if res.body ~= "" then on_chunk(res.body) end
+    if reply_chunk and res.body ~= "" then on_chunk(res.body) end
   end
   function out.start(status, headers)
     res.status, res.headers, res.streamed = status, head_of(status, headers, true), true
@@ -706,7 +707,9 @@ local function collector(req, res, on_chunk)
   function out.write(chunk)
     on_chunk(tostring(chunk)) -- a hub event gives its encoded bytes
   end
-  function out.finish() end
+  function out.finish()
+    if res.chunks then res.body = table.concat(res.chunks) end
+  end
   function out.sse(heartbeat)
     res.sse, res.heartbeat = true, heartbeat
   end
@@ -733,7 +736,7 @@ function M.stream(handler, fields, timeout)
   local out = collector(req, s, function(chunk)
     s.queue[#s.queue + 1] = chunk
     s.last = core.now()
-  end)
+  end, true)
   s.id = core.spawn_task(function()
     local ok, err = xpcall(respond, debug.traceback, handler, req, out)
     local code, reason = core.client_error_of(err)
@@ -831,27 +834,7 @@ function M.call(handler, fields, opts)
   end
   local req = M.request(fields)
   local res = { chunks = {} }
-  local out = {}
-  local function has_body(status)
-    return status ~= 204 and status ~= 304 and req.method ~= "HEAD"
-  end
-  function out.reply(status, headers, body)
-    res.status, res.headers = status, head_of(status, headers, body ~= nil)
-    res.body = has_body(status) and body or ""
-  end
-  function out.start(status, headers)
-    res.status, res.headers, res.streamed = status, head_of(status, headers, true), true
-    return has_body(status)
-  end
-  function out.write(chunk)
-    res.chunks[#res.chunks + 1] = tostring(chunk) -- a hub event gives its encoded bytes
-  end
-  function out.finish()
-    res.body = table.concat(res.chunks)
-  end
-  function out.sse(heartbeat)
-    res.sse, res.heartbeat = true, heartbeat
-  end
+  local out = collector(req, res, function(chunk) res.chunks[#res.chunks + 1] = chunk end)
   local ok, err = pcall(core.run, respond, handler, req, out)
   local code, reason = core.client_error_of(err)
   if not ok and code and res.status == nil then -- as the server answers one

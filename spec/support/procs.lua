@@ -11,6 +11,16 @@ function M.tmpdir()
   return p
 end
 
+-- An app file of source in a new private directory: its path, and the directory (rm -rf it).
+function M.app_file(source, name)
+  local dir = M.tmpdir()
+  local path = dir .. "/" .. (name or "app.lua")
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  return path, dir
+end
+
 -- The whole file, or "" when there is none (yet).
 function M.read_file(path)
   local f = io.open(path)
