@@ -150,6 +150,8 @@ static void stop(struct background *b, int keep)
     b->stopping = 0;
     if (b->dead)
         free_task(b);
+    else if (b->once && !bg.follower && !bg.stopped && start_run(b->w->L, b) != 0)
+        rill_log_at(RILL_LOG_ERROR, "%s: cannot start: out of memory", b->name); /* lead back */
 }
 
 /*

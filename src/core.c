@@ -86,25 +86,29 @@ static int core_run(lua_State *L)
         unsigned long resumes = w->resumes;
         event_base_loop(w->base, EVLOOP_NONBLOCK);
         int idle = w->resumes == resumes;
-        /* a stream of real events (faster than the idle moment) must not freeze a fake clock */
-        if (rs.finished || (!idle && ++busy < BUSY_TURNS))
-            continue;
-        busy = 0;
+        if (rs.finished)
+            break;
         /*
          * A fake clock (rill.test.clock) moves once the loop is idle: real
          * I/O in flight (a fetch's reply) gets a moment first, else virtual
-         * time would race ahead of it and a ticker spin at full speed.
+         * time would race ahead of it and a ticker spin at full speed. A
+         * stream of real events must not freeze it either: it moves at least
+         * every BUSY_TURNS turns that resumed something.
          */
         if (rill_clock_waiting()) {
-            unsigned long before = w->resumes;
-            if (idle)
+            if (idle) {
+                unsigned long before = w->resumes;
                 wait_for_event(w, IDLE_MOMENT);
-            if (!rs.finished && (!idle || w->resumes == before))
+                idle = w->resumes == before;
+            }
+            if (!rs.finished && (idle || ++busy >= BUSY_TURNS)) {
+                busy = 0;
                 rill_clock_step();
+            }
             continue;
         }
         if (!idle)
-            continue; /* busy, with no fake clock: just go on */
+            continue;
         if (event_base_loop(w->base, EVLOOP_ONCE) != 0 && !rs.finished) {
             rill_task_cancel(&rs.task);
             rill_task_release(&rs.task);

@@ -238,6 +238,14 @@ int rill_task_resume(struct rill_task *t, int nargs)
         RILL_METRIC_ADD(memory_stops, 1); /* the cap (--max-lua-memory), as a rule */
     else if (status != LUA_OK && status != LUA_YIELD && t->over_budget)
         RILL_METRIC_ADD(budget_stops, 1); /* the handler ended by the budget, once */
+    /*
+     * An error that ends a resume may leave the coroutine's hooks off (Lua
+     * clears allowhook while the budget's count hook runs, and nothing sets
+     * it back when the hook's error unwinds the whole coroutine): pooled, the
+     * next task would have no budget. Whichever way the task then ends.
+     */
+    if (status != LUA_OK && status != LUA_YIELD)
+        t->spoiled = 1;
     rill_worker_leave(t->co, outer_co);
     rill_worker_enforce_memory_cap(capped);
     t->running = 0;
@@ -264,13 +272,6 @@ int rill_task_resume(struct rill_task *t, int nargs)
         return 0;
     }
     if (status != LUA_OK) {
-        /*
-         * An error that ends a resume may leave the coroutine's hooks off
-         * (Lua clears allowhook while the budget's count hook runs, and
-         * nothing sets it back when the hook's error unwinds the whole
-         * coroutine): pooled, the next task would have no budget.
-         */
-        t->spoiled = 1;
         collect_error(t);
         nres = 2;
     }

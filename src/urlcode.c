@@ -2,7 +2,8 @@
 #include "urlcode.h"
 
 #include <stdint.h>
-#ifdef __SSE2__
+#if defined(__SSE2__) && defined(__x86_64__)
+#define RILL_HEX_SSE2 1
 #include <emmintrin.h>
 #endif
 
@@ -77,7 +78,7 @@ void rill_hex_lower(char *out, const unsigned char *in, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
     size_t i = 0;
-#ifdef __SSE2__
+#ifdef RILL_HEX_SSE2
     for (; i + 8 <= n; i += 8) {
         uint64_t x;
         memcpy(&x, in + i, 8); /* byte 0 lowest: _mm_unpacklo_epi8 keeps that order */

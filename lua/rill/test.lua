@@ -657,13 +657,19 @@ local function drive(cond, timeout)
   local real_deadline = socket.gettime() + timeout
   local virtual = core.clock_now()
   local virtual_deadline = virtual and virtual + timeout
+  local busy = 0
   while not cond() do
     if socket.gettime() > real_deadline then
       return cond()
     end
-    -- a fake clock moves once the loop is idle: real I/O in flight gets a moment first
+    -- a fake clock moves once the loop is idle: real I/O in flight gets a moment first; and at
+    -- least every 1,000 busy turns, so a stream of real events does not freeze it (as rill.run)
     local progressed = core.step(0) or (core.clock_next() ~= nil and core.step(0.001))
-    if not progressed then
+    busy = progressed and busy + 1 or 0
+    if progressed and busy >= 1000 and core.clock_next() then
+      busy = 0
+      core.clock_step()
+    elseif not progressed then
       local now_v, next_v = core.clock_now(), core.clock_next()
       if now_v and next_v and now_v + next_v > virtual_deadline then
         core.clock_advance(virtual_deadline - now_v) -- the timeout, on virtual time
