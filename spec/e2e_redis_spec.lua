@@ -564,8 +564,10 @@ describe("rill --hub redis", function()
       local ok, err = pcall(function()
         -- a script that runs until SCRIPT KILL: past 100 ms every other client gets -BUSY
         assert(blocker:send("*3\r\n$4\r\nEVAL\r\n$14\r\nwhile 1 do end\r\n$1\r\n0\r\n"))
+        local expected = {} -- a publish Redis took before the script began is an event like any
         eventually(function()
           local res = post(srv, "/pub/busy", "x")
+          if res.status == 200 then expected[#expected + 1] = res.body:match("^%S+") .. " x" end
           return res.status == 409 and res.body:find("redis unavailable: [^\n]*BUSY") ~= nil
             and res.body:find("\nunavailable$") ~= nil
         end, "a publish to be refused as unavailable (BUSY)")
@@ -579,7 +581,8 @@ describe("rill --hub redis", function()
           id = res.status == 200 and res.body:match("^%S+")
           return id
         end, "a publish to succeed again")
-        assert.same({ id .. " y" }, W.events(s, 1))
+        expected[#expected + 1] = id .. " y"
+        assert.same(expected, W.events(s, #expected))
         s:close()
       end)
       blocker:close()
