@@ -38,10 +38,12 @@
 #include <time.h>
 
 #include "headscan.h"
+#include "listen.h"
 #include "log.h"
 #include "sched.h"
 #include "server.h"
 #include "timedq.h"
+#include "tls.h"
 
 enum gate {
     GATE_HEAD,    /* a head is arriving: bytes are held and scanned */
@@ -76,7 +78,7 @@ struct rill_conn {
     int refused; /* the status the stand-in request answers */
     const char *why;
     int fd;
-    unsigned admitted : 1, moving : 1, body_timed : 1, head_timed : 1;
+    unsigned admitted : 1, moving : 1, body_timed : 1, head_timed : 1, tls : 1, doomed : 1;
     struct rill_tq_link deadline; /* stamped when the request being read began */
     struct rill_tq_link idle;     /* stamped when last seen active */
     struct rill_tq_link linger;   /* stamped when shed */
@@ -101,7 +103,9 @@ struct rill_conns {
     struct rill_tq linger;    /* shed connections, closed a second later at most */
     struct timeval head_span; /* --header-timeout; 0: none */
     double min_rate;          /* --min-rate; 0: off */
-    struct evconnlistener *listener;
+    struct rill_tls *tls;    /* the https listeners' certificate */
+    struct evconnlistener *listeners[RILL_MAX_LISTENS];
+    int nlisteners;
     struct event *resume_ev; /* accepting again, when no connection closed first */
     int paused;
     struct timeval logged_at;  /* the last "cannot accept" line */
@@ -163,8 +167,40 @@ static void deadline_stop(struct rill_conn *c)
 
 static void send_raw(struct rill_conn *c, const char *bytes)
 {
+    if (c->tls) { /* through the cipher; linger() then gives it time to leave */
+        bufferevent_data_cb readcb;
+        bufferevent_event_cb eventcb;
+        void *arg;
+        /* evhttp's write callback is for a reply of its own, and none is in flight */
+        bufferevent_getcb(c->bev, &readcb, NULL, &eventcb, &arg);
+        bufferevent_setcb(c->bev, readcb, NULL, eventcb, arg);
+        bufferevent_write(c->bev, bytes, strlen(bytes));
+        bufferevent_enable(c->bev, EV_WRITE); /* evhttp keeps writing off between replies */
+        return;
+    }
     /* nothing is queued in the bufferevent: no reply is in flight on c */
     (void)!send(c->fd, bytes, strlen(bytes), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void linger(struct rill_conn *c);
+
+/*
+ * c is done: an answer of ours (a 408), if any, then the close. A plain
+ * connection's answer went to the kernel already; a TLS one's is still in
+ * the bufferevent, so c lingers, reading nothing, until it is out (a second
+ * at most). A handshake never finished gets no answer: there is no channel.
+ */
+static void close_with(struct rill_conn *c, const char *answer)
+{
+    if (!c->tls) {
+        if (answer)
+            send_raw(c, answer);
+        evhttp_connection_free(c->evcon); /* our close callback frees c */
+        return;
+    }
+    if (answer && rill_tls_ready(c->bev))
+        send_raw(c, answer);
+    linger(c);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -180,10 +216,11 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
             continue; /* a reply is in flight: the clock restarts when it is done */
         if (evbuffer_get_length(bufferevent_get_output(c->bev)))
             continue; /* a refusal is being written, closing after: let it finish */
-        if (c->gate != GATE_DISCARD)
-            send_raw(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
-                        "Connection: close\r\n\r\n");
-        evhttp_connection_free(c->evcon); /* our close callback frees c */
+        if (c->gate == GATE_DISCARD && c->linger.queued)
+            continue; /* shed, or closing already: the linger ends it */
+        close_with(c, c->gate == GATE_DISCARD ? NULL
+                                              : "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+                                                "Connection: close\r\n\r\n");
     }
     rill_tq_arm(&cs->deadlines);
 }
@@ -240,8 +277,7 @@ static void on_head_time(evutil_socket_t fd, short what, void *arg)
     /* a refusal still being written goes out whole, then the connection closes as it says */
     if (evbuffer_get_length(bufferevent_get_output(c->bev)))
         return;
-    send_raw(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    evhttp_connection_free(c->evcon); /* our close callback frees c */
+    close_with(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
 }
 
 /* A head is incomplete after a read: its clock runs, unless a reply on c is in flight. */
@@ -361,16 +397,20 @@ static void set_gate(struct rill_conn *c, enum gate gate)
 
 /*
  * Puts bytes in front of evhttp. A socket bufferevent keeps the end of its
- * input frozen except while it reads from the socket.
+ * input frozen except while it reads from the socket; a TLS one never
+ * freezes it (and must not find it frozen: its reads would stop).
  */
-static void input_add(struct evbuffer *input, struct evbuffer *from, const char *bytes, size_t len)
+static void input_add(const struct rill_conn *c, struct evbuffer *input, struct evbuffer *from,
+                      const char *bytes, size_t len)
 {
-    evbuffer_unfreeze(input, 0);
+    if (!c->tls)
+        evbuffer_unfreeze(input, 0);
     if (from)
         evbuffer_add_buffer(input, from);
     else
         evbuffer_add(input, bytes, len);
-    evbuffer_freeze(input, 0);
+    if (!c->tls)
+        evbuffer_freeze(input, 0);
 }
 
 /* Moves the last n bytes of the input to dst (NULL: drops them), without calling ourselves back. */
@@ -393,7 +433,7 @@ static void take_tail(struct rill_conn *c, struct evbuffer *buf, size_t n, struc
     else
         evbuffer_drain(buf, n);
     if (front) {
-        input_add(buf, front, NULL, 0);
+        input_add(c, buf, front, NULL, 0);
         evbuffer_free(front);
     }
     c->moving = 0;
@@ -403,7 +443,7 @@ static void give_to_evhttp(struct rill_conn *c, const char *bytes, size_t len)
 {
     struct evbuffer *input = bufferevent_get_input(c->bev);
     c->moving = 1;
-    input_add(input, bytes ? NULL : c->held, bytes, len);
+    input_add(c, input, bytes ? NULL : c->held, bytes, len);
     c->moving = 0;
 }
 
@@ -601,11 +641,20 @@ static struct rill_conns *listening;
 
 static void accept_resume(struct rill_conns *cs)
 {
-    if (!cs->paused || !cs->listener)
+    if (!cs->paused || !cs->nlisteners)
         return;
     cs->paused = 0;
     event_del(cs->resume_ev);
-    evconnlistener_enable(cs->listener);
+    for (int i = 0; i < cs->nlisteners; i++)
+        evconnlistener_enable(cs->listeners[i]);
+}
+
+static int is_ours(const struct rill_conns *cs, const struct evconnlistener *lev)
+{
+    for (int i = 0; i < cs->nlisteners; i++)
+        if (cs->listeners[i] == lev)
+            return 1;
+    return 0;
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -620,9 +669,10 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     struct timeval now;
     (void)arg;
-    if (!cs || cs->listener != lev)
+    if (!cs || !is_ours(cs, lev))
         return;
-    evconnlistener_disable(lev);
+    for (int i = 0; i < cs->nlisteners; i++) /* every accept would fail the same way */
+        evconnlistener_disable(cs->listeners[i]);
     cs->paused = 1;
     rill_timer_add(cs->resume_ev, RESUME_SECONDS);
     rill_tq_now(&now);
@@ -642,16 +692,18 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     cs->unlogged = 0;
 }
 
-void rill_conns_listen(struct rill_conns *cs, struct evconnlistener *lev)
+void rill_conns_listen(struct rill_conns *cs, struct evconnlistener **levs, int n)
 {
     if (!cs)
         return;
-    cs->listener = lev;
+    cs->nlisteners = n < RILL_MAX_LISTENS ? n : RILL_MAX_LISTENS;
+    for (int i = 0; i < cs->nlisteners; i++) {
+        cs->listeners[i] = levs[i];
+        evconnlistener_set_error_cb(levs[i], on_accept_error);
+    }
     cs->paused = 0;
     event_del(cs->resume_ev);
-    listening = lev ? cs : NULL;
-    if (lev)
-        evconnlistener_set_error_cb(lev, on_accept_error);
+    listening = cs->nlisteners ? cs : NULL;
 }
 
 /* ---- accept, set up, close ------------------------------------------------------------ */
@@ -715,13 +767,22 @@ static void shed(struct rill_conn *c)
     /* sent before the request is read, so it may answer a HEAD: no body, the reason in its line */
     send_raw(c, "HTTP/1.1 503 Service Unavailable (too many connections)\r\n"
                 "Content-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n");
-    shutdown(c->fd, SHUT_WR);
+    if (!c->tls) /* a TLS one's 503 waits for its handshake, in the bufferevent */
+        shutdown(c->fd, SHUT_WR);
+    linger(c);
+}
+
+/* From now on c drops what it reads, and closes when its client does, or a second later. */
+static void linger(struct rill_conn *c)
+{
     set_gate(c, GATE_DISCARD);
     held_clear(c);
     scanner_drop(c);
     deadline_stop(c);
+    head_clock_stop(c);
     rill_tq_remove(&c->set->idle, c);
-    rill_tq_append(&c->set->linger, c);
+    if (!c->linger.queued)
+        rill_tq_append(&c->set->linger, c);
 }
 
 static void on_linger(evutil_socket_t fd, short what, void *arg)
@@ -744,7 +805,7 @@ static void set_up(struct rill_conn *c)
     void *evcon = NULL;
     bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
     c->fd = (int)bufferevent_getfd(c->bev);
-    if (!evcon || c->fd < 0 || index_put(cs, c->fd, c) != 0) {
+    if (!evcon || c->fd < 0 || c->doomed || index_put(cs, c->fd, c) != 0) {
         struct bufferevent *bev = c->bev;
         if (evcon) /* out of memory */
             evhttp_connection_free(evcon);
@@ -756,6 +817,8 @@ static void set_up(struct rill_conn *c)
     c->evcon = evcon;
     evhttp_connection_set_closecb(evcon, on_close, c);
     idle_touch(c);
+    if (c->tls) /* the handshake counts as the first request's reading: a stalled one is cut off */
+        deadline_start(c);
     if (cs->max > 0 && cs->count >= cs->max) {
         shed(c);
         return;
@@ -775,16 +838,21 @@ static void on_setup(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* evhttp's bevcb, right after accept (the fd is set later, by evhttp). */
-static struct bufferevent *on_accept(struct event_base *base, void *arg)
+/*
+ * A new connection's gate, on bev. A doomed one is closed as soon as it is
+ * set up: an https connection whose TLS could not be had (out of memory)
+ * must not be read as plain HTTP.
+ */
+static struct bufferevent *gate_new(struct rill_conns *cs, struct bufferevent *bev, int tls,
+                                    int doomed)
 {
-    struct rill_conns *cs = arg;
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
     struct rill_conn *c = bev ? calloc(1, sizeof *c) : NULL;
     if (!c)
         return bev; /* ungated: on_request answers 503 */
     c->set = cs;
     c->bev = bev;
+    c->tls = tls != 0;
+    c->doomed = doomed != 0;
     c->fd = -1;
     c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
     c->output_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_output, c);
@@ -793,6 +861,22 @@ static struct bufferevent *on_accept(struct event_base *base, void *arg)
     cs->fresh = c;
     event_active(cs->setup_ev, EV_TIMEOUT, 0);
     return bev;
+}
+
+/* evhttp's bevcb, right after accept (the fd is set later, by evhttp). */
+static struct bufferevent *on_accept(struct event_base *base, void *arg)
+{
+    return gate_new(arg, bufferevent_socket_new(base, -1, 0), 0, 0);
+}
+
+/* The same for an https listener: the handshake starts when evhttp sets the fd. */
+static struct bufferevent *on_accept_tls(struct event_base *base, void *arg)
+{
+    struct rill_conns *cs = arg;
+    struct bufferevent *bev = rill_tls_bufferevent(cs->tls, base);
+    if (bev)
+        return gate_new(cs, bev, 1, 0);
+    return gate_new(cs, bufferevent_socket_new(base, -1, 0), 0, 1);
 }
 
 /* ---- what server.c asks ---------------------------------------------------------------- */
@@ -805,6 +889,11 @@ struct rill_conn *rill_conn_of(struct rill_conns *cs, struct evhttp_request *req
     int fd = (int)bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
     struct rill_conn *c = fd >= 0 && fd < cs->nfds ? cs->by_fd[fd] : NULL;
     return c && c->evcon == evcon ? c : NULL;
+}
+
+int rill_conn_tls(const struct rill_conn *c)
+{
+    return c->tls;
 }
 
 int rill_conn_dispatched(struct rill_conn *c, const char **why)
@@ -871,8 +960,14 @@ int rill_conns_count(const struct rill_conns *cs)
     return cs->count;
 }
 
-struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
-                                  const struct rill_conns_config *cfg)
+void rill_conns_serve(struct rill_conns *cs, struct evhttp *http, struct rill_tls *tls)
+{
+    if (tls)
+        cs->tls = tls; /* one certificate for every https listener */
+    evhttp_set_bevcb(http, tls ? on_accept_tls : on_accept, cs);
+}
+
+struct rill_conns *rill_conns_new(struct event_base *base, const struct rill_conns_config *cfg)
 {
     struct rill_conns *cs = calloc(1, sizeof *cs);
     if (!cs)
@@ -889,7 +984,6 @@ struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
     rill_tq_timeval(cfg->header_timeout, &cs->head_span);
     cs->min_rate = cfg->min_rate;
     cs->resume_ev = evtimer_new(base, on_resume, cs);
-    evhttp_set_bevcb(http, on_accept, cs);
     return cs;
 }
 

@@ -31,8 +31,10 @@ struct rill_conns_config {
     int max_connections;    /* 0: no limit */
 };
 
-struct rill_conns *rill_conns_new(struct evhttp *http, struct event_base *base,
-                                  const struct rill_conns_config *cfg);
+struct rill_tls;
+struct rill_conns *rill_conns_new(struct event_base *base, const struct rill_conns_config *cfg);
+/* Gates the connections of http: TLS ones when tls is set (tls.h), else plain. */
+void rill_conns_serve(struct rill_conns *cs, struct evhttp *http, struct rill_tls *tls);
 /* After evhttp_free: every connection is closed by then. */
 void rill_conns_free(struct rill_conns *cs);
 int rill_conns_count(const struct rill_conns *cs);
@@ -43,10 +45,10 @@ void rill_conns_on_close(struct rill_conns *cs, void (*fn)(void *), void *arg);
 
 struct evconnlistener;
 /*
- * The listener new connections come from (evhttp_bound_socket_get_listener),
- * or NULL before it is freed: conn.c pauses and resumes it. One per process.
+ * The n listeners new connections come from (evhttp_bound_socket_get_listener),
+ * or none before they are freed: conn.c pauses and resumes them together.
  */
-void rill_conns_listen(struct rill_conns *cs, struct evconnlistener *lev);
+void rill_conns_listen(struct rill_conns *cs, struct evconnlistener **levs, int n);
 
 /* The connection req came on; NULL if it got no gate (out of memory at accept). */
 struct rill_conn *rill_conn_of(struct rill_conns *cs, struct evhttp_request *req);
@@ -57,6 +59,9 @@ struct rill_conn *rill_conn_of(struct rill_conns *cs, struct evhttp_request *req
  * the status (400, 414, 431) and *why are what to answer, closing.
  */
 int rill_conn_dispatched(struct rill_conn *c, const char **why);
+
+/* Whether c came through a TLS listener (req.scheme "https"). */
+int rill_conn_tls(const struct rill_conn *c);
 
 /* The request c serves now (its close is reported to it), or NULL once it is done. */
 void rill_conn_attach(struct rill_conn *c, struct rill_request *r);

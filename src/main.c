@@ -25,6 +25,7 @@
 #include "master.h"
 #include "proxy.h"
 #include "server.h"
+#include "tls.h"
 
 #define EXIT_USAGE 2
 
@@ -36,8 +37,12 @@ static void usage(FILE *out)
           "The words after -- are the app's: rill.args.\n"
           "\n"
           "options:\n"
-          "  -l, --listen HOST:PORT    address to listen on (default 127.0.0.1:8080;\n"
-          "                            port 0 picks a free port, printed when ready)\n"
+          "  -l, --listen [http://|https://]HOST:PORT\n"
+          "                            address to listen on (default 127.0.0.1:8080;\n"
+          "                            port 0 picks a free port, printed when ready);\n"
+          "                            repeat it for more (at most 8); https:// needs\n"
+          "      --tls-cert PEM        the certificate chain (the server's first) and\n"
+          "      --tls-key PEM         its key; SIGHUP reads both again\n"
           "      --grace SECONDS       at SIGINT/SIGTERM, time in-flight requests get\n"
           "                            to finish (default 10); streams end at once\n"
           "      --max-body-bytes N    largest request body (default 1048576)\n"
@@ -100,37 +105,14 @@ static void usage(FILE *out)
           "  -h, --help                this help\n"
           "  -v, --version             the version\n"
           "\n"
-          "When ready, rill prints \"rill listening on http://HOST:PORT\" to stderr.\n"
+          "When ready, rill prints \"rill listening on http://HOST:PORT\" to stderr\n"
+          "(https:// for a TLS listener), a line per --listen, in order.\n"
           "SIGUSR1 reopens both logs; SIGUSR2 prints a stats line to the error log.\n"
           "\n"
           "       rill reload [--pid-file PATH] [--timeout S]   new code, streams kept\n"
           "       rill stop [--pid-file PATH] [--timeout S] [--now]\n"
           "       rill stats [--pid-file PATH] [--timeout S]    the server's figures\n",
           out);
-}
-
-/* HOST:PORT, [V6]:PORT or :PORT. The host part is copied into host. */
-static int parse_listen(const char *arg, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(arg, ':');
-    if (!colon)
-        return -1;
-    size_t hl = (size_t)(colon - arg);
-    const char *h = arg;
-    if (hl >= 2 && arg[0] == '[' && arg[hl - 1] == ']')
-        h++, hl -= 2;
-    if (hl >= cap)
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (hl == 0)
-        strcpy(host, "0.0.0.0");
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
 }
 
 static int parse_size(const char *arg, size_t *out)
@@ -312,16 +294,29 @@ static struct {
 } hub = {0, {{0}, 0, {0}, {0}, 0}, "rill:"};
 
 /* One option; returns -1 to go on, or the exit status. */
-static int take_option(int c, struct rill_server_config *cfg, char *host, size_t hostcap,
-                       int *tail_roots)
+static int take_option(int c, struct rill_server_config *cfg, int *tail_roots)
 {
     char *end;
     switch (c) {
     case 'l':
-        if (parse_listen(optarg, host, hostcap, &cfg->port) == 0)
+        if (cfg->nlisten == RILL_MAX_LISTENS) {
+            fprintf(stderr, "rill: --listen: at most %d addresses\n", RILL_MAX_LISTENS);
+            return EXIT_USAGE;
+        }
+        if (rill_listen_parse(optarg, &cfg->listen[cfg->nlisten]) == 0) {
+            cfg->nlisten++;
             return -1;
-        fprintf(stderr, "rill: --listen wants HOST:PORT, got '%s'\n", optarg);
+        }
+        fprintf(stderr, "rill: --listen wants HOST:PORT, http://HOST:PORT or https://HOST:PORT, "
+                        "got '%s'\n",
+                optarg);
         return EXIT_USAGE;
+    case 'c':
+        cfg->tls_cert = optarg;
+        return -1;
+    case 'k':
+        cfg->tls_key = optarg;
+        return -1;
     case 'g':
     case 'K':
     case 'R':
@@ -478,12 +473,44 @@ static int option_takes_value(const struct option *opts, const char *name)
     return hits == 1 && hit->has_arg == required_argument; /* ambiguous: getopt refuses it */
 }
 
+/*
+ * The listeners given (else 127.0.0.1:8080) and their certificate: https
+ * needs both files, and both files need an https listener (a certificate
+ * given for nothing would let one believe TLS is on). -1 to go on.
+ */
+static int check_listens(struct rill_server_config *cfg)
+{
+    int tls = 0;
+    if (cfg->nlisten == 0)
+        rill_listen_parse("127.0.0.1:8080", &cfg->listen[cfg->nlisten++]);
+    for (int i = 0; i < cfg->nlisten; i++)
+        tls |= cfg->listen[i].tls;
+    if (tls && (!cfg->tls_cert || !cfg->tls_key)) {
+        fprintf(stderr, "rill: an https:// listener needs --tls-cert and --tls-key\n");
+        return EXIT_USAGE;
+    }
+    if (!tls && (cfg->tls_cert || cfg->tls_key)) {
+        fprintf(stderr, "rill: --tls-cert and --tls-key are for an https:// --listen, and none "
+                        "was given\n");
+        return EXIT_USAGE;
+    }
+    char err[512];
+    struct rill_tls *t = tls ? rill_tls_new(cfg->tls_cert, cfg->tls_key, err, sizeof err) : NULL;
+    if (tls && !t) { /* here, once: not in each worker, after "listening" */
+        fprintf(stderr, "rill: %s\n", err);
+        return EXIT_USAGE;
+    }
+    rill_tls_free(t);
+    return -1;
+}
+
 /* Parses the command line into cfg and *app; returns -1 to go on, or the exit status. */
-static int parse_args(int argc, char **argv, struct rill_server_config *cfg, char *host,
-                      size_t hostcap, const char **app)
+static int parse_args(int argc, char **argv, struct rill_server_config *cfg, const char **app)
 {
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'},
+        {"tls-cert", required_argument, 0, 'c'},
+        {"tls-key", required_argument, 0, 'k'},
         {"grace", required_argument, 0, 'g'},
         {"max-body-bytes", required_argument, 0, 'B'},
         {"max-header-bytes", required_argument, 0, 'H'},
@@ -528,12 +555,14 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, cha
             i++; /* its value, whatever it looks like */
     }
     while ((c = getopt_long(argc, argv, "l:hv", opts, NULL)) != -1)
-        if ((status = take_option(c, cfg, host, hostcap, &tail_roots)) >= 0)
+        if ((status = take_option(c, cfg, &tail_roots)) >= 0)
             return status;
     if (optind != argc - 1) {
         usage(stderr);
         return EXIT_USAGE;
     }
+    if ((status = check_listens(cfg)) >= 0)
+        return status;
     *app = argv[optind];
     tail_app_dir(*app, tail_roots > 0);
     return -1;
@@ -687,7 +716,7 @@ static int settle_hub(void)
 }
 
 /* A worker, in the master's child: the app loaded here, after the fork. */
-static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
+static int worker_main(void *arg, int channel_fd, int slot)
 {
     struct app *a = arg;
     char err[2048];
@@ -706,7 +735,6 @@ static int worker_main(void *arg, int listen_fd, int channel_fd, int slot)
     record_files(L, a->path);
     int status = 0;
     struct rill_server *s = NULL;
-    a->cfg->listen_fd = listen_fd;
     if (open_access_log(w, err, sizeof err) != 0 || load_app(L, a->path, err, sizeof err) != 0 ||
         !settle_hub() || !(s = rill_server_start(w, a->cfg, err, sizeof err))) {
         if (procs.watch) /* the file to fix is watched: saving it reloads */
@@ -740,6 +768,14 @@ static int online_cpus(void)
     return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
+/* The master's ready line: the first generation serves. */
+static void announce(void *arg)
+{
+    const struct app *a = arg;
+    for (int i = 0; i < a->cfg->nlisten; i++)
+        rill_listen_announce(&a->cfg->listen[i]);
+}
+
 /* --workers N ≥ 2, auto or --reload: a master, which binds once and forks the workers. */
 static int run_master(struct rill_server_config *cfg, const char *app)
 {
@@ -754,14 +790,14 @@ static int run_master(struct rill_server_config *cfg, const char *app)
         }
         close(lfd);
     }
-    int fd = rill_server_listen(cfg->host, cfg->port, cfg->backlog, err, sizeof err);
-    if (fd < 0) {
-        fprintf(stderr, "rill: %s\n", err);
-        return 1;
-    }
+    for (int i = 0; i < cfg->nlisten; i++)
+        if (rill_listen_bind(&cfg->listen[i], cfg->backlog, err, sizeof err) != 0) {
+            fprintf(stderr, "rill: %s\n", err);
+            return 1;
+        }
     struct app a = {app, cfg};
     struct rill_master_config mc = {.workers = procs.workers ? procs.workers : online_cpus(),
-                                    .listen_fd = fd,
+                                    .announce = announce,
                                     .drain_timeout = procs.drain_timeout,
                                     .pid_file = procs.pid_file ? procs.pid_file : "rill.pid",
                                     .watch = procs.watch,
@@ -769,7 +805,8 @@ static int run_master(struct rill_server_config *cfg, const char *app)
                                     .worker_main = worker_main,
                                     .arg = &a};
     int status = rill_master_run(&mc);
-    close(fd);
+    for (int i = 0; i < cfg->nlisten; i++)
+        close(cfg->listen[i].fd);
     return status;
 }
 
@@ -854,10 +891,7 @@ int main(int argc, char **argv)
     if (argc > 1 && (strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "stop") == 0 ||
                      strcmp(argv[1], "stats") == 0))
         return rill_ctl_main(argc - 1, argv + 1);
-    char host[256] = "127.0.0.1";
-    struct rill_server_config cfg = {.host = host,
-                                     .port = 8080,
-                                     .grace = 10.0,
+    struct rill_server_config cfg = {.grace = 10.0,
                                      .max_header_bytes = 32 * 1024,
                                      .max_body_bytes = 1024 * 1024,
                                      .keepalive_timeout = 60.0,
@@ -865,10 +899,9 @@ int main(int argc, char **argv)
                                      .header_timeout = 20.0,
                                      .min_rate = 500.0,
                                      .max_connections = -1,
-                                     .backlog = 0,
-                                     .listen_fd = -1};
+                                     .backlog = 0};
     const char *app;
-    int status = parse_args(argc, argv, &cfg, host, sizeof host, &app);
+    int status = parse_args(argc, argv, &cfg, &app);
     if (status >= 0)
         return status;
     if (rill_log_open(error_log) != 0) { /* here: each worker inherits it */

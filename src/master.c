@@ -191,7 +191,7 @@ static void master_free(struct master *m);
 /*
  * In the child, right after fork: everything of the master goes, without
  * touching the parent's epoll set (event_reinit first, notes/scale.md §3).
- * Only the listening socket and the worker's own channel stay open.
+ * Only the listening sockets and the worker's own channel stay open.
  */
 static void become_worker(struct master *m, int channel_fd, int slot)
 {
@@ -200,7 +200,6 @@ static void become_worker(struct master *m, int channel_fd, int slot)
     rill_relay_close_all(m->relay); /* a peer whose callback forked us is freed late: close now */
     rill_worker_main main_fn = m->cfg.worker_main;
     void *arg = m->cfg.arg;
-    int listen_fd = m->cfg.listen_fd;
     pid_t master_pid = getppid();
     master_free(m); /* freeing its signal events restores the handlers the master started with */
     /*
@@ -218,7 +217,7 @@ static void become_worker(struct master *m, int channel_fd, int slot)
     snprintf(role, sizeof role, "worker %d", slot + 1);
     rill_log_name(role);
     sigprocmask(SIG_SETMASK, &mask, NULL);
-    exit(main_fn(arg, listen_fd, channel_fd, slot));
+    exit(main_fn(arg, channel_fd, slot));
 }
 
 /* Forks a worker of generation gen into slot; -1 (logged) if it could not. */
@@ -418,7 +417,7 @@ static void promote(struct master *m)
             break;
         }
     if (old == 0) {
-        rill_server_announce(m->cfg.listen_fd);
+        m->cfg.announce(m->cfg.arg);
         if (m->again) { /* a SIGHUP while the first generation started */
             m->again = 0;
             start_generation(m, m->again_drain);

@@ -5,18 +5,18 @@
 
 /*
  * The master process of --workers (notes/scale.md §3-4): it holds the
- * listening socket for its whole life, forks the workers (who inherit it),
+ * listening sockets for its whole life, forks the workers (who inherit it),
  * restarts crashed ones with backoff, relays the hub between them
  * (relay.c), and on SIGHUP swaps in a new generation of workers that load
  * the app afresh. It never runs Lua and never serves HTTP.
  */
 
-/* Runs a worker in the child: returns its exit status. */
-typedef int (*rill_worker_main)(void *arg, int listen_fd, int channel_fd, int slot);
+/* Runs a worker in the child (the listening sockets are inherited): returns its exit status. */
+typedef int (*rill_worker_main)(void *arg, int channel_fd, int slot);
 
 struct rill_master_config {
     int workers;
-    int listen_fd;
+    void (*announce)(void *arg); /* once the first generation serves: "rill listening on" */
     double drain_timeout; /* seconds old workers keep their streams after a reload */
     const char *pid_file; /* NULL: none */
     int watch;            /* --reload: new code on every change of a loaded Lua file */

@@ -17,6 +17,8 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "tls.h"
+
 /* RFC 9110's reason phrases (evhttp 2.1.12 says "Client Error" for a 429). */
 const char *rill_status_reason(int status)
 {
@@ -331,8 +333,13 @@ void rill_reply_start_stream(struct evhttp_request *req, struct event_base *base
     struct evbuffer *out = bufferevent_get_output(bev);
     size_t before = evbuffer_get_length(out); /* 0: no reply is in flight on a connection */
     evhttp_send_reply_start(req, f->status, rill_status_reason(f->status));
-    /* a socket bufferevent keeps the front of its output frozen but while it writes */
-    evbuffer_unfreeze(out, 1);
+    /*
+     * A socket bufferevent keeps the front of its output frozen but while it
+     * writes; a TLS one never freezes it (freezing it would stop its writes).
+     */
+    int frozen = !rill_tls_is(bev);
+    if (frozen)
+        evbuffer_unfreeze(out, 1);
     if (before == 0) {
         evbuffer_drain(out, evbuffer_get_length(out));
     } else { /* never seen; keep what was queued, drop evhttp's head after it */
@@ -344,7 +351,8 @@ void rill_reply_start_stream(struct evhttp_request *req, struct event_base *base
             evbuffer_free(keep);
         }
     }
-    evbuffer_freeze(out, 1);
+    if (frozen)
+        evbuffer_freeze(out, 1);
     evbuffer_add_buffer(out, scratch);
     evhttp_clear_headers(h); /* what evhttp added (Date, Transfer-Encoding, ...) */
     mark_close(req, f);

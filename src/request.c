@@ -467,6 +467,8 @@ static int push_field(lua_State *L, struct rill_request *r, const char *key)
         push_peer(L, req, 1);
     else if (strcmp(key, "id") == 0)
         lua_pushstring(L, rill_request_id(r));
+    else if (strcmp(key, "scheme") == 0)
+        lua_pushstring(L, r->tls ? "https" : "http");
     else
         return 0;
     return 1;

@@ -42,6 +42,7 @@ struct rill_request {
     unsigned gone : 1;        /* the client disconnected */
     unsigned completed : 1;   /* evhttp flushed the reply */
     unsigned sse : 1;         /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
+    unsigned tls : 1;         /* it came on an https listener: req.scheme, no direct writes */
 };
 
 /* The request of the running handler; raises outside one (e.g. in rill.run). */

@@ -391,8 +391,9 @@ static size_t write_now(struct rill_request *r, struct bufferevent *bev, const c
     struct evbuffer *buf = r->task.w->scratch;
     struct evbuffer_iovec v[8];
     struct iovec iov[10];
-    if (r->wrote_at == r->task.w->resumes || evbuffer_get_length(bufferevent_get_output(bev)))
-        return 0;
+    if (r->tls || r->wrote_at == r->task.w->resumes ||
+        evbuffer_get_length(bufferevent_get_output(bev)))
+        return 0; /* a TLS stream's bytes go through the cipher, in the bufferevent */
     /*
      * All of buf or nothing: the size line announced all of it. (With len
      * -1, evbuffer_peek stops at the 8 vectors it was given and returns 8,

@@ -39,14 +39,19 @@
 #include "replyhead.h"
 #include "response.h"
 #include "signals.h"
+#include "tls.h"
 
 #define NSIGNALS          6    /* SIGINT SIGTERM SIGUSR1 SIGUSR2 SIGHUP SIGQUIT */
 #define RILL_CLIENT_ERROR (-2) /* a task status of ours: the handler raised a client error */
 
 struct rill_server {
     struct rill_worker *w;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    struct evhttp *http;  /* the plain listeners' */
+    struct evhttp *https; /* the TLS listeners'; NULL: none */
+    struct rill_tls *tls;
+    struct rill_listen listen[RILL_MAX_LISTENS];
+    struct evhttp_bound_socket *bound[RILL_MAX_LISTENS];
+    int nlisten, accepting;
     struct rill_conns *conns;
     struct rill_request *live; /* every request not yet freed */
     int active;
@@ -56,8 +61,7 @@ struct rill_server {
     int signalled;            /* by a signal: a second one exits at once */
     struct event *idle_sweep; /* retiring: closes the connections a finished reply left idle */
     int retiring;             /* a reload's drain: old streams go on, nothing new is accepted */
-    evutil_socket_t fd;       /* the listening socket */
-    int fd_inherited;         /* the master's: accepting waits for rill_server_accept */
+    int fd_inherited;         /* the master's sockets: accepting waits for rill_server_accept */
     const char *pid_file;     /* a single process's: `rill stats` reads its answer beside it */
     struct event *signals[NSIGNALS];
     struct event *grace_timer, *drain_timer;
@@ -397,6 +401,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     /* on_complete, or the connection's close (conn.c), ends evhttp's part */
     evhttp_request_set_on_complete_cb(req, on_complete, r);
     r->conn = c;
+    r->tls = rill_conn_tls(c);
     rill_conn_attach(c, r);
     lua_State *co = rill_task_open(&r->task);
     lua_rawgeti(co, LUA_REGISTRYINDEX, s->driver_ref);
@@ -480,10 +485,16 @@ static void on_grace_over(evutil_socket_t fd, short what, void *arg)
 /* Through libevent, never a bare close: the socket stays in the master (notes/scale.md §4). */
 static void stop_accepting(struct rill_server *s)
 {
-    rill_conns_listen(s->conns, NULL); /* before the listener is freed */
-    if (s->bound)
-        evhttp_del_accept_socket(s->http, s->bound); /* closes this process's copy */
-    s->bound = NULL;
+    rill_conns_listen(s->conns, NULL, 0); /* before the listeners are freed */
+    for (int i = 0; i < s->nlisten; i++) {
+        if (s->bound[i]) /* closes this process's copy */
+            evhttp_del_accept_socket(s->listen[i].tls ? s->https : s->http, s->bound[i]);
+        else if (!s->fd_inherited && s->listen[i].fd >= 0)
+            close(s->listen[i].fd); /* bound, never accepted on */
+        s->bound[i] = NULL;
+        s->listen[i].fd = -1;
+    }
+    s->accepting = 0;
 }
 
 /*
@@ -587,6 +598,16 @@ static void print_stats(struct rill_server *s)
     rill_ctlfile_stats(s->pid_file, own);
 }
 
+/* A single process's SIGHUP with https listeners: renewed certificates, the code kept. */
+static void reload_tls(struct rill_server *s)
+{
+    char err[512];
+    if (rill_tls_reload(s->tls, err, sizeof err) == 0)
+        rill_log("SIGHUP: TLS certificate and key read again (the code reloads only with a master)");
+    else
+        rill_log_at(RILL_LOG_ERROR, "SIGHUP: %s: the old certificate stays", err);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -599,6 +620,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         print_stats(s);
     } else if (sig == SIGHUP && s->fd_inherited) /* its default would kill the server at once */
         rill_log("SIGHUP ignored: the master reloads (send it to the master)");
+    else if (sig == SIGHUP && s->tls)
+        reload_tls(s);
     else if (sig == SIGHUP)
         rill_log("SIGHUP ignored: reloading needs a master (--workers N, or --reload)");
     else if (sig == SIGQUIT) {
@@ -609,50 +632,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* ---- start ----------------------------------------------------------------------- */
-
-/* Our own listening socket: TCP_NODELAY set here is inherited by accepted sockets. */
-int rill_server_listen(const char *host, int port, int backlog, char *err, size_t errlen)
-{
-    struct addrinfo hints = {0}, *ai;
-    char service[16];
-    snprintf(service, sizeof service, "%d", port);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int rc = getaddrinfo(host, service, &hints, &ai);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
-        return -1;
-    }
-    evutil_socket_t fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    int one = 1;
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* SSE lines go out at once */
-    }
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
-void rill_server_announce(evutil_socket_t fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    getsockname(fd, (struct sockaddr *)&ss, &len);
-    getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    int v6 = ss.ss_family == AF_INET6;
-    fprintf(stderr, "rill listening on http://%s%s%s:%s\n", v6 ? "[" : "", host, v6 ? "]" : "",
-            port);
-    fflush(stderr);
-}
 
 /* The driver (lua/rill/respond.lua) and rill.core.out, anchored for every request. */
 static int load_refs(struct rill_server *s, char *err, size_t errlen)
@@ -677,16 +656,21 @@ static int load_refs(struct rill_server *s, char *err, size_t errlen)
     return 0;
 }
 
-static void configure(struct rill_server *s, const struct rill_server_config *cfg)
+static void configure(struct rill_server *s, struct evhttp *http,
+                      const struct rill_server_config *cfg)
 {
-    evhttp_set_gencb(s->http, on_request, s);
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(http, on_request, s);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_PATCH);
     /* conn.c enforces the head size first, with a 414 or 431; this is a backstop */
-    evhttp_set_max_headers_size(s->http, 2 * (ev_ssize_t)cfg->max_header_bytes);
-    evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
-    evhttp_set_default_content_type(s->http, NULL); /* a reply with no body gets no type */
+    evhttp_set_max_headers_size(http, 2 * (ev_ssize_t)cfg->max_header_bytes);
+    evhttp_set_max_body_size(http, (ev_ssize_t)cfg->max_body_bytes);
+    evhttp_set_default_content_type(http, NULL); /* a reply with no body gets no type */
+}
+
+static void watch_signals(struct rill_server *s)
+{
     const int sigs[] = {SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, SIGQUIT};
     for (int i = 0; i < NSIGNALS; i++) {
         if (sigs[i] == SIGINT && s->fd_inherited)
@@ -696,38 +680,68 @@ static void configure(struct rill_server *s, const struct rill_server_config *cf
     }
 }
 
+/* The sockets (bound here unless inherited), the certificate, and one evhttp per kind. */
+static int open_listeners(struct rill_server *s, const struct rill_server_config *cfg, int backlog,
+                          char *err, size_t errlen)
+{
+    int tls = 0;
+    s->nlisten = cfg->nlisten;
+    memcpy(s->listen, cfg->listen, sizeof s->listen);
+    s->fd_inherited = s->nlisten > 0 && s->listen[0].fd >= 0;
+    for (int i = 0; i < s->nlisten; i++) {
+        tls |= s->listen[i].tls;
+        if (s->listen[i].fd < 0 && rill_listen_bind(&s->listen[i], backlog, err, errlen) != 0)
+            return -1;
+    }
+    if (tls && !(s->tls = rill_tls_new(cfg->tls_cert, cfg->tls_key, err, errlen)))
+        return -1;
+    s->http = evhttp_new(s->w->base);
+    s->https = tls ? evhttp_new(s->w->base) : NULL;
+    if (!s->http || (tls && !s->https)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    configure(s, s->http, cfg);
+    if (s->https)
+        configure(s, s->https, cfg);
+    return 0;
+}
+
 struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_server_config *cfg,
                                       char *err, size_t errlen)
 {
     struct rill_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     s->w = w;
     s->grace = cfg->grace;
     s->pid_file = cfg->pid_file;
-    if (load_refs(s, err, errlen) != 0)
+    if (load_refs(s, err, errlen) != 0 || open_listeners(s, cfg, cfg->backlog, err, errlen) != 0)
         goto fail;
-    s->fd_inherited = cfg->listen_fd >= 0;
-    s->fd = s->fd_inherited ? cfg->listen_fd
-                            : rill_server_listen(cfg->host, cfg->port, cfg->backlog, err, errlen);
-    if (s->fd < 0)
-        goto fail;
-    s->http = evhttp_new(w->base);
-    configure(s, cfg);
+    watch_signals(s);
     struct rill_conns_config ccfg = {.max_header_bytes = cfg->max_header_bytes,
                                      .request_timeout = cfg->request_timeout,
                                      .idle_timeout = cfg->keepalive_timeout,
                                      .header_timeout = cfg->header_timeout,
                                      .min_rate = cfg->min_rate,
                                      .max_connections = cfg->max_connections};
-    s->conns = rill_conns_new(s->http, w->base, &ccfg);
-    if (s->conns)
+    s->conns = rill_conns_new(w->base, &ccfg);
+    if (s->conns) {
+        rill_conns_serve(s->conns, s->http, NULL);
+        if (s->https)
+            rill_conns_serve(s->conns, s->https, s->tls);
         rill_conns_on_close(s->conns, on_conn_closed, s);
+    }
     w->server = s;
     rill_metrics_start(w);
     if (s->fd_inherited)
         return s; /* the master says when: rill_server_accept */
     if (rill_server_accept(s, err, errlen) != 0)
         goto fail;
-    rill_server_announce(s->fd);
+    for (int i = 0; i < s->nlisten; i++)
+        rill_listen_announce(&s->listen[i]);
     return s;
 fail:
     rill_server_free(s);
@@ -736,16 +750,20 @@ fail:
 
 int rill_server_accept(struct rill_server *s, char *err, size_t errlen)
 {
-    if (s->bound || s->draining || s->retiring)
+    struct evconnlistener *levs[RILL_MAX_LISTENS];
+    if (s->accepting || s->draining || s->retiring)
         return 0;
-    s->bound = evhttp_accept_socket_with_handle(s->http, s->fd);
-    if (!s->bound) {
-        snprintf(err, errlen, "cannot accept on the listening socket");
-        if (!s->fd_inherited)
-            close(s->fd);
-        return -1;
+    for (int i = 0; i < s->nlisten; i++) {
+        struct evhttp *http = s->listen[i].tls ? s->https : s->http;
+        s->bound[i] = evhttp_accept_socket_with_handle(http, s->listen[i].fd);
+        if (!s->bound[i]) {
+            snprintf(err, errlen, "cannot accept on the listening socket");
+            return -1; /* rill_server_free closes what was bound */
+        }
+        levs[i] = evhttp_bound_socket_get_listener(s->bound[i]);
     }
-    rill_conns_listen(s->conns, evhttp_bound_socket_get_listener(s->bound)); /* EMFILE: pauses */
+    s->accepting = 1;
+    rill_conns_listen(s->conns, levs, s->nlisten); /* EMFILE: pauses */
     return 0;
 }
 
@@ -775,13 +793,19 @@ void rill_server_free(struct rill_server *s)
         event_free(s->drain_timer);
     if (s->idle_sweep)
         event_free(s->idle_sweep);
-    rill_conns_listen(s->conns, NULL); /* evhttp_free frees the listener */
+    rill_conns_listen(s->conns, NULL, 0); /* evhttp_free frees the listeners */
+    for (int i = 0; i < s->nlisten; i++)
+        if (!s->bound[i] && !s->fd_inherited && s->listen[i].fd >= 0)
+            close(s->listen[i].fd); /* bound, never accepted on */
     if (s->conns)
         rill_conns_on_close(s->conns, NULL, NULL); /* the loop is over */
     if (s->http)
         evhttp_free(s->http); /* closes idle keep-alive connections */
+    if (s->https)
+        evhttp_free(s->https);
     rill_conns_free(s->conns);
     s->conns = NULL;
+    rill_tls_free(s->tls); /* after the connections: each SSL holds its own reference */
     rill_tail_shutdown();
     rill_hub_shutdown(s->w->L);
     while (s->live) { /* requests evhttp still held are gone with it */

@@ -3,12 +3,14 @@
 #define RILL_SERVER_H
 #include <stddef.h>
 
+#include "listen.h"
 #include "request.h"
 #include "worker.h"
 
 struct rill_server_config {
-    const char *host;
-    int port;                /* 0: an ephemeral port */
+    struct rill_listen listen[RILL_MAX_LISTENS]; /* fd -1: bound at start; else the master's */
+    int nlisten;
+    const char *tls_cert, *tls_key; /* PEM files, for the https listeners */
     double grace;            /* seconds in-flight requests get at shutdown */
     size_t max_header_bytes; /* request line + headers */
     size_t max_body_bytes;
@@ -18,7 +20,6 @@ struct rill_server_config {
     double min_rate;          /* bytes/s a head still arriving must keep up; 0: off */
     int max_connections;      /* past it a new connection gets a 503; 0: no limit */
     int backlog;              /* listen(2)'s queue of connections not accepted yet */
-    int listen_fd;            /* -1: bind host:port; else the master's socket (a worker) */
     const char *pid_file;     /* a single process's --pid-file: SIGUSR2 answers beside it */
 };
 
@@ -27,8 +28,9 @@ struct rill_server_config {
 struct rill_server;
 
 /*
- * Binds, and prints "rill listening on http://HOST:PORT" to stderr. The
- * handler is on the top of w->L's stack (popped). NULL with a message in err.
+ * Binds, and prints "rill listening on http(s)://HOST:PORT" to stderr for
+ * each listener. The handler is on the top of w->L's stack (popped). NULL
+ * with a message in err.
  */
 struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_server_config *cfg,
                                       char *err, size_t errlen);
@@ -46,10 +48,6 @@ int rill_server_accept(struct rill_server *s, char *err, size_t errlen);
 void rill_server_drain(struct rill_server *s, double seconds);
 /* As at SIGTERM: the master is gone. */
 void rill_server_shutdown(struct rill_server *s);
-/* A listening socket on host:port (TCP_NODELAY, close-on-exec); -1 with a message in err. */
-int rill_server_listen(const char *host, int port, int backlog, char *err, size_t errlen);
-/* Prints "rill listening on http://HOST:PORT" for the socket fd. */
-void rill_server_announce(int fd);
 /* Open client connections (the metrics' gauge). */
 int rill_server_connections(const struct rill_server *s);
 /* Runs the loop until a signal's graceful shutdown is over. */

@@ -330,7 +330,21 @@ function M.server(app, opts)
   return srv
 end
 
--- Spawns rill for srv on listen and waits for its "rill listening on" line. true, or false and why.
+-- How many --listen options args gives (each prints a "rill listening on" line).
+local function count_listens(args)
+  local n = 0
+  for i, a in ipairs(args or {}) do
+    if a == "--" then break end
+    if (a == "--listen" or a == "-l") and args[i + 1] then
+      n = n + 1
+    elseif a:match("^%-%-listen=") then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Spawns rill for srv on listen and waits for its "rill listening on" lines. true, or false and why.
 function Server:launch(listen)
   local opts = self.opts
   local argv = {}
@@ -345,14 +359,22 @@ function Server:launch(listen)
     for _, a in ipairs(opts.app_args) do argv[#argv + 1] = tostring(a) end
   end
   local proc = core.spawn(argv, opts.env)
-  local line, err = proc:wait_for("rill listening on ", opts.timeout or DEFAULT_TIMEOUT)
-  if not line then
-    local log = proc:log()
-    proc:close()
-    return false, ("rill did not start on %s (%s):\n%s"):format(self.app, err, log)
+  -- one line per --listen, in order: ours first, then those in opts.args
+  local urls, from = {}, 1
+  for _ = 1, 1 + count_listens(opts.args) do
+    local line, err
+    line, from = proc:wait_for("rill listening on ", opts.timeout or DEFAULT_TIMEOUT, from)
+    if not line then
+      err = from
+      local log = proc:log()
+      proc:close()
+      return false, ("rill did not start on %s (%s):\n%s"):format(self.app, err, log)
+    end
+    urls[#urls + 1] = line:match("(https?://%S+)$")
   end
-  local host, port = line:match("http://([^/]+):(%d+)$")
+  local host, port = urls[1]:match("http://([^/]+):(%d+)$")
   self.proc, self.host, self.port, self.mark, self.stats_mark = proc, host, tonumber(port), 1, nil
+  self.urls = urls
   self.stopped, self.status = false, nil
   return true
 end
