@@ -4,13 +4,9 @@
 -- Last-Event-ID and gets exactly the events it missed.
 local rill = require "rill"
 
-local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-local page = assert(io.open(here .. "hub.html")):read("a")
-
 return rill.router {
-  ["GET /"] = function()
-    return { headers = { ["content-type"] = "text/html; charset=utf-8" }, body = page }
-  end,
+  -- the page, from this file's directory (only "/" is routed: nothing else there is served)
+  ["GET /"] = rill.static(".", { index = "hub.html" }),
   ["POST /publish/:topic"] = function(req)
     rill.publish(req.params.topic, { event = "msg", data = req.body })
     return { status = 202 }

@@ -121,6 +121,10 @@ describe("examples/hub.lua", function()
     local res = srv:get("/")
     assert.same("text/html; charset=utf-8", res.headers["content-type"])
     assert.matches("new EventSource", res.body, 1, true)
+    -- through rill.static: a validator, and a 304 for a page the browser has
+    assert.truthy(res.headers["etag"])
+    assert.same(304, srv:get("/", { ["if-none-match"] = res.headers["etag"] }).status)
+    assert.same(404, srv:get("/hub.lua").status) -- only the page is served from the directory
   end)
 
   it("publishes to subscribers, and a dropped one resumes with Last-Event-ID", function()

@@ -231,5 +231,6 @@ int rill_open_core(lua_State *L)
     rill_open_tail(L);
     rill_open_client_error(L);
     rill_open_background(L);
+    rill_open_static(L);
     return 1;
 }

@@ -22,6 +22,7 @@ void rill_open_sse(lua_State *L);
 int rill_sse_encode(lua_State *L);
 void rill_open_tail(lua_State *L);
 void rill_open_background(lua_State *L);
+void rill_open_static(lua_State *L);
 /* Background tasks (rill.spawn, rill.every): all cancelled, and no new one starts (shutdown). */
 void rill_background_stop_all(void);
 /* The `once` tasks run here from now on (their runs start), or no longer (cancelled, kept). */
@@ -35,6 +36,9 @@ void rill_hub_shutdown(lua_State *L);
 int rill_tail_add_root(const char *dir);
 /* The app's directory: relative tail paths start there; as_root: also the root (unless `/`). */
 int rill_tail_app_dir(const char *dir, int as_root);
+
+/* path, or the app's directory/path when relative, into out; NULL if too long. */
+char *rill_app_path(const char *path, char *out, size_t cap);
 
 /* Open tails (the metrics' gauge). */
 int rill_tail_count(void);

@@ -9,6 +9,7 @@
  */
 #include "replyhead.h"
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
@@ -16,6 +17,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tls.h"
 
@@ -263,14 +265,14 @@ static struct bufferevent *bev_of(struct evhttp_request *req)
     return evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 }
 
-void rill_reply_whole(struct evhttp_request *req, struct event_base *base,
-                      const struct rill_framing *f, const char *body)
+/*
+ * The head (and a small body with it) goes into the output, then more, if
+ * any (a file), and evhttp finishes the reply once the output drains.
+ */
+static void reply_whole(struct evhttp_request *req, struct bufferevent *bev,
+                        struct event_base *base, const struct rill_framing *f, const char *body,
+                        struct evbuffer *more)
 {
-    struct bufferevent *bev = bev_of(req);
-    if (!bev) { /* the client is gone: evhttp frees the request */
-        evhttp_send_reply(req, f->status, NULL, NULL);
-        return;
-    }
     struct head head; /* not zeroed: 1 KiB per reply for nothing */
     head.out = bufferevent_get_output(bev);
     head.n = 0;
@@ -286,6 +288,8 @@ void rill_reply_whole(struct evhttp_request *req, struct event_base *base,
      * (16 us against 12.4 with wrk -c50) than it saves in epoll_ctl calls.
      */
     head_flush(&head);
+    if (more)
+        evbuffer_add_buffer(head.out, more); /* moves its chains: allocates nothing */
     /* as evhttp's own write: no read callback (EOF still reaches the error callback) */
     bufferevent_data_cb writecb;
     bufferevent_event_cb eventcb;
@@ -294,6 +298,54 @@ void rill_reply_whole(struct evhttp_request *req, struct event_base *base,
     bufferevent_setcb(bev, NULL, writecb, eventcb, cbarg);
     evhttp_send_reply_end(req); /* output not empty: evhttp finishes when it drains */
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+void rill_reply_whole(struct evhttp_request *req, struct event_base *base,
+                      const struct rill_framing *f, const char *body)
+{
+    struct bufferevent *bev = bev_of(req);
+    if (!bev) { /* the client is gone: evhttp frees the request */
+        evhttp_send_reply(req, f->status, NULL, NULL);
+        return;
+    }
+    reply_whole(req, bev, base, f, body, NULL);
+}
+
+int rill_reply_file(struct evhttp_request *req, struct event_base *base,
+                    const struct rill_framing *f, int fd, off_t offset)
+{
+    struct bufferevent *bev = bev_of(req);
+    struct evbuffer *file = NULL;
+    if (!bev || !f->body || f->len == 0) { /* gone, a HEAD, or nothing to send */
+        close(fd);
+        if (!bev)
+            evhttp_send_reply(req, f->status, NULL, NULL);
+        else
+            reply_whole(req, bev, base, f, NULL, NULL);
+        return 0;
+    }
+    /*
+     * The file goes into an evbuffer of its own first, so a failure leaves
+     * nothing sent. Marked as draining to a socket, as the bufferevent's
+     * output is, its chain is sent with sendfile(2); a TLS connection's is
+     * not (the cipher must read the bytes): the file is mapped instead.
+     */
+    struct evbuffer_file_segment *seg =
+        evbuffer_file_segment_new(fd, offset, (ev_off_t)f->len,
+                                  EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_LOCKING);
+    if (!seg) {
+        close(fd); /* a failed segment leaves it open */
+        return -1;
+    }
+    if ((file = evbuffer_new()) != NULL && !rill_tls_is(bev))
+        evbuffer_set_flags(file, EVBUFFER_FLAG_DRAINS_TO_FD);
+    int ok = file && evbuffer_add_file_segment(file, seg, 0, (ev_off_t)f->len) == 0;
+    evbuffer_file_segment_free(seg); /* the chain holds its own reference */
+    if (ok)
+        reply_whole(req, bev, base, f, NULL, file);
+    if (file)
+        evbuffer_free(file);
+    return ok ? 0 : -1;
 }
 
 void rill_reply_plain(struct evhttp_request *req, struct event_base *base, int status,

@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * The head of every reply rill sends, and the framing it announces, decided
@@ -56,6 +57,15 @@ struct rill_framing rill_framing_decide(struct evhttp_request *req, int status, 
  */
 void rill_reply_whole(struct evhttp_request *req, struct event_base *base,
                       const struct rill_framing *f, const char *body);
+
+/*
+ * As rill_reply_whole, with f->len bytes of the file fd from offset as the
+ * body (sendfile on a plain connection). fd is closed, by this or once sent.
+ * -1: nothing was sent (out of memory, or the file cannot be mapped); req is
+ * still the caller's.
+ */
+int rill_reply_file(struct evhttp_request *req, struct event_base *base,
+                    const struct rill_framing *f, int fd, off_t offset);
 
 /* A short text/plain reply of rill's own (a refusal, an error); closes when close. */
 void rill_reply_plain(struct evhttp_request *req, struct event_base *base, int status,

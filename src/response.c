@@ -15,6 +15,7 @@
 #include "hub.h"
 #include "luanum.h"
 #include "replyhead.h"
+#include "static.h"
 #include "server.h"
 
 #include <event2/bufferevent.h>
@@ -31,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct bufferevent *request_bev(struct rill_request *r)
 {
@@ -298,6 +300,40 @@ static int out_reply(lua_State *L)
     r->out.status = (unsigned short)status;
     r->out.sent = f.body ? len : 0;
     rill_reply_whole(r->req, r->task.w->base, &f, body);
+    r->req = NULL; /* evhttp frees it once written */
+    return 0;
+}
+
+/*
+ * out.file(status, headers, file, offset, length): a whole response whose
+ * body is length bytes of a rill.file (static.c) from offset, sent by the
+ * kernel (sendfile) or mapped for TLS; the Lua state never holds them. The
+ * file object is closed: the reply owns its descriptor.
+ */
+static int out_file(lua_State *L)
+{
+    struct rill_request *r = out_unsent(L);
+    off_t size;
+    luaL_checkudata(L, 3, "rill.file");
+    lua_Integer offset = luaL_checkinteger(L, 4), length = luaL_checkinteger(L, 5);
+    struct wishes w;
+    int status = prepare_head(L, r, &w);
+    if (w.length >= 0)
+        return luaL_error(L, "a file's response sets its own content-length");
+    int fd = rill_file_take(L, 3, &size);
+    if (offset < 0 || length < 0 || offset > (lua_Integer)size || length > (lua_Integer)size - offset) {
+        close(fd);
+        return luaL_error(L, "bytes %I+%I are not in a file of %I bytes", offset, length,
+                          (lua_Integer)size);
+    }
+    struct rill_framing f =
+        rill_framing_decide(r->req, status, RILL_BODY_WHOLE, (size_t)length, 1, w.close);
+    if (rill_reply_file(r->req, r->task.w->base, &f, fd, (off_t)offset) != 0)
+        return luaL_error(L, "cannot send the file: out of memory");
+    unwatch(r);
+    r->responded = 1;
+    r->out.status = (unsigned short)status;
+    r->out.sent = f.body ? (size_t)length : 0;
     r->req = NULL; /* evhttp frees it once written */
     return 0;
 }
@@ -738,7 +774,7 @@ static int out_pump(lua_State *L)
 }
 
 static const luaL_Reg out_funcs[] = {
-    {"reply", out_reply}, {"start", out_start}, {"write", out_write}, {"finish", out_finish},
+    {"reply", out_reply}, {"file", out_file}, {"start", out_start}, {"write", out_write}, {"finish", out_finish},
     {"sse", out_sse},     {"pump", out_pump},   {NULL, NULL},
 };
 

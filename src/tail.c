@@ -136,6 +136,13 @@ static char *absolute(const char *path, char *out, size_t cap)
     return n < 0 || (size_t)n >= cap ? NULL : out;
 }
 
+char *rill_app_path(const char *path, char *out, size_t cap)
+{
+    if (!app_dir_set)
+        rill_tail_app_dir(".", 1); /* under rill.run: the current directory */
+    return absolute(path, out, cap);
+}
+
 static int under_a_root(const char *real)
 {
     for (int i = 0; i < nroots; i++) {

@@ -18,6 +18,11 @@ local is_router, route = router.is_router, router.route_named
 -- Closes the body iterator when the stream ends, fails or is cancelled.
 local Closer = { __close = function(c) close_body(c.body) end }
 
+local function is_file(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__name == "rill.file"
+end
+
 local function is_callable(v)
   if type(v) == "function" then
     return true
@@ -169,6 +174,8 @@ return function(handler, req, out, method, path)
   local bt = type(body)
   if body == nil or bt == "string" then
     return checked(fn, name, req, out.reply, status, headers, body)
+  elseif bt == "userdata" and is_file(body) then -- rill.static's: sent by the kernel
+    return checked(fn, name, req, out.file, status, headers, body, res.offset or 0, res.length)
   elseif is_callable(body) then
     return send_lazy(fn, name, req, out, status, headers, body, res.sse, res.pump)
   elseif bt == "table" then

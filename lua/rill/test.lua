@@ -564,7 +564,8 @@ end
 
 -- The fields of a fake request that must have a type; fname and argn name
 -- the argument that carries them.
-local FIELD_TYPES = { method = "string", path = "string", body = "string", headers = "table", query = "table" }
+local FIELD_TYPES = { method = "string", path = "string", body = "string", headers = "table", query = "table",
+  scheme = "string" }
 
 local function check_fields(fields, fname, argn, depth)
   check_opt(fields, "table", fname, argn, nil, depth + 1)
@@ -609,6 +610,7 @@ function M.request(fields)
     peer_addr = fields.peer_addr or fields.remote_addr or "127.0.0.1",
     remote_port = fields.remote_port or 0,
     id = fields.id or "test",
+    scheme = fields.scheme or "http",
   }, FakeRequest)
 end
 
@@ -727,6 +729,14 @@ local function collector(req, res, on_chunk, reply_chunk)
     res.status, res.headers = status, head_of(status, headers, body ~= nil)
     res.body = has_body(status) and body or ""
     if reply_chunk and res.body ~= "" then on_chunk(res.body) end
+  end
+  function out.file(status, headers, file, offset, length) -- rill.static's: read here, as the kernel would send it
+    local ok, body = pcall(file.read, file, offset, length)
+    file:close()
+    if not ok then error(body, 0) end
+    out.reply(status, headers, body)
+    res.headers["content-length"] = tostring(length)
+    if not has_body(status) then res.body = "" end
   end
   function out.start(status, headers)
     res.status, res.headers, res.streamed = status, head_of(status, headers, true), true
