@@ -111,8 +111,21 @@ describe("rill --listen https://", function()
     assert.equal("selected None", client(srv, "alpn")) -- no ALPN offered: served all the same
   end)
 
-  it("refuses a client that speaks TLS 1.1 at most", function()
+  it("refuses a client that speaks TLS 1.1 at most, and serves one that speaks TLS 1.2 with an ECDHE AEAD suite", function()
     assert.equal("refused", client(srv, "old"))
+    assert.matches("^200 TLSv1%.2 ECDHE%-[%w%-]+%-GCM%-SHA%d+$", client(srv, "tls12"))
+  end)
+
+  it("times the handshake only until it is done: a request sent later than --request-timeout is served", function()
+    assert.equal("200 hello https", client(srv, "late", "1.5"))
+  end)
+
+  it("serves a request pipelined behind one that waits, with a body larger than the input limit (OpenSSL keeps what the limit left)", function()
+    assert.equal("200 waited 200 20000", client(srv, "pipelined-big"))
+  end)
+
+  it("ends a close-delimited HTTP/1.0 body with close_notify: the client can tell it was whole", function()
+    assert.equal("whole: b'one\\ntwo\\nthree\\n'", client(srv, "http10"))
   end)
 
   it("streams SSE over TLS event by event: each is read before the next is published", function()
@@ -197,6 +210,28 @@ describe("rill's TLS certificate", function()
     local after = client(srv, "fingerprint")
     assert.are_not.equal(before, after)
     assert.equal("200 TLSv1.3 http/1.1 hello https", client(srv, "hello"))
+    stopped(srv)
+  end)
+
+  it("leaves a connection opened before the SIGHUP with its certificate, serving on", function()
+    local cert, key = dir .. "/held.pem", dir .. "/held.key"
+    must(("cp %s/a.pem %s && cp %s/a.key %s"):format(dir, cert, dir, key))
+    local srv <close> = test.server(APP, { args = tls_args(cert, key) })
+    local py = core.spawn({ "/bin/sh", "-c", ("exec %s spec/support/tls_client.py held %d %s/ca.pem 1>&2")
+      :format(PYTHON, tls_port(srv), dir) })
+    local ok, err = pcall(function()
+      local before = assert(py:wait_for("", T), py:log()) -- its first line: the certificate's hash
+      assert.matches("^%x+$", before)
+      must(("cp %s/b.pem %s && cp %s/b.key %s"):format(dir, cert, dir, key))
+      srv.proc:kill("HUP")
+      assert(srv.proc:wait_for("TLS certificate and key read again", T), srv:log())
+      assert.are_not.equal(before, client(srv, "fingerprint")) -- a new connection: the new one
+      py:kill("USR1")
+      assert(py:wait_for("after: 200 hello https", T), py:log())
+    end)
+    py:kill("TERM")
+    py:close()
+    assert(ok, err)
     stopped(srv)
   end)
 

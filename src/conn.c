@@ -79,6 +79,8 @@ struct rill_conn {
     const char *why;
     int fd;
     unsigned admitted : 1, moving : 1, body_timed : 1, head_timed : 1, tls : 1, doomed : 1;
+    unsigned hs_timed : 1; /* the deadline times the TLS handshake (until the first byte) */
+    unsigned cut : 1;      /* a reply on it was cut off: its close says so (no close_notify) */
     struct rill_tq_link deadline; /* stamped when the request being read began */
     struct rill_tq_link idle;     /* stamped when last seen active */
     struct rill_tq_link linger;   /* stamped when shed */
@@ -103,7 +105,7 @@ struct rill_conns {
     struct rill_tq linger;    /* shed connections, closed a second later at most */
     struct timeval head_span; /* --header-timeout; 0: none */
     double min_rate;          /* --min-rate; 0: off */
-    struct rill_tls *tls;    /* the https listeners' certificate */
+    struct rill_tls *tls;     /* the https listeners' certificate */
     struct evconnlistener *listeners[RILL_MAX_LISTENS];
     int nlisteners;
     struct event *resume_ev; /* accepting again, when no connection closed first */
@@ -218,9 +220,17 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
             continue; /* a refusal is being written, closing after: let it finish */
         if (c->gate == GATE_DISCARD && c->linger.queued)
             continue; /* shed, or closing already: the linger ends it */
-        close_with(c, c->gate == GATE_DISCARD ? NULL
-                                              : "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
-                                                "Connection: close\r\n\r\n");
+        if (c->hs_timed) {
+            c->hs_timed = 0;
+            if (rill_tls_ready(c->bev))
+                continue; /* shook hands, and sent nothing yet: idle, as a plain connection is */
+            close_with(c, NULL); /* a stalled handshake: nothing can be said */
+            continue;
+        }
+        close_with(c, c->gate == GATE_DISCARD
+                          ? NULL
+                          : "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+                            "Connection: close\r\n\r\n");
     }
     rill_tq_arm(&cs->deadlines);
 }
@@ -580,6 +590,10 @@ static void scan_held(struct rill_conn *c)
 static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n)
 {
     size_t len = evbuffer_get_length(input), at = len - n;
+    if (c->hs_timed) { /* the first bytes after the handshake: the request's own clock starts */
+        c->hs_timed = 0;
+        deadline_stop(c);
+    }
     deadline_start(c);
     rill_headscan_init(&scratch.head, c->set->max_header_bytes);
     enum rill_scan_result res = feed_from(input, &at, feed_head, &scratch.head);
@@ -742,6 +756,8 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     struct rill_conn *c = arg;
     struct rill_conns *cs = c->set;
     (void)evcon;
+    if (c->tls && !c->cut && !c->req && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        rill_tls_close_notify(c->bev); /* a clean end: a close-delimited body was whole */
     if (c->req)
         rill_server_client_gone(c->req);
     deadline_stop(c);
@@ -817,8 +833,10 @@ static void set_up(struct rill_conn *c)
     c->evcon = evcon;
     evhttp_connection_set_closecb(evcon, on_close, c);
     idle_touch(c);
-    if (c->tls) /* the handshake counts as the first request's reading: a stalled one is cut off */
+    if (c->tls) { /* a handshake has --request-timeout: a stalled one is cut off */
         deadline_start(c);
+        c->hs_timed = c->deadline.queued;
+    }
     if (cs->max > 0 && cs->count >= cs->max) {
         shed(c);
         return;
@@ -894,6 +912,11 @@ struct rill_conn *rill_conn_of(struct rill_conns *cs, struct evhttp_request *req
 int rill_conn_tls(const struct rill_conn *c)
 {
     return c->tls;
+}
+
+void rill_conn_cut(struct rill_conn *c)
+{
+    c->cut = 1;
 }
 
 int rill_conn_dispatched(struct rill_conn *c, const char **why)

@@ -62,6 +62,8 @@ int rill_conn_dispatched(struct rill_conn *c, const char **why);
 
 /* Whether c came through a TLS listener (req.scheme "https"). */
 int rill_conn_tls(const struct rill_conn *c);
+/* The reply on c was cut off: its close must not look like a clean end (no TLS close_notify). */
+void rill_conn_cut(struct rill_conn *c);
 
 /* The request c serves now (its close is reported to it), or NULL once it is done. */
 void rill_conn_attach(struct rill_conn *c, struct rill_request *r);

@@ -7,6 +7,7 @@
  */
 #include "listen.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -40,7 +41,7 @@ int rill_listen_parse(const char *arg, struct rill_listen *l)
         strcpy(l->host, "0.0.0.0");
     char *end;
     long p = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || colon[1] == '-' || colon[1] == '+' || p > 65535)
+    if (*end || !isdigit((unsigned char)colon[1]) || p > 65535)
         return -1;
     l->port = (int)p;
     return 0;
@@ -82,11 +83,14 @@ void rill_listen_announce(const struct rill_listen *l)
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char host[NI_MAXHOST], port[NI_MAXSERV];
-    getsockname(l->fd, (struct sockaddr *)&ss, &len);
-    getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) != 0 ||
+        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(host, sizeof host, "%s", l->host); /* what was asked for, then */
+        snprintf(port, sizeof port, "%d", l->port);
+    }
     int v6 = ss.ss_family == AF_INET6;
-    fprintf(stderr, "rill listening on %s://%s%s%s:%s\n", l->tls ? "https" : "http",
-            v6 ? "[" : "", host, v6 ? "]" : "", port);
+    fprintf(stderr, "rill listening on %s://%s%s%s:%s\n", l->tls ? "https" : "http", v6 ? "[" : "",
+            host, v6 ? "]" : "", port);
     fflush(stderr);
 }

@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "master.h"
 #include "proxy.h"
+#include "response.h"
 #include "server.h"
 #include "tls.h"
 
@@ -45,6 +46,10 @@ static void usage(FILE *out)
           "      --tls-key PEM         its key; SIGHUP reads both again\n"
           "      --grace SECONDS       at SIGINT/SIGTERM, time in-flight requests get\n"
           "                            to finish (default 10); streams end at once\n"
+          "      --compress            gzip text responses and event streams for\n"
+          "                            clients that take it, unless a response says\n"
+          "                            compress = false (default: only those that\n"
+          "                            say compress = true)\n"
           "      --max-body-bytes N    largest request body (default 1048576)\n"
           "      --max-header-bytes N  largest request line + headers (default 32768)\n"
           "      --keepalive-timeout S an idle keep-alive connection, or a client that\n"
@@ -307,16 +312,13 @@ static int take_option(int c, struct rill_server_config *cfg, int *tail_roots)
             cfg->nlisten++;
             return -1;
         }
-        fprintf(stderr, "rill: --listen wants HOST:PORT, http://HOST:PORT or https://HOST:PORT, "
-                        "got '%s'\n",
+        fprintf(stderr,
+                "rill: --listen wants HOST:PORT, http://HOST:PORT or https://HOST:PORT, "
+                "got '%s'\n",
                 optarg);
         return EXIT_USAGE;
-    case 'c':
-        cfg->tls_cert = optarg;
-        return -1;
-    case 'k':
-        cfg->tls_key = optarg;
-        return -1;
+    case 'c': cfg->tls_cert = optarg; return -1;
+    case 'k': cfg->tls_key = optarg; return -1;
     case 'g':
     case 'K':
     case 'R':
@@ -398,6 +400,7 @@ static int take_option(int c, struct rill_server_config *cfg, int *tail_roots)
         fprintf(stderr, "rill: --drain-timeout wants seconds, got '%s'\n", optarg);
         return EXIT_USAGE;
     case 'W': procs.watch = 1; return -1;
+    case 'z': rill_response_compress_default(1); return -1;
     case 'Q':
         if (parse_size(optarg, &procs.max_queue) == 0 && procs.max_queue >= 4096 &&
             procs.max_queue <= (1ULL << 40))
@@ -527,6 +530,7 @@ static int parse_args(int argc, char **argv, struct rill_server_config *cfg, con
         {"pid-file", required_argument, 0, 'P'},
         {"drain-timeout", required_argument, 0, 'd'},
         {"reload", no_argument, 0, 'W'},
+        {"compress", no_argument, 0, 'z'},
         {"worker-queue-bytes", required_argument, 0, 'Q'},
         {"trust-proxy", required_argument, 0, 'X'},
         {"trust-proxy-header", required_argument, 0, 'x'},

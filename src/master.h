@@ -17,10 +17,10 @@ typedef int (*rill_worker_main)(void *arg, int channel_fd, int slot);
 struct rill_master_config {
     int workers;
     void (*announce)(void *arg); /* once the first generation serves: "rill listening on" */
-    double drain_timeout; /* seconds old workers keep their streams after a reload */
-    const char *pid_file; /* NULL: none */
-    int watch;            /* --reload: new code on every change of a loaded Lua file */
-    size_t max_queue;     /* bytes queued to one worker before it counts as stuck */
+    double drain_timeout;        /* seconds old workers keep their streams after a reload */
+    const char *pid_file;        /* NULL: none */
+    int watch;                   /* --reload: new code on every change of a loaded Lua file */
+    size_t max_queue;            /* bytes queued to one worker before it counts as stuck */
     rill_worker_main worker_main;
     void *arg;
 };

@@ -330,9 +330,8 @@ int rill_reply_file(struct evhttp_request *req, struct event_base *base,
      * output is, its chain is sent with sendfile(2); a TLS connection's is
      * not (the cipher must read the bytes): the file is mapped instead.
      */
-    struct evbuffer_file_segment *seg =
-        evbuffer_file_segment_new(fd, offset, (ev_off_t)f->len,
-                                  EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_LOCKING);
+    struct evbuffer_file_segment *seg = evbuffer_file_segment_new(
+        fd, offset, (ev_off_t)f->len, EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_LOCKING);
     if (!seg) {
         close(fd); /* a failed segment leaves it open */
         return -1;

@@ -35,6 +35,7 @@ struct rill_request {
     struct rill_tq_link beat; /* an SSE stream's place in its heartbeat queue */
     struct rill_beats *beats; /* that queue (response.c); NULL: no heartbeats */
     unsigned long wrote_at;   /* the worker's resume count at the last direct write */
+    struct rill_gz *gz;       /* a gzip'd stream's compressor (compress.h); NULL: plain */
     unsigned responded : 1;   /* a reply was sent or started */
     unsigned streaming : 1;   /* a chunked reply is open */
     unsigned watching : 1;    /* our close callback is armed */
@@ -43,6 +44,7 @@ struct rill_request {
     unsigned completed : 1;   /* evhttp flushed the reply */
     unsigned sse : 1;         /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
     unsigned tls : 1;         /* it came on an https listener: req.scheme, no direct writes */
+    unsigned gz_broken : 1;   /* its compressor failed (out of memory): the stream ends cut off */
 };
 
 /* The request of the running handler; raises outside one (e.g. in rill.run). */

@@ -10,12 +10,15 @@
 #include "response.h"
 
 #include "accesslog.h"
+#include "compress.h"
+#include "conn.h"
 #include "effects.h"
 #include "headscan.h"
 #include "hub.h"
 #include "luanum.h"
 #include "replyhead.h"
 #include "static.h"
+#include "tls.h"
 #include "server.h"
 
 #include <event2/bufferevent.h>
@@ -70,8 +73,11 @@ static void unwatch(struct rill_request *r)
 {
     struct bufferevent *bev = request_bev(r);
     r->watching = 0;
-    if (bev)
+    if (bev) {
         bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
+        if (r->tls)
+            rill_tls_kick(bev); /* what the limit left inside OpenSSL */
+    }
 }
 
 /* ---- a handler's status and headers -------------------------------------------------- */
@@ -275,6 +281,37 @@ static struct rill_request *out_streaming(lua_State *L, const char *what)
     return r;
 }
 
+/* ---- gzip (compress.h) -------------------------------------------------------- */
+
+static int compress_default; /* --compress */
+
+void rill_response_compress_default(int on)
+{
+    compress_default = on != 0;
+}
+
+/*
+ * Whether r's reply may be gzip'd: the app asked (the boolean at idx; nil:
+ * --compress), there is a body (not HEAD, 204 or 304), its type is text of
+ * some kind and it has no Content-Encoding of its own. Such a reply says
+ * Vary: Accept-Encoding whether or not this client takes gzip, so a cache
+ * keeps the two apart. Returns whether this client takes it.
+ */
+static int gz_eligible(lua_State *L, int idx, struct rill_request *r, int status)
+{
+    int want = lua_isnoneornil(L, idx) ? compress_default : lua_toboolean(L, idx);
+    if (!want || status == 204 || status == 304 ||
+        evhttp_request_get_command(r->req) == EVHTTP_REQ_HEAD)
+        return 0;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    const char *type = evhttp_find_header(h, "Content-Type");
+    if (!rill_gz_compressible(type ? type : "text/plain") ||
+        evhttp_find_header(h, "Content-Encoding"))
+        return 0;
+    evhttp_add_header(h, "Vary", "Accept-Encoding");
+    return rill_gz_accepted(r->req);
+}
+
 /*
  * out.reply(status, headers, body): the whole response at once. A handler's
  * Content-Length must be the body's; for HEAD with no body given it stands
@@ -295,12 +332,22 @@ static int out_reply(lua_State *L)
                               (lua_Integer)w.length, (lua_Integer)len);
         f.len = (size_t)w.length; /* HEAD */
     }
+    struct evbuffer *gz = NULL;
+    if (body && w.length < 0 && gz_eligible(L, 4, r, status) && len >= RILL_GZ_MIN_LENGTH &&
+        (gz = evbuffer_new()) != NULL && rill_gz_whole(body, len, gz) == 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Encoding", "gzip");
+        len = evbuffer_get_length(gz);
+        body = (const char *)evbuffer_pullup(gz, -1);
+        f = rill_framing_decide(r->req, status, RILL_BODY_WHOLE, len, 1, w.close);
+    }
     unwatch(r);
     r->responded = 1;
     r->out.status = (unsigned short)status;
     r->out.sent = f.body ? len : 0;
     rill_reply_whole(r->req, r->task.w->base, &f, body);
     r->req = NULL; /* evhttp frees it once written */
+    if (gz)
+        evbuffer_free(gz);
     return 0;
 }
 
@@ -321,7 +368,8 @@ static int out_file(lua_State *L)
     if (w.length >= 0)
         return luaL_error(L, "a file's response sets its own content-length");
     int fd = rill_file_take(L, 3, &size);
-    if (offset < 0 || length < 0 || offset > (lua_Integer)size || length > (lua_Integer)size - offset) {
+    if (offset < 0 || length < 0 || offset > (lua_Integer)size ||
+        length > (lua_Integer)size - offset) {
         close(fd);
         return luaL_error(L, "bytes %I+%I are not in a file of %I bytes", offset, length,
                           (lua_Integer)size);
@@ -345,6 +393,9 @@ static int out_start(lua_State *L)
     struct wishes w;
     int status = prepare_head(L, r, &w);
     struct rill_framing f = rill_framing_decide(r->req, status, RILL_BODY_STREAM, 0, 1, w.close);
+    if (f.body && w.length < 0 && gz_eligible(L, 3, r, status) &&
+        (r->gz = rill_gz_stream_new()) != NULL)
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Encoding", "gzip");
     rill_reply_start_stream(r->req, r->task.w->base, r->task.w->scratch, &f);
     r->responded = r->streaming = 1;
     r->task.w->stats.streams++;
@@ -460,7 +511,7 @@ static size_t write_now(struct rill_request *r, struct bufferevent *bev, const c
  * size line) and after the data (its CRLF): evhttp would printf the size for
  * every chunk, which is most of what an event costs on its way out.
  */
-static void send_chunk(struct rill_request *r, struct evbuffer *buf)
+static void frame_chunk(struct rill_request *r, struct evbuffer *buf)
 {
     struct evhttp_request *req = r->req;
     struct bufferevent *bev = request_bev(r);
@@ -486,6 +537,54 @@ static void send_chunk(struct rill_request *r, struct evbuffer *buf)
 sent:
     evbuffer_drain(buf, evbuffer_get_length(buf)); /* left over when the client is gone */
     rearm_heartbeat(r);
+}
+
+/* A compressed stream's bytes, between its compressor and its framing (one worker per process). */
+static struct evbuffer *gz_out;
+
+/*
+ * Sends buf (drained) as one chunk: through r's compressor first when its
+ * body is gzip'd, flushed, so what the client gets decompresses to every
+ * byte given so far. A compressor that fails (out of memory) takes the rest
+ * of the stream with it: nothing more is sent, and the stream ends cut off.
+ */
+static void send_chunk(struct rill_request *r, struct evbuffer *buf)
+{
+    if (r->gz && evbuffer_get_length(buf)) {
+        if (r->gz_broken || (!gz_out && !(gz_out = evbuffer_new())) ||
+            rill_gz_stream(r->gz, buf, gz_out, 0) != 0) {
+            r->gz_broken = 1;
+            evbuffer_drain(buf, evbuffer_get_length(buf));
+            if (gz_out)
+                evbuffer_drain(gz_out, evbuffer_get_length(gz_out));
+            return;
+        }
+        evbuffer_add_buffer(buf, gz_out);
+    }
+    frame_chunk(r, buf);
+}
+
+void rill_response_send(struct rill_request *r, struct evbuffer *buf)
+{
+    send_chunk(r, buf);
+}
+
+/* The gzip trailer of a stream ending cleanly; its compressor goes. 0: the end may be clean. */
+static int gz_finish(struct rill_request *r)
+{
+    struct evbuffer *buf = r->task.w->scratch;
+    int ok = !r->gz_broken && (gz_out || (gz_out = evbuffer_new()) != NULL) &&
+             rill_gz_stream(r->gz, buf, gz_out, 1) == 0;
+    if (ok) {
+        evbuffer_add_buffer(buf, gz_out);
+        frame_chunk(r, buf);
+    }
+    evbuffer_drain(buf, evbuffer_get_length(buf));
+    if (gz_out)
+        evbuffer_drain(gz_out, evbuffer_get_length(gz_out));
+    rill_gz_stream_free(r->gz);
+    r->gz = NULL;
+    return ok ? 0 : -1;
 }
 
 /*
@@ -673,8 +772,12 @@ void rill_response_end(struct rill_request *r, int clean)
     rill_response_unpump(r);
     rill_response_stop_heartbeat(r);
     unwatch(r);
+    if (r->gz && clean && gz_finish(r) != 0)
+        clean = 0; /* no trailer: the client must not take the body as whole */
     rill_outcome_ends(&r->out, clean ? RILL_END_HANDLER_END : RILL_END_ERROR);
     if (!clean) {
+        if (r->conn)
+            rill_conn_cut(r->conn);
         /*
          * evhttp has no call to drop a stream. Clearing `chunked` makes
          * reply_end add no terminating chunk, and "Connection: close" makes it
@@ -774,8 +877,8 @@ static int out_pump(lua_State *L)
 }
 
 static const luaL_Reg out_funcs[] = {
-    {"reply", out_reply}, {"file", out_file}, {"start", out_start}, {"write", out_write}, {"finish", out_finish},
-    {"sse", out_sse},     {"pump", out_pump},   {NULL, NULL},
+    {"reply", out_reply},   {"file", out_file}, {"start", out_start}, {"write", out_write},
+    {"finish", out_finish}, {"sse", out_sse},   {"pump", out_pump},   {NULL, NULL},
 };
 
 void rill_open_response(lua_State *L)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #ifndef RILL_RESPONSE_H
 #define RILL_RESPONSE_H
+#include <event2/buffer.h>
 #include "request.h"
 
 /* Output buffer marks of a streamed body (backpressure, notes/evhttp.md Q1). */
@@ -16,6 +17,10 @@ void rill_response_error(struct rill_request *r, int status, const char *what);
  * closed after what was already queued, so the client sees truncation).
  */
 void rill_response_end(struct rill_request *r, int clean);
+/* Sends buf (drained) as one chunk of r's open stream, compressed when r's body is. */
+void rill_response_send(struct rill_request *r, struct evbuffer *buf);
+/* --compress: responses that do not say compress = false are gzip'd when they can be. */
+void rill_response_compress_default(int on);
 /* A stream fed from C lets go of what it no longer needs of its request (its headers, URI). */
 void rill_response_travel_light(struct rill_request *r);
 /* Hands a pumped stream's subscription back to the hub, closed (the stream ends). */

@@ -29,6 +29,7 @@
 
 #include "accesslog.h"
 #include "client_error.h"
+#include "compress.h"
 #include "conn.h"
 #include "ctlfile.h"
 #include "effects.h"
@@ -104,6 +105,7 @@ static void request_free(struct rill_request *r)
     r->log = NULL;
     rill_request_detach(r);
     rill_response_stop_heartbeat(r);
+    rill_gz_stream_free(r->gz);
     free(r);
     maybe_exit(s);
 }
@@ -427,10 +429,7 @@ static void send_retry_jitter(struct rill_request *r)
     if (spread > 60000)
         spread = 60000;
     evbuffer_add_printf(buf, "retry: %ld\n\n", 500 + random() % spread);
-    if (!r->out.head)
-        r->out.sent += evbuffer_get_length(buf);
-    evhttp_send_reply_chunk(r->req, buf);
-    evbuffer_drain(buf, evbuffer_get_length(buf));
+    rill_response_send(r, buf);
 }
 
 /*
@@ -603,7 +602,8 @@ static void reload_tls(struct rill_server *s)
 {
     char err[512];
     if (rill_tls_reload(s->tls, err, sizeof err) == 0)
-        rill_log("SIGHUP: TLS certificate and key read again (the code reloads only with a master)");
+        rill_log(
+            "SIGHUP: TLS certificate and key read again (the code reloads only with a master)");
     else
         rill_log_at(RILL_LOG_ERROR, "SIGHUP: %s: the old certificate stays", err);
 }
@@ -727,13 +727,15 @@ struct rill_server *rill_server_start(struct rill_worker *w, const struct rill_s
                                      .header_timeout = cfg->header_timeout,
                                      .min_rate = cfg->min_rate,
                                      .max_connections = cfg->max_connections};
-    s->conns = rill_conns_new(w->base, &ccfg);
-    if (s->conns) {
-        rill_conns_serve(s->conns, s->http, NULL);
-        if (s->https)
-            rill_conns_serve(s->conns, s->https, s->tls);
-        rill_conns_on_close(s->conns, on_conn_closed, s);
+    /* without its gate no connection may be served: an https one would be read as plain */
+    if (!(s->conns = rill_conns_new(w->base, &ccfg))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
     }
+    rill_conns_serve(s->conns, s->http, NULL);
+    if (s->https)
+        rill_conns_serve(s->conns, s->https, s->tls);
+    rill_conns_on_close(s->conns, on_conn_closed, s);
     w->server = s;
     rill_metrics_start(w);
     if (s->fd_inherited)
@@ -758,7 +760,8 @@ int rill_server_accept(struct rill_server *s, char *err, size_t errlen)
         s->bound[i] = evhttp_accept_socket_with_handle(http, s->listen[i].fd);
         if (!s->bound[i]) {
             snprintf(err, errlen, "cannot accept on the listening socket");
-            return -1; /* rill_server_free closes what was bound */
+            s->listen[i].fd = -1; /* libevent may have closed it: a leak, never a double close */
+            return -1;            /* rill_server_free closes what was bound */
         }
         levs[i] = evhttp_bound_socket_get_listener(s->bound[i]);
     }
@@ -808,6 +811,7 @@ void rill_server_free(struct rill_server *s)
     rill_tls_free(s->tls); /* after the connections: each SSL holds its own reference */
     rill_tail_shutdown();
     rill_hub_shutdown(s->w->L);
+    rill_gz_shutdown();
     while (s->live) { /* requests evhttp still held are gone with it */
         struct rill_request *r = s->live;
         r->gone = 1;

@@ -11,8 +11,8 @@ struct rill_server_config {
     struct rill_listen listen[RILL_MAX_LISTENS]; /* fd -1: bound at start; else the master's */
     int nlisten;
     const char *tls_cert, *tls_key; /* PEM files, for the https listeners */
-    double grace;            /* seconds in-flight requests get at shutdown */
-    size_t max_header_bytes; /* request line + headers */
+    double grace;                   /* seconds in-flight requests get at shutdown */
+    size_t max_header_bytes;        /* request line + headers */
     size_t max_body_bytes;
     double keepalive_timeout; /* seconds a connection may sit idle or stall mid-request; 0: none */
     double request_timeout;   /* seconds to read a whole request, from its first byte; 0: none */

@@ -128,9 +128,9 @@ static int core_static_open(lua_State *L)
     luaL_setmetatable(L, FILE_MT); /* closed until open succeeds: __gc has nothing to do */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
-        return refuse(L, errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG
-                             ? "not found"
-                             : "forbidden",
+        return refuse(L,
+                      errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG ? "not found"
+                                                                                   : "forbidden",
                       errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG ? 404 : 403);
     if (!fd_under(fd, root) || fstat(fd, &st) != 0) {
         close(fd);

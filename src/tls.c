@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -28,6 +29,9 @@ struct rill_tls {
 
 /* TLS 1.2's suites with forward secrecy and an AEAD (TLS 1.3 has only such). */
 static const char CIPHERS_12[] = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20";
+
+/* Sessions a worker remembers for resumption (OpenSSL's default, 20,480, is a lot of memory). */
+#define SESSION_CACHE 4096
 
 /* The only protocol this server speaks, as ALPN spells it. */
 static const unsigned char ALPN_HTTP11[] = "\x08http/1.1";
@@ -79,9 +83,18 @@ static SSL_CTX *context_new(const char *cert, const char *key, char *err, size_t
         snprintf(err, errlen, "cannot set up TLS: %s", ssl_reason());
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+        snprintf(err, errlen, "cannot set up TLS: %s", ssl_reason());
+        goto fail;
+    }
+    /*
+     * A client that closes without close_notify is a plain EOF: HTTP frames
+     * its own end (OpenSSL 3 would report an error).
+     */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_dh_auto(ctx, 1); /* the DHE suites need parameters: OpenSSL's, by key size */
+    SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE);
     /* an idle connection (most streams) keeps no read or write buffer: ~34 KiB each */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"rill", 4);
@@ -146,12 +159,12 @@ struct bufferevent *rill_tls_bufferevent(struct rill_tls *t, struct event_base *
      * BEV_OPT_CLOSE_ON_FREE: only with it does the bufferevent free its SSL
      * (and close the socket, which evhttp then leaves to it).
      */
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!bev)
         return NULL; /* its failure freed ssl (BEV_OPT_CLOSE_ON_FREE) */
     /* HTTP frames its own end: a client that closes without close_notify lost nothing */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1); /* and SSL_OP_IGNORE_UNEXPECTED_EOF */
     return bev;
 }
 
@@ -159,6 +172,22 @@ int rill_tls_ready(struct bufferevent *bev)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
     return ssl && SSL_is_init_finished(ssl);
+}
+
+void rill_tls_close_notify(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (ssl && SSL_is_init_finished(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)) {
+        (void)SSL_shutdown(ssl); /* a non-blocking socket: what fits goes, nothing is awaited */
+        ERR_clear_error();
+    }
+}
+
+void rill_tls_kick(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (ssl && SSL_pending(ssl) > 0)
+        event_active(&bev->ev_read, EV_READ, 1); /* its read callback reads from the SSL */
 }
 
 int rill_tls_is(struct bufferevent *bev)

@@ -26,6 +26,17 @@ int rill_tls_reload(struct rill_tls *t, char *err, size_t errlen);
 struct bufferevent *rill_tls_bufferevent(struct rill_tls *t, struct event_base *base);
 /* Whether bev's handshake is done: what is written now is sent, not queued for later. */
 int rill_tls_ready(struct bufferevent *bev);
+/*
+ * A clean end of bev's connection: TLS's close_notify, sent now (once, best
+ * effort), so a client can tell it from a truncation.
+ */
+void rill_tls_close_notify(struct bufferevent *bev);
+/*
+ * After bev's read limit is lifted: bytes OpenSSL decrypted but could not
+ * hand over under the limit are read now (the socket may never be readable
+ * again for them: they are in the SSL, not the kernel).
+ */
+void rill_tls_kick(struct bufferevent *bev);
 /* Whether bev is a TLS bufferevent: nothing may be written to its socket directly. */
 int rill_tls_is(struct bufferevent *bev);
 void rill_tls_free(struct rill_tls *t);

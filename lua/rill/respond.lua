@@ -70,9 +70,9 @@ local function check_list(fn, name, req, list)
   end
 end
 
-local function send_list(fn, name, req, out, status, headers, list)
+local function send_list(fn, name, req, out, status, headers, list, compress)
   check_list(fn, name, req, list)
-  if checked(fn, name, req, out.start, status, headers) then
+  if checked(fn, name, req, out.start, status, headers, compress) then
     for i = 1, #list do
       local chunk = list[i]
       out.write(type(chunk) == "number" and tostring(chunk) or chunk)
@@ -81,9 +81,9 @@ local function send_list(fn, name, req, out, status, headers, list)
   return out.finish()
 end
 
-local function send_lazy(fn, name, req, out, status, headers, body, sse, pump)
+local function send_lazy(fn, name, req, out, status, headers, body, sse, pump, compress)
   local closer <close> = setmetatable({ body = body }, Closer)
-  local started = checked(fn, name, req, out.start, status, headers)
+  local started = checked(fn, name, req, out.start, status, headers, compress)
   headers = nil -- sent: not kept alive for as long as the stream lasts
   if started then
     if sse then
@@ -167,19 +167,22 @@ return function(handler, req, out, method, path)
   elseif t ~= "table" then
     fail(fn, name, req, ("handler returned a %s, expected a string, a table or nil"):format(t))
   end
-  local status, headers, body = res.status or 200, res.headers, res.body
+  local status, headers, body, compress = res.status or 200, res.headers, res.body, res.compress
+  if compress ~= nil and type(compress) ~= "boolean" then
+    fail(fn, name, req, ("response compress must be a boolean, got %s"):format(type(compress)))
+  end
   if res.json ~= nil then
     body, headers = json_reply(fn, name, req, res)
   end
   local bt = type(body)
   if body == nil or bt == "string" then
-    return checked(fn, name, req, out.reply, status, headers, body)
+    return checked(fn, name, req, out.reply, status, headers, body, compress)
   elseif bt == "userdata" and is_file(body) then -- rill.static's: sent by the kernel
     return checked(fn, name, req, out.file, status, headers, body, res.offset or 0, res.length)
   elseif is_callable(body) then
-    return send_lazy(fn, name, req, out, status, headers, body, res.sse, res.pump)
+    return send_lazy(fn, name, req, out, status, headers, body, res.sse, res.pump, compress)
   elseif bt == "table" then
-    return send_list(fn, name, req, out, status, headers, body)
+    return send_list(fn, name, req, out, status, headers, body, compress)
   end
   fail(fn, name, req, ("response body is a %s, expected a string, a list of strings or an iterator"):format(bt))
 end

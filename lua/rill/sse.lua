@@ -89,7 +89,7 @@ end
 -- (data), encoded as browsers read them; published hub events go out as
 -- the bytes encoded once at publish. opts: heartbeat (seconds idle before a
 -- comment line, default 15, 0 = none), retry (ms, sent first; default 3000,
--- false = none), status, headers.
+-- false = none), status, headers, compress (gzip for clients that take it).
 function M.response(source, opts)
   opts = check_opts(opts, "sse", 2)
   local iter = as_iterator(source)
@@ -115,6 +115,9 @@ function M.response(source, opts)
   if opts.headers ~= nil and type(opts.headers) ~= "table" then
     error(("bad argument #2 to 'sse' (headers must be a table, got %s)"):format(type(opts.headers)), 2)
   end
+  if opts.compress ~= nil and type(opts.compress) ~= "boolean" then
+    error(("bad argument #2 to 'sse' (compress must be a boolean, got %s)"):format(type(opts.compress)), 2)
+  end
   local retry = retry_ms and M.encode({ retry = retry_ms })
   local headers = { ["content-type"] = "text/event-stream", ["cache-control"] = "no-cache", ["x-accel-buffering"] = "no" }
   for name, value in pairs(opts.headers or {}) do
@@ -126,6 +129,7 @@ function M.response(source, opts)
     sse = heartbeat, -- the driver (rill.respond) marks the stream: heartbeats, shutdown jitter
     body = events_body(iter, retry),
     pump = { source = iter, first = retry }, -- the driver may feed a hub subscription from C
+    compress = opts.compress, -- gzip, each event flushed (nil: the server's --compress)
   }
 end
 

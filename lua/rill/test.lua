@@ -337,7 +337,7 @@ local function count_listens(args)
     if a == "--" then break end
     if (a == "--listen" or a == "-l") and args[i + 1] then
       n = n + 1
-    elseif a:match("^%-%-listen=") then
+    elseif a:match("^%-%-listen=") or a:match("^%-l.") then
       n = n + 1
     end
   end

@@ -21,4 +21,11 @@ return rill.router({
   ["POST /echo"] = function(req)
     return req.body
   end,
+  ["GET /wait"] = function()
+    rill.sleep(0.2) -- the client's next request waits in the input meanwhile
+    return "waited\n"
+  end,
+  ["GET /three"] = function()
+    return { body = { "one\n", "two\n", "three\n" } } -- close-delimited for HTTP/1.0
+  end,
 })

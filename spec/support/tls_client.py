@@ -3,12 +3,13 @@
 # module, with certificate and host name verification on, against
 # spec/apps/tls.lua. Usage: tls_client.py CHECK PORT CAFILE [args]. Prints
 # what it saw (one line), or exits non-zero with the reason.
-import hashlib, os, socket, ssl, sys, warnings
+import hashlib, os, signal, socket, ssl, sys, time, warnings
 
 warnings.simplefilter("ignore")  # TLS 1.1 is deprecated: that is the point of "old"
 
 check, port, cafile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 args = sys.argv[4:]
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])  # for "held": sigwait takes it
 TIMEOUT = float(os.environ.get("RILL_TEST_TIMEOUT", "10"))  # 60 under valgrind
 
 def context(alpn=("http/1.1",), maximum=None):
@@ -160,6 +161,68 @@ elif check == "shed":  # one connection too many (--max-connections 1): its 503 
     second = connect()
     status2, headers, _, _ = read_response(second)
     print("%d %d %s closed=%s" % (status, status2, headers.get("retry-after"), second.recv(100) == b""))
+
+elif check == "tls12":  # a client that speaks TLS 1.2 at most: served, with a forward-secret AEAD suite
+    s = connect(maximum=ssl.TLSVersion.TLSv1_2)
+    status, _, body, _ = get(s, "/")
+    print("%d %s %s" % (status, s.version(), s.cipher()[0]))
+
+elif check == "late":  # a request sent after --request-timeout, on a connection that shook hands at once
+    s = connect()
+    time.sleep(float(args[0]))  # the client's own pace: the server must not count it against the request
+    status, _, body, _ = get(s, "/")
+    print("%d %s" % (status, body.decode().strip()))
+
+elif check == "silent":  # shakes hands, sends nothing: what the server sends before it closes
+    s = connect()
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(100)
+            if not chunk:
+                break
+            data += chunk
+    except ssl.SSLError as e:
+        print("error %s" % e.reason)
+        sys.exit(0)
+    print("closed after %r" % data)
+
+elif check == "http10":  # a close-delimited body over TLS ends with close_notify, not a bare EOF
+    ctx = context()
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)  # Python's default hides a bare EOF
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT), server_hostname="localhost")
+    s.sendall(b"GET /three HTTP/1.0\r\nHost: a\r\n\r\n")
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except ssl.SSLEOFError:
+        print("truncated (no close_notify)")
+        sys.exit(0)
+    print("whole: %r" % data.split(b"\r\n\r\n", 1)[1])
+
+elif check == "pipelined-big":  # a request behind one that waits, with a body larger than the input limit
+    s = connect()
+    body = b"z" * 20000
+    data = b"GET /wait HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    # two TLS records of 10 KB: the second is read by OpenSSL whole, but only up to the
+    # 16 KiB input limit handed on while /wait waits; the rest waits inside the SSL
+    s.sendall(data[:10000])
+    time.sleep(0.05)  # shapes the records only: the answer must be the same either way
+    s.sendall(data[10000:])
+    first, _, b1, buf = read_response(s)
+    second, _, b2, _ = read_response(s, buf)
+    print("%d %s %d %d" % (first, b1.decode().strip(), second, len(b2)))
+
+elif check == "held":  # a connection opened before a SIGHUP goes on after it: SIGUSR1 says when
+    s = connect()
+    print(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest(), flush=True)
+    signal.sigwait([signal.SIGUSR1])
+    status, _, body, _ = get(s, "/")
+    print("after: %d %s" % (status, body.decode().strip()), flush=True)
 
 else:
     sys.exit("unknown check " + check)

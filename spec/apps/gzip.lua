@@ -1,0 +1,44 @@
+-- SPDX-License-Identifier: MIT
+-- The app spec/e2e_gzip_spec.lua compresses: whole replies with and
+-- without compress, a generator stream with heartbeats, and hub streams fed
+-- by publishes the client makes (each event read before the next exists).
+local rill = require("rill")
+
+local text = string.rep("the quick brown fox jumps over the lazy dog\n", 40)
+
+return rill.router({
+  ["GET /text"] = function() return { body = text, compress = true } end,
+  ["GET /small"] = function() return { body = "tiny\n", compress = true } end,
+  ["GET /default"] = function() return text end, -- compressed only with --compress
+  ["GET /never"] = function() return { body = text, compress = false } end,
+  ["GET /png"] = function() return { body = text, headers = { ["content-type"] = "image/png" }, compress = true } end,
+  ["GET /encoded"] = function()
+    return { body = text, headers = { ["content-encoding"] = "identity" }, compress = true }
+  end,
+  ["GET /json"] = function() return { json = { list = { text, text } }, compress = true } end,
+  ["GET /empty"] = function() return { status = 204, compress = true } end,
+  ["GET /bad-compress"] = function() return { body = text, compress = "yes" } end,
+  ["GET /ticks"] = function(req)
+    local n = tonumber(req.query.n) or 5
+    return rill.sse(coroutine.wrap(function()
+      for i = 1, n do
+        coroutine.yield({ id = tostring(i), event = "tick", data = ('{"i":%d,"pad":"%s"}'):format(i, ("x"):rep(i)) })
+        rill.sleep(0.05)
+      end
+    end), { compress = true, heartbeat = 0.01 })
+  end,
+  ["GET /events/:topic"] = function(req)
+    local sub = rill.subscribe(req.params.topic, { last_event_id = rill.sse.last_event_id(req) })
+    return rill.sse(sub, { heartbeat = 0, compress = req.query.plain == nil })
+  end,
+  ["POST /publish/:topic"] = function(req)
+    rill.publish(req.params.topic, { event = "msg", data = req.body })
+    return { status = 204 }
+  end,
+  ["GET /forever"] = function()
+    return rill.sse(coroutine.wrap(function()
+      coroutine.yield({ data = "first" })
+      rill.sleep(3600)
+    end), { compress = true })
+  end,
+})

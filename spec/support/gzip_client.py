@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: MIT
+# A client rill did not write, for spec/e2e_gzip_spec.lua: a raw HTTP/1.1
+# reader and Python's zlib against spec/apps/gzip.lua. Usage:
+# gzip_client.py CHECK PORT [args]. Prints what it saw (one line), or exits
+# non-zero with the reason.
+import os, socket, sys, zlib
+
+check, port, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+TIMEOUT = float(os.environ.get("RILL_TEST_TIMEOUT", "10"))
+
+class Conn:
+    def __init__(self):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.buf = b""
+
+    def more(self):
+        chunk = self.s.recv(65536)
+        if not chunk:
+            raise EOFError("closed")
+        self.buf += chunk
+
+    def head(self):
+        while b"\r\n\r\n" not in self.buf:
+            self.more()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            headers.setdefault(k.strip().lower(), []).append(v.strip())
+        return int(lines[0].split(" ")[1]), headers
+
+    def chunk(self):
+        """One chunk's data; b"" for the last."""
+        while b"\r\n" not in self.buf:
+            self.more()
+        size, self.buf = self.buf.split(b"\r\n", 1)
+        n = int(size, 16)
+        while len(self.buf) < n + 2:
+            self.more()
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def send(self, method, path, body=b"", headers=""):
+        self.s.sendall(("%s %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n%s\r\n" %
+                        (method, path, len(body), headers)).encode() + body)
+
+def publish(c, topic, data):
+    c.send("POST", "/publish/" + topic, data.encode())
+    status, _ = c.head()
+    if status != 204:
+        sys.exit("publish: %d" % status)
+
+if check == "events":  # K gzip'd subscribers and a plain one; each event read by all before the next is published
+    topic, n, k = args[0], int(args[1]), int(args[2])
+    subs = []
+    for j in range(k + 1):
+        c = Conn()
+        plain = j == k
+        c.send("GET", "/events/" + topic + ("?plain" if plain else ""), headers="Accept-Encoding: gzip\r\n")
+        status, headers = c.head()
+        if status != 200 or (headers.get("content-encoding") == ["gzip"]) == plain:
+            sys.exit("stream %d: %d %r" % (j, status, headers))
+        c.z = None if plain else zlib.decompressobj(16 + zlib.MAX_WBITS)
+        c.text = ""
+        subs.append(c)
+    def read_until(c, want):
+        while want not in c.text:  # every byte of it, from the chunks so far: nothing held back
+            data = c.chunk()
+            c.text += (c.z.decompress(data) if c.z else data).decode()
+    for c in subs:
+        read_until(c, "retry: 3000\n\n")  # subscribed
+    pub = Conn()
+    for i in range(n):
+        publish(pub, topic, "event %d" % i)
+        for c in subs:
+            read_until(c, "data: event %d\n\n" % i)
+    plain = subs[-1].text
+    for j, c in enumerate(subs[:-1]):
+        if c.text != plain:
+            sys.exit("subscriber %d decompressed to %r, the plain stream is %r" % (j, c.text, plain))
+    print("%d events to %d gzip subscribers, each whole when it arrived, each stream the plain one" % (n, k))
+
+elif check == "stream":  # a whole compressed stream: its chunks, its trailer, what it decompresses to
+    c = Conn()
+    c.send("GET", args[0], headers="Accept-Encoding: gzip\r\n")
+    status, headers = c.head()
+    z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    text, wire = "", 0
+    while True:
+        data = c.chunk()
+        if not data:
+            break
+        wire += len(data)
+        text += z.decompress(data).decode()
+    print("%d %s eof=%s unused=%d text=%r" % (status, headers.get("content-encoding"), z.eof,
+                                                len(z.unused_data), text))
+
+elif check == "cut":  # a stream ended by the server's shutdown: what came decompresses, and ends whole
+    c = Conn()
+    c.send("GET", args[0], headers="Accept-Encoding: gzip\r\n")
+    c.head()
+    z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    text = z.decompress(c.chunk()).decode()
+    print("ready", flush=True)  # the spec sends SIGTERM now
+    while True:
+        data = c.chunk()
+        if not data:
+            break
+        text += z.decompress(data).decode()
+    print("eof=%s text=%r" % (z.eof, text))
+
+else:
+    sys.exit("unknown check " + check)
