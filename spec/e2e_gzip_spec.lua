@@ -142,8 +142,25 @@ describe("gzip'd streams", function()
   end)
 
   it("fan out from the hub: every gzip'd subscriber's stream decompresses to exactly a plain subscriber's", function()
+    local before = { srv:get("/hub-stats").body:match("(%d+) (%d+) (%d+)") }
     assert.equal("40 events to 5 gzip subscribers, each whole when it arrived, each stream the plain one",
       client(srv, "events", "fan", "40", "5"))
+    local after = { srv:get("/hub-stats").body:match("(%d+) (%d+) (%d+)") }
+    -- compressed once per event for the five, not once per subscriber: 40 compressions, 200 sends
+    assert.equal(40, after[1] - before[1])
+    assert.equal(0, after[2] - before[2])
+    assert.equal(200, after[3] - before[3])
+  end)
+
+  it("fan out to subscribers that join mid-window, resume from history, or get heartbeats: each decompresses to its plain twin", function()
+    local before = { srv:get("/hub-stats").body:match("(%d+) (%d+) (%d+)") }
+    assert.equal("4 groups, every gzip'd stream its plain twin's", client(srv, "staggered", "stag", "150"))
+    local after = { srv:get("/hub-stats").body:match("(%d+) (%d+) (%d+)") }
+    assert.equal(150, after[1] - before[1]) -- each event once in its window
+    -- alone: what the late joiners got before the next window (events 10..63 and 70..127), and the
+    -- resumed ones' history; each made once, however many needed it
+    local alone = after[2] - before[2]
+    assert(alone > 0 and alone < 150, "events compressed alone: " .. alone)
   end)
 
   it("end with the gzip trailer: the whole body, heartbeats and all, decompresses to the plain events", function()

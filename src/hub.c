@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "backplane.h"
+#include "compress.h"
 #include "effects.h"
 #include "frame.h"
 #include "hub.h"
@@ -72,6 +73,11 @@ struct wire { /* the encoded event, shared by the history and queued writes */
 
 struct hub_event {
     struct wire *wire;
+    struct wire *gz, *gz_alone; /* compressed in its topic's window, and alone (compress.h) */
+    unsigned long crc;          /* of wire's bytes, once a gzip'd subscriber needed it */
+    unsigned gz_window;         /* gz's window */
+    unsigned gz_start : 1;      /* gz opens its window */
+    unsigned crc_set : 1;
     struct topic *topic;
     struct hub_event *older, *newer; /* every topic's events, in publish order */
     uint64_t seq;
@@ -92,6 +98,7 @@ struct topic {
     uint64_t closed; /* 0, or the order of its closing (the oldest closed is forgotten first) */
     struct subscription *subs;
     int nsubs;
+    struct rill_gz_topic *gz; /* while it has gzip'd pumped subscribers: their shared compressor */
     /*
      * A followed topic (a backplane with load: Redis), whose ids are ordered
      * stream ids. loaded: the backplane delivered what it had; loading: it
@@ -115,7 +122,8 @@ struct subscription {
     int dropped;     /* disconnected by the hub: 1 by hub.disconnect, 2 too slow */
     const char *gap; /* an in-band notice to deliver first ("expired", ...), or NULL */
     struct rill_waiter wait;
-    rill_pump_fn pump; /* set while C pumps the stream (rill_hub_pump), no task waiting */
+    rill_pump_fn pump;   /* set while C pumps the stream (rill_hub_pump), no task waiting */
+    struct rill_gzs *gz; /* a gzip'd pumped stream's own part (rill_hub_pump_gzip), or NULL */
     void *pump_arg;
     char *resume; /* waiting for its topic's load: its Last-Event-ID ("" for none), else NULL */
     struct rill_request *req; /* its request (a handler's subscription lives no longer), or NULL */
@@ -171,7 +179,45 @@ static void hub_event_free(lua_State *L, struct hub_event *e)
 {
     luaL_unref(L, LUA_REGISTRYINDEX, e->ud_ref);
     wire_unref(e->wire);
+    wire_unref(e->gz);
+    wire_unref(e->gz_alone);
     free(e);
+}
+
+/* A wire of len bytes, one reference; NULL: out of memory. */
+static struct wire *wire_of(const void *bytes, size_t len)
+{
+    struct wire *w = malloc(sizeof *w + len);
+    if (!w)
+        return NULL;
+    w->refs = 1;
+    w->len = len;
+    memcpy(w->bytes, bytes, len);
+    return w;
+}
+
+/*
+ * A new event of t, compressed in t's window for its gzip'd subscribers
+ * (compress.c): once, in publish order, whatever their number. With none,
+ * nothing is compressed, and the window is broken.
+ */
+static void gz_topic_event(struct topic *t, struct hub_event *e)
+{
+    const unsigned char *out;
+    size_t len;
+    int start;
+    if (!t->gz)
+        return;
+    if (rill_gz_topic_users(t->gz) == 0) {
+        rill_gz_topic_break(t->gz);
+        return;
+    }
+    if (rill_gz_topic_event(t->gz, e->wire->bytes, e->wire->len, &out, &len, &e->gz_window,
+                            &start) != 0 ||
+        !(e->gz = wire_of(out, len)))
+        return; /* out of memory: its subscribers get it compressed alone */
+    e->gz_start = start != 0;
+    stats.gz_shared++;
 }
 
 /* ---- topics ----------------------------------------------------------------------- */
@@ -248,6 +294,7 @@ static void forget_topic(lua_State *L, struct topic *t)
         backplane->unfollow(backplane, t->name);
     free(t->ring);
     free(t->name);
+    rill_gz_topic_free(t->gz);
     free(t);
     stats.topics--;
 }
@@ -599,6 +646,7 @@ int rill_hub_deliver(lua_State *L, const struct rill_hub_delivery *d)
     }
     t->last_seq = e->seq;
     stats.published++;
+    gz_topic_event(t, e);
     /* before trim and evict, which may free e (an event past the bounds goes at once) */
     if (d->trace && rill_log_enabled(RILL_LOG_DEBUG)) {
         char safe[256];
@@ -1190,6 +1238,11 @@ static void sub_unlink(struct subscription *s)
     t->nsubs--;
     stats.subscribers--;
     s->topic = NULL;
+    if (s->gz && t->gz && rill_gz_topic_leave(t->gz) == 0) {
+        rill_gz_topic_free(t->gz); /* the last gzip'd one: its compressor goes */
+        t->gz = NULL;
+    }
+    s->gz = NULL;
     maybe_free_topic(s->w->L, t, 0);
 }
 
@@ -1362,6 +1415,18 @@ int rill_hub_pump(struct subscription *s, struct rill_task *owner, rill_pump_fn 
     return 0;
 }
 
+int rill_hub_pump_gzip(struct subscription *s, struct rill_gzs *g)
+{
+    struct topic *t = s->topic;
+    if (!t || s->gz)
+        return -1;
+    if (!t->gz && !(t->gz = rill_gz_topic_new()))
+        return -1;
+    rill_gz_topic_join(t->gz);
+    s->gz = g;
+    return 0;
+}
+
 void rill_hub_unpump(struct subscription *s)
 {
     s->pump = NULL;
@@ -1391,6 +1456,71 @@ static void add_gap(struct evbuffer *out, const char *reason)
     stats.gaps++;
 }
 
+/* Adds a reference to w's bytes to out. */
+static void add_wire(struct evbuffer *out, struct wire *w)
+{
+    w->refs++;
+    evbuffer_add_reference(out, w->bytes, w->len, wire_written, w);
+}
+
+/*
+ * e for a gzip'd subscriber: its window's shared bytes when s has had
+ * every event of that window (or e opens it), else e compressed alone
+ * (made once, for every subscriber that needs it), and s leaves its
+ * window until the next one opens. -1: out of memory.
+ */
+static int add_gz_event(struct subscription *s, struct hub_event *e, struct evbuffer *out)
+{
+    struct rill_gzs *g = s->gz;
+    const unsigned char *bytes;
+    size_t len;
+    if (!e->crc_set) {
+        e->crc = rill_gz_crc(e->wire->bytes, e->wire->len);
+        e->crc_set = 1;
+    }
+    int follows = g->cohort && e->seq == g->next_seq && e->gz_window == g->window;
+    if (e->gz && (e->gz_start || follows)) {
+        add_wire(out, e->gz);
+        g->cohort = 1;
+        g->window = e->gz_window;
+        g->next_seq = e->seq + 1;
+    } else {
+        if (!e->gz_alone) {
+            if (rill_gz_alone(e->wire->bytes, e->wire->len, &bytes, &len) != 0 ||
+                !(e->gz_alone = wire_of(bytes, len)))
+                return -1;
+            stats.gz_alone++;
+        }
+        add_wire(out, e->gz_alone);
+        g->cohort = 0;
+    }
+    rill_gzs_count(g, e->crc, e->wire->len);
+    stats.gz_sent++;
+    return 0;
+}
+
+/* A notice only s gets, compressed alone: s leaves its window (what follows it is not the
+ * window's). */
+static int add_gz_gap(struct subscription *s, struct evbuffer *out)
+{
+    struct evbuffer *plain = evbuffer_new();
+    const unsigned char *bytes;
+    size_t len;
+    if (!plain)
+        return -1;
+    add_gap(plain, s->gap);
+    size_t n = evbuffer_get_length(plain);
+    const unsigned char *text = evbuffer_pullup(plain, -1);
+    int rc = text && rill_gz_alone(text, n, &bytes, &len) == 0 ? 0 : -1;
+    if (rc == 0) {
+        evbuffer_add(out, bytes, len);
+        rill_gzs_count(s->gz, rill_gz_crc(text, n), n);
+    }
+    evbuffer_free(plain);
+    s->gz->cohort = 0;
+    return rc;
+}
+
 enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer *out, size_t limit)
 {
     struct hub_event *e = NULL;
@@ -1398,11 +1528,16 @@ enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer
         switch (sub_step(s, &e)) {
         case STEP_EVENT:
             RILL_METRIC_ADD(hub_delivered, 1);
-            e->wire->refs++;
-            evbuffer_add_reference(out, e->wire->bytes, e->wire->len, wire_written, e->wire);
+            if (!s->gz)
+                add_wire(out, e->wire);
+            else if (add_gz_event(s, e, out) != 0)
+                return RILL_PUMP_CUT; /* out of memory: it resumes with its last id */
             break;
         case STEP_GAP:
-            add_gap(out, s->gap);
+            if (!s->gz)
+                add_gap(out, s->gap);
+            else if (add_gz_gap(s, out) != 0)
+                return RILL_PUMP_CUT;
             s->gap = NULL;
             break;
         case STEP_WAIT: return RILL_PUMP_WAIT;
@@ -1575,7 +1710,9 @@ static int hub_stats_fn(lua_State *L)
     } fields[] = {{"topics", stats.topics},       {"subscribers", stats.subscribers},
                   {"published", stats.published}, {"dropped", stats.dropped},
                   {"gaps", stats.gaps},           {"evicted", stats.evicted},
-                  {"refused", stats.refused},     {"history_bytes", stats.history_bytes}};
+                  {"refused", stats.refused},     {"history_bytes", stats.history_bytes},
+                  {"gz_shared", stats.gz_shared}, {"gz_alone", stats.gz_alone},
+                  {"gz_sent", stats.gz_sent}};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         lua_pushinteger(L, fields[i].value);
         lua_setfield(L, -2, fields[i].name);

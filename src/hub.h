@@ -9,6 +9,9 @@ struct hub_stats {
     long evicted;       /* events dropped for the global budget (total_history_bytes) */
     long refused;       /* new topics refused past max_topics */
     long history_bytes; /* what all histories cost the global budget */
+    long gz_shared; /* events compressed once in their topic's window, for all gzip'd subscribers */
+    long gz_alone;  /* events compressed alone, for gzip'd subscribers out of their window */
+    long gz_sent;   /* events sent compressed, shared or alone */
 };
 
 /*
@@ -40,6 +43,13 @@ struct rill_task;
 /* -1 (nothing changes) when s is pumped already or is not owner's own subscription. */
 int rill_hub_pump(struct subscription *s, struct rill_task *owner, rill_pump_fn fn, void *arg);
 void rill_hub_unpump(struct subscription *s);
+struct rill_gzs;
+/*
+ * The pumped s is gzip'd: its events come compressed, shared with its
+ * topic's other gzip'd subscribers (compress.h), g counting what it was
+ * sent. -1: out of memory (s stays plain).
+ */
+int rill_hub_pump_gzip(struct subscription *s, struct rill_gzs *g);
 enum rill_pump_result rill_hub_pump_into(struct subscription *s, struct evbuffer *out,
                                          size_t limit);
 /* For a pump waiting on its client: RILL_PUMP_CUT if the hub dropped it meanwhile, else WAIT. */

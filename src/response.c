@@ -393,9 +393,10 @@ static int out_start(lua_State *L)
     struct wishes w;
     int status = prepare_head(L, r, &w);
     struct rill_framing f = rill_framing_decide(r->req, status, RILL_BODY_STREAM, 0, 1, w.close);
-    if (f.body && w.length < 0 && gz_eligible(L, 3, r, status) &&
-        (r->gz = rill_gz_stream_new()) != NULL)
+    if (f.body && w.length < 0 && gz_eligible(L, 3, r, status)) {
+        r->gz_on = 1; /* its compressor comes with its first chunk, or it shares its topic's */
         evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Encoding", "gzip");
+    }
     rill_reply_start_stream(r->req, r->task.w->base, r->task.w->scratch, &f);
     r->responded = r->streaming = 1;
     r->task.w->stats.streams++;
@@ -548,11 +549,32 @@ static struct evbuffer *gz_out;
  * byte given so far. A compressor that fails (out of memory) takes the rest
  * of the stream with it: nothing more is sent, and the stream ends cut off.
  */
+/* buf's bytes as a segment compressed alone, for a stream sharing its topic's compression. */
+static int gz_alone(struct rill_request *r, struct evbuffer *buf)
+{
+    const unsigned char *out;
+    size_t n = evbuffer_get_length(buf), len;
+    const unsigned char *plain = evbuffer_pullup(buf, -1);
+    if (!plain || rill_gz_alone(plain, n, &out, &len) != 0)
+        return -1;
+    rill_gzs_count(r->gzs, rill_gz_crc(plain, n), n);
+    r->gzs->cohort = 0; /* what follows is not its window's */
+    evbuffer_drain(buf, n);
+    evbuffer_add(buf, out, len);
+    return 0;
+}
+
 static void send_chunk(struct rill_request *r, struct evbuffer *buf)
 {
-    if (r->gz && evbuffer_get_length(buf)) {
-        if (r->gz_broken || (!gz_out && !(gz_out = evbuffer_new())) ||
-            rill_gz_stream(r->gz, buf, gz_out, 0) != 0) {
+    if (r->gzs && evbuffer_get_length(buf)) {
+        if (r->gz_broken || gz_alone(r, buf) != 0) {
+            r->gz_broken = 1;
+            evbuffer_drain(buf, evbuffer_get_length(buf));
+            return;
+        }
+    } else if (r->gz_on && evbuffer_get_length(buf)) {
+        if (r->gz_broken || (!r->gz && !(r->gz = rill_gz_stream_new())) ||
+            (!gz_out && !(gz_out = evbuffer_new())) || rill_gz_stream(r->gz, buf, gz_out, 0) != 0) {
             r->gz_broken = 1;
             evbuffer_drain(buf, evbuffer_get_length(buf));
             if (gz_out)
@@ -573,6 +595,16 @@ void rill_response_send(struct rill_request *r, struct evbuffer *buf)
 static int gz_finish(struct rill_request *r)
 {
     struct evbuffer *buf = r->task.w->scratch;
+    if (r->gzs) {
+        if (r->gz_broken)
+            return -1;
+        rill_gzs_end(r->gzs, buf);
+        frame_chunk(r, buf);
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        return 0;
+    }
+    if (!r->gz && !r->gz_broken && !(r->gz = rill_gz_stream_new()))
+        r->gz_broken = 1; /* nothing was sent yet: its header and trailer still are */
     int ok = !r->gz_broken && (gz_out || (gz_out = evbuffer_new()) != NULL) &&
              rill_gz_stream(r->gz, buf, gz_out, 1) == 0;
     if (ok) {
@@ -614,6 +646,11 @@ static void on_beats(evutil_socket_t fd, short what, void *arg)
         rill_tq_remove(&b->q, r); /* sending stamps it again, at the back */
         if (!r->streaming || !r->req)
             continue;
+        if (r->gzs) { /* bytes that decompress to nothing: its topic's window goes on */
+            rill_gz_nothing(r->task.w->scratch);
+            frame_chunk(r, r->task.w->scratch); /* stamps it again */
+            continue;
+        }
         evbuffer_add(r->task.w->scratch, ":\n", 2);
         send_chunk(r, r->task.w->scratch);
     }
@@ -772,7 +809,7 @@ void rill_response_end(struct rill_request *r, int clean)
     rill_response_unpump(r);
     rill_response_stop_heartbeat(r);
     unwatch(r);
-    if (r->gz && clean && gz_finish(r) != 0)
+    if (r->gz_on && clean && gz_finish(r) != 0)
         clean = 0; /* no trailer: the client must not take the body as whole */
     rill_outcome_ends(&r->out, clean ? RILL_END_HANDLER_END : RILL_END_ERROR);
     if (!clean) {
@@ -819,7 +856,9 @@ static void pump(void *arg)
     for (;;) {
         enum rill_pump_result res = r->wait_drain ? rill_hub_pump_check(r->pump)
                                                   : rill_hub_pump_into(r->pump, buf, RILL_OUT_HIGH);
-        if (evbuffer_get_length(buf))
+        if (evbuffer_get_length(buf) && r->gzs)
+            frame_chunk(r, buf); /* compressed by the hub, shared */
+        else if (evbuffer_get_length(buf))
             send_chunk(r, buf);
         if (res == RILL_PUMP_END) {
             rill_response_end(r, 1);
@@ -868,10 +907,36 @@ static int out_pump(lua_State *L)
     }
     r->pump_ref = ref;
     r->pump = s;
-    if (first && len) {
-        evbuffer_add(r->task.w->scratch, first, len);
-        send_chunk(r, r->task.w->scratch);
+    struct evbuffer *buf = r->task.w->scratch;
+    if (r->gz_on && !r->gz && (r->gzs = malloc(sizeof *r->gzs)) != NULL) {
+        if (rill_hub_pump_gzip(s, r->gzs) == 0) {
+            rill_gzs_start(r->gzs, buf); /* the header goes with the first chunk */
+        } else {
+            free(r->gzs); /* out of memory: it compresses on its own */
+            r->gzs = NULL;
+        }
     }
+    if (first && len) {
+        if (r->gzs) { /* the header as is, then first compressed alone */
+            struct evbuffer *tmp = evbuffer_new();
+            if (tmp) {
+                evbuffer_add(tmp, first, len);
+                if (gz_alone(r, tmp) == 0)
+                    evbuffer_add_buffer(buf, tmp);
+                else
+                    r->gz_broken = 1;
+                evbuffer_free(tmp);
+            } else {
+                r->gz_broken = 1;
+            }
+        } else {
+            evbuffer_add(buf, first, len);
+        }
+    }
+    if (r->gzs)
+        frame_chunk(r, buf);
+    else if (evbuffer_get_length(buf))
+        send_chunk(r, buf);
     lua_pushboolean(L, 1); /* the first pump turn comes once this handler has ended */
     return 1;
 }

@@ -106,6 +106,7 @@ static void request_free(struct rill_request *r)
     rill_request_detach(r);
     rill_response_stop_heartbeat(r);
     rill_gz_stream_free(r->gz);
+    free(r->gzs); /* unpumped by now: its subscription no longer points to it */
     free(r);
     maybe_exit(s);
 }

@@ -29,11 +29,16 @@ return rill.router({
   end,
   ["GET /events/:topic"] = function(req)
     local sub = rill.subscribe(req.params.topic, { last_event_id = rill.sse.last_event_id(req) })
-    return rill.sse(sub, { heartbeat = 0, compress = req.query.plain == nil })
+    local beat = req.query.beat and tonumber(req.query.beat) or 0
+    return rill.sse(sub, { heartbeat = beat, compress = req.query.plain == nil })
   end,
   ["POST /publish/:topic"] = function(req)
     rill.publish(req.params.topic, { event = "msg", data = req.body })
     return { status = 204 }
+  end,
+  ["GET /hub-stats"] = function()
+    local st = rill.hub.stats()
+    return ("%d %d %d\n"):format(st.gz_shared, st.gz_alone, st.gz_sent)
   end,
   ["GET /forever"] = function()
     return rill.sse(coroutine.wrap(function()

@@ -81,6 +81,52 @@ if check == "events":  # K gzip'd subscribers and a plain one; each event read b
             sys.exit("subscriber %d decompressed to %r, the plain stream is %r" % (j, c.text, plain))
     print("%d events to %d gzip subscribers, each whole when it arrived, each stream the plain one" % (n, k))
 
+elif check == "staggered":  # gzip'd subscribers joining mid-window, resuming, and with heartbeats
+    topic, n = args[0], int(args[1])
+    pub = Conn()
+    def join(query="", last_id=None):
+        c = Conn()
+        h = "Accept-Encoding: gzip\r\n" + ("Last-Event-ID: %s\r\n" % last_id if last_id else "")
+        c.send("GET", "/events/" + topic + query, headers=h)
+        status, headers = c.head()
+        c.z = zlib.decompressobj(16 + zlib.MAX_WBITS) if headers.get("content-encoding") == ["gzip"] else None
+        c.text = ""
+        return c
+    def read_until(c, want):
+        while want not in c.text:
+            data = c.chunk()
+            c.text += (c.z.decompress(data) if c.z else data).decode()
+    def ids(c):
+        return [line[4:] for line in c.text.split("\n") if line.startswith("id: ")]
+    first = [join(), join("?plain"), join("?beat=0.005")]
+    for c in first:
+        read_until(c, "retry: 3000\n\n")
+    groups = [first]
+    for i in range(n):
+        if i == 10 or i == 70:  # later joiners land mid-window; one of them resumes from event 5
+            late = [join(), join("?plain")]
+            for c in late:
+                read_until(c, "retry: 3000\n\n")
+            groups.append(late)
+        if i == 100:
+            last = ids(first[1])[4]
+            resumed = [join(last_id=last), join("?plain", last_id=last)]
+            for c in resumed:
+                read_until(c, "data: event 99 ")  # its history, replayed
+            groups.append(resumed)
+        publish(pub, topic, "event %d %s" % (i, "x" * (i % 37)))
+        for g in groups:
+            for c in g:
+                read_until(c, "data: event %d " % i)
+                read_until(c, "\n\n")
+    for g in groups:
+        plain = [c for c in g if c.z is None][0].text
+        for c in g:
+            text = c.text if c.z is None else c.text
+            if c.z is not None and text.replace(":\n", "") != plain.replace(":\n", ""):
+                sys.exit("a gzip'd subscriber decompressed to %r, its plain twin to %r" % (text[-300:], plain[-300:]))
+    print("%d groups, every gzip'd stream its plain twin's" % len(groups))
+
 elif check == "stream":  # a whole compressed stream: its chunks, its trailer, what it decompresses to
     c = Conn()
     c.send("GET", args[0], headers="Accept-Encoding: gzip\r\n")
