@@ -8,7 +8,10 @@ for i = 1, 100 do lines[i] = ("line %03d of the hundred-line body\n"):format(i) 
 
 local upstream = os.getenv("UPSTREAM") or "http://127.0.0.1:18320/events"
 
+local static_root = os.getenv("STATIC_ROOT") -- bench/web.sh: files to serve
+
 return rill.router {
+  ["GET /assets/*"] = static_root and rill.static(static_root) or nil,
   ["GET /hello"] = function() return "hello world\n" end,
   ["GET /chunks"] = function()
     return { body = coroutine.wrap(function()
@@ -41,6 +44,15 @@ return rill.router {
   -- fan-out (bench/fanout.c, bench/fanthru.c): subscribers, and one publish to all of them
   ["GET /events/:topic"] = function(req)
     return rill.sse(rill.subscribe(req.params.topic), { heartbeat = 0 })
+  end,
+  -- compressed fan-out (bench/web.sh, bench/gzfan.py): the C pump sharing its topic's
+  -- compression, and a generator (each subscriber its own compressor); plain twins of both
+  ["GET /gz/events/:topic"] = function(req)
+    return rill.sse(rill.subscribe(req.params.topic), { heartbeat = 0, compress = true })
+  end,
+  ["GET /gen/events/:topic"] = function(req)
+    local sub = rill.subscribe(req.params.topic)
+    return rill.sse(function() return sub() end, { heartbeat = 0, compress = req.query.gz ~= nil })
   end,
   ["POST /publish/:topic"] = function(req)
     return { status = 202, body = rill.publish(req.params.topic, req.body) }

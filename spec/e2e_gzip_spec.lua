@@ -28,7 +28,7 @@ local function must(cmd)
 end
 
 local function client(srv, check, ...)
-  local cmd = ("%s spec/support/gzip_client.py %s %d"):format(PYTHON, check, srv.port)
+  local cmd = ("RILL_PID=%d %s spec/support/gzip_client.py %s %d"):format(srv:pid(), PYTHON, check, srv.port)
   for _, a in ipairs({ ... }) do cmd = cmd .. " '" .. a .. "'" end
   local out, code = sh(cmd)
   assert(code == 0, check .. ": " .. out .. "\n" .. srv:log())
@@ -99,6 +99,23 @@ describe("gzip'd whole replies", function()
     local ok, err = pcall(require("rill").sse, function() end, { compress = 1 })
     assert.is_false(ok)
     assert.matches("bad argument #2 to 'sse' %(compress must be a boolean, got number%)", err)
+  end)
+
+  it("weakens a strong ETag it gzips, and leaves alone a no-transform, a 206, and a HEAD (which says Vary as GET does)", function()
+    local r = srv:get("/etag", GZ)
+    assert.equal("gzip", r.headers["content-encoding"])
+    assert.equal('W/"v1"', r.headers["etag"])
+    assert.equal('"v1"', srv:get("/etag").headers["etag"]) -- not gzip'd: the strong one
+    assert.is_nil(srv:get("/no-transform", GZ).headers["content-encoding"])
+    assert.is_nil(srv:get("/partial", GZ).headers["content-encoding"])
+    local head = srv:request({ method = "HEAD", path = "/text", headers = GZ })
+    assert.equal("Accept-Encoding", head.headers["vary"])
+  end)
+
+  it("reads q wherever it is among a coding's parameters, and takes gzip by either name", function()
+    assert.is_nil(srv:get("/text", { ["accept-encoding"] = "gzip;foo=1;q=0" }).headers["content-encoding"])
+    assert.equal("gzip", srv:get("/text", { ["accept-encoding"] = "x-gzip;q=0, gzip" }).headers["content-encoding"])
+    assert.equal("gzip", srv:get("/text", { ["accept-encoding"] = "gzip;q=0.001" }).headers["content-encoding"])
   end)
 
   it("gzips a { json = } reply", function()
@@ -181,6 +198,15 @@ describe("gzip'd streams", function()
     for i = 1, 4 do
       assert.equal(('event: tick\nid: %d\ndata: {"i":%d,"pad":"%s"}\n'):format(i, i, ("x"):rep(i)), events[i + 1])
     end
+  end)
+end)
+
+describe("a shared gzip'd hub stream's end", function()
+  it("comes with the trailer when its topic closes, and at shutdown after its retry hint: each decompresses whole to its plain twin", function()
+    local srv <close> = test.server(APP, { args = { "--grace", "1" } })
+    local out = client(srv, "ends", "ending", "70")
+    assert.equal("closed: 2 whole, each its plain twin's; shutdown: 2 whole, each its plain twin's", out)
+    assert.equal(0, srv:stop("TERM"), srv:log())
   end)
 end)
 

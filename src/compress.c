@@ -32,18 +32,19 @@ struct rill_gz {
 static z_stream whole_z;
 static int whole_ready;
 
-/* The q of the coding named at p (after its name), 1 when none is given. */
+/* The q among the parameters at p (after a coding's name, up to its comma), 1 when none is given.
+ */
 static double q_of(const char *p)
 {
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (*p != ';')
-        return 1;
-    for (p++; *p == ' ' || *p == '\t'; p++)
-        ;
-    if ((p[0] != 'q' && p[0] != 'Q') || p[1] != '=')
-        return 1; /* another parameter: q stays 1 */
-    return strtod(p + 2, NULL);
+    while (*p && *p != ',') {
+        if (*p++ != ';')
+            continue;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
+            return strtod(p + 2, NULL);
+    }
+    return 1;
 }
 
 int rill_gz_accepted(struct evhttp_request *req)
@@ -55,9 +56,10 @@ int rill_gz_accepted(struct evhttp_request *req)
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
         size_t n = strcspn(p, " \t;,");
-        if ((n == 4 && strncasecmp(p, "gzip", 4) == 0) ||
-            (n == 6 && strncasecmp(p, "x-gzip", 6) == 0))
-            return q_of(p + n) > 0;
+        int gzip = (n == 4 && strncasecmp(p, "gzip", 4) == 0) ||
+                   (n == 6 && strncasecmp(p, "x-gzip", 6) == 0);
+        if (gzip && q_of(p + n) > 0)
+            return 1; /* either name, with a q above 0 */
         p += n;
         p += strcspn(p, ","); /* its parameters */
     }

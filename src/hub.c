@@ -78,6 +78,7 @@ struct hub_event {
     unsigned gz_window;         /* gz's window */
     unsigned gz_start : 1;      /* gz opens its window */
     unsigned crc_set : 1;
+    size_t gz_bytes; /* what gz and gz_alone cost the global history budget */
     struct topic *topic;
     struct hub_event *older, *newer; /* every topic's events, in publish order */
     uint64_t seq;
@@ -217,6 +218,8 @@ static void gz_topic_event(struct topic *t, struct hub_event *e)
         !(e->gz = wire_of(out, len)))
         return; /* out of memory: its subscribers get it compressed alone */
     e->gz_start = start != 0;
+    e->gz_bytes += len; /* counted with the event: evict() keeps the whole within the budget */
+    stats.history_bytes += (long)len;
     stats.gz_shared++;
 }
 
@@ -406,7 +409,7 @@ static void drop_oldest_event(lua_State *L, struct topic *t)
         e->newer->older = e->older;
     else
         newest = e->older;
-    stats.history_bytes -= (long)cost(e);
+    stats.history_bytes -= (long)(cost(e) + e->gz_bytes);
     if (t->ordered) /* resuming at or after it loses nothing */
         raise_floor(t, e->sid);
     t->bytes -= e->wire->len;
@@ -1489,6 +1492,8 @@ static int add_gz_event(struct subscription *s, struct hub_event *e, struct evbu
             if (rill_gz_alone(e->wire->bytes, e->wire->len, &bytes, &len) != 0 ||
                 !(e->gz_alone = wire_of(bytes, len)))
                 return -1;
+            e->gz_bytes += len; /* the next publish's evict() sees it */
+            stats.history_bytes += (long)len;
             stats.gz_alone++;
         }
         add_wire(out, e->gz_alone);

@@ -9,10 +9,12 @@
  */
 #include "replyhead.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
@@ -311,11 +313,47 @@ void rill_reply_whole(struct evhttp_request *req, struct event_base *base,
     reply_whole(req, bev, base, f, body, NULL);
 }
 
+/*
+ * A small file goes out with its head, in the same write (one packet, not
+ * a head and then a sendfile); read now, so a file cut short since it was
+ * opened fails the reply before anything is sent.
+ */
+#define SMALL_FILE (32 * 1024)
+/*
+ * Over TLS the cipher must read the bytes: up to this size they are read
+ * into memory when the reply starts; a larger file is mapped (see
+ * docs/static.md: a file truncated while it is sent over TLS faults).
+ */
+#define TLS_READ_FILE (4 * 1024 * 1024)
+
+static int reply_small_file(struct evhttp_request *req, struct bufferevent *bev,
+                            struct event_base *base, const struct rill_framing *f, int fd,
+                            off_t offset)
+{
+    char *body = malloc(f->len);
+    size_t got = 0;
+    while (body && got < f->len) {
+        ssize_t n = pread(fd, body + got, f->len - got, offset + (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (!body || got < f->len) {
+        free(body);
+        return -1;
+    }
+    reply_whole(req, bev, base, f, body, NULL);
+    free(body);
+    return 0;
+}
+
 int rill_reply_file(struct evhttp_request *req, struct event_base *base,
                     const struct rill_framing *f, int fd, off_t offset)
 {
     struct bufferevent *bev = bev_of(req);
-    struct evbuffer *file = NULL;
     if (!bev || !f->body || f->len == 0) { /* gone, a HEAD, or nothing to send */
         close(fd);
         if (!bev)
@@ -324,27 +362,40 @@ int rill_reply_file(struct evhttp_request *req, struct event_base *base,
             reply_whole(req, bev, base, f, NULL, NULL);
         return 0;
     }
+    if (f->len <= SMALL_FILE)
+        return reply_small_file(req, bev, base, f, fd, offset);
     /*
      * The file goes into an evbuffer of its own first, so a failure leaves
      * nothing sent. Marked as draining to a socket, as the bufferevent's
      * output is, its chain is sent with sendfile(2); a TLS connection's is
-     * not (the cipher must read the bytes): the file is mapped instead.
+     * not: the bytes are read (or mapped, when large) for the cipher.
      */
-    struct evbuffer_file_segment *seg = evbuffer_file_segment_new(
-        fd, offset, (ev_off_t)f->len, EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_LOCKING);
+    int tls = rill_tls_is(bev);
+    int flags = EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_LOCKING;
+    if (tls)
+        flags |= EVBUF_FS_DISABLE_SENDFILE | (f->len <= TLS_READ_FILE ? EVBUF_FS_DISABLE_MMAP : 0);
+    /* made whole here (read or mapped): adding it cannot fail half way */
+    struct evbuffer_file_segment *seg =
+        evbuffer_file_segment_new(fd, offset, (ev_off_t)f->len, flags);
     if (!seg) {
         close(fd); /* a failed segment leaves it open */
         return -1;
     }
-    if ((file = evbuffer_new()) != NULL && !rill_tls_is(bev))
+    struct evbuffer *file = evbuffer_new();
+    if (file && !tls)
         evbuffer_set_flags(file, EVBUFFER_FLAG_DRAINS_TO_FD);
-    int ok = file && evbuffer_add_file_segment(file, seg, 0, (ev_off_t)f->len) == 0;
+    /* on failure evbuffer_add_file_segment has freed seg itself (libevent 2.1.12) */
+    if (!file || evbuffer_add_file_segment(file, seg, 0, (ev_off_t)f->len) != 0) {
+        if (!file)
+            evbuffer_file_segment_free(seg);
+        if (file)
+            evbuffer_free(file);
+        return -1;
+    }
     evbuffer_file_segment_free(seg); /* the chain holds its own reference */
-    if (ok)
-        reply_whole(req, bev, base, f, NULL, file);
-    if (file)
-        evbuffer_free(file);
-    return ok ? 0 : -1;
+    reply_whole(req, bev, base, f, NULL, file);
+    evbuffer_free(file);
+    return 0;
 }
 
 void rill_reply_plain(struct evhttp_request *req, struct event_base *base, int status,

@@ -300,16 +300,33 @@ void rill_response_compress_default(int on)
 static int gz_eligible(lua_State *L, int idx, struct rill_request *r, int status)
 {
     int want = lua_isnoneornil(L, idx) ? compress_default : lua_toboolean(L, idx);
-    if (!want || status == 204 || status == 304 ||
-        evhttp_request_get_command(r->req) == EVHTTP_REQ_HEAD)
+    if (!want || status == 204 || status == 304 || status == 206)
         return 0;
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
     const char *type = evhttp_find_header(h, "Content-Type");
+    const char *cc = evhttp_find_header(h, "Cache-Control");
     if (!rill_gz_compressible(type ? type : "text/plain") ||
-        evhttp_find_header(h, "Content-Encoding"))
+        evhttp_find_header(h, "Content-Encoding") || evhttp_find_header(h, "Content-Range") ||
+        (cc && strcasestr(cc, "no-transform")))
         return 0;
-    evhttp_add_header(h, "Vary", "Accept-Encoding");
-    return rill_gz_accepted(r->req);
+    evhttp_add_header(h, "Vary", "Accept-Encoding"); /* a HEAD's too: GET's header fields */
+    if (evhttp_request_get_command(r->req) == EVHTTP_REQ_HEAD || !rill_gz_accepted(r->req))
+        return 0;
+    return 1;
+}
+
+/* A strong ETag names the identity body's bytes: the gzip'd one's is weak (as nginx makes it). */
+static void weaken_etag(struct evkeyvalq *h)
+{
+    const char *etag = evhttp_find_header(h, "ETag");
+    if (!etag || strncmp(etag, "W/", 2) == 0)
+        return;
+    char weak[512];
+    int n = snprintf(weak, sizeof weak, "W/%s", etag);
+    if (n < 0 || (size_t)n >= sizeof weak)
+        return;
+    evhttp_remove_header(h, "ETag");
+    evhttp_add_header(h, "ETag", weak);
 }
 
 /*
@@ -336,6 +353,7 @@ static int out_reply(lua_State *L)
     if (body && w.length < 0 && gz_eligible(L, 4, r, status) && len >= RILL_GZ_MIN_LENGTH &&
         (gz = evbuffer_new()) != NULL && rill_gz_whole(body, len, gz) == 0) {
         evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Encoding", "gzip");
+        weaken_etag(evhttp_request_get_output_headers(r->req));
         len = evbuffer_get_length(gz);
         body = (const char *)evbuffer_pullup(gz, -1);
         f = rill_framing_decide(r->req, status, RILL_BODY_WHOLE, len, 1, w.close);
@@ -362,12 +380,14 @@ static int out_file(lua_State *L)
     struct rill_request *r = out_unsent(L);
     off_t size;
     luaL_checkudata(L, 3, "rill.file");
-    lua_Integer offset = luaL_checkinteger(L, 4), length = luaL_checkinteger(L, 5);
+    lua_Integer offset = luaL_optinteger(L, 4, 0), length = luaL_optinteger(L, 5, -1);
     struct wishes w;
     int status = prepare_head(L, r, &w);
     if (w.length >= 0)
         return luaL_error(L, "a file's response sets its own content-length");
     int fd = rill_file_take(L, 3, &size);
+    if (length == -1 && offset >= 0 && offset <= (lua_Integer)size)
+        length = (lua_Integer)size - offset; /* the rest of it */
     if (offset < 0 || length < 0 || offset > (lua_Integer)size ||
         length > (lua_Integer)size - offset) {
         close(fd);
@@ -396,6 +416,7 @@ static int out_start(lua_State *L)
     if (f.body && w.length < 0 && gz_eligible(L, 3, r, status)) {
         r->gz_on = 1; /* its compressor comes with its first chunk, or it shares its topic's */
         evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Encoding", "gzip");
+        weaken_etag(evhttp_request_get_output_headers(r->req));
     }
     rill_reply_start_stream(r->req, r->task.w->base, r->task.w->scratch, &f);
     r->responded = r->streaming = 1;

@@ -8,29 +8,43 @@
  * so the Lua state never holds a file's bytes.
  *
  * What static.c must never do: open anything outside the root. rel is
- * checked by name in Lua (no "..", no NUL), and here the descriptor once
- * opened: its real path (/proc/self/fd) must be under the root, so a
- * symlink leading out of it, or swapped in after the check, is refused
- * (a symlink that stays inside is followed, as nginx does). Only regular
- * files are served: a FIFO or a device is refused, and opening never
- * blocks (O_NONBLOCK).
+ * checked by name in Lua (no "..", no NUL), and here by the kernel:
+ * openat2(2) from the root's descriptor with RESOLVE_BENEATH fails any path
+ * that would leave it, by a symlink or otherwise, before anything outside is
+ * opened, and races nothing (a symlink swapped in meanwhile is judged as it
+ * is then). A symlink that stays inside by a relative path is followed. On
+ * a kernel without openat2 (or a sandbox that forbids it) the descriptor is
+ * checked once opened: its real path (/proc/self/fd) must be under the root.
+ * Only regular files are served: a FIFO or a device is refused, and opening
+ * never blocks (O_NONBLOCK).
  */
 #include "static.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <linux/openat2.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "effects.h"
 #include "luanum.h"
 
 #define FILE_MT "rill.file"
+#define ROOT_MT "rill.static_root"
+
+/* A served directory: its real path, and a descriptor paths are opened beneath. */
+struct root {
+    int fd;
+    char path[PATH_MAX];
+};
+
+static int openat2_works = 1; /* until the kernel or a sandbox says otherwise */
 
 struct file {
     int fd; /* -1: closed, or handed over to a response */
@@ -84,15 +98,18 @@ static int refuse(lua_State *L, const char *why, int status)
     return 3;
 }
 
-/* rill.core.static_root(dir) → its real path (relative: from the app's directory); nil, why. */
+/* rill.core.static_root(dir) → a root (relative: from the app's directory); nil, why. */
 static int core_static_root(lua_State *L)
 {
     const char *dir = luaL_checkstring(L, 1);
-    char full[PATH_MAX], real[PATH_MAX];
+    char full[PATH_MAX];
     struct stat st;
     if (!rill_app_path(dir, full, sizeof full))
         return luaL_argerror(L, 1, "path too long");
-    if (!realpath(full, real) || stat(real, &st) != 0) {
+    struct root *r = lua_newuserdatauv(L, sizeof *r, 0);
+    r->fd = -1;
+    luaL_setmetatable(L, ROOT_MT);
+    if (!realpath(full, r->path) || stat(r->path, &st) != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s", full, strerror(errno));
         return 2;
@@ -102,39 +119,78 @@ static int core_static_root(lua_State *L)
         lua_pushfstring(L, "%s: not a directory", full);
         return 2;
     }
-    lua_pushstring(L, real);
+    if ((r->fd = open(r->path, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", full, strerror(errno));
+        return 2;
+    }
     return 1;
 }
 
+static int root_gc(lua_State *L)
+{
+    struct root *r = luaL_checkudata(L, 1, ROOT_MT);
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    return 0;
+}
+
 /*
- * rill.core.static_open(root, rel) → file, size, mtime (seconds), "file";
+ * rel opened beneath r: a descriptor, or -1 with errno (EXDEV, ELOOP: it
+ * would leave the root). The fallback opens by path, then checks the
+ * descriptor's real path.
+ */
+static int open_beneath(const struct root *r, const char *rel, const char *path)
+{
+    const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+#ifdef SYS_openat2
+    if (openat2_works) {
+        struct open_how how = {.flags = flags, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+        int fd = (int)syscall(SYS_openat2, r->fd, rel, &how, sizeof how);
+        if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+            return fd;
+        openat2_works = 0; /* no openat2 here: the fallback from now on */
+    }
+#endif
+    int fd = open(path, flags);
+    if (fd >= 0 && !fd_under(fd, r->path)) {
+        close(fd);
+        errno = EXDEV;
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * rill.core.static_open(root, rel) → file, size, mtime (seconds), its nanoseconds;
  * or nil, "dir" for a directory; or nil, why, 403 or 404. root is a
  * static_root; rel has no ".." segment and no NUL (checked by the caller).
  */
 static int core_static_open(lua_State *L)
 {
-    size_t rootlen, rellen;
-    const char *root = luaL_checklstring(L, 1, &rootlen);
+    size_t rellen;
+    struct root *r = luaL_checkudata(L, 1, ROOT_MT);
     const char *rel = luaL_checklstring(L, 2, &rellen);
     char path[PATH_MAX];
     struct stat st;
-    luaL_argcheck(L, root[0] == '/' && strlen(root) == rootlen, 1, "not a static root");
+    luaL_argcheck(L, r->fd >= 0, 1, "not an open static root");
     luaL_argcheck(L, strlen(rel) == rellen, 2, "a NUL in the path");
-    if (rootlen + rellen + 2 > sizeof path)
+    luaL_argcheck(L, rel[0] != '/', 2, "an absolute path");
+    int n = snprintf(path, sizeof path, "%.*s/%s", (int)(sizeof r->path - 1), r->path, rel);
+    if (n < 0 || (size_t)n >= sizeof path)
         return refuse(L, "path too long", 404);
-    snprintf(path, sizeof path, "%s/%s", root, rel);
     struct file *f = lua_newuserdatauv(L, sizeof *f, 0);
     f->fd = -1;
     luaL_setmetatable(L, FILE_MT); /* closed until open succeeds: __gc has nothing to do */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0)
-        return refuse(L,
-                      errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG ? "not found"
-                                                                                   : "forbidden",
-                      errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG ? 404 : 403);
-    if (!fd_under(fd, root) || fstat(fd, &st) != 0) {
+    int fd = open_beneath(r, rel[0] ? rel : ".", path);
+    if (fd < 0) {
+        int missing = errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG;
+        return refuse(L, missing ? "not found" : "forbidden", missing ? 404 : 403);
+    }
+    if (fstat(fd, &st) != 0) {
         close(fd);
-        return refuse(L, "outside the root", 403);
+        return refuse(L, "forbidden", 403);
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
@@ -150,7 +206,8 @@ static int core_static_open(lua_State *L)
     f->size = st.st_size;
     lua_pushinteger(L, (lua_Integer)st.st_size);
     lua_pushinteger(L, (lua_Integer)st.st_mtime);
-    return 3;
+    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_nsec); /* two writes in one second: two ETags */
+    return 4;
 }
 
 /* file:read(offset, length) → up to length bytes from offset (rill.test's in-process replies). */
@@ -212,6 +269,10 @@ static const luaL_Reg static_funcs[] = {
 
 void rill_open_static(lua_State *L)
 {
+    luaL_newmetatable(L, ROOT_MT);
+    lua_pushcfunction(L, root_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     luaL_newmetatable(L, FILE_MT);
     luaL_setfuncs(L, file_meta, 0);
     luaL_newlib(L, file_methods);

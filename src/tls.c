@@ -186,7 +186,7 @@ void rill_tls_close_notify(struct bufferevent *bev)
 void rill_tls_kick(struct bufferevent *bev)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    if (ssl && SSL_pending(ssl) > 0)
+    if (ssl && SSL_has_pending(ssl))
         event_active(&bev->ev_read, EV_READ, 1); /* its read callback reads from the SSL */
 }
 

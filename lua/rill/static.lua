@@ -204,8 +204,8 @@ local function check_opts(opts)
   if type(opts.index) == "string" and (opts.index == "" or opts.index:find("/", 1, true)) then
     error("bad argument #2 to 'static' (index must be a file name, got '" .. opts.index .. "')", 3)
   end
-  if opts.max_age and (opts.max_age < 0 or opts.max_age ~= opts.max_age // 1) then
-    error("bad argument #2 to 'static' (max_age must be a whole number of seconds, got " .. tostring(opts.max_age) .. ")", 3)
+  if opts.max_age and (opts.max_age < 0 or opts.max_age > 1e9 or opts.max_age ~= opts.max_age // 1) then
+    error("bad argument #2 to 'static' (max_age must be a whole number of seconds up to 1e9, got " .. tostring(opts.max_age) .. ")", 3)
   end
   if opts.cache_control and opts.cache_control:find("[%c]") then
     error("bad argument #2 to 'static' (cache_control has a control character)", 3)
@@ -246,11 +246,11 @@ function M.static(root, opts)
   -- nil, "dir"; or nil, why, status (403, 404).
   local function open(rel, want_gzip)
     if want_gzip then
-      local file, size, mtime = core.static_open(real, rel .. ".gz")
-      if file then return file, size, mtime, true end
+      local file, size, mtime, nsec = core.static_open(real, rel .. ".gz")
+      if file then return file, size, mtime, true, nsec end
     end
-    local file, size, mtime = core.static_open(real, rel)
-    if file then return file, size, mtime, false end
+    local file, size, mtime, nsec = core.static_open(real, rel)
+    if file then return file, size, mtime, false, nsec end
     return nil, size, mtime
   end
 
@@ -266,9 +266,9 @@ function M.static(root, opts)
     if not rel then return refuse(status, status == 403 and "forbidden" or "not found") end
     local h = req.headers
     local want_gzip = gzip and accepts_gzip(h["accept-encoding"])
-    local name, file, size, mtime, gzipped = rel, nil, "dir", nil, nil
+    local name, file, size, mtime, gzipped, nsec = rel, nil, "dir", nil, nil, nil
     if rel ~= "" then
-      file, size, mtime, gzipped = open(rel, want_gzip)
+      file, size, mtime, gzipped, nsec = open(rel, want_gzip)
     end
     if not file and size == "dir" then
       local target_path = (req.target or req.path):match("^[^?]*")
@@ -279,13 +279,14 @@ function M.static(root, opts)
       end
       if not index then return refuse(404, "not found") end
       name = rel == "" and index or rel .. "/" .. index
-      file, size, mtime, gzipped = open(name, want_gzip)
+      file, size, mtime, gzipped, nsec = open(name, want_gzip)
       if not file then return refuse(mtime == 403 and 403 or 404, mtime == 403 and "forbidden" or "not found") end
     elseif not file then
       return refuse(mtime, mtime == 403 and "forbidden" or "not found") -- static_open's status
     end
 
-    local etag = use_etag and fmt('"%x-%x%s"', mtime, size, gzipped and "-gz" or "") or nil
+    -- nginx's "MTIME-SIZE", with the nanoseconds: two writes of one size in a second differ
+    local etag = use_etag and fmt('"%x.%x-%x%s"', mtime, nsec, size, gzipped and "-gz" or "") or nil
     local last_modified = http_date(mtime)
     local headers = {
       ["content-type"] = mime_of(name, extra_mime),
@@ -307,7 +308,8 @@ function M.static(root, opts)
     end
     if not_modified then
       file:close()
-      headers["content-type"], headers["accept-ranges"] = nil, nil
+      -- a 304 carries the validators and caching fields, not the representation's own
+      headers["content-type"], headers["accept-ranges"], headers["content-encoding"] = nil, nil, nil
       return { status = 304, headers = headers }
     end
     local range = h["range"]

@@ -18,6 +18,17 @@ return rill.router({
   ["GET /json"] = function() return { json = { list = { text, text } }, compress = true } end,
   ["GET /empty"] = function() return { status = 204, compress = true } end,
   ["GET /bad-compress"] = function() return { body = text, compress = "yes" } end,
+  ["GET /etag"] = function() return { body = text, headers = { etag = '"v1"' }, compress = true } end,
+  ["GET /no-transform"] = function()
+    return { body = text, headers = { ["cache-control"] = "public, no-transform" }, compress = true }
+  end,
+  ["GET /partial"] = function()
+    return { status = 206, body = text, headers = { ["content-range"] = "bytes 0-1759/9999" }, compress = true }
+  end,
+  ["POST /close/:topic"] = function(req)
+    rill.close_topic(req.params.topic)
+    return { status = 204 }
+  end,
   ["GET /ticks"] = function(req)
     local n = tonumber(req.query.n) or 5
     return rill.sse(coroutine.wrap(function()

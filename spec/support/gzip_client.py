@@ -3,7 +3,7 @@
 # reader and Python's zlib against spec/apps/gzip.lua. Usage:
 # gzip_client.py CHECK PORT [args]. Prints what it saw (one line), or exits
 # non-zero with the reason.
-import os, socket, sys, zlib
+import os, re, socket, sys, zlib
 
 check, port, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 TIMEOUT = float(os.environ.get("RILL_TEST_TIMEOUT", "10"))
@@ -126,6 +126,54 @@ elif check == "staggered":  # gzip'd subscribers joining mid-window, resuming, a
             if c.z is not None and text.replace(":\n", "") != plain.replace(":\n", ""):
                 sys.exit("a gzip'd subscriber decompressed to %r, its plain twin to %r" % (text[-300:], plain[-300:]))
     print("%d groups, every gzip'd stream its plain twin's" % len(groups))
+
+elif check == "ends":  # hub streams ended by close_topic, then by SIGTERM (to our parent's pid)
+    topic, n = args[0], int(args[1])
+    def group(name):
+        subs = []
+        for query in ("", "?plain"):
+            c = Conn()
+            c.send("GET", "/events/" + name + query, headers="Accept-Encoding: gzip\r\n")
+            status, headers = c.head()
+            c.z = zlib.decompressobj(16 + zlib.MAX_WBITS) if headers.get("content-encoding") == ["gzip"] else None
+            c.text = ""
+            subs.append(c)
+        return subs
+    def read_to_end(c):
+        while True:
+            data = c.chunk()
+            if not data:
+                return
+            c.text += (c.z.decompress(data) if c.z else data).decode()
+    def check(subs):
+        gz, plain = subs
+        read_to_end(gz)
+        read_to_end(plain)
+        if not gz.z.eof or gz.z.unused_data:
+            sys.exit("not a whole gzip member: eof=%s unused=%r" % (gz.z.eof, gz.z.unused_data))
+        # a shutdown's retry hint is random, each stream its own
+        a, b = (re.sub(r"retry: \d+\n\n$", "retry: N\n\n", c.text) for c in (gz, plain))
+        if a != b:
+            sys.exit("decompressed %r, plain %r" % (gz.text[-200:], plain.text[-200:]))
+    pub = Conn()
+    closed = group(topic) + group(topic)
+    for i in range(n):  # past a window's end: the trailer's CRC covers shared and alone bytes
+        publish(pub, topic, "event %d" % i)
+    pub.send("POST", "/close/" + topic)
+    pub.head()
+    check(closed[:2])
+    check(closed[2:])
+    cut = group(topic + "2") + group(topic + "2")
+    for i in range(5):
+        publish(pub, topic + "2", "event %d" % i)
+    for c in cut:  # every one has had the five before the signal
+        while "event 4" not in c.text:
+            data = c.chunk()
+            c.text += (c.z.decompress(data) if c.z else data).decode()
+    os.kill(int(os.environ["RILL_PID"]), 15)
+    check(cut[:2])
+    check(cut[2:])
+    print("closed: 2 whole, each its plain twin's; shutdown: 2 whole, each its plain twin's")
 
 elif check == "stream":  # a whole compressed stream: its chunks, its trailer, what it decompresses to
     c = Conn()
