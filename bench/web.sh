@@ -80,6 +80,10 @@ for ((r = 0; r < ROUNDS; r++)); do
 done
 lat_med() { tr ';' '\n' <<<"$1" | grep . | awk -v f="$2" '{print $f}' | median; }
 
+# idle event streams over TLS: KiB of server RSS per stream, 3,000 on each server (fresh: first use)
+HOLD_RILL=$(taskset -c 1 python3 bench/tlshold.py $RILL_TLS /sse 3000 $RILL_PID)
+HOLD_NCHAN=$(taskset -c 1 python3 bench/tlshold.py $NGINX_TLS /events/idle 3000 $NGINX_PID)
+
 # compressed fan-out: server CPU per delivery, 1,000 x 100
 declare -A GZ BYTES
 for ((r = 0; r < ROUNDS; r++)); do
@@ -120,6 +124,15 @@ done
   echo
   echo "bench/tlsfan.py (Python's ssl, epoll) subscribes over TLS; the publish is plain HTTP. The client is"
   echo "the same for both and slower than the servers: the figures bound what a client sees, and compare."
+  echo
+  echo "## Idle event streams over TLS (KiB of server RSS per stream, 3,000 streams)"
+  echo
+  echo "| rill | nchan | rill / nchan |"
+  echo "|---|---|---|"
+  echo "| $HOLD_RILL | $HOLD_NCHAN | $(awk -v a="$HOLD_RILL" -v b="$HOLD_NCHAN" 'BEGIN {printf "%.2f", a / b}') |"
+  echo
+  echo "rill: \`rill.sse(rill.subscribe(\"idle\"), {heartbeat = 0})\` (the C-fed stream) over TLS 1.3; nchan:"
+  echo "\`nchan_subscriber eventsource\`. bench/tlshold.py holds 500 first, then counts the next 3,000."
   echo
   echo "## Compressed fan-out: 1,000 subscribers x 100 publishes"
   echo

@@ -30,9 +30,6 @@ struct rill_tls {
 /* TLS 1.2's suites with forward secrecy and an AEAD (TLS 1.3 has only such). */
 static const char CIPHERS_12[] = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20";
 
-/* Sessions a worker remembers for resumption (OpenSSL's default, 20,480, is a lot of memory). */
-#define SESSION_CACHE 4096
-
 /* The only protocol this server speaks, as ALPN spells it. */
 static const unsigned char ALPN_HTTP11[] = "\x08http/1.1";
 
@@ -94,7 +91,11 @@ static SSL_CTX *context_new(const char *cert, const char *key, char *err, size_t
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_dh_auto(ctx, 1); /* the DHE suites need parameters: OpenSSL's, by key size */
-    SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE);
+    /*
+     * No server-side session cache (as nginx's default): TLS 1.3 resumes by
+     * ticket, and an idle connection's session is not kept twice.
+     */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     /* an idle connection (most streams) keeps no read or write buffer: ~34 KiB each */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"rill", 4);
