@@ -22,7 +22,9 @@ def hold(k):
     for _ in range(k):
         s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30))
         s.sendall(("GET %s HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n" % path).encode())
-        s.recv(4096)  # the head: the stream is open
+        head = s.recv(4096)  # the head: the stream is open
+        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+            sys.exit("not a stream: %r" % head[:80])
         held.append(s)
     return held
 

@@ -112,7 +112,7 @@ done
   done
   echo
   echo "tls-hello: \"hello world\" over TLS 1.3 (nginx: \`return 200\`). small, big: a 4 KiB and a 1 MiB file,"
-  echo "rill.static (sendfile through evbuffer_add_file) against nginx \`sendfile on\`, plain HTTP."
+  echo "rill.static (small: read and sent with the head; big: sendfile) against nginx \`sendfile on\`, plain HTTP."
   echo
   echo "## Fan-out over TLS: one publish to 1,000 subscribers (ms until each has it)"
   echo

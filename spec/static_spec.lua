@@ -51,6 +51,22 @@ describe("rill.static's own checks", function()
     assert.equal("<p>x</p>", get("/insub/page.HTML").body)
   end)
 
+  it("serves a directory put in the root's place (a deploy's rename) within a second or so", function()
+    local base = procs.tmpdir()
+    os.execute(("mkdir %s/www && printf old > %s/www/v.txt"):format(base, base))
+    local h = rill.static(base .. "/www")
+    assert.equal("old", t.call(h, { path = "/v.txt" }).body)
+    os.execute(("mkdir %s/www.new && printf new > %s/www.new/v.txt && mv %s/www %s/www.old && mv %s/www.new %s/www")
+      :format(base, base, base, base, base, base))
+    local socket = require "socket"
+    local deadline, body = socket.gettime() + 10, nil
+    repeat -- polls the handler: the root is compared with its path once a second
+      body = t.call(h, { path = "/v.txt" }).body
+    until body == "new" or socket.gettime() > deadline
+    os.execute("rm -rf " .. base)
+    assert.equal("new", body)
+  end)
+
   it("answers 404 for hidden files unless dotfiles = true", function()
     assert.equal(404, get("/.hidden/x").status)
     assert.equal("hidden", t.call(rill.static(dir, { dotfiles = true }), { path = "/.hidden/x" }).body)
@@ -70,6 +86,15 @@ describe("rill.static's own checks", function()
   it("takes the path from the router's splat when mounted under a prefix", function()
     local app = rill.router({ ["GET /files/*"] = serve })
     assert.equal("0123456789", t.call(app, { path = "/files/ten.txt" }).body)
+  end)
+
+  it("sends a handler's own rill.file whole when it gives no offset or length, in rill.test as on the server", function()
+    local core = require "rill.core"
+    local root = core.static_root(dir)
+    local handler = function() return { body = (core.static_open(root, "ten.txt")) } end
+    local r = t.call(handler)
+    assert.equal("0123456789", r.body)
+    assert.equal("10", r.headers["content-length"])
   end)
 
   it("sends the file's bytes, length and a HEAD's empty body through rill.test as the server does", function()
@@ -110,6 +135,7 @@ describe("rill.static's ranges and dates", function()
     assert.is_true(static.accepts_gzip("gzip"))
     assert.is_true(static.accepts_gzip("br, GZIP;q=0.5"))
     assert.is_false(static.accepts_gzip("gzip;q=0"))
+    assert.is_true(static.accepts_gzip("gzip;q=0, x-gzip")) -- either name, as the server reads it
     assert.is_false(static.accepts_gzip("identity"))
     assert.is_false(static.accepts_gzip(nil))
   end)

@@ -32,6 +32,19 @@ struct rill_gz {
 static z_stream whole_z;
 static int whole_ready;
 
+/* A qvalue (RFC 9110 12.4.2: 0, 1, 0.xyz), by hand: strtod would follow the locale. */
+static double parse_q(const char *p)
+{
+    double q = 0, unit = 1;
+    if (*p < '0' || *p > '9')
+        return 0;
+    q = *p++ - '0';
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9' && unit > 0.0001; p++)
+            q += (*p - '0') * (unit /= 10);
+    return q;
+}
+
 /* The q among the parameters at p (after a coding's name, up to its comma), 1 when none is given.
  */
 static double q_of(const char *p)
@@ -42,7 +55,7 @@ static double q_of(const char *p)
         while (*p == ' ' || *p == '\t')
             p++;
         if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
-            return strtod(p + 2, NULL);
+            return parse_q(p + 2);
     }
     return 1;
 }

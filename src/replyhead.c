@@ -319,12 +319,6 @@ void rill_reply_whole(struct evhttp_request *req, struct event_base *base,
  * opened fails the reply before anything is sent.
  */
 #define SMALL_FILE (32 * 1024)
-/*
- * Over TLS the cipher must read the bytes: up to this size they are read
- * into memory when the reply starts; a larger file is mapped (see
- * docs/static.md: a file truncated while it is sent over TLS faults).
- */
-#define TLS_READ_FILE (4 * 1024 * 1024)
 
 static int reply_small_file(struct evhttp_request *req, struct bufferevent *bev,
                             struct event_base *base, const struct rill_framing *f, int fd,
@@ -367,14 +361,20 @@ int rill_reply_file(struct evhttp_request *req, struct event_base *base,
     /*
      * The file goes into an evbuffer of its own first, so a failure leaves
      * nothing sent. Marked as draining to a socket, as the bufferevent's
-     * output is, its chain is sent with sendfile(2); a TLS connection's is
-     * not: the bytes are read (or mapped, when large) for the cipher.
+     * output is, its chain is sent with sendfile(2). A TLS connection's
+     * cipher must read the bytes: the file is mapped, so its pages are the
+     * page cache's, shared by every client of it, not a heap copy per
+     * request (see docs/static.md: it must not be truncated meanwhile).
      */
     int tls = rill_tls_is(bev);
     int flags = EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_LOCKING;
     if (tls)
-        flags |= EVBUF_FS_DISABLE_SENDFILE | (f->len <= TLS_READ_FILE ? EVBUF_FS_DISABLE_MMAP : 0);
-    /* made whole here (read or mapped): adding it cannot fail half way */
+        flags |= EVBUF_FS_DISABLE_SENDFILE;
+    /*
+     * Mapped here for TLS, so adding it cannot take libevent's path that
+     * fails without freeing the segment (a materialize in the add): only its
+     * err: path, which drops our reference itself.
+     */
     struct evbuffer_file_segment *seg =
         evbuffer_file_segment_new(fd, offset, (ev_off_t)f->len, flags);
     if (!seg) {

@@ -397,7 +397,8 @@ static int out_file(lua_State *L)
     struct rill_framing f =
         rill_framing_decide(r->req, status, RILL_BODY_WHOLE, (size_t)length, 1, w.close);
     if (rill_reply_file(r->req, r->task.w->base, &f, fd, (off_t)offset) != 0)
-        return luaL_error(L, "cannot send the file: out of memory");
+        return luaL_error(
+            L, "cannot send the file (out of memory, or it was cut short since it was opened)");
     unwatch(r);
     r->responded = 1;
     r->out.status = (unsigned short)status;
@@ -413,7 +414,7 @@ static int out_start(lua_State *L)
     struct wishes w;
     int status = prepare_head(L, r, &w);
     struct rill_framing f = rill_framing_decide(r->req, status, RILL_BODY_STREAM, 0, 1, w.close);
-    if (f.body && w.length < 0 && gz_eligible(L, 3, r, status)) {
+    if (w.length < 0 && gz_eligible(L, 3, r, status) && f.body) { /* a HEAD's Vary too */
         r->gz_on = 1; /* its compressor comes with its first chunk, or it shares its topic's */
         evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Encoding", "gzip");
         weaken_etag(evhttp_request_get_output_headers(r->req));

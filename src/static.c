@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "effects.h"
@@ -41,10 +42,17 @@
 /* A served directory: its real path, and a descriptor paths are opened beneath. */
 struct root {
     int fd;
+    int beneath;    /* openat2 with RESOLVE_BENEATH works here (probed once) */
+    dev_t dev;      /* what fd is: a directory put in its place (a deploy) is */
+    ino_t ino;      /* noticed within a second, and opened instead */
+    time_t checked; /* when the path was last compared with fd */
     char path[PATH_MAX];
 };
 
-static int openat2_works = 1; /* until the kernel or a sandbox says otherwise */
+/* How often a root's path is compared with the directory it has open (a deploy's swap). */
+#define ROOT_RECHECK_SECONDS 1
+/* openat2 may fail with EAGAIN when a rename raced a ".." in a symlink: tries before a 503. */
+#define OPEN_TRIES 8
 
 struct file {
     int fd; /* -1: closed, or handed over to a response */
@@ -98,6 +106,55 @@ static int refuse(lua_State *L, const char *why, int status)
     return 3;
 }
 
+static int openat2_beneath(int dirfd, const char *rel, int flags)
+{
+#ifdef SYS_openat2
+    struct open_how how = {.flags = (unsigned long)flags | O_LARGEFILE,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    return (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+#else
+    (void)dirfd, (void)rel, (void)flags;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* (Re)opens r's directory by its path, and asks the kernel once whether openat2 works here. */
+static int root_open(struct root *r)
+{
+    struct stat st;
+    int fd = open(r->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = fd;
+    r->dev = st.st_dev;
+    r->ino = st.st_ino;
+    r->checked = time(NULL);
+    int probe = openat2_beneath(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    r->beneath = probe >= 0; /* ENOSYS (before 5.6), EPERM (a sandbox): the fallback */
+    if (probe >= 0)
+        close(probe);
+    return 0;
+}
+
+/* A directory put where r's was (mv www.new www) is served from now on; checked once a second. */
+static void root_recheck(struct root *r)
+{
+    struct stat st;
+    time_t now = time(NULL);
+    if (now - r->checked < ROOT_RECHECK_SECONDS)
+        return;
+    r->checked = now;
+    if (stat(r->path, &st) == 0 && S_ISDIR(st.st_mode) &&
+        (st.st_dev != r->dev || st.st_ino != r->ino))
+        root_open(r); /* if it fails, the old one serves on */
+}
+
 /* rill.core.static_root(dir) → a root (relative: from the app's directory); nil, why. */
 static int core_static_root(lua_State *L)
 {
@@ -119,7 +176,7 @@ static int core_static_root(lua_State *L)
         lua_pushfstring(L, "%s: not a directory", full);
         return 2;
     }
-    if ((r->fd = open(r->path, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    if (root_open(r) != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s", full, strerror(errno));
         return 2;
@@ -138,21 +195,20 @@ static int root_gc(lua_State *L)
 
 /*
  * rel opened beneath r: a descriptor, or -1 with errno (EXDEV, ELOOP: it
- * would leave the root). The fallback opens by path, then checks the
- * descriptor's real path.
+ * would leave the root). Without openat2 it is opened by path, then the
+ * descriptor's real path is checked.
  */
-static int open_beneath(const struct root *r, const char *rel, const char *path)
+static int open_beneath(struct root *r, const char *rel, const char *path)
 {
     const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
-#ifdef SYS_openat2
-    if (openat2_works) {
-        struct open_how how = {.flags = flags, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-        int fd = (int)syscall(SYS_openat2, r->fd, rel, &how, sizeof how);
-        if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-            return fd;
-        openat2_works = 0; /* no openat2 here: the fallback from now on */
+    root_recheck(r);
+    if (r->beneath) {
+        int fd = -1;
+        for (int i = 0; i < OPEN_TRIES; i++)
+            if ((fd = openat2_beneath(r->fd, rel, flags)) >= 0 || errno != EAGAIN)
+                break;
+        return fd;
     }
-#endif
     int fd = open(path, flags);
     if (fd >= 0 && !fd_under(fd, r->path)) {
         close(fd);
@@ -185,8 +241,12 @@ static int core_static_open(lua_State *L)
     luaL_setmetatable(L, FILE_MT); /* closed until open succeeds: __gc has nothing to do */
     int fd = open_beneath(r, rel[0] ? rel : ".", path);
     if (fd < 0) {
-        int missing = errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG;
-        return refuse(L, missing ? "not found" : "forbidden", missing ? 404 : 403);
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG)
+            return refuse(L, "not found", 404);
+        if (e == EMFILE || e == ENFILE || e == ENOMEM || e == EINTR || e == EAGAIN)
+            return refuse(L, "busy", 503); /* the server's want, not the client's fault */
+        return refuse(L, "forbidden", 403);
     }
     if (fstat(fd, &st) != 0) {
         close(fd);
@@ -232,6 +292,14 @@ static int file_read(lua_State *L)
 }
 
 /* file:close(), also __gc and __close: idempotent. */
+/* file:size() → its size when it was opened. */
+static int file_size(lua_State *L)
+{
+    struct file *f = check_file(L, 1);
+    lua_pushinteger(L, (lua_Integer)f->size);
+    return 1;
+}
+
 static int file_close(lua_State *L)
 {
     struct file *f = luaL_checkudata(L, 1, FILE_MT);
@@ -250,6 +318,7 @@ static int file_tostring(lua_State *L)
 
 static const luaL_Reg file_methods[] = {
     {"read", file_read},
+    {"size", file_size},
     {"close", file_close},
     {NULL, NULL},
 };

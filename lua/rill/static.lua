@@ -3,9 +3,9 @@
 -- nginx's static module does: GET and HEAD, index.html for a directory,
 -- MIME types, ETag and Last-Modified with their 304s, one byte range (206,
 -- 416), Cache-Control, precompressed .gz siblings. What to send is decided
--- here; src/static.c opens the file (confined to root by the descriptor's
--- real path) and the server sends it with sendfile: its bytes never enter
--- the Lua state.
+-- here; src/static.c opens the file (beneath the root, by the kernel's
+-- openat2) and the server sends it (sendfile, or with the head when small):
+-- its bytes never enter the Lua state.
 local core = require "rill.core"
 
 local type, tostring, tonumber, error, pairs = type, tostring, tonumber, error, pairs
@@ -136,16 +136,19 @@ local function if_range_holds(header, etag, last_modified)
   return header == last_modified
 end
 
+-- Whether Accept-Encoding takes gzip: either name, with a q above 0 (as src/compress.c reads it).
 local function accepts_gzip(header)
   if type(header) ~= "string" then return false end
   for coding, params in header:lower():gmatch("%s*([^,;%s]+)%s*([^,]*)") do
     if coding == "gzip" or coding == "x-gzip" then
       local q = params:match("q%s*=%s*([%d%.]+)")
-      return not q or (tonumber(q) or 0) > 0
+      if not q or (tonumber(q) or 0) > 0 then return true end
     end
   end
   return false
 end
+
+local REFUSALS = { [403] = "forbidden", [404] = "not found", [503] = "busy" }
 
 ---------------------------------------------------------------------------
 -- The path asked for, checked by name (static.c checks the descriptor).
@@ -280,9 +283,12 @@ function M.static(root, opts)
       if not index then return refuse(404, "not found") end
       name = rel == "" and index or rel .. "/" .. index
       file, size, mtime, gzipped, nsec = open(name, want_gzip)
-      if not file then return refuse(mtime == 403 and 403 or 404, mtime == 403 and "forbidden" or "not found") end
+      if not file then
+        local status = (mtime == 403 or mtime == 503) and mtime or 404 -- a directory as index: 404
+        return refuse(status, REFUSALS[status])
+      end
     elseif not file then
-      return refuse(mtime, mtime == 403 and "forbidden" or "not found") -- static_open's status
+      return refuse(mtime, REFUSALS[mtime]) -- static_open's status
     end
 
     -- nginx's "MTIME-SIZE", with the nanoseconds: two writes of one size in a second differ

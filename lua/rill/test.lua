@@ -731,6 +731,8 @@ local function collector(req, res, on_chunk, reply_chunk)
     if reply_chunk and res.body ~= "" then on_chunk(res.body) end
   end
   function out.file(status, headers, file, offset, length) -- rill.static's: read here, as the kernel would send it
+    offset = offset or 0
+    length = length or file:size() - offset -- the rest of it, as the server takes it
     local ok, body = pcall(file.read, file, offset, length)
     file:close()
     if not ok then error(body, 0) end
