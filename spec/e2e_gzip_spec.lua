@@ -8,24 +8,14 @@
 -- plain subscriber's stream), the trailer at a clean end and at shutdown.
 local core = require "rill.core"
 local test = require "rill.test"
+local procs = require "spec.support.procs"
 
 local PYTHON = "/usr/bin/python3" -- Debian's
 local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
 local APP = "spec/apps/gzip.lua"
 local TEXT = string.rep("the quick brown fox jumps over the lazy dog\n", 40)
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
-
-local function must(cmd)
-  local out, code = sh(cmd)
-  assert(code == 0, cmd .. ":\n" .. out)
-  return out
-end
+local sh, must = procs.sh, procs.must
 
 local function client(srv, check, ...)
   local cmd = ("RILL_PID=%d %s spec/support/gzip_client.py %s %d"):format(srv:pid(), PYTHON, check, srv.port)

@@ -11,18 +11,7 @@ local procs = require "spec.support.procs"
 
 local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
-
-local function must(cmd)
-  local out, code = sh(cmd)
-  assert(code == 0, cmd .. ":\n" .. out)
-  return out
-end
+local sh, must = procs.sh, procs.must
 
 local function write(path, text)
   local f = assert(io.open(path, "wb"))

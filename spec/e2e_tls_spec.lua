@@ -15,18 +15,7 @@ local PYTHON = "/usr/bin/python3" -- Debian's
 local T = tonumber(os.getenv("RILL_TEST_TIMEOUT")) or 10
 local APP = "spec/apps/tls.lua"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
-
-local function must(cmd)
-  local out, code = sh(cmd)
-  assert(code == 0, cmd .. ":\n" .. out)
-  return out
-end
+local sh, must = procs.sh, procs.must
 
 -- A CA, and leaves it signed for localhost and 127.0.0.1; each leaf's
 -- chain file (leaf, then CA) and key. A self-signed certificate for other.example too.

@@ -21,6 +21,21 @@ function M.app_file(source, name)
   return path, dir
 end
 
+-- Runs a shell command: its output (stdout and stderr) and exit status.
+function M.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok and 0 or code
+end
+
+-- Runs a shell command that must succeed: its output; else an error with it.
+function M.must(cmd)
+  local out, code = M.sh(cmd)
+  assert(code == 0, cmd .. ":\n" .. out)
+  return out
+end
+
 -- The whole file, or "" when there is none (yet).
 function M.read_file(path)
   local f = io.open(path)
