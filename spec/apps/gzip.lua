@@ -34,7 +34,7 @@ return rill.router({
     return rill.sse(coroutine.wrap(function()
       for i = 1, n do
         coroutine.yield({ id = tostring(i), event = "tick", data = ('{"i":%d,"pad":"%s"}'):format(i, ("x"):rep(i)) })
-        rill.sleep(0.05)
+        rill.sleep(0.1) -- ten heartbeat intervals: heartbeats fall between events, on any machine
       end
     end), { compress = true, heartbeat = 0.01 })
   end,
