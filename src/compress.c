@@ -334,6 +334,18 @@ void rill_gzs_start(struct rill_gzs *s, struct evbuffer *out)
     evbuffer_add(out, header, sizeof header);
 }
 
+int rill_gzs_alone(struct rill_gzs *s, const void *bytes, size_t len, struct evbuffer *out)
+{
+    const unsigned char *z;
+    size_t zlen;
+    if (rill_gz_alone(bytes, len, &z, &zlen) != 0)
+        return -1;
+    rill_gzs_count(s, rill_gz_crc(bytes, len), len);
+    s->cohort = 0;
+    evbuffer_add(out, z, zlen); /* after bytes are read: they may be in out */
+    return 0;
+}
+
 void rill_gzs_count(struct rill_gzs *s, unsigned long crc, size_t len)
 {
     s->crc = crc32_combine(s->crc, crc, (z_off_t)len);

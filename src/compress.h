@@ -66,6 +66,12 @@ struct rill_gzs {
 };
 /* A gzip member's header (10 bytes), to out; s starts counting. */
 void rill_gzs_start(struct rill_gzs *s, struct evbuffer *out);
+/*
+ * bytes, which only s is sent (its retry line, a gap notice), compressed
+ * alone onto out; s leaves its window, since what follows them is not the
+ * window's. -1: out of memory (out unchanged).
+ */
+int rill_gzs_alone(struct rill_gzs *s, const void *bytes, size_t len, struct evbuffer *out);
 /* s was sent len more bytes whose CRC-32 is crc. */
 void rill_gzs_count(struct rill_gzs *s, unsigned long crc, size_t len);
 /* The gzip trailer (a last empty block, the CRC and the length), to out. */

@@ -574,15 +574,11 @@ static struct evbuffer *gz_out;
 /* buf's bytes as a segment compressed alone, for a stream sharing its topic's compression. */
 static int gz_alone(struct rill_request *r, struct evbuffer *buf)
 {
-    const unsigned char *out;
-    size_t n = evbuffer_get_length(buf), len;
+    size_t n = evbuffer_get_length(buf);
     const unsigned char *plain = evbuffer_pullup(buf, -1);
-    if (!plain || rill_gz_alone(plain, n, &out, &len) != 0)
+    if (!plain || rill_gzs_alone(r->gzs, plain, n, buf) != 0)
         return -1;
-    rill_gzs_count(r->gzs, rill_gz_crc(plain, n), n);
-    r->gzs->cohort = 0; /* what follows is not its window's */
-    evbuffer_drain(buf, n);
-    evbuffer_add(buf, out, len);
+    evbuffer_drain(buf, n); /* the plain bytes, before the compressed ones */
     return 0;
 }
 
@@ -939,18 +935,9 @@ static int out_pump(lua_State *L)
         }
     }
     if (first && len) {
-        if (r->gzs) { /* the header as is, then first compressed alone */
-            struct evbuffer *tmp = evbuffer_new();
-            if (tmp) {
-                evbuffer_add(tmp, first, len);
-                if (gz_alone(r, tmp) == 0)
-                    evbuffer_add_buffer(buf, tmp);
-                else
-                    r->gz_broken = 1;
-                evbuffer_free(tmp);
-            } else {
+        if (r->gzs) { /* after the header, first compressed alone */
+            if (rill_gzs_alone(r->gzs, first, len, buf) != 0)
                 r->gz_broken = 1;
-            }
         } else {
             evbuffer_add(buf, first, len);
         }

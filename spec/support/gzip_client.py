@@ -108,6 +108,11 @@ elif check == "staggered":  # gzip'd subscribers joining mid-window, resuming, a
             for c in late:
                 read_until(c, "retry: 3000\n\n")
             groups.append(late)
+        if i == 20:  # an id this topic never had: a rill-gap notice first, compressed alone
+            unknown = [join(last_id="nope-1"), join("?plain", last_id="nope-1")]
+            for c in unknown:
+                read_until(c, "event: rill-gap\n")
+            groups.append(unknown)
         if i == 100:
             last = ids(first[1])[4]
             resumed = [join(last_id=last), join("?plain", last_id=last)]
