@@ -63,8 +63,29 @@ describe("rill.static's own checks", function()
     repeat -- polls the handler: the root is compared with its path once a second
       body = t.call(h, { path = "/v.txt" }).body
     until body == "new" or socket.gettime() > deadline
+    local held_old = false -- the old directory's descriptor was let go
+    for link in io.popen("ls -l /proc/self/fd/ 2>/dev/null"):lines() do
+      held_old = held_old or link:find(base .. "/www.old", 1, true) ~= nil
+    end
     os.execute("rm -rf " .. base)
     assert.equal("new", body)
+    assert.is_false(held_old)
+  end)
+
+  it("serves the release a symlink root points to after a deploy swaps it (ln -sfn)", function()
+    local base = procs.tmpdir()
+    os.execute(("mkdir %s/r1 %s/r2 && printf one > %s/r1/v.txt && printf two > %s/r2/v.txt && ln -s r1 %s/current")
+      :format(base, base, base, base, base))
+    local h = rill.static(base .. "/current")
+    assert.equal("one", t.call(h, { path = "/v.txt" }).body)
+    os.execute(("ln -sfn r2 %s/current.new && mv -T %s/current.new %s/current"):format(base, base, base))
+    local socket = require "socket"
+    local deadline, body = socket.gettime() + 10, nil
+    repeat -- polls the handler: the root is compared with its path once a second
+      body = t.call(h, { path = "/v.txt" }).body
+    until body == "two" or socket.gettime() > deadline
+    os.execute("rm -rf " .. base)
+    assert.equal("two", body)
   end)
 
   it("answers 404 for hidden files unless dotfiles = true", function()
@@ -136,6 +157,9 @@ describe("rill.static's ranges and dates", function()
     assert.is_true(static.accepts_gzip("br, GZIP;q=0.5"))
     assert.is_false(static.accepts_gzip("gzip;q=0"))
     assert.is_true(static.accepts_gzip("gzip;q=0, x-gzip")) -- either name, as the server reads it
+    assert.is_true(static.accepts_gzip("gzip;seq=0")) -- no q: 1
+    assert.is_false(static.accepts_gzip("gzip;q=0.0001")) -- three decimals: 0.000
+    assert.is_false(static.accepts_gzip("gzip;q=.5")) -- not a qvalue
     assert.is_false(static.accepts_gzip("identity"))
     assert.is_false(static.accepts_gzip(nil))
   end)

@@ -40,7 +40,7 @@ static double parse_q(const char *p)
         return 0;
     q = *p++ - '0';
     if (*p == '.')
-        for (p++; *p >= '0' && *p <= '9' && unit > 0.0001; p++)
+        for (p++; *p >= '0' && *p <= '9' && unit > 0.001; p++) /* three decimals at most */
             q += (*p - '0') * (unit /= 10);
     return q;
 }
@@ -62,7 +62,12 @@ static double q_of(const char *p)
 
 int rill_gz_accepted(struct evhttp_request *req)
 {
-    const char *ae = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept-Encoding");
+    return rill_gz_accepts(
+        evhttp_find_header(evhttp_request_get_input_headers(req), "Accept-Encoding"));
+}
+
+int rill_gz_accepts(const char *ae)
+{
     if (!ae)
         return 0;
     for (const char *p = ae; *p;) {

@@ -16,6 +16,8 @@
 
 /* Whether the request's Accept-Encoding takes gzip (q > 0). */
 int rill_gz_accepted(struct evhttp_request *req);
+/* The same for an Accept-Encoding value (NULL: none). */
+int rill_gz_accepts(const char *accept_encoding);
 /* Whether a body of this Content-Type (NULL: none) is worth compressing: text, JSON, XML, SSE... */
 int rill_gz_compressible(const char *type);
 

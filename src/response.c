@@ -239,6 +239,14 @@ static int prepare_head(lua_State *L, struct rill_request *r, struct wishes *w)
  * goes out with (name → value or list): rill.test's in-process collector
  * checks a response exactly as the server does, and shows what it sends.
  */
+/* rill.core.gz_accepts(accept_encoding) → whether it takes gzip, as the server reads it
+ * (rill.static). */
+static int core_gz_accepts(lua_State *L)
+{
+    lua_pushboolean(L, rill_gz_accepts(luaL_optstring(L, 1, NULL)));
+    return 1;
+}
+
 static int core_check_response(lua_State *L)
 {
     struct wishes w;
@@ -961,4 +969,6 @@ void rill_open_response(lua_State *L)
     lua_setfield(L, -2, "out");
     lua_pushcfunction(L, core_check_response);
     lua_setfield(L, -2, "check_response");
+    lua_pushcfunction(L, core_gz_accepts);
+    lua_setfield(L, -2, "gz_accepts");
 }

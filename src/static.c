@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "effects.h"
+#include "log.h"
 #include "luanum.h"
 
 #define FILE_MT "rill.file"
@@ -42,11 +43,14 @@
 /* A served directory: its real path, and a descriptor paths are opened beneath. */
 struct root {
     int fd;
-    int beneath;    /* openat2 with RESOLVE_BENEATH works here (probed once) */
-    dev_t dev;      /* what fd is: a directory put in its place (a deploy) is */
-    ino_t ino;      /* noticed within a second, and opened instead */
-    time_t checked; /* when the path was last compared with fd */
-    char path[PATH_MAX];
+    int beneath;    /* openat2 with RESOLVE_BENEATH works here (probed at each open of the root) */
+    dev_t dev;      /* what fd is: a directory put in its place (a deploy's mv, or a */
+    ino_t ino;      /* symlink like current -> releases/N swapped) is noticed within a second */
+    time_t checked; /* when the path was last compared with fd (monotonic seconds) */
+    dev_t failed_dev; /* a replacement that could not be opened, logged once */
+    ino_t failed_ino;
+    char given[PATH_MAX]; /* the path as given (absolute): what a deploy swaps */
+    char path[PATH_MAX];  /* its real path when fd was opened */
 };
 
 /* How often a root's path is compared with the directory it has open (a deploy's swap). */
@@ -109,7 +113,9 @@ static int refuse(lua_State *L, const char *why, int status)
 static int openat2_beneath(int dirfd, const char *rel, int flags)
 {
 #ifdef SYS_openat2
-    struct open_how how = {.flags = (unsigned long)flags | O_LARGEFILE,
+    /* O_LARGEFILE as open(2) adds it (0 on 64-bit); with O_PATH the kernel refuses it */
+    unsigned long large = flags & O_PATH ? 0 : O_LARGEFILE;
+    struct open_how how = {.flags = (unsigned long)flags | large,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
     return (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
 #else
@@ -119,12 +125,25 @@ static int openat2_beneath(int dirfd, const char *rel, int flags)
 #endif
 }
 
-/* (Re)opens r's directory by its path, and asks the kernel once whether openat2 works here. */
-static int root_open(struct root *r)
+static time_t monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a clock stepped back stops no recheck */
+    return ts.tv_sec;
+}
+
+/*
+ * (Re)opens r's directory by the path given, its real path with it, and asks
+ * the kernel whether openat2 works here: only ENOSYS (a kernel before 5.6)
+ * or EPERM (a sandbox) means it does not; another failure (EMFILE) keeps
+ * what was known.
+ */
+static int root_open(struct root *r, int first)
 {
     struct stat st;
-    int fd = open(r->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    char real[PATH_MAX];
+    int fd = open(r->given, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0 || !realpath(r->given, real)) {
         if (fd >= 0)
             close(fd);
         return -1;
@@ -134,25 +153,41 @@ static int root_open(struct root *r)
     r->fd = fd;
     r->dev = st.st_dev;
     r->ino = st.st_ino;
-    r->checked = time(NULL);
+    memcpy(r->path, real, sizeof real);
+    r->checked = monotonic_seconds();
     int probe = openat2_beneath(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    r->beneath = probe >= 0; /* ENOSYS (before 5.6), EPERM (a sandbox): the fallback */
     if (probe >= 0)
         close(probe);
+    if (probe >= 0 || first)
+        r->beneath = probe >= 0 || (errno != ENOSYS && errno != EPERM);
+    else if (errno == ENOSYS || errno == EPERM)
+        r->beneath = 0;
     return 0;
 }
 
-/* A directory put where r's was (mv www.new www) is served from now on; checked once a second. */
+/*
+ * A directory put where r's was (mv, or a symlink such as current ->
+ * releases/N swapped by ln -sfn) is served from now on; checked once a
+ * second. If it cannot be opened, the old one serves on, and it is logged.
+ */
 static void root_recheck(struct root *r)
 {
     struct stat st;
-    time_t now = time(NULL);
+    time_t now = monotonic_seconds();
     if (now - r->checked < ROOT_RECHECK_SECONDS)
         return;
     r->checked = now;
-    if (stat(r->path, &st) == 0 && S_ISDIR(st.st_mode) &&
-        (st.st_dev != r->dev || st.st_ino != r->ino))
-        root_open(r); /* if it fails, the old one serves on */
+    if (stat(r->given, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        (st.st_dev == r->dev && st.st_ino == r->ino))
+        return;
+    if (root_open(r, 0) == 0 || (st.st_dev == r->failed_dev && st.st_ino == r->failed_ino))
+        return;
+    r->failed_dev = st.st_dev;
+    r->failed_ino = st.st_ino;
+    rill_log_at(RILL_LOG_WARN,
+                "rill.static: cannot open %s, put in place of the root: %s (the old "
+                "one serves on)",
+                r->given, strerror(errno));
 }
 
 /* rill.core.static_root(dir) → a root (relative: from the app's directory); nil, why. */
@@ -166,7 +201,8 @@ static int core_static_root(lua_State *L)
     struct root *r = lua_newuserdatauv(L, sizeof *r, 0);
     r->fd = -1;
     luaL_setmetatable(L, ROOT_MT);
-    if (!realpath(full, r->path) || stat(r->path, &st) != 0) {
+    memcpy(r->given, full, sizeof full);
+    if (stat(full, &st) != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s", full, strerror(errno));
         return 2;
@@ -176,7 +212,7 @@ static int core_static_root(lua_State *L)
         lua_pushfstring(L, "%s: not a directory", full);
         return 2;
     }
-    if (root_open(r) != 0) {
+    if (root_open(r, 1) != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s", full, strerror(errno));
         return 2;
@@ -205,11 +241,14 @@ static int open_beneath(struct root *r, const char *rel, const char *path)
     if (r->beneath) {
         int fd = -1;
         for (int i = 0; i < OPEN_TRIES; i++)
-            if ((fd = openat2_beneath(r->fd, rel, flags)) >= 0 || errno != EAGAIN)
+            if ((fd = openat2_beneath(r->fd, rel, flags)) >= 0 ||
+                (errno != EAGAIN && errno != EINTR))
                 break;
         return fd;
     }
-    int fd = open(path, flags);
+    int fd;
+    while ((fd = open(path, flags)) < 0 && errno == EINTR)
+        ;
     if (fd >= 0 && !fd_under(fd, r->path)) {
         close(fd);
         errno = EXDEV;
@@ -291,7 +330,6 @@ static int file_read(lua_State *L)
     return 1;
 }
 
-/* file:close(), also __gc and __close: idempotent. */
 /* file:size() → its size when it was opened. */
 static int file_size(lua_State *L)
 {
@@ -300,6 +338,7 @@ static int file_size(lua_State *L)
     return 1;
 }
 
+/* file:close(), also __gc and __close: idempotent. */
 static int file_close(lua_State *L)
 {
     struct file *f = luaL_checkudata(L, 1, FILE_MT);

@@ -136,16 +136,9 @@ local function if_range_holds(header, etag, last_modified)
   return header == last_modified
 end
 
--- Whether Accept-Encoding takes gzip: either name, with a q above 0 (as src/compress.c reads it).
+-- Whether Accept-Encoding takes gzip: the server's own reading (src/compress.c), one parser.
 local function accepts_gzip(header)
-  if type(header) ~= "string" then return false end
-  for coding, params in header:lower():gmatch("%s*([^,;%s]+)%s*([^,]*)") do
-    if coding == "gzip" or coding == "x-gzip" then
-      local q = params:match("q%s*=%s*([%d%.]+)")
-      if not q or (tonumber(q) or 0) > 0 then return true end
-    end
-  end
-  return false
+  return type(header) == "string" and core.gz_accepts(header)
 end
 
 local REFUSALS = { [403] = "forbidden", [404] = "not found", [503] = "busy" }
@@ -285,10 +278,10 @@ function M.static(root, opts)
       file, size, mtime, gzipped, nsec = open(name, want_gzip)
       if not file then
         local status = (mtime == 403 or mtime == 503) and mtime or 404 -- a directory as index: 404
-        return refuse(status, REFUSALS[status])
+        return refuse(status, REFUSALS[status] or "error")
       end
     elseif not file then
-      return refuse(mtime, REFUSALS[mtime]) -- static_open's status
+      return refuse(mtime, REFUSALS[mtime] or "error") -- static_open's status
     end
 
     -- nginx's "MTIME-SIZE", with the nanoseconds: two writes of one size in a second differ
