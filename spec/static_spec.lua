@@ -58,18 +58,25 @@ describe("rill.static's own checks", function()
     assert.equal("old", t.call(h, { path = "/v.txt" }).body)
     os.execute(("mkdir %s/www.new && printf new > %s/www.new/v.txt && mv %s/www %s/www.old && mv %s/www.new %s/www")
       :format(base, base, base, base, base, base))
+    -- this process's descriptors (the shell's parent is us): the old directory's is let go
+    local function roots_held()
+      local old, new = false, false
+      for link in io.popen("ls -l /proc/$PPID/fd/ 2>/dev/null"):lines() do
+        old = old or link:find(base .. "/www.old", 1, true) ~= nil
+        new = new or link:match("-> " .. base:gsub("%p", "%%%0") .. "/www$") ~= nil
+      end
+      return old, new
+    end
     local socket = require "socket"
-    local deadline, body = socket.gettime() + 10, nil
+    local deadline, body, held_old, holds_new = socket.gettime() + 10, nil, true, false
     repeat -- polls the handler: the root is compared with its path once a second
       body = t.call(h, { path = "/v.txt" }).body
-    until body == "new" or socket.gettime() > deadline
-    local held_old = false -- the old directory's descriptor was let go
-    for link in io.popen("ls -l /proc/self/fd/ 2>/dev/null"):lines() do
-      held_old = held_old or link:find(base .. "/www.old", 1, true) ~= nil
-    end
+      held_old, holds_new = roots_held()
+    until (body == "new" and not held_old and holds_new) or socket.gettime() > deadline
     os.execute("rm -rf " .. base)
     assert.equal("new", body)
     assert.is_false(held_old)
+    assert.is_true(holds_new)
   end)
 
   it("serves the release a symlink root points to after a deploy swaps it (ln -sfn)", function()

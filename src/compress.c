@@ -345,9 +345,11 @@ int rill_gzs_alone(struct rill_gzs *s, const void *bytes, size_t len, struct evb
     size_t zlen;
     if (rill_gz_alone(bytes, len, &z, &zlen) != 0)
         return -1;
-    rill_gzs_count(s, rill_gz_crc(bytes, len), len);
+    unsigned long crc = rill_gz_crc(bytes, len); /* before the add: bytes may be in out */
+    if (evbuffer_add(out, z, zlen) != 0)
+        return -1;
+    rill_gzs_count(s, crc, len);
     s->cohort = 0;
-    evbuffer_add(out, z, zlen); /* after bytes are read: they may be in out */
     return 0;
 }
 

@@ -234,11 +234,6 @@ static int prepare_head(lua_State *L, struct rill_request *r, struct wishes *w)
     return status;
 }
 
-/*
- * rill.core.check_response(status, headers) → the headers a handler's reply
- * goes out with (name → value or list): rill.test's in-process collector
- * checks a response exactly as the server does, and shows what it sends.
- */
 /* rill.core.gz_accepts(accept_encoding) → whether it takes gzip, as the server reads it
  * (rill.static). */
 static int core_gz_accepts(lua_State *L)
@@ -247,6 +242,11 @@ static int core_gz_accepts(lua_State *L)
     return 1;
 }
 
+/*
+ * rill.core.check_response(status, headers) → the headers a handler's reply
+ * goes out with (name → value or list): rill.test's in-process collector
+ * checks a response exactly as the server does, and shows what it sends.
+ */
 static int core_check_response(lua_State *L)
 {
     struct wishes w;

@@ -89,16 +89,23 @@ static int under(const char *real, const char *root)
     return real[n] == '\0' || real[n] == '/' || (n == 1 && root[0] == '/');
 }
 
+/* The real path of what fd has open, into real (PATH_MAX bytes); NULL if /proc cannot tell. */
+static char *fd_path(int fd, char *real)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, real, PATH_MAX - 1);
+    if (n <= 0 || n == PATH_MAX - 1)
+        return NULL;
+    real[n] = '\0';
+    return real;
+}
+
 /* Whether the file fd has open is under root, by its real path now. */
 static int fd_under(int fd, const char *root)
 {
-    char link[64], real[PATH_MAX];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, real, sizeof real - 1);
-    if (n < 0 || n == (ssize_t)sizeof real - 1)
-        return 0;
-    real[n] = '\0';
-    return under(real, root);
+    char real[PATH_MAX];
+    return fd_path(fd, real) && under(real, root);
 }
 
 /* nil, why, status: 404 for what is not there, 403 for what may not be served. */
@@ -143,7 +150,8 @@ static int root_open(struct root *r, int first)
     struct stat st;
     char real[PATH_MAX];
     int fd = open(r->given, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0 || !realpath(r->given, real)) {
+    /* the path of what was opened (a swap between an open and a realpath would pair two) */
+    if (fd < 0 || fstat(fd, &st) != 0 || !(fd_path(fd, real) || realpath(r->given, real))) {
         if (fd >= 0)
             close(fd);
         return -1;
@@ -199,6 +207,7 @@ static int core_static_root(lua_State *L)
     if (!rill_app_path(dir, full, sizeof full))
         return luaL_argerror(L, 1, "path too long");
     struct root *r = lua_newuserdatauv(L, sizeof *r, 0);
+    memset(r, 0, sizeof *r);
     r->fd = -1;
     luaL_setmetatable(L, ROOT_MT);
     memcpy(r->given, full, sizeof full);
@@ -237,14 +246,15 @@ static int root_gc(lua_State *L)
 static int open_beneath(struct root *r, const char *rel, const char *path)
 {
     const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
-    root_recheck(r);
     if (r->beneath) {
         int fd = -1;
         for (int i = 0; i < OPEN_TRIES; i++)
             if ((fd = openat2_beneath(r->fd, rel, flags)) >= 0 ||
                 (errno != EAGAIN && errno != EINTR))
                 break;
-        return fd;
+        if (fd >= 0 || (errno != ENOSYS && errno != EPERM && errno != EINVAL))
+            return fd;
+        r->beneath = 0; /* refused as a call (a sandbox), not for this path: the fallback */
     }
     int fd;
     while ((fd = open(path, flags)) < 0 && errno == EINTR)
@@ -272,6 +282,7 @@ static int core_static_open(lua_State *L)
     luaL_argcheck(L, r->fd >= 0, 1, "not an open static root");
     luaL_argcheck(L, strlen(rel) == rellen, 2, "a NUL in the path");
     luaL_argcheck(L, rel[0] != '/', 2, "an absolute path");
+    root_recheck(r); /* before path is made from r's real path */
     int n = snprintf(path, sizeof path, "%.*s/%s", (int)(sizeof r->path - 1), r->path, rel);
     if (n < 0 || (size_t)n >= sizeof path)
         return refuse(L, "path too long", 404);
