@@ -11,6 +11,13 @@
  * bytes through (the body is evhttp's) until evhttp dispatches the request,
  * then it scans what follows as the next head.
  *
+ * A body on a path registered as streamed (reqbody.h) is the gate's
+ * instead: evhttp gets its head without the framing fields, so it dispatches
+ * the request at once, and the gate decodes the body as it comes, a window
+ * at a time, while the handler reads it (GATE_STREAM). Only a body framed
+ * the one clean way is taken (headframe.h); anything else is evhttp's, and
+ * refused or bounded as before.
+ *
  * evhttp has no hook for a new connection object, so the bevcb queues the
  * connection and an event right after accept finds the evhttp_connection
  * (the bufferevent's callback argument) and sets our close callback on it:
@@ -37,9 +44,11 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "headframe.h"
 #include "headscan.h"
 #include "listen.h"
 #include "log.h"
+#include "reqbody.h"
 #include "sched.h"
 #include "server.h"
 #include "timedq.h"
@@ -50,7 +59,32 @@ enum gate {
     GATE_BODY,    /* evhttp reads a chunked body: its framing is scanned as it arrives */
     GATE_PASS,    /* evhttp is reading a released head and its body */
     GATE_DISCARD, /* refused or shed: every byte from now on is dropped */
+    GATE_STREAM,  /* a streamed body: its bytes are the gate's (c->sb) */
+    GATE_WAIT,    /* a streamed head behind a reply in flight: left in the input until it is done */
 };
+
+/*
+ * A streamed body, from its head to the request's end. Before evhttp
+ * dispatches the request, what follows the head waits undecoded in raw (a
+ * read or two); then it is decoded into data, and the input is read only
+ * while data holds less than BODY_WINDOW. Past that the input fills to its
+ * high mark and the bufferevent stops reading: the client waits for the
+ * handler.
+ */
+struct streamed {
+    struct evbuffer *raw;          /* bytes after the head, not decoded yet */
+    struct evbuffer *data;         /* decoded, not read yet */
+    struct rill_chunkscan *chunks; /* a chunked body's decoder; NULL: a length */
+    uint64_t left;                 /* a length: bytes still to come */
+    long long length;              /* the declared length; -1: chunked */
+    const char *why;               /* bad: the framing error */
+    unsigned dispatched : 1, done : 1, bad : 1, expect : 1, continued : 1;
+};
+
+/* Decoded bytes a streamed body may hold for its reader before the gate stops reading. */
+#define BODY_WINDOW (64 * 1024)
+/* Undecoded bytes it may hold before evhttp dispatched its head: then reading pauses. */
+#define BODY_RAW_MAX (256 * 1024)
 
 /*
  * A head's scanner, then its chunked body's (never both at once). A head
@@ -74,6 +108,7 @@ struct rill_conn {
     struct evbuffer *held;    /* head bytes evhttp has not seen (GATE_HEAD) */
     size_t scanned;           /* of held */
     union scanner *sc;        /* while a head is held or a chunked body read; else NULL */
+    struct streamed *sb;      /* the request's streamed body, until its reply is done */
     enum gate gate;
     int refused; /* the status the stand-in request answers */
     const char *why;
@@ -355,12 +390,19 @@ static void idle_hand_body_to_evhttp(struct rill_conn *c)
     bufferevent_set_timeouts(c->bev, &c->set->idle.span, NULL);
 }
 
+/* The handler waits for a streamed body the client stopped sending. */
+static int body_stalled(const struct rill_conn *c)
+{
+    const struct streamed *sb = c->sb;
+    return sb && sb->dispatched && !sb->done && !sb->bad && evbuffer_get_length(sb->data) == 0;
+}
+
 /* c's time is up, unless it was active in a way the queue does not see. */
 static void idle_expired(struct rill_conn *c)
 {
     enum rill_reply reply = c->req ? rill_server_reply(c->req) : RILL_REPLY_WHOLE;
     size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
-    if (c->req && reply == RILL_REPLY_PENDING) {
+    if (c->req && reply == RILL_REPLY_PENDING && !body_stalled(c)) {
         idle_touch(c); /* lifted: however long a handler works before its first byte */
     } else if (!c->req && (c->gate == GATE_PASS || c->gate == GATE_BODY)) {
         idle_hand_body_to_evhttp(c);
@@ -550,13 +592,268 @@ static void scan_body(struct rill_conn *c, size_t n)
     }
 }
 
-/*
- * The head is whole and clean: evhttp may read it (held bytes go back in
- * front of it), and the gate follows a chunked body, of which the last
- * `after` bytes of the input are the start.
- */
-static void head_done(struct rill_conn *c, const union scanner *sc, size_t after)
+/* ---- a streamed body ------------------------------------------------------------------ */
+
+static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n);
+
+static void stream_free(struct rill_conn *c)
 {
+    struct streamed *sb = c->sb;
+    if (!sb)
+        return;
+    if (sb->raw)
+        evbuffer_free(sb->raw);
+    if (sb->data)
+        evbuffer_free(sb->data);
+    free(sb->chunks);
+    free(sb);
+    c->sb = NULL;
+}
+
+static void stream_fail(struct streamed *sb, const char *why)
+{
+    if (!sb->bad)
+        sb->why = why;
+    sb->bad = 1;
+}
+
+static void on_chunk_data(void *arg, const char *p, size_t n)
+{
+    struct streamed *sb = arg;
+    if (evbuffer_add(sb->data, p, n) != 0)
+        stream_fail(sb, "out of memory");
+}
+
+/* Decodes what it can of the n bytes at p; returns how many of them were the body's. */
+static size_t body_decode(struct streamed *sb, const char *p, size_t n)
+{
+    if (!sb->chunks) {
+        size_t take = sb->left < n ? (size_t)sb->left : n;
+        if (evbuffer_add(sb->data, p, take) != 0)
+            stream_fail(sb, "out of memory");
+        sb->left -= take;
+        sb->done = sb->left == 0;
+        return take;
+    }
+    size_t used = n;
+    enum rill_scan_result res = rill_chunkscan_feed(sb->chunks, p, n, &used);
+    if (res == RILL_SCAN_DONE)
+        sb->done = 1;
+    else if (res == RILL_SCAN_BAD)
+        stream_fail(sb, sb->chunks->why);
+    return used;
+}
+
+/* The body's end: what came after it is the next request's, in front of evhttp again. */
+static void body_ended(struct rill_conn *c)
+{
+    struct streamed *sb = c->sb;
+    struct evbuffer *input = bufferevent_get_input(c->bev);
+    c->moving = 1;
+    if (!c->tls)
+        evbuffer_unfreeze(input, 0);
+    if (sb->dispatched) /* raw was ahead of what the input holds */
+        evbuffer_prepend_buffer(input, sb->raw);
+    else /* the input holds the head evhttp has yet to read, and nothing after it */
+        evbuffer_add_buffer(input, sb->raw);
+    if (!c->tls)
+        evbuffer_freeze(input, 0);
+    c->moving = 0;
+    if (!sb->dispatched) {
+        set_gate(c, GATE_PASS); /* scanned as a head once evhttp dispatched this one */
+        return;
+    }
+    set_gate(c, GATE_HEAD);
+    size_t buffered = evbuffer_get_length(input);
+    if (buffered)
+        head_arrived(c, input, buffered);
+}
+
+/*
+ * Decodes what the body has waiting (raw first, then, once evhttp dispatched
+ * the request, the input) until its reader's window is full or it ends. A
+ * broken chunked framing ends everything on c: the reader gets a 400 and the
+ * reply closes.
+ */
+static void body_pump(struct rill_conn *c)
+{
+    struct streamed *sb = c->sb;
+    struct evbuffer *input = bufferevent_get_input(c->bev);
+    int news = 0, from_input = 0;
+    while (!sb->done && !sb->bad && evbuffer_get_length(sb->data) < BODY_WINDOW) {
+        int raw = evbuffer_get_length(sb->raw) > 0;
+        struct evbuffer *src = raw ? sb->raw : sb->dispatched ? input : NULL;
+        struct evbuffer_iovec v;
+        if (!src || evbuffer_peek(src, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+            break;
+        size_t used = body_decode(sb, v.iov_base, v.iov_len);
+        c->moving = 1;
+        evbuffer_drain(src, used);
+        c->moving = 0;
+        from_input |= !raw;
+        news = 1;
+    }
+    if (news && c->req)
+        rill_body_news(c->req);
+    if (sb->bad) {
+        set_gate(c, GATE_DISCARD);
+        evbuffer_drain(sb->raw, evbuffer_get_length(sb->raw));
+        if (sb->dispatched) /* else the input holds the head evhttp has yet to read */
+            take_tail(c, input, evbuffer_get_length(input), NULL);
+    } else if (sb->done) {
+        body_ended(c);
+    }
+    if (from_input && c->tls)
+        rill_tls_kick(c->bev); /* what the input's high mark left inside OpenSSL */
+}
+
+/* Bytes of a streamed body arrived (the last n of the input). */
+static void stream_input(struct rill_conn *c, struct evbuffer *input, size_t n)
+{
+    struct streamed *sb = c->sb;
+    if (sb->dispatched) {
+        body_pump(c);
+        return;
+    }
+    take_tail(c, input, n, sb->raw); /* evhttp has yet to read the head in front */
+    if (c->gate == GATE_DISCARD)
+        return; /* out of memory */
+    body_pump(c);
+    if (c->sb && evbuffer_get_length(sb->raw) > BODY_RAW_MAX)
+        bufferevent_disable(c->bev, EV_READ); /* dispatch enables it again (server.c) */
+}
+
+/*
+ * A streamed head behind a reply in flight: it and what follows stay in the
+ * input, unread by evhttp until that reply is done (rill_conn_replied), and
+ * are scanned again then.
+ */
+static void wait_behind(struct rill_conn *c, struct evbuffer *buf)
+{
+    if (buf == c->held) {
+        give_to_evhttp(c, NULL, 0);
+        held_clear(c);
+    }
+    scanner_drop(c);
+    set_gate(c, GATE_WAIT);
+}
+
+static struct streamed *stream_new(const struct rill_head_frame *f)
+{
+    struct streamed *sb = calloc(1, sizeof *sb);
+    if (!sb)
+        return NULL;
+    sb->raw = evbuffer_new();
+    sb->data = evbuffer_new();
+    sb->length = f->chunked ? -1 : (long long)f->length;
+    sb->left = f->length;
+    sb->expect = f->expect_continue != 0;
+    if (f->chunked && (sb->chunks = malloc(sizeof *sb->chunks)) != NULL) {
+        rill_chunkscan_init(sb->chunks, RILL_REQUEST_LINE_MAX); /* its trailers */
+        sb->chunks->on_data = on_chunk_data;
+        sb->chunks->data_arg = sb;
+    }
+    if (!sb->raw || !sb->data || (f->chunked && !sb->chunks)) {
+        if (sb->raw)
+            evbuffer_free(sb->raw);
+        if (sb->data)
+            evbuffer_free(sb->data);
+        free(sb->chunks);
+        free(sb);
+        return NULL;
+    }
+    return sb;
+}
+
+/* The head's framing, when its body is to be streamed (copied out of buf: [start, end)). */
+static int streamed_head(struct evbuffer *buf, size_t start, size_t len, char *head,
+                         struct rill_head_frame *f)
+{
+    struct evbuffer_ptr ptr;
+    if (evbuffer_ptr_set(buf, &ptr, start, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(buf, &ptr, head, len) != (ev_ssize_t)len)
+        return 0;
+    rill_head_frame_read(head, len, f);
+    return rill_head_frame_streamable(f) && rill_body_streams(f->target, f->target_len);
+}
+
+/*
+ * The whole head in buf [start, end): 1 when its body is streamed. evhttp
+ * then gets the head without its framing fields, and the bytes after it are
+ * the gate's. 0: evhttp reads it as any other (out of memory too: the body
+ * is then bounded by --max-body-bytes, as before).
+ */
+static int stream_head(struct rill_conn *c, struct evbuffer *buf, size_t start, size_t end)
+{
+    size_t len = end - start;
+    char first;
+    struct evbuffer_ptr ptr;
+    if (!rill_body_any_streams() || evbuffer_ptr_set(buf, &ptr, start, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(buf, &ptr, &first, 1) != 1 || first != 'P')
+        return 0;                 /* POST, PUT and PATCH only */
+    char *head = malloc(2 * len); /* the head, then the head evhttp reads */
+    struct rill_head_frame f;
+    if (!head || !streamed_head(buf, start, len, head, &f)) {
+        free(head);
+        return 0;
+    }
+    if (c->req || c->sb) { /* a reply in flight, or a streamed request dispatched just now */
+        free(head);
+        wait_behind(c, buf);
+        return 1;
+    }
+    struct streamed *sb = stream_new(&f);
+    if (!sb) {
+        free(head);
+        return 0;
+    }
+    size_t stripped = rill_head_frame_strip(head, len, head + len);
+    if (buf == c->held) {
+        evbuffer_add_buffer(sb->raw, buf);
+        held_clear(c);
+    } else {
+        take_tail(c, buf, evbuffer_get_length(buf) - start, sb->raw);
+    }
+    evbuffer_drain(sb->raw, len); /* the head as it came */
+    c->sb = sb;
+    scanner_drop(c);
+    if (c->gate == GATE_DISCARD) { /* out of memory in take_tail */
+        free(head);
+        return 1;
+    }
+    give_to_evhttp(c, head + len, stripped);
+    free(head);
+    set_gate(c, GATE_STREAM);
+    body_pump(c);
+    return 1;
+}
+
+/* A streamed request dispatched: its framing fields are back, for the checks and req.headers. */
+static void stream_dispatched(struct rill_conn *c, struct evhttp_request *req)
+{
+    struct streamed *sb = c->sb;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    char length[24];
+    sb->dispatched = 1;
+    if (sb->length >= 0) {
+        snprintf(length, sizeof length, "%lld", sb->length);
+        evhttp_add_header(in, "Content-Length", length);
+    } else {
+        evhttp_add_header(in, "Transfer-Encoding", "chunked");
+    }
+}
+
+/*
+ * The head is whole and clean (buf [start, end)): evhttp may read it (held
+ * bytes go back in front of it), and the gate follows a chunked body, of
+ * which the last `after` bytes of the input are the start. A streamed body
+ * is the gate's instead.
+ */
+static void head_done(struct rill_conn *c, const union scanner *sc, struct evbuffer *buf,
+                      size_t start, size_t end, size_t after)
+{
+    if (stream_head(c, buf, start, end))
+        return;
     int chunked = sc->head.chunked;
     if (c->held)
         give_to_evhttp(c, NULL, 0);
@@ -577,7 +874,7 @@ static void scan_held(struct rill_conn *c)
 {
     enum rill_scan_result res = feed_from(c->held, &c->scanned, feed_head, &c->sc->head);
     if (res == RILL_SCAN_DONE)
-        head_done(c, c->sc, evbuffer_get_length(c->held) - c->scanned);
+        head_done(c, c->sc, c->held, 0, c->scanned, evbuffer_get_length(c->held) - c->scanned);
     else if (res == RILL_SCAN_BAD)
         refuse(c, c->sc, is_head(c->held, 0));
 }
@@ -601,7 +898,7 @@ static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n)
         take_tail(c, input, n, NULL); /* out of memory: the body cannot be checked, so it goes */
         set_gate(c, GATE_DISCARD);    /* and the deadline reaps c */
     } else if (res == RILL_SCAN_DONE) {
-        head_done(c, &scratch, len - at);
+        head_done(c, &scratch, input, len - n, at, len - at);
     } else if (res == RILL_SCAN_BAD) {
         int head = is_head(input, len - n);
         take_tail(c, input, n, NULL);
@@ -635,6 +932,10 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
         scan_held(c);
     } else if (c->gate == GATE_BODY) {
         scan_body(c, info->n_added);
+    } else if (c->gate == GATE_STREAM) {
+        stream_input(c, buf, info->n_added);
+    } else if (c->gate == GATE_WAIT && evbuffer_get_length(buf) > BODY_RAW_MAX) {
+        bufferevent_disable(c->bev, EV_READ); /* evhttp reads again after the reply in flight */
     }
 }
 
@@ -748,6 +1049,7 @@ static void conn_free(struct rill_conn *c)
     free(c->sc);
     if (c->held)
         evbuffer_free(c->held);
+    stream_free(c);
     free(c);
 }
 
@@ -919,13 +1221,22 @@ void rill_conn_cut(struct rill_conn *c)
     c->cut = 1;
 }
 
-int rill_conn_dispatched(struct rill_conn *c, const char **why)
+int rill_conn_dispatched(struct rill_conn *c, struct evhttp_request *req, const char **why)
 {
     if (c->refused) {
         *why = c->why;
         return c->refused;
     }
     deadline_stop(c);
+    if (c->sb && !c->sb->dispatched) {
+        stream_dispatched(c, req);
+        if (c->sb->bad)
+            return 0; /* discarding: the reader gets its 400, the reply closes */
+        if (!c->sb->done) {
+            body_pump(c); /* the body comes as the handler reads it; the idle timer watches */
+            return 0;
+        }
+    }
     if (c->body_timed) { /* the body is read: the queue watches c again */
         c->body_timed = 0;
         bufferevent_set_timeouts(c->bev, NULL, NULL);
@@ -951,6 +1262,83 @@ void rill_conn_attach(struct rill_conn *c, struct rill_request *r)
     }
     if (!r)
         idle_touch(c); /* a reply is done: idle from now */
+}
+
+void rill_conn_replied(struct rill_conn *c, struct evhttp_request *req)
+{
+    int unfinished = rill_conn_body_unfinished(c);
+    struct rill_request *r = c->req;
+    stream_free(c);
+    rill_conn_attach(c, NULL);
+    rill_body_news(r); /* a reader still waiting finds the request over */
+    if (unfinished) {
+        /*
+         * Its reply said Connection: close (response.c). evhttp would close at
+         * once, and a client still sending its body would get a reset that can
+         * lose the reply: c lingers instead, dropping what comes, and closes
+         * when the client does, a second later at most.
+         */
+        struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+        struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+        while (evhttp_remove_header(out, "Connection") == 0)
+            ;
+        while (evhttp_remove_header(in, "Connection") == 0)
+            ;
+        if (!c->tls)
+            shutdown(c->fd, SHUT_WR);
+        linger(c);
+        return;
+    }
+    if (c->gate == GATE_WAIT) { /* a streamed head waited for this reply */
+        struct evbuffer *input = bufferevent_get_input(c->bev);
+        set_gate(c, GATE_HEAD);
+        if (evbuffer_get_length(input))
+            head_arrived(c, input, evbuffer_get_length(input));
+    }
+}
+
+int rill_conn_body_streamed(const struct rill_conn *c, long long *length)
+{
+    if (!c->sb || !c->sb->dispatched)
+        return 0;
+    *length = c->sb->length;
+    return 1;
+}
+
+enum rill_body_status rill_conn_body_status(const struct rill_conn *c, size_t *avail,
+                                            const char **why)
+{
+    const struct streamed *sb = c->sb;
+    *avail = evbuffer_get_length(sb->data);
+    if (*avail)
+        return RILL_BODY_DATA; /* what came before a framing error is the client's too */
+    if (sb->bad) {
+        *why = sb->why;
+        return RILL_BODY_BAD;
+    }
+    return sb->done ? RILL_BODY_END : RILL_BODY_WAIT;
+}
+
+void rill_conn_body_remove(struct rill_conn *c, char *out, size_t n)
+{
+    evbuffer_remove(c->sb->data, out, n);
+    if (c->gate == GATE_STREAM)
+        body_pump(c); /* the window has room again */
+}
+
+void rill_conn_body_want(struct rill_conn *c, int replied)
+{
+    struct streamed *sb = c->sb;
+    if (!sb->expect || sb->continued || replied || c->gate != GATE_STREAM)
+        return;
+    sb->continued = 1; /* asked once: a client that sends anyway needs none */
+    if (!evbuffer_get_length(bufferevent_get_output(c->bev)))
+        send_raw(c, "HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+int rill_conn_body_unfinished(const struct rill_conn *c)
+{
+    return c && c->sb && !c->sb->done;
 }
 
 /*

@@ -58,7 +58,7 @@ struct rill_conn *rill_conn_of(struct rill_conns *cs, struct evhttp_request *req
  * go on; else the request is the stand-in for a head the gate refused, and
  * the status (400, 414, 431) and *why are what to answer, closing.
  */
-int rill_conn_dispatched(struct rill_conn *c, const char **why);
+int rill_conn_dispatched(struct rill_conn *c, struct evhttp_request *req, const char **why);
 
 /* Whether c came through a TLS listener (req.scheme "https"). */
 int rill_conn_tls(const struct rill_conn *c);
@@ -67,5 +67,35 @@ void rill_conn_cut(struct rill_conn *c);
 
 /* The request c serves now (its close is reported to it), or NULL once it is done. */
 void rill_conn_attach(struct rill_conn *c, struct rill_request *r);
+/*
+ * evhttp sent the whole reply to req (its on_complete): c may read its next
+ * request, or, when req's streamed body was not read to its end, c closes
+ * as its reply said, lingering a second at most so the reply is not lost.
+ */
+void rill_conn_replied(struct rill_conn *c, struct evhttp_request *req);
+
+/*
+ * A streamed request body: on a path registered as streamed (reqbody.h),
+ * the gate keeps a cleanly framed body from evhttp, which dispatches the
+ * request at its head, and decodes it itself, a window at a time, while the
+ * handler reads it.
+ */
+enum rill_body_status {
+    RILL_BODY_WAIT, /* nothing to read now: news comes with rill_body_news */
+    RILL_BODY_DATA, /* bytes to read */
+    RILL_BODY_END,  /* all read */
+    RILL_BODY_BAD,  /* its chunked framing is broken: a 400, and the connection closes */
+};
+/* Whether the request on c has a streamed body; its declared length then (-1: chunked). */
+int rill_conn_body_streamed(const struct rill_conn *c, long long *length);
+/* Where the body stands: *avail decoded bytes to read, *why for BAD. */
+enum rill_body_status rill_conn_body_status(const struct rill_conn *c, size_t *avail,
+                                            const char **why);
+/* Moves n (at most *avail) decoded bytes into out; the gate then reads on. */
+void rill_conn_body_remove(struct rill_conn *c, char *out, size_t n);
+/* The reader waits for bytes: a client that asked for it gets its 100 Continue now. */
+void rill_conn_body_want(struct rill_conn *c, int replied);
+/* The body was not read to its end: the reply says Connection: close. */
+int rill_conn_body_unfinished(const struct rill_conn *c);
 
 #endif

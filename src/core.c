@@ -232,5 +232,6 @@ int rill_open_core(lua_State *L)
     rill_open_client_error(L);
     rill_open_background(L);
     rill_open_static(L);
+    rill_open_reqbody(L);
     return 1;
 }

@@ -23,6 +23,7 @@ int rill_sse_encode(lua_State *L);
 void rill_open_tail(lua_State *L);
 void rill_open_background(lua_State *L);
 void rill_open_static(lua_State *L);
+void rill_open_reqbody(lua_State *L);
 /* Background tasks (rill.spawn, rill.every): all cancelled, and no new one starts (shutdown). */
 void rill_background_stop_all(void);
 /* The `once` tasks run here from now on (their runs start), or no longer (cancelled, kept). */

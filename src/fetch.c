@@ -42,8 +42,12 @@
 #include "sse_parse.h"
 #include "sched.h"
 
-#define FETCH_MT        "rill.fetch"
-#define FETCH_HIGH      (256 * 1024) /* buffered body bytes above which the upstream is paused */
+#define FETCH_MT   "rill.fetch"
+#define FETCH_HIGH (256 * 1024) /* buffered body bytes above which the upstream is paused */
+/* A streamed request body: unsent bytes past which its function is not called, and when it is
+ * again */
+#define FETCH_SEND_HIGH (64 * 1024)
+#define FETCH_SEND_LOW  (16 * 1024)
 #define FETCH_LOW       (64 * 1024)
 #define FETCH_MAX_READ  (8 * 1024 * 1024) /* default cap of :read() */
 #define FETCH_MAX_LIMIT INT_MAX           /* largest max_body and max_line: they print as %d */
@@ -85,6 +89,8 @@ struct fetch {
     struct timespec t0;       /* when it started, for the metrics */
     struct rill_outcome *out; /* its request's, for the access log's upstream time (NULL: none) */
     int counted;              /* its outcome counted (once: at its head or its failure) */
+    int sending;              /* opts.body is a function still giving pieces (sent chunked) */
+    double timeout;           /* opts.timeout: to the head, and between two pieces sent */
 };
 
 static struct evdns_base *dns_base(struct rill_worker *w)
@@ -419,12 +425,30 @@ static const char *errno_code(int err)
 }
 
 /* Sends the request (a copy: a retry may need it again). */
+static void on_write(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
 static void send_request(struct fetch *f)
 {
     size_t n = evbuffer_get_length(f->request);
     f->phase = P_HEAD;
     bufferevent_write(f->bev, evbuffer_pullup(f->request, -1), n);
     bufferevent_enable(f->bev, EV_READ | EV_WRITE);
+    if (f->sending) { /* never retried (not pooled): the rest goes straight to the connection */
+        evbuffer_drain(f->request, n);
+        bufferevent_setcb(f->bev, on_read, on_write, on_event, f);
+        bufferevent_setwatermark(f->bev, EV_WRITE, FETCH_SEND_LOW, 0);
+        wake(f); /* a body function waiting for room */
+    }
+}
+
+/* The upstream took most of what a streamed body had sent: its function may give more. */
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct fetch *f = arg;
+    (void)bev;
+    if (f->sending)
+        wake(f);
 }
 
 static void start_fresh(struct fetch *f);
@@ -732,6 +756,89 @@ static int fetch_head_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
+/* ---- a streamed request body ------------------------------------------------------------ */
+
+/* What a streamed body has given and the upstream has not taken yet. */
+static size_t unsent(struct fetch *f)
+{
+    if (f->bev && f->phase >= P_HEAD)
+        return evbuffer_get_length(bufferevent_get_output(f->bev));
+    return evbuffer_get_length(f->request);
+}
+
+static void send_bytes(struct fetch *f, const void *p, size_t n)
+{
+    if (f->bev && f->phase >= P_HEAD)
+        bufferevent_write(f->bev, p, n);
+    else
+        evbuffer_add(f->request, p, n); /* sent once connected */
+}
+
+/* The piece the body function returned (on the top) goes out as a chunk; 0 after the last. */
+static int take_piece(lua_State *L, struct fetch *f)
+{
+    int t = lua_type(L, -1);
+    if (t != LUA_TNIL && t != LUA_TSTRING)
+        return luaL_error(L,
+                          "bad argument #2 to 'fetch' (the body function returned a %s, "
+                          "expected a string or nil)",
+                          luaL_typename(L, -1));
+    if (f->phase == P_FAILED || f->phase == P_CLOSED || f->phase >= P_BODY)
+        return 0; /* failed, or answered early: what is left is not sent */
+    if (t == LUA_TNIL) {
+        send_bytes(f, "0\r\n\r\n", 5);
+        f->sending = 0;
+        return 0;
+    }
+    size_t n;
+    const char *p = lua_tolstring(L, -1, &n);
+    if (n > 0) { /* an empty piece would be the last chunk */
+        char size[24];
+        int len = snprintf(size, sizeof size, "%zx\r\n", n);
+        send_bytes(f, size, (size_t)len);
+        send_bytes(f, p, n);
+        send_bytes(f, "\r\n", 2);
+        arm_timer(f, f->timeout); /* progress: the timeout runs from the last piece */
+    }
+    return 1;
+}
+
+static int send_body_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The body function returned after waiting (an effect): its piece is on the top. */
+static int piece_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct fetch *f = check_fetch(L, 3);
+    (void)status, (void)ctx;
+    if (!take_piece(L, f))
+        return fetch_head_k(L, LUA_OK, 0);
+    return send_body_k(L, LUA_OK, 0);
+}
+
+/*
+ * Calls the body function (stack: url, opts, f, fn) for piece after piece,
+ * each sent as a chunk, while the upstream keeps up: past FETCH_SEND_HIGH
+ * unsent bytes it waits for the connection to drain. Then the answer's head.
+ * The function may wait itself (req:body_reader() does): it runs in the
+ * handler's coroutine, and each call's continuation is piece_k.
+ */
+static int send_body_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct fetch *f = check_fetch(L, 3);
+    (void)status, (void)ctx;
+    for (;;) {
+        lua_settop(L, 4);
+        if (!f->sending || f->phase == P_FAILED || f->phase == P_CLOSED || f->phase >= P_BODY)
+            return fetch_head_k(L, LUA_OK, 0);
+        if (unsent(f) > FETCH_SEND_HIGH)
+            return wait_on(L, f, send_body_k, "rill.fetch");
+        lua_pushvalue(L, 4);
+        lua_callk(L, 0, 1, 0, piece_k);
+        if (!take_piece(L, f))
+            return fetch_head_k(L, LUA_OK, 0);
+    }
+}
+
 /* A duration in the options (argument #2): finite, 0 (none) to RILL_MAX_SECONDS (luanum.h). */
 static double opt_seconds(lua_State *L, const char *field, double dflt)
 {
@@ -862,11 +969,12 @@ static void build_request(lua_State *L, struct fetch *f, struct rill_task *task,
     size_t blen = 0;
     const char *body = NULL;
     t = lua_getfield(L, 2, "body");
-    if (t != LUA_TNIL && t != LUA_TSTRING)
-        luaL_error(L, "bad argument #2 to 'fetch' (body must be a string, got %s)",
+    if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TFUNCTION)
+        luaL_error(L, "bad argument #2 to 'fetch' (body must be a string or a function, got %s)",
                    luaL_typename(L, -1));
     if (t == LUA_TSTRING)
         body = lua_tolstring(L, -1, &blen);
+    f->sending = t == LUA_TFUNCTION;
     f->request = evbuffer_new();
     evbuffer_add_printf(f->request, "%s %s HTTP/1.1\r\n", method, target);
     unsigned has = 0;
@@ -882,8 +990,10 @@ static void build_request(lua_State *L, struct fetch *f, struct rill_task *task,
         evbuffer_add_printf(f->request, "Accept-Encoding: gzip\r\n");
     if (body)
         evbuffer_add_printf(f->request, "Content-Length: %zu\r\n", blen);
+    if (f->sending)
+        evbuffer_add_printf(f->request, "Transfer-Encoding: chunked\r\n");
     static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", NULL};
-    for (int i = 0; idempotent[i] && !f->tls; i++)
+    for (int i = 0; idempotent[i] && !f->tls && !f->sending; i++) /* a body read once: no retry */
         f->poolable |= strcmp(method, idempotent[i]) == 0;
     evbuffer_add_printf(f->request, f->poolable ? "\r\n" : "Connection: close\r\n\r\n");
     if (body)
@@ -984,7 +1094,7 @@ static int fetch_call(lua_State *L)
     f->decompress = lua_getfield(L, 2, "decompress") == LUA_TBOOLEAN && lua_toboolean(L, -1);
     lua_pop(L, 1);
     build_request(L, f, t, target, 0);
-    double timeout = opt_seconds(L, "timeout", 30);
+    double timeout = f->timeout = opt_seconds(L, "timeout", 30);
     f->idle_timeout = opt_seconds(L, "idle_timeout", 0);
     f->max_read = (size_t)rill_opt_field_int(L, 2, "max_body", FETCH_MAX_READ, 0, FETCH_MAX_LIMIT);
     lua_settop(L, 3);
@@ -999,6 +1109,10 @@ static int fetch_call(lua_State *L)
     f->out = t->owner_is_request ? &((struct rill_request *)t)->out : NULL;
     arm_timer(f, timeout);
     start(f);
+    if (f->sending) {
+        lua_getfield(L, 2, "body"); /* 4: kept on the stack while it is called */
+        return send_body_k(L, LUA_OK, 0);
+    }
     return fetch_head_k(L, LUA_OK, 0);
 }
 

@@ -375,8 +375,10 @@ enum rill_scan_result rill_chunkscan_feed(struct rill_chunkscan *c, const char *
 {
     size_t i = 0;
     while (i < n) {
-        if (c->state == C_DATA) { /* the bytes themselves are evhttp's to count */
+        if (c->state == C_DATA) { /* the bytes themselves: evhttp's to count, or on_data's */
             size_t take = c->left < n - i ? (size_t)c->left : n - i;
+            if (c->on_data)
+                c->on_data(c->data_arg, p + i, take);
             c->left -= take;
             i += take;
             if (c->left == 0) {

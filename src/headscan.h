@@ -69,6 +69,9 @@ struct rill_chunkscan {
     size_t line;   /* bytes of the current line before the byte being read */
     struct rill_headscan trailers;
     const char *why; /* on RILL_SCAN_BAD (the status is always 400) */
+    /* when set, given each piece of chunk data as it is scanned (a body the gate reads itself) */
+    void (*on_data)(void *arg, const char *p, size_t n);
+    void *data_arg;
 };
 
 void rill_chunkscan_init(struct rill_chunkscan *c, size_t max_trailer_bytes);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "effects.h"
 #include "proxy.h"
 #include "urlcode.h"
@@ -397,6 +398,12 @@ static void push_body(lua_State *L, struct evhttp_request *req)
     lua_pushlstring(L, n ? (const char *)evbuffer_pullup(in, -1) : "", n);
 }
 
+static int body_streamed(const struct rill_request *r)
+{
+    long long length;
+    return r->conn && rill_conn_body_streamed(r->conn, &length);
+}
+
 static void push_peer(lua_State *L, struct evhttp_request *req, int want_port)
 {
     char *addr = NULL;
@@ -457,6 +464,9 @@ static int push_field(lua_State *L, struct rill_request *r, const char *key)
         push_query(L, req);
     else if (strcmp(key, "headers") == 0)
         push_headers(L, req);
+    else if (strcmp(key, "body") == 0 && body_streamed(r))
+        return luaL_error(L, "req.body: this request's body is streamed (rill.streamed_body) and "
+                             "not read yet: read it with req:body_reader() or req:read_body()");
     else if (strcmp(key, "body") == 0)
         push_body(L, req);
     else if (strcmp(key, "remote_addr") == 0)

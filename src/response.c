@@ -231,6 +231,8 @@ static int prepare_head(lua_State *L, struct rill_request *r, struct wishes *w)
     int status = check_status(L, 1);
     struct sink to_reply = {put_list, evhttp_request_get_output_headers(r->req), 0};
     set_headers(L, 2, &to_reply, w);
+    /* a streamed body not read to its end: the client must not send another request after it */
+    w->close |= rill_conn_body_unfinished(r->conn);
     return status;
 }
 
@@ -865,7 +867,8 @@ void rill_response_error(struct rill_request *r, int status, const char *what)
     r->responded = 1;
     r->out.status = (unsigned short)status;
     r->out.sent = r->out.head ? 0 : strlen(body);
-    rill_reply_plain(r->req, r->task.w->base, status, body, status == 503);
+    rill_reply_plain(r->req, r->task.w->base, status, body,
+                     status == 503 || rill_conn_body_unfinished(r->conn));
     r->req = NULL;
 }
 

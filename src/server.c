@@ -38,6 +38,7 @@
 #include "metrics.h"
 #include "proxy.h"
 #include "replyhead.h"
+#include "reqbody.h"
 #include "response.h"
 #include "signals.h"
 #include "tls.h"
@@ -107,6 +108,7 @@ static void request_free(struct rill_request *r)
     rill_response_stop_heartbeat(r);
     rill_gz_stream_free(r->gz);
     free(r->gzs); /* unpumped by now: its subscription no longer points to it */
+    rill_body_free(r);
     free(r);
     maybe_exit(s);
 }
@@ -136,9 +138,8 @@ static void on_complete(struct evhttp_request *req, void *arg)
 {
     struct rill_request *r = arg;
     struct rill_server *s = r->srv;
-    (void)req;
     if (r->conn)
-        rill_conn_attach(r->conn, NULL); /* the connection may read its next request */
+        rill_conn_replied(r->conn, req); /* the connection may read its next request */
     r->conn = NULL;
     r->completed = 1;
     r->req = NULL;
@@ -382,7 +383,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct rill_server *s = arg;
     struct rill_conn *c = rill_conn_of(s->conns, req);
     const char *why = "out of memory";
-    int status = c ? rill_conn_dispatched(c, &why) : 503; /* a refused head's stand-in */
+    int status = c ? rill_conn_dispatched(c, req, &why) : 503; /* a refused head's stand-in */
     int stand_in = status != 0 && c != NULL;
     char path[RILL_PATH_MAX]; /* decoded once: checked here, then req.path */
     size_t path_len = SIZE_MAX;
@@ -638,6 +639,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static int load_refs(struct rill_server *s, char *err, size_t errlen)
 {
     lua_State *L = s->w->L;
+    if (luaL_getmetafield(L, -1, "__name") != LUA_TNIL) {
+        if (lua_type(L, -1) == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -1), "rill.streamed_body") == 0)
+            rill_body_stream_all(); /* the app is one handler that reads its bodies as they come */
+        lua_pop(L, 1);
+    }
     s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "rill.respond");
@@ -667,6 +674,7 @@ static void configure(struct rill_server *s, struct evhttp *http,
     /* conn.c enforces the head size first, with a 414 or 431; this is a backstop */
     evhttp_set_max_headers_size(http, 2 * (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(http, (ev_ssize_t)cfg->max_body_bytes);
+    rill_body_configure(cfg->max_body_bytes);
     evhttp_set_default_content_type(http, NULL); /* a reply with no body gets no type */
 }
 

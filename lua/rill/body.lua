@@ -75,6 +75,121 @@ function M.req_form(req)
   return core.query(req.body or "")
 end
 
+-- ---- request bodies as they arrive ---------------------------------------------------------
+
+local body_chunk, body_streamed = core.body_chunk, core.body_streamed
+local LIMIT_MAX = 2 ^ 53
+
+local function check_limit(limit, fname)
+  if limit == nil then
+    return nil
+  end
+  local n = math.type(limit) == "float" and math.tointeger(limit) or limit
+  if math.type(n) ~= "integer" or n < 0 or n > LIMIT_MAX then
+    error(("bad argument #1 to '%s' (a size in bytes from 0 to 2^53 expected, got %s)")
+      :format(fname, math.type(limit) and tostring(limit) or type(limit)), 3)
+  end
+  return n
+end
+
+local function too_large(limit)
+  client_error(413, ("request body larger than %d bytes"):format(limit))
+end
+
+-- A request whose body is one string already (rill.test's, or one evhttp read whole).
+local function string_reader(text, limit)
+  local given = text == ""
+  return function()
+    if given then
+      return nil
+    end
+    given = true
+    if limit and #text > limit then
+      too_large(limit)
+    end
+    return text
+  end
+end
+
+local function is_streamed(req)
+  return type(req) == "userdata" and body_streamed(req)
+end
+
+-- req:body_reader([limit]): an iterator of the body's pieces as they arrive, then nil.
+-- Past limit bytes (default --max-body-bytes), a 413. An effect: it waits for the client.
+function M.req_body_reader(req, limit)
+  limit = check_limit(limit, "body_reader")
+  if type(req) ~= "userdata" then
+    return string_reader(req.body or "", limit)
+  end
+  return function()
+    return body_chunk(req, limit)
+  end
+end
+
+-- req:read_body([limit]): the whole body, as req.body then has it too.
+function M.req_read_body(req, limit)
+  limit = check_limit(limit, "read_body")
+  if not is_streamed(req) then
+    local text = req.body or ""
+    if limit and #text > limit then
+      too_large(limit)
+    end
+    return text
+  end
+  local parts, n = {}, 0
+  for piece in M.req_body_reader(req, limit) do
+    n = n + 1
+    parts[n] = piece
+  end
+  local text = table.concat(parts)
+  req.body = text
+  return text
+end
+
+-- rill.streamed_body(handler): a handler that reads its request's body as it
+-- arrives (req:body_reader()), mounted on a route or as the whole app. The
+-- server then hands it the request at its head, with no body limit but the
+-- reader's own.
+local Streamed = { __name = "rill.streamed_body" }
+Streamed.__index = Streamed
+function Streamed.__call(self, req)
+  return self.handler(req)
+end
+
+local function is_callable(v)
+  if type(v) == "function" then
+    return true
+  end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local any_streamed = false -- most apps never stream a body: the router's settle costs them nothing
+
+function M.streamed_body(handler)
+  if not is_callable(handler) then
+    error(("bad argument #1 to 'streamed_body' (function expected, got %s)"):format(type(handler)), 2)
+  end
+  any_streamed = true
+  return setmetatable({ handler = handler }, Streamed)
+end
+
+function M.is_streamed_body(v)
+  return getmetatable(v) == Streamed
+end
+
+-- For the router: a route that did not ask for a streamed body, on a path whose
+-- bodies are streamed (another route's), reads it whole first, as evhttp would have.
+function M.settle(req)
+  if any_streamed and is_streamed(req) then
+    M.req_read_body(req)
+  end
+end
+
+-- The gate learns the paths whose bodies are streamed before any request comes.
+M.stream_body_path = core.stream_body_path
+
 -- The text of value as JSON, or nil and why (a function, a cycle, NaN...).
 function M.encode(value)
   local ok, text = pcall(json_lib().encode, value)

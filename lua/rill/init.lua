@@ -157,6 +157,7 @@ return {
   json = body.api, -- rill.json.encode(value), .decode(text), .null (lua-cjson)
   cookie = cookie.cookie, -- rill.cookie(name, value, {path=, max_age=, secure=, http_only=, same_site=...}) → Set-Cookie text
   redirect = redirect, -- rill.redirect(url [, status]) → a 302 (or 301, 303, 307, 308) response
+  streamed_body = body.streamed_body, -- ["POST /up"] = rill.streamed_body(fn): req:body_reader() as it arrives
   static = static.static, -- ["GET /assets/*"] = rill.static("public", {max_age=}): files, with 304s and ranges
   stats = metrics.stats, -- rill.stats() → the server's figures, summed over its workers
   metrics = metrics.handler, -- ["GET /metrics"] = rill.metrics(): Prometheus text

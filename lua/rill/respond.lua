@@ -110,7 +110,8 @@ local function send_lazy(fn, name, req, out, status, headers, body, sse, pump, c
 end
 
 -- req:json(), req:form() and req.cookies, on the server's requests and rill.test's alike
-core.extend_request({ json = body_mod.req_json, form = body_mod.req_form }, { cookies = cookie.parse })
+core.extend_request({ json = body_mod.req_json, form = body_mod.req_form,
+  body_reader = body_mod.req_body_reader, read_body = body_mod.req_read_body }, { cookies = cookie.parse })
 
 local function has_content_type(headers)
   for name in pairs(headers) do

@@ -15,6 +15,8 @@
 -- total order computed from the pattern (see `before`), ending with the
 -- order of declaration, so it never depends on how pattern text sorts.
 
+local body = require "rill.body"
+
 local M = {}
 
 local RANK_STATIC, RANK_PARAM, RANK_SPLAT = 1, 2, 3
@@ -278,6 +280,12 @@ local function add_route(self, spec, path, handler)
   if self._ids[id] then
     return nil, 2, ("route '%s': duplicate route"):format(display)
   end
+  if body.is_streamed_body(handler) then
+    -- the gate must know at the head: every path this route may match starts with its literal part
+    local ok, err = pcall(body.stream_body_path, path:match("^[^:*(]*"))
+    if not ok then return nil, 3, ("route '%s': %s"):format(display, err) end
+    route.streams = true
+  end
   self._ids[id] = true
   route.path, route.handler, route.display = path, handler, display
   route.any, route.methods = set == nil, set or EMPTY
@@ -442,6 +450,9 @@ local function find(self, req, method, path, plain)
   return nil, 404
 end
 
+-- A route that reads its body whole gets it so, even on a path whose bodies are streamed.
+local settle = body.settle
+
 local function answer_miss(self, req, status, allow)
   if status == 405 then
     if self._method_not_allowed then return run_miss(self._method_not_allowed, req, 405, allow) end
@@ -456,7 +467,10 @@ end
 -- makes an empty one when it is read.
 local function route(self, req, method, path, plain)
   local r, status, allow = find(self, req, method, path, plain)
-  if r then return r.handler(req) end
+  if r then
+    if not (plain or r.streams) then settle(req) end
+    return r.handler(req)
+  end
   return answer_miss(self, req, status, allow)
 end
 
@@ -464,7 +478,10 @@ end
 -- which an error in the response is named after (the app's file and line).
 local function route_named(self, req, method, path)
   local r, status, allow = find(self, req, method, path, false)
-  if r then return (r.handler(req)), r.handler, r.display end
+  if r then
+    if not r.streams then settle(req) end
+    return (r.handler(req)), r.handler, r.display
+  end
   local custom = status == 405 and self._method_not_allowed or self._not_found
   return (answer_miss(self, req, status, allow)), custom, status == 405 and "405" or "404"
 end

@@ -583,6 +583,8 @@ local FakeRequest = {
   __index = function(req, key)
     if key == "json" then return body.req_json end
     if key == "form" then return body.req_form end
+    if key == "body_reader" then return body.req_body_reader end
+    if key == "read_body" then return body.req_read_body end
     if key == "cookies" then
       local c = cookie.parse(req)
       rawset(req, "cookies", c)
