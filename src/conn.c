@@ -79,6 +79,8 @@ struct streamed {
     long long length;              /* the declared length; -1: chunked */
     const char *why;               /* bad: the framing error */
     unsigned dispatched : 1, done : 1, bad : 1, expect : 1, continued : 1;
+    unsigned waited : 1;    /* its reader waits for bytes (the idle timer's stalled body) */
+    unsigned abandoned : 1; /* its request was answered: what comes is dropped */
 };
 
 /* Decoded bytes a streamed body may hold for its reader before the gate stops reading. */
@@ -116,6 +118,7 @@ struct rill_conn {
     unsigned admitted : 1, moving : 1, body_timed : 1, head_timed : 1, tls : 1, doomed : 1;
     unsigned hs_timed : 1; /* the deadline times the TLS handshake (until the first byte) */
     unsigned cut : 1;      /* a reply on it was cut off: its close says so (no close_notify) */
+    unsigned busy : 1;     /* a request was dispatched and its reply is not done */
     struct rill_tq_link deadline; /* stamped when the request being read began */
     struct rill_tq_link idle;     /* stamped when last seen active */
     struct rill_tq_link linger;   /* stamped when shed */
@@ -394,7 +397,8 @@ static void idle_hand_body_to_evhttp(struct rill_conn *c)
 static int body_stalled(const struct rill_conn *c)
 {
     const struct streamed *sb = c->sb;
-    return sb && sb->dispatched && !sb->done && !sb->bad && evbuffer_get_length(sb->data) == 0;
+    return sb && sb->waited && !sb->done && !sb->bad && !sb->abandoned &&
+           evbuffer_get_length(sb->data) == 0;
 }
 
 /* c's time is up, unless it was active in a way the queue does not see. */
@@ -402,7 +406,11 @@ static void idle_expired(struct rill_conn *c)
 {
     enum rill_reply reply = c->req ? rill_server_reply(c->req) : RILL_REPLY_WHOLE;
     size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
-    if (c->req && reply == RILL_REPLY_PENDING && !body_stalled(c)) {
+    if (c->req && body_stalled(c)) {
+        rill_tq_remove(&c->set->idle, c); /* the client stopped sending the body it waits for */
+        rill_server_timed_out(c->req);
+        evhttp_connection_free(c->evcon); /* our close callback frees c */
+    } else if (c->req && reply == RILL_REPLY_PENDING) {
         idle_touch(c); /* lifted: however long a handler works before its first byte */
     } else if (!c->req && (c->gate == GATE_PASS || c->gate == GATE_BODY)) {
         idle_hand_body_to_evhttp(c);
@@ -703,8 +711,10 @@ static void body_pump(struct rill_conn *c)
     } else if (sb->done) {
         body_ended(c);
     }
-    if (from_input && c->tls)
-        rill_tls_kick(c->bev); /* what the input's high mark left inside OpenSSL */
+    /* what the input's high mark left inside OpenSSL, or bytes held there while reading was off */
+    if (c->tls && c->sb &&
+        (from_input || (sb->dispatched && !sb->done && !sb->bad && !evbuffer_get_length(input))))
+        rill_tls_kick(c->bev);
 }
 
 /* Bytes of a streamed body arrived (the last n of the input). */
@@ -719,8 +729,10 @@ static void stream_input(struct rill_conn *c, struct evbuffer *input, size_t n)
     if (c->gate == GATE_DISCARD)
         return; /* out of memory */
     body_pump(c);
-    if (c->sb && evbuffer_get_length(sb->raw) > BODY_RAW_MAX)
-        bufferevent_disable(c->bev, EV_READ); /* dispatch enables it again (server.c) */
+    /* dispatch enables it again (server.c); a TLS one is read until then: bytes held in OpenSSL
+       would wait for nothing once reading is on again */
+    if (c->sb && !c->tls && evbuffer_get_length(sb->raw) > BODY_RAW_MAX)
+        bufferevent_disable(c->bev, EV_READ);
 }
 
 /*
@@ -797,7 +809,7 @@ static int stream_head(struct rill_conn *c, struct evbuffer *buf, size_t start, 
         free(head);
         return 0;
     }
-    if (c->req || c->sb) { /* a reply in flight, or a streamed request dispatched just now */
+    if (c->req || c->sb || c->busy) { /* a request dispatched, its reply not done */
         free(head);
         wait_behind(c, buf);
         return 1;
@@ -934,7 +946,7 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
         scan_body(c, info->n_added);
     } else if (c->gate == GATE_STREAM) {
         stream_input(c, buf, info->n_added);
-    } else if (c->gate == GATE_WAIT && evbuffer_get_length(buf) > BODY_RAW_MAX) {
+    } else if (c->gate == GATE_WAIT && !c->tls && evbuffer_get_length(buf) > BODY_RAW_MAX) {
         bufferevent_disable(c->bev, EV_READ); /* evhttp reads again after the reply in flight */
     }
 }
@@ -1228,6 +1240,7 @@ int rill_conn_dispatched(struct rill_conn *c, struct evhttp_request *req, const 
         return c->refused;
     }
     deadline_stop(c);
+    c->busy = 1; /* until rill_conn_replied: a streamed head behind this request waits */
     if (c->sb && !c->sb->dispatched) {
         stream_dispatched(c, req);
         if (c->sb->bad)
@@ -1268,7 +1281,10 @@ void rill_conn_replied(struct rill_conn *c, struct evhttp_request *req)
 {
     int unfinished = rill_conn_body_unfinished(c);
     struct rill_request *r = c->req;
+    if (unfinished)
+        rill_conn_body_abandon(c); /* nothing left in the input can be taken as a request */
     stream_free(c);
+    c->busy = 0;
     rill_conn_attach(c, NULL);
     rill_body_news(r); /* a reader still waiting finds the request over */
     if (unfinished) {
@@ -1294,6 +1310,23 @@ void rill_conn_replied(struct rill_conn *c, struct evhttp_request *req)
         set_gate(c, GATE_HEAD);
         if (evbuffer_get_length(input))
             head_arrived(c, input, evbuffer_get_length(input));
+        if (c->tls)
+            rill_tls_kick(c->bev); /* what OpenSSL held while reading was off */
+    }
+}
+
+void rill_conn_body_abandon(struct rill_conn *c)
+{
+    struct streamed *sb = c->sb;
+    if (!sb || (sb->done && !sb->bad) || sb->abandoned)
+        return;
+    sb->abandoned = 1;
+    set_gate(c, GATE_DISCARD);
+    evbuffer_drain(sb->raw, evbuffer_get_length(sb->raw));
+    evbuffer_drain(sb->data, evbuffer_get_length(sb->data));
+    if (sb->dispatched) { /* else the input holds the head evhttp has yet to read */
+        struct evbuffer *input = bufferevent_get_input(c->bev);
+        take_tail(c, input, evbuffer_get_length(input), NULL);
     }
 }
 
@@ -1322,6 +1355,7 @@ enum rill_body_status rill_conn_body_status(const struct rill_conn *c, size_t *a
 void rill_conn_body_remove(struct rill_conn *c, char *out, size_t n)
 {
     evbuffer_remove(c->sb->data, out, n);
+    c->sb->waited = 0;
     if (c->gate == GATE_STREAM)
         body_pump(c); /* the window has room again */
 }
@@ -1329,6 +1363,7 @@ void rill_conn_body_remove(struct rill_conn *c, char *out, size_t n)
 void rill_conn_body_want(struct rill_conn *c, int replied)
 {
     struct streamed *sb = c->sb;
+    sb->waited = 1;
     if (!sb->expect || sb->continued || replied || c->gate != GATE_STREAM)
         return;
     sb->continued = 1; /* asked once: a client that sends anyway needs none */
@@ -1338,7 +1373,7 @@ void rill_conn_body_want(struct rill_conn *c, int replied)
 
 int rill_conn_body_unfinished(const struct rill_conn *c)
 {
-    return c && c->sb && !c->sb->done;
+    return c && c->sb && (!c->sb->done || c->sb->bad);
 }
 
 /*

@@ -97,5 +97,11 @@ void rill_conn_body_remove(struct rill_conn *c, char *out, size_t n);
 void rill_conn_body_want(struct rill_conn *c, int replied);
 /* The body was not read to its end: the reply says Connection: close. */
 int rill_conn_body_unfinished(const struct rill_conn *c);
+/*
+ * The request was answered before its body was read: from now on what the
+ * client sends is dropped (none of it may be taken for a request), and its
+ * reply's end closes c with a linger (rill_conn_replied).
+ */
+void rill_conn_body_abandon(struct rill_conn *c);
 
 #endif

@@ -783,8 +783,10 @@ static int take_piece(lua_State *L, struct fetch *f)
                           "bad argument #2 to 'fetch' (the body function returned a %s, "
                           "expected a string or nil)",
                           luaL_typename(L, -1));
-    if (f->phase == P_FAILED || f->phase == P_CLOSED || f->phase >= P_BODY)
-        return 0; /* failed, or answered early: what is left is not sent */
+    if (f->phase == P_FAILED || f->phase == P_CLOSED || f->phase >= P_BODY) {
+        f->sending = 0; /* failed, or answered early: what is left is not sent */
+        return 0;
+    }
     if (t == LUA_TNIL) {
         send_bytes(f, "0\r\n\r\n", 5);
         f->sending = 0;
@@ -828,8 +830,10 @@ static int send_body_k(lua_State *L, int status, lua_KContext ctx)
     (void)status, (void)ctx;
     for (;;) {
         lua_settop(L, 4);
-        if (!f->sending || f->phase == P_FAILED || f->phase == P_CLOSED || f->phase >= P_BODY)
+        if (!f->sending || f->phase == P_FAILED || f->phase == P_CLOSED || f->phase >= P_BODY) {
+            f->sending = 0; /* answered early, or failed: the rest is not sent */
             return fetch_head_k(L, LUA_OK, 0);
+        }
         if (unsent(f) > FETCH_SEND_HIGH)
             return wait_on(L, f, send_body_k, "rill.fetch");
         lua_pushvalue(L, 4);

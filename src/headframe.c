@@ -81,9 +81,11 @@ static void read_request_line(struct rill_head_frame *f, const char *line, size_
     const char *sp2 = memchr(target, ' ', (size_t)(end - target));
     if (!sp2)
         return;
-    const char *q = memchr(target, '?', (size_t)(sp2 - target));
+    const char *stop = target;
+    while (stop < sp2 && *stop != '?' && *stop != '#') /* the path, as httpcheck.c cuts it */
+        stop++;
     f->target = target;
-    f->target_len = (size_t)((q ? q : sp2) - target);
+    f->target_len = (size_t)(stop - target);
     f->http11 = (size_t)(end - sp2) == 9 && memcmp(sp2 + 1, "HTTP/1.1", 8) == 0;
 }
 

@@ -16,7 +16,7 @@
  */
 
 struct rill_head_frame {
-    const char *target; /* the request target as sent, up to '?' */
+    const char *target; /* the request target as sent, up to '?' or '#' */
     size_t target_len;
     int body_method; /* POST, PUT or PATCH */
     int http11;

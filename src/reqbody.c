@@ -34,6 +34,7 @@ static struct {
 } prefixes[MAX_PREFIXES];
 static int nprefixes;
 static uint64_t default_limit = 1024 * 1024;
+static int stream_all; /* the app is one streamed handler: every path */
 
 void rill_body_configure(size_t max_body_bytes)
 {
@@ -42,14 +43,16 @@ void rill_body_configure(size_t max_body_bytes)
 
 int rill_body_any_streams(void)
 {
-    return nprefixes > 0;
+    return nprefixes > 0 || stream_all;
 }
 
 int rill_body_streams(const char *target, size_t len)
 {
     char path[RILL_REQUEST_LINE_MAX];
-    if (!nprefixes || len == 0 || len > sizeof path || target[0] != '/')
+    if (len == 0 || len > sizeof path || target[0] != '/')
         return 0; /* an absolute-form or asterisk target: left to evhttp */
+    if (stream_all)
+        return 1;
     ssize_t n = rill_url_decode(path, target, len, 0);
     for (int i = 0; i < nprefixes && n >= 0; i++)
         if ((size_t)n >= prefixes[i].len && memcmp(path, prefixes[i].path, prefixes[i].len) == 0)
@@ -68,8 +71,7 @@ static void add_prefix(const char *p, size_t len)
 
 void rill_body_stream_all(void)
 {
-    if (nprefixes < MAX_PREFIXES)
-        add_prefix("/", 1);
+    stream_all = 1;
 }
 
 /* core.stream_body_path(prefix): decoded paths starting with prefix have streamed bodies. */

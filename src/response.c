@@ -66,13 +66,16 @@ void rill_response_watch_close(struct rill_request *r)
 }
 
 /*
- * Before the request goes back to evhttp: the connection may serve another
- * one, and evhttp's own end-of-reply callback must see the output empty.
+ * Before the request goes back to evhttp (a whole reply, or a stream's end):
+ * the connection may serve another one, and evhttp's own end-of-reply
+ * callback must see the output empty.
  */
 static void unwatch(struct rill_request *r)
 {
     struct bufferevent *bev = request_bev(r);
     r->watching = 0;
+    if (r->conn) /* answered: a streamed body not read by now never will be (conn.c drops it) */
+        rill_conn_body_abandon(r->conn);
     if (bev) {
         bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
         if (r->tls)

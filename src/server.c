@@ -377,6 +377,24 @@ static void refuse(struct rill_server *s, struct evhttp_request *req, int status
     answer_refused(s, req, status, body, a, !stand_in);
 }
 
+static void on_refused_done(struct evhttp_request *req, void *arg)
+{
+    rill_conn_replied(arg, req);
+}
+
+/*
+ * A request refused before Lua whose streamed body is unread (conn.c):
+ * what the client still sends is dropped, and the refusal's end lingers
+ * instead of closing at once (a reset could lose it).
+ */
+static void refusing(struct rill_conn *c, struct evhttp_request *req)
+{
+    if (!c || !rill_conn_body_unfinished(c))
+        return;
+    rill_conn_body_abandon(c);
+    evhttp_request_set_on_complete_cb(req, on_refused_done, c);
+}
+
 /* evhttp's gencb: every request starts here. */
 static void on_request(struct evhttp_request *req, void *arg)
 {
@@ -390,15 +408,18 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (status == 0 && (why = bad_request(req, path, &path_len)) != NULL)
         status = 400;
     if (status) {
+        refusing(c, req);
         refuse(s, req, status, why, stand_in);
         return;
     }
     if (s->draining) {
+        refusing(c, req);
         answer_refused(s, req, 503, "shutting down\n", access_new(req, 1), 1);
         return;
     }
     struct rill_request *r = request_new(s, req);
     if (!r) {
+        refusing(c, req);
         answer_refused(s, req, 503, "out of memory\n", NULL, 1);
         return;
     }

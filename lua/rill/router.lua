@@ -454,6 +454,7 @@ end
 local settle = body.settle
 
 local function answer_miss(self, req, status, allow)
+  settle(req) -- a custom 404/405 handler may read req.body as always
   if status == 405 then
     if self._method_not_allowed then return run_miss(self._method_not_allowed, req, 405, allow) end
     return method_not_allowed(allow)

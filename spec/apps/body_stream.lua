@@ -6,7 +6,10 @@ local router = require "rill.router"
 
 local UPSTREAM = os.getenv("UPSTREAM")
 local hits = 0
-local app = router.new()
+local app = router.new(nil, {
+  -- a custom 404 on a streamed path reads req.body as always
+  not_found = function(req) return { status = 404, body = "not found, body " .. #req.body .. "\n" } end,
+})
 
 -- How the body came: "BYTES PIECES BIGGEST LUA_KIB", the Lua heap's peak while reading.
 local function count(req, limit)
@@ -28,6 +31,21 @@ app:post("/echo", rill.streamed_body(function(req)
   return "echo " .. body .. " " .. #req.body .. "\n" -- req.body has it too, once read
 end))
 app:post("/early", rill.streamed_body(function() return "early\n" end))
+-- answers without reading, after the client sent more than the gate holds for a reader
+app:post("/early-late", rill.streamed_body(function()
+  rill.sleep(0.3)
+  return "early\n"
+end))
+-- works before reading (longer than --keepalive-timeout): the client waiting for 100 Continue stays
+app:post("/slow", rill.streamed_body(function(req)
+  rill.sleep(3)
+  return count(req)
+end))
+-- a streaming reply that echoes the body as it arrives
+app:post("/duplex", rill.streamed_body(function(req)
+  local reader = req:body_reader(1024 * 1024)
+  return { body = function() return reader() end }
+end))
 app:post("/unread", rill.streamed_body(function(req)
   return req.body -- not read yet: an error
 end))
