@@ -341,17 +341,23 @@ describe("smuggling mutations", function()
     assert.matches("got " .. #SMUG .. "\n", data)
   end)
 
+  -- every case twice: on a route whose body evhttp reads, and on one whose body the gate reads
+  -- itself (rill.streamed_body): both must frame each request the same one way
+  for _, target in ipairs({ "/echo", "/stream-echo" }) do
   for i, case in ipairs(cases) do
     local title = case.name:gsub("%c", "?")
     local want = case.want == MUST_REFUSE and "refused" or case.want == MUST_ACCEPT and "served" or "refused or framed once"
-    it(("[%s] %s: %s, /smuggled never runs (#%d)"):format(case.class, title, want, i), function()
-      local data, statuses, closed = srv:exchange(case.bytes .. LAST, TIMEOUT)
+    local bytes = case.bytes:gsub(" /echo HTTP", " " .. target .. " HTTP")
+    it(("[%s%s] %s: %s, /smuggled never runs (#%d)"):format(case.class, target == "/echo" and "" or ", streamed",
+      title, want, i), function()
+      local data, statuses, closed = srv:exchange(bytes .. LAST, TIMEOUT)
       local now = smuggled_count()
       local ran = now ~= count
       count = now
       local problem = verdict(data, statuses, closed, ran, case.want)
-      assert(problem == nil, ("[%s] %s: %s"):format(case.class, title, problem))
+      assert(problem == nil, ("[%s] %s %s: %s"):format(case.class, target, title, problem))
     end)
+  end
   end
 
   it("keeps serving after every mutation", function()

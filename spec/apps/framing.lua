@@ -116,4 +116,6 @@ return rill.router {
   end,
   ["/smuggled-count"] = function() return tostring(smuggled) .. "\n" end,
   ["/echo"] = function(req) return "got " .. #req.body .. "\n" end,
+  -- the same, with the body streamed: the gate reads it itself (spec/e2e_smuggling_mutations_spec.lua)
+  ["/stream-echo"] = rill.streamed_body(function(req) return "got " .. #req:read_body() .. "\n" end),
 }
