@@ -427,6 +427,12 @@ describe("streamed request bodies", function()
       if tls then assert.same(0, tls:stop(), tls:log()) end
     end)
 
+    it("answers a request behind a 100 Continue and a whole reply on the same connection at once", function()
+      local out = must(("curl -sS --max-time %d --cacert %s/c.pem -H 'Expect: 100-continue' --data-binary hello "
+        .. "%s/count/100 --next --max-time %d --cacert %s/c.pem %s/hits"):format(T, dir, tls.urls[2], T, dir, tls.urls[2]))
+      assert.truthy(out:match("^5 1 5 %d+\n%d+$"), out)
+    end)
+
     it("streams a 5 MiB upload, chunked and with a length", function()
       local file = dir .. "/tls5"
       must(("head -c %d /dev/urandom > %s"):format(5 * MIB, file))

@@ -119,6 +119,9 @@ struct rill_conn {
     unsigned hs_timed : 1; /* the deadline times the TLS handshake (until the first byte) */
     unsigned cut : 1;      /* a reply on it was cut off: its close says so (no close_notify) */
     unsigned busy : 1;     /* a request was dispatched and its reply is not done */
+    /* evhttp's write callback, put aside while a TLS 100 Continue goes out (rill_conn_reply_begins)
+     */
+    bufferevent_data_cb continue_writecb;
     struct rill_tq_link deadline; /* stamped when the request being read began */
     struct rill_tq_link idle;     /* stamped when last seen active */
     struct rill_tq_link linger;   /* stamped when shed */
@@ -729,8 +732,8 @@ static void stream_input(struct rill_conn *c, struct evbuffer *input, size_t n)
     if (c->gate == GATE_DISCARD)
         return; /* out of memory */
     body_pump(c);
-    /* dispatch enables it again (server.c); a TLS one is read until then: bytes held in OpenSSL
-       would wait for nothing once reading is on again */
+    /* the handler's wait (response.c) or its reply turns reading on again; a TLS one is read
+       until then: bytes held in OpenSSL would wait for nothing once reading is on again */
     if (c->sb && !c->tls && evbuffer_get_length(sb->raw) > BODY_RAW_MAX)
         bufferevent_disable(c->bev, EV_READ);
 }
@@ -933,8 +936,10 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     struct rill_conn *c = arg;
     if (info->n_added == 0 || c->moving)
         return;
-    if (c->idle.queued && !evbuffer_get_length(bufferevent_get_output(c->bev)))
-        idle_touch(c); /* sending while not reading what it was sent is not activity */
+    if (c->idle.queued &&
+        (c->gate == GATE_STREAM || !evbuffer_get_length(bufferevent_get_output(c->bev))))
+        idle_touch(c); /* sending while not reading what it was sent is not activity, but a body
+                          the handler reads is (bounded by its window) */
     if (c->gate == GATE_DISCARD) {
         take_tail(c, buf, info->n_added, NULL);
     } else if (c->gate == GATE_HEAD && !c->held) {
@@ -946,8 +951,13 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
         scan_body(c, info->n_added);
     } else if (c->gate == GATE_STREAM) {
         stream_input(c, buf, info->n_added);
-    } else if (c->gate == GATE_WAIT && !c->tls && evbuffer_get_length(buf) > BODY_RAW_MAX) {
-        bufferevent_disable(c->bev, EV_READ); /* evhttp reads again after the reply in flight */
+    } else if (c->gate == GATE_WAIT && evbuffer_get_length(buf) > BODY_RAW_MAX) {
+        /* evhttp reads again after the reply in flight; a TLS one is held by a mark instead,
+           which rill_conn_replied lifts (reading turned off would leave OpenSSL's bytes unread) */
+        if (c->tls)
+            bufferevent_setwatermark(c->bev, EV_READ, 0, BODY_RAW_MAX);
+        else
+            bufferevent_disable(c->bev, EV_READ);
     }
 }
 
@@ -1307,6 +1317,8 @@ void rill_conn_replied(struct rill_conn *c, struct evhttp_request *req)
     }
     if (c->gate == GATE_WAIT) { /* a streamed head waited for this reply */
         struct evbuffer *input = bufferevent_get_input(c->bev);
+        if (c->tls)
+            bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
         set_gate(c, GATE_HEAD);
         if (evbuffer_get_length(input))
             head_arrived(c, input, evbuffer_get_length(input));
@@ -1320,7 +1332,7 @@ void rill_conn_body_abandon(struct rill_conn *c)
     struct streamed *sb = c->sb;
     if (!sb || (sb->done && !sb->bad) || sb->abandoned)
         return;
-    sb->abandoned = 1;
+    sb->abandoned = 1; /* always after dispatch: its callers answer the request */
     set_gate(c, GATE_DISCARD);
     evbuffer_drain(sb->raw, evbuffer_get_length(sb->raw));
     evbuffer_drain(sb->data, evbuffer_get_length(sb->data));
@@ -1367,8 +1379,24 @@ void rill_conn_body_want(struct rill_conn *c, int replied)
     if (!sb->expect || sb->continued || replied || c->gate != GATE_STREAM)
         return;
     sb->continued = 1; /* asked once: a client that sends anyway needs none */
-    if (!evbuffer_get_length(bufferevent_get_output(c->bev)))
-        send_raw(c, "HTTP/1.1 100 Continue\r\n\r\n");
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)))
+        return;
+    if (c->tls) /* send_raw turns evhttp's write callback off: the reply needs it back */
+        bufferevent_getcb(c->bev, NULL, &c->continue_writecb, NULL, NULL);
+    send_raw(c, "HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+void rill_conn_reply_begins(struct rill_conn *c)
+{
+    bufferevent_data_cb readcb;
+    bufferevent_event_cb eventcb;
+    void *arg;
+    if (!c || !c->continue_writecb)
+        return;
+    /* it fires once the output is empty: the 100 and this reply both gone, as evhttp expects */
+    bufferevent_getcb(c->bev, &readcb, NULL, &eventcb, &arg);
+    bufferevent_setcb(c->bev, readcb, c->continue_writecb, eventcb, arg);
+    c->continue_writecb = NULL;
 }
 
 int rill_conn_body_unfinished(const struct rill_conn *c)

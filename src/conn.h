@@ -103,5 +103,8 @@ int rill_conn_body_unfinished(const struct rill_conn *c);
  * reply's end closes c with a linger (rill_conn_replied).
  */
 void rill_conn_body_abandon(struct rill_conn *c);
+/* A reply's head is about to be queued on c (after a TLS 100 Continue, evhttp's callback is back).
+ */
+void rill_conn_reply_begins(struct rill_conn *c);
 
 #endif

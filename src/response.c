@@ -236,6 +236,7 @@ static int prepare_head(lua_State *L, struct rill_request *r, struct wishes *w)
     set_headers(L, 2, &to_reply, w);
     /* a streamed body not read to its end: the client must not send another request after it */
     w->close |= rill_conn_body_unfinished(r->conn);
+    rill_conn_reply_begins(r->conn);
     return status;
 }
 
@@ -866,6 +867,7 @@ void rill_response_error(struct rill_request *r, int status, const char *what)
 {
     char body[160];
     snprintf(body, sizeof body, "%s (request %s)\n", what, rill_request_id(r));
+    rill_conn_reply_begins(r->conn);
     unwatch(r);
     r->responded = 1;
     r->out.status = (unsigned short)status;

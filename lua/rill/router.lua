@@ -453,13 +453,20 @@ end
 -- A route that reads its body whole gets it so, even on a path whose bodies are streamed.
 local settle = body.settle
 
+-- A custom 404/405 handler may read req.body as always; the built-in ones answer
+-- without it (an unread streamed body: the reply closes the connection).
 local function answer_miss(self, req, status, allow)
-  settle(req) -- a custom 404/405 handler may read req.body as always
   if status == 405 then
-    if self._method_not_allowed then return run_miss(self._method_not_allowed, req, 405, allow) end
+    if self._method_not_allowed then
+      settle(req)
+      return run_miss(self._method_not_allowed, req, 405, allow)
+    end
     return method_not_allowed(allow)
   end
-  if self._not_found then return run_miss(self._not_found, req, 404, nil) end
+  if self._not_found then
+    settle(req)
+    return run_miss(self._not_found, req, 404, nil)
+  end
   return not_found()
 end
 
