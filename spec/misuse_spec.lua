@@ -296,9 +296,16 @@ describe("misuse of the public API", function()
         expect_refused(("return rill.fetch(%q, { headers = %s })"):format(url("/ok"), h), "fetch", 2)
       end)
     end
-    for name, b in pairs { table = "{}", boolean = "true", ["function"] = "print" } do
+    for name, b in pairs { table = "{}", boolean = "true", number = "42" } do
       it("opts.body: " .. name, function()
         expect_bad(("return rill.fetch(%q, { body = %s })"):format(url("/ok"), b), "fetch", 2)
+      end)
+    end
+    -- a body function (a streamed body) must give strings or nil: anything else is argument #2's fault
+    for name, piece in pairs { table = "{}", boolean = "true", number = "42", ["function"] = "print" } do
+      it("opts.body: a function giving a " .. name, function()
+        expect_bad(("local n = 0 return rill.fetch(%q, { method = 'PUT', body = function() n = n + 1 "
+          .. "if n == 1 then return %s end end })"):format(url("/ok"), piece), "fetch", 2)
       end)
     end
   end)

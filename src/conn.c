@@ -607,17 +607,20 @@ static void scan_body(struct rill_conn *c, size_t n)
 
 static void head_arrived(struct rill_conn *c, struct evbuffer *input, size_t n);
 
-static void stream_free(struct rill_conn *c)
+static void streamed_free(struct streamed *sb)
 {
-    struct streamed *sb = c->sb;
-    if (!sb)
-        return;
     if (sb->raw)
         evbuffer_free(sb->raw);
     if (sb->data)
         evbuffer_free(sb->data);
     free(sb->chunks);
     free(sb);
+}
+
+static void stream_free(struct rill_conn *c)
+{
+    if (c->sb)
+        streamed_free(c->sb);
     c->sb = NULL;
 }
 
@@ -769,12 +772,7 @@ static struct streamed *stream_new(const struct rill_head_frame *f)
         sb->chunks->data_arg = sb;
     }
     if (!sb->raw || !sb->data || (f->chunked && !sb->chunks)) {
-        if (sb->raw)
-            evbuffer_free(sb->raw);
-        if (sb->data)
-            evbuffer_free(sb->data);
-        free(sb->chunks);
-        free(sb);
+        streamed_free(sb);
         return NULL;
     }
     return sb;

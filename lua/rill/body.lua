@@ -157,6 +157,7 @@ function Streamed.__call(self, req)
   return self.handler(req)
 end
 
+-- A function, or a table or userdata whose metatable has __call (the router's and the driver's too).
 local function is_callable(v)
   if type(v) == "function" then
     return true
@@ -164,6 +165,7 @@ local function is_callable(v)
   local mt = getmetatable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
+M.is_callable = is_callable
 
 local any_streamed = false -- most apps never stream a body: the router's settle costs them nothing
 

@@ -23,13 +23,7 @@ local function is_file(v)
   return type(mt) == "table" and mt.__name == "rill.file"
 end
 
-local function is_callable(v)
-  if type(v) == "function" then
-    return true
-  end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local is_callable = body_mod.is_callable
 
 -- "app.lua:12: route 'GET /users/:id': GET /users/7: " for an error in what
 -- the handler defined at app.lua:12 returned.

@@ -16,6 +16,7 @@
 -- order of declaration, so it never depends on how pattern text sorts.
 
 local body = require "rill.body"
+local is_callable = body.is_callable
 
 local M = {}
 
@@ -37,11 +38,6 @@ local function fail(msg)
   error(setmetatable({ msg = msg }, ParseError), 0)
 end
 
-local function is_callable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
 
 local function lua_escape(s)
   return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
