@@ -200,7 +200,16 @@ describe("rill --workers 2 lifecycle", function()
     end
     assert.is_nil(log:find("AddressSanitizer", 1, true), log)
     assert.is_nil(log:find("runtime error:", 1, true), log)
-    assert.is_nil(log:match("==%d+==[^\n]*"), log)
+    -- valgrind's lines: none, but the leak report of a worker killed by a signal while it
+    -- loaded (it never ran its cleanup: its Lua state is "possibly lost"); an error is never
+    local killed = {}
+    for pid in log:gmatch("%(pid (%d+), generation %d+%) killed by signal") do killed[pid] = true end
+    for pid, line in log:gmatch("==(%d+)==([^\n]*)") do
+      local leak_report = not line:find("Invalid", 1, true) and not line:find("ninitialised", 1, true)
+        and not line:find("definitely lost in", 1, true) and not line:find("Syscall param", 1, true)
+        and not line:find("Mismatched", 1, true) and not line:find("Conditional jump", 1, true)
+      assert(killed[pid] and leak_report, log)
+    end
   end
 
   -- 1

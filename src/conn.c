@@ -1421,6 +1421,71 @@ void rill_conns_close_idle(struct rill_conns *cs)
     }
 }
 
+/* ---- a stream taken off evhttp (lean.h) ------------------------------------------------- */
+
+/*
+ * The first fields of libevent 2.1.12's struct evhttp_connection
+ * (http-internal.h), which has no call to give its socket away: freeing it
+ * would shut the socket down. They are checked against what the public
+ * calls say before the one write (fd = -1), and a libevent that does not
+ * match is never touched: its streams stay on evhttp.
+ */
+struct evcon_head {
+    void *tqe_next, **tqe_prev; /* TAILQ_ENTRY(evhttp_connection) next */
+    evutil_socket_t fd;
+    struct bufferevent *bufev;
+};
+
+static struct evcon_head *evcon_head(struct evhttp_connection *evcon, struct bufferevent *bev)
+{
+    struct evcon_head *h = (struct evcon_head *)evcon;
+    if (event_get_version_number() != 0x02010c00 || h->bufev != bev ||
+        h->fd != bufferevent_getfd(bev) || h->fd < 0)
+        return NULL;
+    return h;
+}
+
+int rill_conn_detach(struct rill_conn *c, int *fd, struct evbuffer *pending)
+{
+    struct bufferevent *bev = c->bev;
+    struct evhttp_connection *evcon = c->evcon;
+    struct evcon_head *h = evcon ? evcon_head(evcon, bev) : NULL;
+    struct evbuffer *input = bufferevent_get_input(bev), *output = bufferevent_get_output(bev);
+    if (!h || c->tls || c->gate != GATE_HEAD || c->held || c->sb || c->doomed ||
+        evbuffer_get_length(input) || c->linger.queued)
+        return -1;                /* a pipelined request, a refusal, a linger: evhttp keeps it */
+    evbuffer_unfreeze(output, 1); /* a socket bufferevent keeps its output's start frozen */
+    int moved = evbuffer_add_buffer(pending, output);
+    evbuffer_freeze(output, 1);
+    if (moved != 0)
+        return -1;
+    *fd = h->fd;
+    struct rill_conns *cs = c->set;
+    deadline_stop(c);
+    head_clock_stop(c);
+    rill_tq_remove(&cs->idle, c);
+    cs->by_fd[c->fd] = NULL;
+    conn_free(c); /* unhooks from the bufferevent's buffers; the count stays, the lean's now */
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    bufferevent_setfd(bev, -1);
+    h->fd = -1;                    /* evhttp_connection_free neither shuts it down nor closes it */
+    evhttp_connection_free(evcon); /* its request and bufferevent with it */
+    return 0;
+}
+
+void rill_conns_released(struct rill_conns *cs)
+{
+    cs->count--;
+    accept_resume(cs); /* its descriptor is closed by now */
+    if (cs->closed_fn)
+        cs->closed_fn(cs->closed_arg);
+}
+
+double rill_conns_idle_timeout(const struct rill_conns *cs)
+{
+    return (double)cs->idle.span.tv_sec + (double)cs->idle.span.tv_usec / 1e6;
+}
+
 void rill_conns_on_close(struct rill_conns *cs, void (*fn)(void *), void *arg)
 {
     cs->closed_fn = fn;

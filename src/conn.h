@@ -103,6 +103,19 @@ int rill_conn_body_unfinished(const struct rill_conn *c);
  * reply's end closes c with a linger (rill_conn_replied).
  */
 void rill_conn_body_abandon(struct rill_conn *c);
+/*
+ * c's socket leaves evhttp for a lean stream (lean.h): what its output
+ * still holds goes to pending, evhttp's connection, request and bufferevent
+ * and c itself are freed, and *fd is the caller's (still counted as a
+ * connection until rill_conns_released). -1 when it cannot: TLS, bytes
+ * from the client waiting (a pipelined request), or a libevent whose
+ * connection is not laid out as 2.1.12's; nothing changed then.
+ */
+int rill_conn_detach(struct rill_conn *c, int *fd, struct evbuffer *pending);
+/* A lean stream's socket closed: one connection fewer. */
+void rill_conns_released(struct rill_conns *cs);
+/* --keepalive-timeout in seconds (0: none). */
+double rill_conns_idle_timeout(const struct rill_conns *cs);
 /* A reply's head is about to be queued on c (after a TLS 100 Continue, evhttp's callback is back).
  */
 void rill_conn_reply_begins(struct rill_conn *c);

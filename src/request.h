@@ -38,16 +38,18 @@ struct rill_request {
     struct rill_gz *gz; /* a gzip'd stream's own compressor (compress.h), made at its first chunk */
     struct rill_gzs *gzs;      /* a gzip'd pumped stream's part of its topic's shared compression */
     struct rill_reqbody *body; /* its body reader's state (reqbody.h), made at its first read */
+    struct rill_lean *lean;    /* a C-fed stream taken off evhttp (lean.h): req and conn are NULL */
     unsigned responded : 1;    /* a reply was sent or started */
     unsigned streaming : 1;    /* a chunked reply is open */
     unsigned watching : 1;     /* our close callback is armed */
     unsigned wait_drain : 1;   /* the body waits for the client to read */
     unsigned gone : 1;         /* the client disconnected */
     unsigned completed : 1;    /* evhttp flushed the reply */
-    unsigned sse : 1;       /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
-    unsigned tls : 1;       /* it came on an https listener: req.scheme, no direct writes */
-    unsigned gz_on : 1;     /* its body is gzip'd (Content-Encoding sent): by gz, or gzs */
-    unsigned gz_broken : 1; /* its compressor failed (out of memory): the stream ends cut off */
+    unsigned sse : 1;         /* an event stream (rill.sse): heartbeats, retry jitter at shutdown */
+    unsigned tls : 1;         /* it came on an https listener: req.scheme, no direct writes */
+    unsigned gz_on : 1;       /* its body is gzip'd (Content-Encoding sent): by gz, or gzs */
+    unsigned gz_broken : 1;   /* its compressor failed (out of memory): the stream ends cut off */
+    unsigned lean_wanted : 1; /* its first pump turn takes it off evhttp, if it can (lean.h) */
 };
 
 /* The request of the running handler; raises outside one (e.g. in rill.run). */

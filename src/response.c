@@ -12,6 +12,7 @@
 #include "accesslog.h"
 #include "compress.h"
 #include "conn.h"
+#include "lean.h"
 #include "effects.h"
 #include "headscan.h"
 #include "hub.h"
@@ -421,12 +422,20 @@ static int out_file(lua_State *L)
     return 0;
 }
 
-/* out.start(status, headers) → whether a body may follow (not for HEAD, 204, 304). */
+/*
+ * out.start(status, headers, compress, source) → whether a body may follow
+ * (not for HEAD, 204, 304). A source that is a bare hub subscription will be
+ * fed from C and, on a plain HTTP/1.1 connection, taken off evhttp once the
+ * handler ends (lean.h): its head says Connection: close, as it will close
+ * when it ends.
+ */
 static int out_start(lua_State *L)
 {
     struct rill_request *r = out_unsent(L);
     struct wishes w;
     int status = prepare_head(L, r, &w);
+    w.close |=
+        !r->tls && r->req->major == 1 && r->req->minor >= 1 && rill_hub_subscription(L, 4) != NULL;
     struct rill_framing f = rill_framing_decide(r->req, status, RILL_BODY_STREAM, 0, 1, w.close);
     if (w.length < 0 && gz_eligible(L, 3, r, status) && f.body) { /* a HEAD's Vary too */
         r->gz_on = 1; /* its compressor comes with its first chunk, or it shares its topic's */
@@ -551,10 +560,17 @@ static size_t write_now(struct rill_request *r, struct bufferevent *bev, const c
 static void frame_chunk(struct rill_request *r, struct evbuffer *buf)
 {
     struct evhttp_request *req = r->req;
-    struct bufferevent *bev = request_bev(r);
+    struct bufferevent *bev = r->lean ? NULL : request_bev(r);
     size_t len = evbuffer_get_length(buf);
     if (!r->out.head)
         r->out.sent += len;
+    if (r->lean) { /* its own socket: the framing is ours already */
+        char line[20];
+        if (len)
+            rill_lean_send(r->lean, line, chunk_size_line(line, len), buf, "\r\n", 2);
+        rearm_heartbeat(r);
+        return;
+    }
     if (len && bev && req->chunked) {
         char line[20];
         size_t n = chunk_size_line(line, len), sent = write_now(r, bev, line, n);
@@ -676,7 +692,7 @@ static void on_beats(evutil_socket_t fd, short what, void *arg)
     rill_tq_now(&now);
     while ((r = rill_tq_due(&b->q, &now)) != NULL) {
         rill_tq_remove(&b->q, r); /* sending stamps it again, at the back */
-        if (!r->streaming || !r->req)
+        if (!r->streaming || (!r->req && !r->lean))
             continue;
         if (r->gzs) { /* bytes that decompress to nothing: its topic's window goes on */
             rill_gz_nothing(r->task.w->scratch);
@@ -820,6 +836,76 @@ void rill_response_travel_light(struct rill_request *r)
     req->uri_elems = NULL;
     free(req->uri); /* mm_strdup'd: rill sets no allocator of libevent's own */
     req->uri = NULL;
+    /* its head said close (out_start): the first pump turn takes it off evhttp (lean.h) */
+    r->lean_wanted = !r->tls && req->chunked && r->conn != NULL;
+}
+
+static void lean_drained(void *arg)
+{
+    struct rill_request *r = arg;
+    if (!r->wait_drain)
+        return;
+    r->wait_drain = 0;
+    r->task.w->stats.blocked--;
+    if (r->pump)
+        pump(r);
+}
+
+static void lean_gone(void *arg, int timed_out)
+{
+    struct rill_request *r = arg;
+    r->lean = NULL;
+    if (timed_out)
+        rill_server_timed_out(r);
+    rill_server_client_gone(r);
+}
+
+static void lean_closed(void *arg)
+{
+    struct rill_request *r = arg;
+    r->lean = NULL;
+    rill_server_stream_done(r);
+}
+
+static const struct rill_lean_ops lean_ops = {lean_drained, lean_gone, lean_closed};
+
+/*
+ * A C-fed stream's first pump turn, outside any evhttp call: its socket is
+ * the stream's from now on (lean.h), unless the connection cannot be
+ * detached (a pipelined request waits, out of memory): it then stays.
+ */
+static void go_lean(struct rill_request *r)
+{
+    int fd;
+    r->lean_wanted = 0;
+    if (!r->req || !r->conn || !r->streaming || r->gone || r->wait_drain)
+        return;
+    struct rill_lean *l = rill_lean_alloc();
+    struct evbuffer *pending = l ? evbuffer_new() : NULL;
+    if (!pending || rill_conn_detach(r->conn, &fd, pending) != 0) {
+        if (pending)
+            evbuffer_free(pending);
+        rill_lean_discard(l);
+        return;
+    }
+    r->req = NULL; /* freed with evhttp's connection */
+    r->conn = NULL;
+    r->watching = 0;
+    rill_lean_start(l, r->task.w->base, fd, pending, rill_server_conns(r), &lean_ops, r);
+    r->lean = l;
+}
+
+/* A lean stream's end: as rill_response_end's, the socket closing after it (lean.h). */
+static void lean_end(struct rill_request *r, int clean)
+{
+    rill_response_unpump(r);
+    rill_response_stop_heartbeat(r);
+    if (r->gz_on && clean && gz_finish(r) != 0)
+        clean = 0; /* no trailer: the client must not take the body as whole */
+    rill_outcome_ends(&r->out, clean ? RILL_END_HANDLER_END : RILL_END_ERROR);
+    r->streaming = 0;
+    r->task.w->stats.streams--;
+    rill_lean_end(r->lean, clean);
 }
 
 void rill_response_unpump(struct rill_request *r)
@@ -838,6 +924,10 @@ void rill_response_unpump(struct rill_request *r)
 void rill_response_end(struct rill_request *r, int clean)
 {
     struct evhttp_request *req = r->req;
+    if (r->lean) {
+        lean_end(r, clean);
+        return;
+    }
     rill_response_unpump(r);
     rill_response_stop_heartbeat(r);
     unwatch(r);
@@ -886,6 +976,8 @@ static void pump(void *arg)
 {
     struct rill_request *r = arg;
     struct evbuffer *buf = r->task.w->scratch;
+    if (r->lean_wanted)
+        go_lean(r);
     r->task.w->resumes++; /* a turn of the stream, as a resume is (write_now) */
     for (;;) {
         enum rill_pump_result res = r->wait_drain ? rill_hub_pump_check(r->pump)
@@ -905,8 +997,11 @@ static void pump(void *arg)
         }
         if (r->wait_drain)
             return; /* on_drain calls again */
-        struct bufferevent *bev = request_bev(r);
-        if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > RILL_OUT_HIGH) {
+        struct bufferevent *bev = r->lean ? NULL : request_bev(r);
+        size_t queued = r->lean ? rill_lean_pending(r->lean)
+                        : bev   ? evbuffer_get_length(bufferevent_get_output(bev))
+                                : 0;
+        if (queued > RILL_OUT_HIGH) {
             r->wait_drain = 1;
             r->task.w->stats.blocked++;
             return;

@@ -34,6 +34,7 @@
 #include "ctlfile.h"
 #include "effects.h"
 #include "httpcheck.h"
+#include "lean.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -217,6 +218,20 @@ enum rill_reply rill_server_reply(const struct rill_request *r)
 void rill_server_timed_out(struct rill_request *r)
 {
     rill_outcome_ends(&r->out, RILL_END_TIMEOUT);
+}
+
+void rill_server_stream_done(struct rill_request *r)
+{
+    struct rill_server *s = r->srv;
+    r->completed = 1;
+    if (s->retiring && s->idle_sweep)
+        event_active(s->idle_sweep, EV_TIMEOUT, 1);
+    maybe_free(r);
+}
+
+struct rill_conns *rill_server_conns(struct rill_request *r)
+{
+    return r->srv->conns;
 }
 
 void rill_server_client_gone(struct rill_request *r)
@@ -466,10 +481,11 @@ static void request_stop(struct rill_request *r, int clean, enum rill_end why)
         rill_task_cancel(&r->task);
         release_task(r);
     }
-    if (clean && r->req && r->streaming && r->sse)
+    int open = r->req || r->lean; /* a stream on evhttp, or taken off it */
+    if (clean && open && r->streaming && r->sse)
         send_retry_jitter(r);
     /* evhttp may finish a reply at once (its output was empty), freeing r in on_complete */
-    if (r->req && r->streaming)
+    if (open && r->streaming)
         rill_response_end(r, clean);
     else if (r->req && !r->responded)
         rill_response_error(r, 503, "shutting down");
@@ -607,11 +623,11 @@ static void print_stats(struct rill_server *s)
     int fds = count_fds();
     rill_log_at(RILL_LOG_ALWAYS,
                 "stats requests=%ld active=%d streams=%d blocked=%d tasks=%d errors=%ld lua_kb=%d "
-                "fds=%d idle=%d connections=%d heap=%zu beats=%d access_log_dropped=%lu",
+                "fds=%d idle=%d connections=%d heap=%zu beats=%d access_log_dropped=%lu lean=%d",
                 st->requests, s->active, st->streams, st->blocked, st->tasks, st->errors,
                 lua_gc(s->w->L, LUA_GCCOUNT, 0), fds, rill_fetch_idle_connections(),
                 rill_conns_count(s->conns), heap.uordblks, rill_response_beat_queues(),
-                rill_accesslog_dropped());
+                rill_accesslog_dropped(), rill_lean_count());
     if (!s->pid_file)
         return;
     char own[256];
@@ -817,6 +833,7 @@ void rill_server_free(struct rill_server *s)
     if (!s)
         return;
     stop_all(s, 0, RILL_END_SHUTDOWN);
+    rill_lean_close_all(); /* what stopping could not flush in time: their clients are cut off */
     /* shutting down already: a late signal must not kill the cleanup */
     rill_signal_events_free(s->signals, NSIGNALS);
     signal(SIGINT, SIG_IGN); /* had no event with an inherited socket */

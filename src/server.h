@@ -58,6 +58,10 @@ void rill_server_free(struct rill_server *s);
 void rill_server_timed_out(struct rill_request *r);
 /* r's client left: its connection closed (conn.c). */
 void rill_server_client_gone(struct rill_request *r);
+/* r's lean stream ended and its socket is closed (lean.h): as evhttp's end of a reply. */
+void rill_server_stream_done(struct rill_request *r);
+/* The server's connections (for a stream leaving evhttp). */
+struct rill_conns *rill_server_conns(struct rill_request *r);
 /* Where r's reply is: the inactivity timer (conn.c) asks. */
 enum rill_reply {
     RILL_REPLY_PENDING,   /* the handler works before its first byte */

@@ -77,7 +77,7 @@ end
 
 local function send_lazy(fn, name, req, out, status, headers, body, sse, pump, compress)
   local closer <close> = setmetatable({ body = body }, Closer)
-  local started = checked(fn, name, req, out.start, status, headers, compress)
+  local started = checked(fn, name, req, out.start, status, headers, compress, pump and pump.source)
   headers = nil -- sent: not kept alive for as long as the stream lasts
   if started then
     if sse then
