@@ -5,7 +5,7 @@
  * on its way to the program's own allocator, and keeps each live block's kind
  * and size. Lua passes an object's type tag as osize when it creates one, 0
  * for the other blocks (stacks, CallInfo, table parts, ...), so the kinds are
- * Lua's own. SIGUSR2 appends the live bytes per kind, and per size for the
+ * Lua's own. SIGWINCH appends the live bytes per kind, and per size for the
  * untagged blocks, to $LUACOUNT_OUT. For bench/run.sh's table of where an
  * idle stream's bytes go; built by it as build/bench/luacount.so.
  */
@@ -135,7 +135,7 @@ lua_State *lua_newstate(lua_Alloc f, void *ud)
         real = (lua_State * (*)(lua_Alloc, void *)) dlsym(RTLD_NEXT, "lua_newstate");
     if (!slots) {
         slots = calloc(SLOTS, sizeof *slots);
-        signal(SIGUSR2, dump);
+        signal(SIGWINCH, dump); /* not USR2: rill's stats line takes that one over */
     }
     real_f = f;
     real_ud = ud;

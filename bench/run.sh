@@ -166,7 +166,7 @@ bytes_of() { # path → $WORK/bytes<path>
     held=$n
     for _ in $(seq 1 600); do grep -q holding "$WORK/hold.$n" 2>/dev/null && break; sleep 0.1; done
     curl -s -o /dev/null "http://127.0.0.1:$port/gc"
-    kill -USR2 $pid
+    kill -WINCH $pid
     snaps=$((snaps + 1))
     for _ in $(seq 1 100); do [ "$(grep -c snapshot "$out" 2>/dev/null)" = $snaps ] && break; sleep 0.1; done
     vgdb --pid=$pid detailed_snapshot "$WORK/massif$tag.$n" >/dev/null 2>&1

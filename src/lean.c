@@ -29,6 +29,7 @@ struct rill_lean {
     const struct rill_lean_ops *ops;
     void *arg;
     size_t sent, sent_seen; /* bytes the socket took; when last seen making progress */
+    size_t heard; /* bytes the client sent, dropped: past RILL_IN_HIGH it is dropped too */
     int fd;
     unsigned armed : 1, ending : 1, broken : 1;
 };
@@ -37,9 +38,6 @@ static struct rill_lean *all; /* one worker per process */
 static int open_count;
 static struct rill_tq idle_q; /* --keepalive-timeout, as the gate's inactivity queue */
 static int idle_ready;
-
-/* Reading more than this at a time from a client that should send nothing: the rest next turn. */
-#define READ_TURNS 8
 
 static void on_event(evutil_socket_t fd, short what, void *arg);
 
@@ -73,8 +71,11 @@ static void arm(struct rill_lean *l)
     if (l->armed)
         event_del(&l->ev);
     event_assign(&l->ev, base, l->fd, want, on_event, l);
-    event_add(&l->ev, NULL);
-    l->armed = 1;
+    l->armed = event_add(&l->ev, NULL) == 0;
+    if (!l->armed) { /* not watched (epoll out of room): it ends in its next turn */
+        l->broken = 1;
+        event_active(&l->ev, EV_WRITE, 0);
+    }
 }
 
 /* Takes l out of everything and closes its socket; the caller then reports and frees it. */
@@ -105,8 +106,18 @@ static void gone(struct rill_lean *l, int timed_out)
     free(l);
 }
 
+/* Before the close: what the client sent last is read, so the close is not a reset that could
+ * destroy the end in its receive queue. */
+static void drain_input(struct rill_lean *l)
+{
+    char scrap[4096];
+    for (int i = 0; i < 4 && recv(l->fd, scrap, sizeof scrap, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
 static void finish(struct rill_lean *l)
 {
+    drain_input(l);
     release(l);
     l->ops->closed(l->arg);
     free(l);
@@ -161,13 +172,13 @@ void rill_lean_start(struct rill_lean *l, struct event_base *base, int fd, struc
 static ssize_t write_direct(int fd, const char *head, size_t hn, struct evbuffer *buf,
                             const char *tail, size_t tn)
 {
-    struct evbuffer_iovec v[8];
-    struct iovec iov[10];
+    struct evbuffer_iovec v[16];
+    struct iovec iov[18];
     size_t n = 0, peeked = 0;
-    int chains = buf ? evbuffer_peek(buf, -1, NULL, v, 8) : 0;
-    for (int i = 0; i < chains && i < 8; i++)
+    int chains = buf ? evbuffer_peek(buf, -1, NULL, v, 16) : 0;
+    for (int i = 0; i < chains && i < 16; i++)
         peeked += v[i].iov_len;
-    if (chains < 0 || chains > 8 || (buf && peeked != evbuffer_get_length(buf)))
+    if (chains < 0 || chains > 16 || (buf && peeked != evbuffer_get_length(buf)))
         return 0; /* in too many pieces: all of it waits, and the event writes it */
     if (hn)
         iov[n++] = (struct iovec){(void *)head, hn};
@@ -189,28 +200,33 @@ static void broke(struct rill_lean *l)
     event_active(&l->ev, EV_WRITE, 0);
 }
 
-/* The rest of head, buf and tail after skip bytes of them went, into l->out. */
-static void keep_rest(struct rill_lean *l, size_t skip, const char *head, size_t hn,
-                      struct evbuffer *buf, const char *tail, size_t tn)
+/*
+ * The rest of head, buf and tail after skip bytes of them went, into l->out;
+ * -1 when it could not all go in (out of memory: the framing would be broken).
+ */
+static int keep_rest(struct rill_lean *l, size_t skip, const char *head, size_t hn,
+                     struct evbuffer *buf, const char *tail, size_t tn)
 {
     size_t blen = buf ? evbuffer_get_length(buf) : 0;
+    int failed = 0;
     if (skip < hn) {
-        evbuffer_add(l->out, head + skip, hn - skip);
+        failed |= evbuffer_add(l->out, head + skip, hn - skip);
         skip = 0;
     } else {
         skip -= hn;
     }
     if (skip < blen) {
         evbuffer_drain(buf, skip);
-        evbuffer_add_buffer(l->out, buf);
+        failed |= evbuffer_add_buffer(l->out, buf);
         skip = 0;
     } else {
         skip -= blen;
-        if (buf)
-            evbuffer_drain(buf, blen);
     }
+    if (buf)
+        evbuffer_drain(buf, evbuffer_get_length(buf));
     if (skip < tn)
-        evbuffer_add(l->out, tail + skip, tn - skip);
+        failed |= evbuffer_add(l->out, tail + skip, tn - skip);
+    return failed ? -1 : 0;
 }
 
 void rill_lean_send(struct rill_lean *l, const char *head, size_t hn, struct evbuffer *buf,
@@ -244,7 +260,10 @@ void rill_lean_send(struct rill_lean *l, const char *head, size_t hn, struct evb
             return;
         }
     }
-    keep_rest(l, sent, head, hn, buf, tail, tn);
+    if (keep_rest(l, sent, head, hn, buf, tail, tn) != 0) {
+        broke(l);
+        return;
+    }
     arm(l);
 }
 
@@ -273,19 +292,23 @@ static int flush(struct rill_lean *l)
     return 0;
 }
 
-/* 1 while the client is there: what it sends is dropped (it should send nothing). */
+/*
+ * 1 while the client is there. What it sends is dropped: its stream's head
+ * said close, so nothing it sends can be a request. Past RILL_IN_HIGH of it
+ * (as much as a stream on evhttp would hold unread), it is dropped too: a
+ * client sending at line rate must not keep the worker reading.
+ */
 static int client_there(struct rill_lean *l)
 {
-    char scrap[512];
-    for (int i = 0; i < READ_TURNS; i++) {
-        ssize_t n = recv(l->fd, scrap, sizeof scrap, MSG_DONTWAIT);
-        if (n > 0)
-            continue;
-        if (n == 0)
-            return 0;
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    char scrap[4096];
+    ssize_t n = recv(l->fd, scrap, sizeof scrap, MSG_DONTWAIT);
+    if (n > 0) {
+        l->heard += (size_t)n;
+        return l->heard <= RILL_IN_HIGH;
     }
-    return 1;
+    if (n == 0)
+        return 0;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 }
 
 static void on_event(evutil_socket_t fd, short what, void *arg)

@@ -16,7 +16,10 @@
  *
  * The client is watched as the gate watched it: its close is seen at once
  * (a read of 0), and one that does not read what it is sent is dropped
- * after one to two --keepalive-timeouts without progress.
+ * after one to two --keepalive-timeouts without progress. What it sends is
+ * dropped (the head said close: a request pipelined after the stream left
+ * evhttp is not answered, as the client must expect), and past 16 KiB of it
+ * the client is dropped too.
  */
 
 struct rill_lean;

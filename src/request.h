@@ -49,6 +49,7 @@ struct rill_request {
     unsigned tls : 1;         /* it came on an https listener: req.scheme, no direct writes */
     unsigned gz_on : 1;       /* its body is gzip'd (Content-Encoding sent): by gz, or gzs */
     unsigned gz_broken : 1;   /* its compressor failed (out of memory): the stream ends cut off */
+    unsigned lean_ok : 1;     /* its head said close for a lean stream (response.c out_start) */
     unsigned lean_wanted : 1; /* its first pump turn takes it off evhttp, if it can (lean.h) */
 };
 

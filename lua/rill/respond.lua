@@ -77,14 +77,15 @@ end
 
 local function send_lazy(fn, name, req, out, status, headers, body, sse, pump, compress)
   local closer <close> = setmetatable({ body = body }, Closer)
-  local started = checked(fn, name, req, out.start, status, headers, compress, pump and pump.source)
+  local source = type(pump) == "table" and pump.source or nil -- rill.sse's: a stream C may feed
+  local started = checked(fn, name, req, out.start, status, headers, compress, source)
   headers = nil -- sent: not kept alive for as long as the stream lasts
   if started then
     if sse then
       out.sse(sse) -- an event stream (rill.sse): idle heartbeats, retry jitter at shutdown
     end
     -- a bare hub subscription is fed from C once this returns: no coroutine waits
-    if pump and out.pump and out.pump(pump.source, pump.first) then
+    if source and out.pump and out.pump(source, pump.first) then
       closer.body = nil
       return
     end
