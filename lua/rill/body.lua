@@ -167,13 +167,14 @@ local function is_callable(v)
 end
 M.is_callable = is_callable
 
-local any_streamed = false -- most apps never stream a body: the router's settle costs them nothing
+-- Most apps never stream a body: the router reads M.streaming (a field, not a call) before settle.
+M.streaming = false
 
 function M.streamed_body(handler)
   if not is_callable(handler) then
     error(("bad argument #1 to 'streamed_body' (function expected, got %s)"):format(type(handler)), 2)
   end
-  any_streamed = true
+  M.streaming = true
   return setmetatable({ handler = handler }, Streamed)
 end
 
@@ -184,7 +185,7 @@ end
 -- For the router: a route that did not ask for a streamed body, on a path whose
 -- bodies are streamed (another route's), reads it whole first, as evhttp would have.
 function M.settle(req)
-  if any_streamed and is_streamed(req) then
+  if is_streamed(req) then
     M.req_read_body(req)
   end
 end

@@ -454,13 +454,13 @@ local settle = body.settle
 local function answer_miss(self, req, status, allow)
   if status == 405 then
     if self._method_not_allowed then
-      settle(req)
+      if body.streaming then settle(req) end
       return run_miss(self._method_not_allowed, req, 405, allow)
     end
     return method_not_allowed(allow)
   end
   if self._not_found then
-    settle(req)
+    if body.streaming then settle(req) end
     return run_miss(self._not_found, req, 404, nil)
   end
   return not_found()
@@ -472,7 +472,7 @@ end
 local function route(self, req, method, path, plain)
   local r, status, allow = find(self, req, method, path, plain)
   if r then
-    if not (plain or r.streams) then settle(req) end
+    if body.streaming and not (plain or r.streams) then settle(req) end
     return r.handler(req)
   end
   return answer_miss(self, req, status, allow)
@@ -483,7 +483,7 @@ end
 local function route_named(self, req, method, path)
   local r, status, allow = find(self, req, method, path, false)
   if r then
-    if not r.streams then settle(req) end
+    if body.streaming and not r.streams then settle(req) end
     return (r.handler(req)), r.handler, r.display
   end
   local custom = status == 405 and self._method_not_allowed or self._not_found
