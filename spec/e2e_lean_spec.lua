@@ -131,6 +131,21 @@ describe("lean streams", function()
     sock:close()
   end)
 
+  it("keeps a client that sent a little (under 16 KiB), and its end is whole", function()
+    local sock = srv:connect()
+    sock:settimeout(T)
+    sock:send("GET /events/lean11 HTTP/1.1\r\nHost: x\r\n\r\n")
+    local s = assert(test.response(sock, "GET", T))
+    lean_count(1)
+    sock:send(("k"):rep(8 * 1024)) -- odd, but not a flood: read and dropped
+    publish("lean11", "kept")
+    assert.same("kept", next_data(s).data)
+    srv:request({ method = "POST", path = "/close/lean11" })
+    local _, _, ending = s:rest(T)
+    assert.same("end", ending) -- what it sent was read before the close: no reset over the end
+    sock:close()
+  end)
+
   it("keeps a HEAD of a subscription keep-alive: it never goes lean", function()
     local sock = srv:connect()
     sock:settimeout(T)

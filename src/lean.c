@@ -68,8 +68,7 @@ static void arm(struct rill_lean *l)
     if (l->armed && event_get_events(&l->ev) == want)
         return;
     struct event_base *base = event_get_base(&l->ev);
-    if (l->armed)
-        event_del(&l->ev);
+    event_del(&l->ev); /* also off the active queue: safe on an event assigned, never added */
     event_assign(&l->ev, base, l->fd, want, on_event, l);
     l->armed = event_add(&l->ev, NULL) == 0;
     if (!l->armed) { /* not watched (epoll out of room): it ends in its next turn */
@@ -81,8 +80,7 @@ static void arm(struct rill_lean *l)
 /* Takes l out of everything and closes its socket; the caller then reports and frees it. */
 static void release(struct rill_lean *l)
 {
-    if (l->armed)
-        event_del(&l->ev);
+    event_del(&l->ev); /* armed or not: it may sit in the active queue (broke, a failed add) */
     if (idle_ready)
         rill_tq_remove(&idle_q, l);
     if (l->out)
