@@ -63,13 +63,7 @@ local function with_headers(res, extra)
   return out
 end
 
-local function is_callable(v)
-  if type(v) == "function" then
-    return true
-  end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local is_callable = require("rill.body").is_callable
 
 local function bad_opt(msg)
   error("bad argument #2 to 'cors' (" .. msg .. ")", 3)
