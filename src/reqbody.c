@@ -60,15 +60,6 @@ int rill_body_streams(const char *target, size_t len)
     return 0;
 }
 
-static void add_prefix(const char *p, size_t len)
-{
-    for (int i = 0; i < nprefixes; i++)
-        if (prefixes[i].len == len && memcmp(prefixes[i].path, p, len) == 0)
-            return;
-    memcpy(prefixes[nprefixes].path, p, len);
-    prefixes[nprefixes++].len = len;
-}
-
 void rill_body_stream_all(void)
 {
     stream_all = 1;
@@ -86,7 +77,8 @@ static int stream_body_path(lua_State *L)
             return 0;
     if (nprefixes == MAX_PREFIXES)
         return luaL_error(L, "too many streamed body paths (%d at most)", MAX_PREFIXES);
-    add_prefix(p, len);
+    memcpy(prefixes[nprefixes].path, p, len);
+    prefixes[nprefixes++].len = len;
     return 0;
 }
 

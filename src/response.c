@@ -434,11 +434,10 @@ static int out_start(lua_State *L)
     struct rill_request *r = out_unsent(L);
     struct wishes w;
     int status = prepare_head(L, r, &w);
-    r->lean_ok = !r->tls && r->req->major == 1 && r->req->minor >= 1 && status != 204 &&
-                 status != 304 && evhttp_request_get_command(r->req) != EVHTTP_REQ_HEAD &&
-                 rill_hub_subscription(L, 4) != NULL;
-    w.close |= r->lean_ok;
     struct rill_framing f = rill_framing_decide(r->req, status, RILL_BODY_STREAM, 0, 1, w.close);
+    /* chunked: HTTP/1.1 and not 204 or 304; body: not HEAD either; keep is HTTP/1.0 alone */
+    r->lean_ok = !r->tls && f.chunked && f.body && rill_hub_subscription(L, 4) != NULL;
+    f.close |= r->lean_ok;
     if (w.length < 0 && gz_eligible(L, 3, r, status) && f.body) { /* a HEAD's Vary too */
         r->gz_on = 1; /* its compressor comes with its first chunk, or it shares its topic's */
         evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Encoding", "gzip");
@@ -839,7 +838,7 @@ void rill_response_travel_light(struct rill_request *r)
     free(req->uri); /* mm_strdup'd: rill sets no allocator of libevent's own */
     req->uri = NULL;
     /* its head said close (out_start): the first pump turn takes it off evhttp (lean.h) */
-    r->lean_wanted = r->lean_ok && !r->tls && req->chunked && r->conn != NULL;
+    r->lean_wanted = r->lean_ok && req->chunked && r->conn != NULL;
 }
 
 static void lean_drained(void *arg)
