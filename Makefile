@@ -30,7 +30,7 @@ test: build
 	./scripts/busted.sh
 	$(MAKE) --no-print-directory test-asan test-valgrind test-browser test-rockspec
 
-E2E_SPECS = spec/e2e_apps_spec.lua spec/e2e_web_spec.lua spec/e2e_access_log_spec.lua spec/e2e_framing_spec.lua spec/e2e_core_spec.lua spec/e2e_fetch_spec.lua spec/e2e_hub_spec.lua spec/e2e_tail_spec.lua spec/e2e_limits_spec.lua spec/e2e_smuggling_spec.lua spec/e2e_strict_client_spec.lua spec/e2e_smuggling_mutations_spec.lua spec/e2e_deploy_spec.lua spec/e2e_workers_spec.lua spec/e2e_reload_spec.lua spec/e2e_workers_lifecycle_spec.lua spec/misuse_spec.lua spec/examples_spec.lua spec/e2e_redis_spec.lua spec/e2e_metrics_spec.lua spec/e2e_trace_spec.lua spec/e2e_tls_spec.lua spec/e2e_static_spec.lua spec/e2e_gzip_spec.lua spec/e2e_body_stream_spec.lua spec/e2e_lean_spec.lua
+E2E_SPECS = spec/e2e_apps_spec.lua spec/e2e_web_spec.lua spec/e2e_access_log_spec.lua spec/e2e_framing_spec.lua spec/e2e_core_spec.lua spec/e2e_fetch_spec.lua spec/e2e_hub_spec.lua spec/e2e_tail_spec.lua spec/e2e_limits_spec.lua spec/e2e_smuggling_spec.lua spec/e2e_strict_client_spec.lua spec/e2e_smuggling_mutations_spec.lua spec/e2e_deploy_spec.lua spec/e2e_workers_spec.lua spec/e2e_reload_spec.lua spec/e2e_workers_lifecycle_spec.lua spec/misuse_spec.lua spec/examples_spec.lua spec/e2e_redis_spec.lua spec/e2e_metrics_spec.lua spec/e2e_trace_spec.lua spec/e2e_tls_spec.lua spec/e2e_static_spec.lua spec/e2e_gzip_spec.lua spec/e2e_body_stream_spec.lua spec/e2e_lean_spec.lua spec/e2e_sse_generator_spec.lua
 
 build-asan: deps
 	cmake -S . -B build-asan -DRILL_SANITIZE=ON -DRILL_WERROR=$(WERROR) >/dev/null

@@ -219,6 +219,11 @@ describe("rill.sse and the hub", function()
     assert.is_true(per > 0 and per < 8000, ("%.0f bytes per stream"):format(per))
   end)
 
+  heap_it("holds at most 3,000 heap bytes per idle rill.sse generator stream", function()
+    local per = heap_per_stream("/sse-generator", 200, function(n) return n end)
+    assert.is_true(per > 0 and per < 3000, ("%.0f bytes per stream"):format(per))
+  end)
+
   it("keeps no coroutine for an idle subscriber stream: C feeds it", function()
     local streams = { subscribe("idle-cost"), subscribe("idle-cost"), subscribe("idle-cost") }
     local st = srv:stats()

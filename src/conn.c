@@ -1445,14 +1445,20 @@ static struct evcon_head *evcon_head(struct evhttp_connection *evcon, struct buf
     return h;
 }
 
+int rill_conn_may_detach(const struct rill_conn *c)
+{
+    return c->evcon && evcon_head(c->evcon, c->bev) && !c->tls && c->gate == GATE_HEAD &&
+           !c->held && !c->sb && !c->doomed && !c->linger.queued &&
+           evbuffer_get_length(bufferevent_get_input(c->bev)) == 0;
+}
+
 int rill_conn_detach(struct rill_conn *c, int *fd, struct evbuffer *pending)
 {
     struct bufferevent *bev = c->bev;
     struct evhttp_connection *evcon = c->evcon;
     struct evcon_head *h = evcon ? evcon_head(evcon, bev) : NULL;
-    struct evbuffer *input = bufferevent_get_input(bev), *output = bufferevent_get_output(bev);
-    if (!h || c->tls || c->gate != GATE_HEAD || c->held || c->sb || c->doomed ||
-        evbuffer_get_length(input) || c->linger.queued)
+    struct evbuffer *output = bufferevent_get_output(bev);
+    if (!rill_conn_may_detach(c))
         return -1;                /* a pipelined request, a refusal, a linger: evhttp keeps it */
     evbuffer_unfreeze(output, 1); /* a socket bufferevent keeps its output's start frozen */
     int moved = evbuffer_add_buffer(pending, output);

@@ -112,6 +112,8 @@ void rill_conn_body_abandon(struct rill_conn *c);
  * connection is not laid out as 2.1.12's; nothing changed then.
  */
 int rill_conn_detach(struct rill_conn *c, int *fd, struct evbuffer *pending);
+/* Whether rill_conn_detach could take c now (asked before a stream's head promises a close). */
+int rill_conn_may_detach(const struct rill_conn *c);
 /* A lean stream's socket closed: one connection fewer. */
 void rill_conns_released(struct rill_conns *cs);
 /* --keepalive-timeout in seconds (0: none). */

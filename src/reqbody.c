@@ -177,6 +177,10 @@ static int chunk_k(lua_State *L, int status, lua_KContext ctx)
     struct rill_request *r = rill_request_current(L);
     long long declared;
     (void)status, (void)ctx;
+    if (!r->req && r->stash && !r->gone) { /* a lean stream's: only a request without a body */
+        lua_pushnil(L);
+        return 1;
+    }
     if (!r->req || r->gone)
         return luaL_error(L, "request body read after the request ended");
     if (!r->conn || !rill_conn_body_streamed(r->conn, &declared))

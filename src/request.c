@@ -331,9 +331,8 @@ static void query_pair(const char *k, size_t kl, const char *v, size_t vl, int h
     rill_table_add_multi(L, lua_absindex(L, -3));
 }
 
-static void push_query(lua_State *L, struct evhttp_request *req)
+static void push_query(lua_State *L, const char *q)
 {
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
     lua_newtable(L);
     if (q)
         rill_query_split(q, strlen(q), query_pair, L);
@@ -364,12 +363,24 @@ static int core_query(lua_State *L)
     return 1;
 }
 
-static void push_path(lua_State *L, struct evhttp_request *req)
+static void push_path(lua_State *L, const char *p)
 {
-    const char *p = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (!p || !*p)
         p = "/";
     push_decoded(L, p, strlen(p), 0);
+}
+
+/* One header line into the headers table at t, its name lower-cased. */
+static void add_header_line(lua_State *L, int t, const char *key, const char *value)
+{
+    luaL_Buffer b;
+    size_t n = strlen(key);
+    char *low = luaL_buffinitsize(L, &b, n);
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)key[i]);
+    luaL_pushresultsize(&b, n);
+    lua_pushstring(L, value);
+    rill_table_add_multi(L, t);
 }
 
 static void push_headers(lua_State *L, struct evhttp_request *req)
@@ -379,14 +390,7 @@ static void push_headers(lua_State *L, struct evhttp_request *req)
     int t = lua_gettop(L);
     TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next)
     {
-        luaL_Buffer b;
-        size_t n = strlen(kv->key);
-        char *low = luaL_buffinitsize(L, &b, n);
-        for (size_t i = 0; i < n; i++)
-            low[i] = (char)tolower((unsigned char)kv->key[i]);
-        luaL_pushresultsize(&b, n);
-        lua_pushstring(L, kv->value);
-        rill_table_add_multi(L, t);
+        add_header_line(L, t, kv->key, kv->value);
     }
     luaL_setmetatable(L, HEADERS_MT);
 }
@@ -452,16 +456,133 @@ static void push_client(lua_State *L, struct evhttp_request *req)
     lua_remove(L, -2);
 }
 
+/* ---- the stash: what a view reads once evhttp's request is gone ---------------- */
+
+struct rill_stash {
+    const char *target, *path, *query; /* the raw request target and its parts; query may be NULL */
+    const char *peer, *client;         /* req.peer_addr and req.remote_addr */
+    const char *headers;               /* nheaders NUL-terminated names, each before its value */
+    unsigned nheaders;
+    ev_uint16_t port;
+    char bytes[]; /* where all of them are */
+};
+
+static size_t stash_len(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+/* Copies s to *at and returns the copy; NULL stays NULL. */
+static const char *stash_put(char **at, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *copy = memcpy(*at, s, n);
+    *at += n;
+    return copy;
+}
+
+int rill_request_stash(struct rill_request *r)
+{
+    struct evhttp_request *req = r->req;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    const char *target = evhttp_request_get_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    char *peer = NULL, client_buf[RILL_PROXY_ADDR_CAP];
+    ev_uint16_t port = 0;
+    struct evkeyval *kv;
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &peer, &port);
+    const char *client = rill_request_client(req, peer ? peer : "", client_buf, sizeof client_buf);
+    size_t n = stash_len(target) + stash_len(path) + stash_len(query) + stash_len(peer) +
+               stash_len(client);
+    unsigned lines = 0;
+    TAILQ_FOREACH(kv, in, next)
+    {
+        n += stash_len(kv->key) + stash_len(kv->value);
+        lines++;
+    }
+    (void)rill_request_trace(r); /* decided from the head while it is there */
+    (void)rill_request_id(r);
+    struct rill_stash *st = malloc(sizeof *st + n);
+    if (!st)
+        return -1;
+    char *at = st->bytes;
+    st->target = stash_put(&at, target);
+    st->path = stash_put(&at, path);
+    st->query = stash_put(&at, query);
+    st->peer = stash_put(&at, peer ? peer : "");
+    st->client = stash_put(&at, client);
+    st->headers = at;
+    TAILQ_FOREACH(kv, in, next)
+    {
+        stash_put(&at, kv->key);
+        stash_put(&at, kv->value);
+    }
+    st->nheaders = lines;
+    st->port = port;
+    r->stash = st;
+    return 0;
+}
+
+static void push_stashed_headers(lua_State *L, const struct rill_stash *st)
+{
+    const char *p = st->headers;
+    lua_createtable(L, 0, (int)st->nheaders);
+    int t = lua_gettop(L);
+    for (unsigned i = 0; i < st->nheaders; i++) {
+        const char *value = p + strlen(p) + 1;
+        add_header_line(L, t, p, value);
+        p = value + strlen(value) + 1;
+    }
+    luaL_setmetatable(L, HEADERS_MT);
+}
+
+/* push_field once evhttp's request is gone: the same fields, from the stash. */
+static int push_stashed(lua_State *L, struct rill_request *r, const char *key)
+{
+    const struct rill_stash *st = r->stash;
+    if (strcmp(key, "path") == 0)
+        push_path(L, st->path);
+    else if (strcmp(key, "target") == 0)
+        lua_pushstring(L, st->target);
+    else if (strcmp(key, "query") == 0)
+        push_query(L, st->query);
+    else if (strcmp(key, "headers") == 0)
+        push_stashed_headers(L, st);
+    else if (strcmp(key, "body") == 0)
+        lua_pushliteral(L, ""); /* only a request without a body is stashed */
+    else if (strcmp(key, "remote_addr") == 0)
+        lua_pushstring(L, st->client);
+    else if (strcmp(key, "peer_addr") == 0)
+        lua_pushstring(L, st->peer);
+    else if (strcmp(key, "remote_port") == 0)
+        lua_pushinteger(L, st->port);
+    else if (strcmp(key, "id") == 0)
+        lua_pushstring(L, rill_request_id(r));
+    else if (strcmp(key, "scheme") == 0)
+        lua_pushstring(L, r->tls ? "https" : "http");
+    else
+        return 0;
+    return 1;
+}
+
 /* Pushes field `key` of r, or returns 0 when there is no such field. */
 static int push_field(lua_State *L, struct rill_request *r, const char *key)
 {
     struct evhttp_request *req = r->req;
+    if (!req)
+        return push_stashed(L, r, key);
     if (strcmp(key, "path") == 0)
-        push_path(L, req);
+        push_path(L, evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
     else if (strcmp(key, "target") == 0)
         lua_pushstring(L, evhttp_request_get_uri(req));
     else if (strcmp(key, "query") == 0)
-        push_query(L, req);
+        push_query(L, evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)));
     else if (strcmp(key, "headers") == 0)
         push_headers(L, req);
     else if (strcmp(key, "body") == 0 && body_streamed(r))
@@ -574,7 +695,7 @@ static int request_index(lua_State *L)
     if (is_path && lua_getiuservalue(L, 1, 2) == LUA_TSTRING)
         return 1;
     struct rill_request *r = view_request(v);
-    if (!r || !r->req) {
+    if (!r || (!r->req && !r->stash)) {
         if (strcmp(key, "params") == 0)
             return 0;
         return luaL_error(L, "request field '%s' read after the request ended", key);
@@ -608,10 +729,9 @@ static int request_tostring(lua_State *L)
 {
     struct req_view *v = check_view(L);
     struct rill_request *r = view_request(v);
-    if (r && r->req)
-        lua_pushfstring(L, "rill.request (%s %s)",
-                        rill_method_name(evhttp_request_get_command(r->req)),
-                        evhttp_request_get_uri(r->req));
+    if (r && (r->req || r->stash))
+        lua_pushfstring(L, "rill.request (%s %s)", rill_method_name(v->method),
+                        r->req ? evhttp_request_get_uri(r->req) : r->stash->target);
     else
         lua_pushliteral(L, "rill.request (ended)");
     return 1;
@@ -650,7 +770,7 @@ void rill_request_push_route(lua_State *L, struct rill_request *r, int view, con
     if (path)
         lua_pushlstring(L, path, len);
     else
-        push_path(L, r->req);
+        push_path(L, evhttp_uri_get_path(evhttp_request_get_evhttp_uri(r->req)));
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, view, 2); /* req.path, without decoding it again */
 }

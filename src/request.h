@@ -26,7 +26,8 @@ struct rill_request {
     struct rill_request *prev, *next;
     struct rill_conn *conn;    /* the connection, until the reply is done or the client left */
     struct subscription *pump; /* a hub subscription C feeds the stream from (out.pump) */
-    int pump_ref;              /* its Lua object, anchored while pumped */
+    int pump_ref; /* its Lua object, anchored while pumped; or out.drive's coroutine, till adopted
+                   */
     char id[72];
     char trace[33];           /* the trace id, 32 hex digits; "": not yet known */
     char trace_flags[3];      /* the incoming traceparent's flags & 0x03, else "01" */
@@ -38,7 +39,8 @@ struct rill_request {
     struct rill_gz *gz; /* a gzip'd stream's own compressor (compress.h), made at its first chunk */
     struct rill_gzs *gzs;      /* a gzip'd pumped stream's part of its topic's shared compression */
     struct rill_reqbody *body; /* its body reader's state (reqbody.h), made at its first read */
-    struct rill_lean *lean;    /* a C-fed stream taken off evhttp (lean.h): req and conn are NULL */
+    struct rill_lean *lean;    /* a stream taken off evhttp (lean.h): req and conn are NULL */
+    struct rill_stash *stash;  /* what its `req` reads once evhttp's request is gone (request.c) */
     unsigned responded : 1;    /* a reply was sent or started */
     unsigned streaming : 1;    /* a chunked reply is open */
     unsigned watching : 1;     /* our close callback is armed */
@@ -51,6 +53,7 @@ struct rill_request {
     unsigned gz_broken : 1;   /* its compressor failed (out of memory): the stream ends cut off */
     unsigned lean_ok : 1;     /* its head said close for a lean stream (response.c out_start) */
     unsigned lean_wanted : 1; /* its first pump turn takes it off evhttp, if it can (lean.h) */
+    unsigned drive : 1;       /* out.drive took a generator: its task adopts it at its end */
 };
 
 /* The request of the running handler; raises outside one (e.g. in rill.run). */
@@ -63,6 +66,13 @@ void rill_request_push(lua_State *L, struct rill_request *r);
  */
 void rill_request_push_route(lua_State *L, struct rill_request *r, int view, const char *path,
                              size_t len);
+/*
+ * Copies what r's Lua view reads from evhttp's request (its target, headers,
+ * peer) into r->stash, so the view still reads them once evhttp's request is
+ * freed (a lean generator stream). Only for a request with no body. -1: out
+ * of memory.
+ */
+int rill_request_stash(struct rill_request *r);
 /* Cuts the Lua view off r (the request is over: uncached fields raise). */
 void rill_request_detach(struct rill_request *r);
 /* "GET", "POST", ... */

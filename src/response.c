@@ -423,11 +423,12 @@ static int out_file(lua_State *L)
 }
 
 /*
- * out.start(status, headers, compress, source) → whether a body may follow
- * (not for HEAD, 204, 304). A source that is a bare hub subscription will be
- * fed from C and, on a plain HTTP/1.1 connection, taken off evhttp once the
- * handler ends (lean.h): its head says Connection: close, as it will close
- * when it ends.
+ * out.start(status, headers, compress, source, generator) → whether a body
+ * may follow (not for HEAD, 204, 304). A source that is a bare hub
+ * subscription will be fed from C, and a generator (a coroutine out.drive
+ * will take) resumed by C: on a plain HTTP/1.1 connection either is taken
+ * off evhttp once the handler ends (lean.h), so its head says Connection:
+ * close, as it will close when it ends.
  */
 static int out_start(lua_State *L)
 {
@@ -436,7 +437,9 @@ static int out_start(lua_State *L)
     int status = prepare_head(L, r, &w);
     struct rill_framing f = rill_framing_decide(r->req, status, RILL_BODY_STREAM, 0, 1, w.close);
     /* chunked: HTTP/1.1 and not 204 or 304; body: not HEAD either; keep is HTTP/1.0 alone */
-    r->lean_ok = !r->tls && f.chunked && f.body && rill_hub_subscription(L, 4) != NULL;
+    /* not when a pipelined request waits: it would be lost, and its client said keep-alive */
+    r->lean_ok = !r->tls && f.chunked && f.body && r->conn && rill_conn_may_detach(r->conn) &&
+                 (rill_hub_subscription(L, 4) != NULL || lua_type(L, 5) == LUA_TTHREAD);
     f.close |= r->lean_ok;
     if (w.length < 0 && gz_eligible(L, 3, r, status) && f.body) { /* a HEAD's Vary too */
         r->gz_on = 1; /* its compressor comes with its first chunk, or it shares its topic's */
@@ -850,6 +853,8 @@ static void lean_drained(void *arg)
     r->task.w->stats.blocked--;
     if (r->pump)
         pump(r);
+    else
+        rill_task_resume(&r->task, 0); /* a driven generator's (drive_yielded) */
 }
 
 static void lean_gone(void *arg, int timed_out)
@@ -881,12 +886,20 @@ static void go_lean(struct rill_request *r)
     r->lean_wanted = 0;
     if (!r->req || !r->conn || !r->streaming || r->gone || r->wait_drain)
         return;
+    /* a driven generator may still read its req: what the view reads is copied first */
+    int stashed = r->task.ref != LUA_NOREF && !r->stash;
+    if (stashed && rill_request_stash(r) != 0)
+        return;
     struct rill_lean *l = rill_lean_alloc();
     struct evbuffer *pending = l ? evbuffer_new() : NULL;
     if (!pending || rill_conn_detach(r->conn, &fd, pending) != 0) {
         if (pending)
             evbuffer_free(pending);
         rill_lean_discard(l);
+        if (stashed) { /* it stays on evhttp: the view reads the request itself */
+            free(r->stash);
+            r->stash = NULL;
+        }
         return;
     }
     r->req = NULL; /* freed with evhttp's connection */
@@ -1062,9 +1075,158 @@ static int out_pump(lua_State *L)
     return 1;
 }
 
+/* ---- a generator resumed by C (out.drive) ------------------------------------ */
+
+/* Whether co can be resumed where its wrap() would: Lua's "suspended" (not started, or yielded). */
+static int resumable(lua_State *co)
+{
+    lua_Debug ar;
+    if (lua_status(co) == LUA_YIELD)
+        return 1;
+    return lua_status(co) == LUA_OK && !lua_getstack(co, 0, &ar) && lua_gettop(co) > 0;
+}
+
+/*
+ * The value the generator yielded, at the top of L, as the bytes of an event
+ * into buf: a published hub event by reference, an event table or a string
+ * encoded as rill.sse.encode would. 0, or -1 with the error message on top.
+ */
+static int event_bytes(lua_State *L, struct evbuffer *buf)
+{
+    int t = lua_type(L, -1);
+    if (rill_hub_write(buf, L, -1))
+        return 0;
+    if (t != LUA_TTABLE && t != LUA_TSTRING) {
+        lua_pushfstring(
+            L,
+            "an event stream's generator yielded a %s (an event table, a string or nil expected)",
+            luaL_typename(L, -1));
+        return -1;
+    }
+    lua_pushcfunction(L, rill_sse_encode);
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        return -1;
+    size_t len;
+    const char *bytes = lua_tolstring(L, -1, &len);
+    evbuffer_add(buf, bytes, len);
+    return 0;
+}
+
+/*
+ * What a driven generator yielded (nres values on its coroutine): the first
+ * is its next event, and nil (or none) its end, as a for loop reads an
+ * iterator. Sent as one chunk; past the output's high mark the generator
+ * waits for the client to read (on_drain, lean_drained).
+ */
+static enum rill_step drive_yielded(struct rill_task *t, int nres)
+{
+    struct rill_request *r = (struct rill_request *)t;
+    lua_State *L = t->w->L, *co = t->co;
+    struct evbuffer *buf = t->w->scratch;
+    int top = lua_gettop(L);
+    if (!lua_checkstack(L, nres + 4)) {
+        lua_pop(co, nres);
+        lua_pushliteral(co, "out of memory");
+        return RILL_STEP_FAIL;
+    }
+    lua_xmove(co, L, nres);
+    lua_settop(L, top + 1); /* the first value, or nil */
+    if (lua_isnil(L, -1) || !r->streaming) {
+        lua_settop(L, top);
+        return RILL_STEP_END;
+    }
+    if (event_bytes(L, buf) != 0) {
+        lua_xmove(L, co, 1); /* the message, where the task's error is collected */
+        lua_settop(L, top);
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        return RILL_STEP_FAIL;
+    }
+    lua_settop(L, top);
+    send_chunk(r, buf);
+    struct bufferevent *bev = r->lean || !r->req ? NULL : request_bev(r);
+    size_t queued = r->lean ? rill_lean_pending(r->lean)
+                    : bev   ? evbuffer_get_length(bufferevent_get_output(bev))
+                            : 0;
+    if (queued <= RILL_OUT_HIGH)
+        return RILL_STEP_NEXT;
+    r->wait_drain = 1;
+    t->w->stats.blocked++;
+    t->cancel = drain_cancel;
+    return RILL_STEP_WAIT;
+}
+
+static void drive_start_cancel(struct rill_task *t)
+{
+    evtimer_del(t->timer);
+}
+
+/*
+ * The timer of a driven generator: its first resume, a loop turn after its
+ * handler ended and outside any evhttp call (where it may leave evhttp), and
+ * after that its rill.sleep's, which resumes it as sleep.c's own would.
+ */
+static void on_drive_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct rill_request *r = arg;
+    (void)fd, (void)what;
+    if (r->lean_wanted)
+        go_lean(r);
+    rill_task_resume(&r->task, 0);
+}
+
+int rill_response_drive(struct rill_request *r)
+{
+    struct rill_task *t = &r->task;
+    long long declared;
+    if (!t->timer && !(t->timer = evtimer_new(t->w->base, on_drive_timer, r)))
+        return -1;
+    event_assign(t->timer, t->w->base, -1, 0, on_drive_timer, r); /* not pending: it ran */
+    r->drive = 0;
+    rill_task_adopt(t, r->pump_ref);
+    t->yielded = drive_yielded;
+    /* lean: its head said close; a request with a body keeps it where its view reads it */
+    r->lean_wanted = r->lean_ok && r->req->chunked && r->conn != NULL &&
+                     !rill_conn_body_streamed(r->conn, &declared) &&
+                     evbuffer_get_length(evhttp_request_get_input_buffer(r->req)) == 0;
+    rill_timer_add(t->timer, 0);
+    t->cancel = drive_start_cancel;
+    t->effect = "rill.sse";
+    return 0;
+}
+
+/*
+ * out.drive(co, first) → true when co, a stream's coroutine.wrap generator
+ * (rill.coroutine.thread_of), will be resumed by C as the request's task once
+ * the handler ends (after first, a retry: line, if given): no coroutine of the
+ * driver's stays parked under it, nor its frames' tables.
+ */
+static int out_drive(lua_State *L)
+{
+    struct rill_request *r = out_request(L);
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    lua_State *co = lua_tothread(L, 1);
+    size_t len;
+    const char *first = luaL_optlstring(L, 2, NULL, &len);
+    if (!r->streaming || !r->sse || r->pump || r->drive || co == L || !resumable(co)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushvalue(L, 1);
+    r->pump_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* it may raise: nothing is handed over yet */
+    r->drive = 1;
+    if (first && len) {
+        evbuffer_add(r->task.w->scratch, first, len);
+        send_chunk(r, r->task.w->scratch);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg out_funcs[] = {
-    {"reply", out_reply},   {"file", out_file}, {"start", out_start}, {"write", out_write},
-    {"finish", out_finish}, {"sse", out_sse},   {"pump", out_pump},   {NULL, NULL},
+    {"reply", out_reply}, {"file", out_file},     {"start", out_start},
+    {"write", out_write}, {"finish", out_finish}, {"sse", out_sse},
+    {"pump", out_pump},   {"drive", out_drive},   {NULL, NULL},
 };
 
 void rill_open_response(lua_State *L)

@@ -23,6 +23,12 @@ void rill_response_send(struct rill_request *r, struct evbuffer *buf);
 void rill_response_compress_default(int on);
 /* A stream fed from C lets go of what it no longer needs of its request (its headers, URI). */
 void rill_response_travel_light(struct rill_request *r);
+/*
+ * The handler of a stream out.drive took a generator for has returned: its
+ * task goes on in that generator, resumed by C from the next loop turn
+ * (which may take the stream off evhttp, lean.h). -1: out of memory, not adopted.
+ */
+int rill_response_drive(struct rill_request *r);
 /* Hands a pumped stream's subscription back to the hub, closed (the stream ends). */
 void rill_response_unpump(struct rill_request *r);
 /* Heartbeat queues in use (stats): one per distinct rounded interval. */

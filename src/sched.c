@@ -217,23 +217,14 @@ static int yield_is_effect(lua_State *co, int nres)
     return nres >= 1 && lua_touserdata(co, -nres) == &effect_tag;
 }
 
-int rill_task_resume(struct rill_task *t, int nargs)
+/* One lua_resume of t->co, inside the budget and the memory cap. */
+static int resume_once(struct rill_task *t, int nargs, int *nres)
 {
     struct rill_worker *w = t->w;
-    struct rill_task *outer = w->current;
-    int nres = 0;
-
-    struct rill_resume_link *outer_resumed = w->resumed;
-    t->cancel = NULL;
-    t->instructions = 0; /* the budget is per resume */
-    w->current = t;
-    w->resumed = NULL; /* the chain of this task's own resumes */
-    t->running = 1;
-    w->resumes++;
     int capped = rill_worker_enforce_memory_cap(1);
     lua_State *outer_co = rill_worker_enter(t->co);
     t->over_budget = 0;
-    int status = lua_resume(t->co, w->L, nargs, &nres);
+    int status = lua_resume(t->co, w->L, nargs, nres);
     if (status == LUA_ERRMEM)
         RILL_METRIC_ADD(memory_stops, 1); /* the cap (--max-lua-memory), as a rule */
     else if (status != LUA_OK && status != LUA_YIELD && t->over_budget)
@@ -248,11 +239,68 @@ int rill_task_resume(struct rill_task *t, int nargs)
         t->spoiled = 1;
     rill_worker_leave(t->co, outer_co);
     rill_worker_enforce_memory_cap(capped);
+    return status;
+}
+
+/* A driven coroutine returned *nres values: the first goes as its last (waiting for none). */
+static int returned(struct rill_task *t, int *nres)
+{
+    enum rill_step step = t->yielded(t, *nres);
+    if (step == RILL_STEP_WAIT) /* for the client to read: nothing is left to resume */
+        run_cancel_hook(t);
+    *nres = step == RILL_STEP_FAIL; /* its message is on t->co */
+    return step == RILL_STEP_FAIL ? LUA_ERRRUN : LUA_OK;
+}
+
+/*
+ * Resumes t->co until it waits or ends. A driven coroutine's own yields
+ * (t->yielded) are taken in this loop, not by resuming from the callback, so
+ * a generator that yields a million chunks uses no C stack; the budget counts
+ * across them, as it did when a Lua loop took them. *waits: it now waits.
+ */
+static int run(struct rill_task *t, int nargs, int *nres, int *waits)
+{
+    for (;;) {
+        int status = resume_once(t, nargs, nres);
+        *waits = status == LUA_YIELD && yield_is_effect(t->co, *nres);
+        if (status == LUA_OK && t->yielded && *nres > 0 && !t->closing)
+            return returned(t, nres); /* what it returned is its last value */
+        if (*waits || status != LUA_YIELD || !t->yielded || t->closing)
+            return status;
+        switch (t->yielded(t, *nres)) { /* the values are gone from t->co after it */
+        case RILL_STEP_NEXT: nargs = 0; continue;
+        case RILL_STEP_WAIT:
+            *nres = 0;
+            *waits = 1;
+            return LUA_YIELD;
+        case RILL_STEP_END:
+            close_coroutine(t, 0); /* its <close> variables run, as at a for loop's end */
+            *nres = 0;
+            return LUA_OK;
+        default: *nres = 1; return LUA_ERRRUN; /* its message is on t->co */
+        }
+    }
+}
+
+int rill_task_resume(struct rill_task *t, int nargs)
+{
+    struct rill_worker *w = t->w;
+    struct rill_task *outer = w->current;
+    int nres = 0, waits;
+
+    struct rill_resume_link *outer_resumed = w->resumed;
+    t->cancel = NULL;
+    t->instructions = 0; /* the budget is per resume */
+    w->current = t;
+    w->resumed = NULL; /* the chain of this task's own resumes */
+    t->running = 1;
+    w->resumes++; /* once for all of a driven coroutine's chunks: they leave in one write */
+    int status = run(t, nargs, &nres, &waits);
     t->running = 0;
     w->current = outer;
     w->resumed = outer_resumed;
 
-    if (status == LUA_YIELD && yield_is_effect(t->co, nres)) {
+    if (waits) {
         lua_pop(t->co, nres);
         if (!t->closing)
             return 1;
@@ -277,6 +325,21 @@ int rill_task_resume(struct rill_task *t, int nargs)
     }
     t->done(t, status, nres);
     return 0;
+}
+
+void rill_task_adopt(struct rill_task *t, int ref)
+{
+    struct rill_worker *w = t->w;
+    lua_settop(t->co, 0);
+    if (lua_status(t->co) == LUA_OK && !t->spoiled && w->npool < RILL_THREAD_POOL)
+        w->pool[w->npool++] = t->ref;
+    else
+        luaL_unref(w->L, LUA_REGISTRYINDEX, t->ref);
+    lua_rawgeti(w->L, LUA_REGISTRYINDEX, ref);
+    t->co = lua_tothread(w->L, -1);
+    lua_pop(w->L, 1);
+    t->ref = ref;
+    t->spoiled = 1; /* the app's coroutine: its owner may still hold it, so it is never pooled */
 }
 
 struct rill_task *rill_task_check(lua_State *L)

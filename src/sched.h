@@ -28,6 +28,14 @@ struct rill_resource {
 #define RILL_CANCELLED (-1)
 typedef void (*rill_done_fn)(struct rill_task *t, int status, int nres);
 
+/* What a driven coroutine's own yield (not an effect's) leads to: see rill_task.yielded. */
+enum rill_step {
+    RILL_STEP_NEXT, /* resume it again at once */
+    RILL_STEP_WAIT, /* it waits: the callback armed something that resumes it (t->cancel set) */
+    RILL_STEP_END,  /* it is done: closed, and the task ends as if it returned */
+    RILL_STEP_FAIL  /* the task ends with the error message the callback pushed on t->co */
+};
+
 /* A coroutine driven by the event loop: a request's handler, or rill.run's function. */
 struct rill_task {
     struct rill_worker *w;
@@ -40,6 +48,8 @@ struct rill_task {
     /* ends the task's request uncleanly (server.c): slow, the hub's queue policy; else
      * hub.disconnect */
     void (*abort)(struct rill_task *t, int slow);
+    /* a driven coroutine's own yields (nres values on t->co, for it to pop); NULL: an error */
+    enum rill_step (*yielded)(struct rill_task *t, int nres);
     struct rill_resource *resources;
     struct event *timer; /* rill.sleep's, made on its first call (most tasks never sleep) */
     const char *effect;  /* what it waits on ("rill.fetch"), while cancel is set; static */
@@ -62,6 +72,12 @@ lua_State *rill_task_open(struct rill_task *t);
 int rill_task_resume(struct rill_task *t, int nargs);
 /* Closes the coroutine (its <close> variables run) and undoes the pending effect. */
 void rill_task_cancel(struct rill_task *t);
+/*
+ * t's coroutine has returned: t goes on as the app's coroutine anchored by
+ * ref (from its start or its last yield), whose yields t->yielded takes. The
+ * old one goes back to the pool; what t opened stays open, as t goes on.
+ */
+void rill_task_adopt(struct rill_task *t, int ref);
 /* Gives the coroutine back (to the pool). */
 void rill_task_release(struct rill_task *t);
 

@@ -110,6 +110,7 @@ static void request_free(struct rill_request *r)
     rill_gz_stream_free(r->gz);
     free(r->gzs); /* unpumped by now: its subscription no longer points to it */
     rill_body_free(r);
+    free(r->stash);
     free(r);
     maybe_exit(s);
 }
@@ -177,7 +178,7 @@ static int answer_client_error(struct rill_request *r)
         return 0;
     if (r->req && !r->gone && !r->responded)
         rill_response_error(r, code, reason);
-    else if (r->req && !r->gone) { /* mid-stream: too late for a status, cut as by an error */
+    else if ((r->req || r->lean) && !r->gone) { /* mid-stream: too late for a status */
         char safe[256];
         rill_log_at(RILL_LOG_WARN, "request %s: client error %d after the reply began: %s",
                     rill_request_id(r), code, rill_log_safe(reason, safe, sizeof safe));
@@ -196,11 +197,19 @@ static void on_task_done(struct rill_task *t, int status, int nres)
     else if (status == LUA_OK && r->req && !r->streaming && !r->responded)
         rill_log_at(RILL_LOG_ERROR, "request %s: the handler ended without a response",
                     rill_request_id(r));
-    if (r->req && !r->gone) {
+    int cut = 0; /* a generator out.drive took could not go on (out of memory) */
+    if (r->drive) {
+        if (status == LUA_OK && r->req && !r->gone && r->streaming && rill_response_drive(r) == 0)
+            return;   /* the task goes on in the app's generator */
+        r->drive = 0; /* not adopted: the generator goes with its ref */
+        luaL_unref(t->w->L, LUA_REGISTRYINDEX, r->pump_ref);
+        cut = 1;
+    }
+    if ((r->req || r->lean) && !r->gone) { /* lean: a driven generator's stream, off evhttp */
         if (r->streaming && r->pump && status == LUA_OK)
             rill_response_travel_light(r); /* the stream goes on, fed from C (out.pump) */
-        else if (r->streaming)
-            rill_response_end(r, status == LUA_OK); /* an error mid-stream truncates it */
+        else if (r->streaming)             /* an error mid-stream truncates it */
+            rill_response_end(r, status == LUA_OK && !cut);
         else if (!r->responded)
             rill_response_error(r, 500, "internal server error");
     }

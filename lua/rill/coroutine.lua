@@ -10,7 +10,7 @@ local core = require "rill.core"
 
 local EFFECT = core.EFFECT
 local raw_resume, raw_yield = core.resume, coroutine.yield -- core's tells the budget who runs
-local raw_close, create = coroutine.close, coroutine.create
+local raw_close, create, status = coroutine.close, coroutine.create, coroutine.status
 local error, type, getmetatable, setmetatable = error, type, getmetatable, setmetatable
 
 local M = {}
@@ -76,6 +76,17 @@ end
 function M.stands_for(fn, source)
   wrapped[fn] = source
   return fn
+end
+
+-- The coroutine of a wrap() generator that C may resume in the caller's
+-- place: not yet started, or suspended at one of its own yields (not dead,
+-- not running, not waiting inside a resume of its own). nil for anything else.
+function M.thread_of(fn)
+  local co = wrapped[fn]
+  if type(co) == "thread" and status(co) == "suspended" then
+    return co
+  end
+  return nil
 end
 
 -- Closes what stands behind a body iterator: the coroutine of a wrap()

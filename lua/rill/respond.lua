@@ -12,7 +12,7 @@ local router = require "rill.router"
 
 local type, tostring, error, getmetatable, pcall, pairs = type, tostring, error, getmetatable, pcall, pairs
 local getinfo = debug.getinfo
-local close_body = co.close
+local close_body, thread_of = co.close, co.thread_of
 local is_router, route = router.is_router, router.route_named
 
 -- Closes the body iterator when the stream ends, fails or is cancelled.
@@ -78,14 +78,17 @@ end
 local function send_lazy(fn, name, req, out, status, headers, body, sse, pump, compress)
   local closer <close> = setmetatable({ body = body }, Closer)
   local source = type(pump) == "table" and pump.source or nil -- rill.sse's: a stream C may feed
-  local started = checked(fn, name, req, out.start, status, headers, compress, source)
+  -- an event stream's coroutine.wrap generator: C resumes its coroutine as the request's task
+  local gen = sse and out.drive and thread_of(source)
+  local started = checked(fn, name, req, out.start, status, headers, compress, source, gen)
   headers = nil -- sent: not kept alive for as long as the stream lasts
   if started then
     if sse then
       out.sse(sse) -- an event stream (rill.sse): idle heartbeats, retry jitter at shutdown
     end
-    -- a bare hub subscription is fed from C once this returns: no coroutine waits
-    if source and out.pump and out.pump(source, pump.first) then
+    -- a bare hub subscription is fed from C once this returns, and a generator is resumed
+    -- by C: either way no coroutine of the driver's waits, nor this frame's tables
+    if source and out.pump and out.pump(source, pump.first) or gen and out.drive(gen, pump.first) then
       closer.body = nil
       return
     end

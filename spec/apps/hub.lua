@@ -25,6 +25,15 @@ return rill.cors(rill.router {
       end
     end) }
   end,
+  -- an idle event stream as most users write one: its generator parked in rill.sleep, resumed by C
+  ["GET /sse-generator"] = function()
+    return rill.sse(coroutine.wrap(function()
+      while true do
+        rill.sleep(3600)
+        coroutine.yield({ comment = "tick" })
+      end
+    end), { heartbeat = 0 })
+  end,
   ["GET /events/:topic"] = function(req)
     local events = rill.subscribe(req.params.topic, {
       last_event_id = rill.sse.last_event_id(req),
