@@ -165,6 +165,7 @@ describe("lean streams", function()
     sock:send("GET /events/lean6 HTTP/1.1\r\nHost: x\r\n\r\nGET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
     local s = assert(test.response(sock, "GET", T))
     assert.same(200, s.status)
+    assert.is_nil(s.headers["connection"]) -- it will not close: the request behind it is served
     assert.same("1", subscribers("lean6", "1"))
     assert.same(base, srv:stats().lean)
     publish("lean6", "still")

@@ -13,6 +13,14 @@ return rill.router {
       while true do end
     end) }
   end,
+  -- an event stream's generator, resumed by C (out.drive), that stops yielding
+  ["GET /spin-in-sse-generator"] = function()
+    return rill.sse(coroutine.wrap(function()
+      coroutine.yield("started")
+      rill.sleep(0.01) -- so it runs in a resume of its own, off evhttp
+      while true do end
+    end), { heartbeat = 0 })
+  end,
   -- much work in total, but yielding often: within the budget of each resume
   ["GET /busy-but-fair"] = function()
     local n = 0
