@@ -23,7 +23,10 @@ end
 
 describe("a rill.sse generator resumed by C", function()
   local srv
-  setup(function() srv = test.server(APP, { args = { "--keepalive-timeout", "1" } }) end)
+  setup(function()
+    srv = test.server(APP, { args = { "--keepalive-timeout", "1", "--max-instructions", "2000000",
+      "--trust-proxy", "127.0.0.1" } })
+  end)
   teardown(function() assert.same(0, srv:stop(), srv:log()) end)
 
   local function lean_count(want)
@@ -50,11 +53,13 @@ describe("a rill.sse generator resumed by C", function()
 
   it("leaves evhttp, says close, and its req reads the same after as before", function()
     local base = srv:stats()
-    local s = srv:open("/view/abc?q=zz%20top", { headers = { ["X-Probe"] = "probe value", ["X-Request-Id"] = "req-42" } })
+    local s = srv:open("/view/abc?q=zz%20top", { headers = { ["X-Probe"] = { "probe value", "again" },
+      ["X-Request-Id"] = "req-42", ["X-Forwarded-For"] = "203.0.113.7" } })
     assert.same(200, s.status)
     assert.same("close", s.headers["connection"])
     local before = assert(s:event(T))
     assert.same("before", before.event)
+    assert.same(base.lean + 1, lean_count(base.lean + 1)) -- "after" is read from the stash
     local after = assert(s:event(T))
     assert.same("after", after.event)
     assert.same(fields(before.data), fields(after.data))
@@ -62,10 +67,10 @@ describe("a rill.sse generator resumed by C", function()
     assert.same("/view/abc", f.path)
     assert.same("/view/abc?q=zz%20top", f.target)
     assert.same("zz top", f.q)
-    assert.same("probe value", f.probe)
+    assert.same("probe value|again", f.probe) -- a repeated line, a list as on evhttp
     assert.same("abc", f.params)
     assert.same("req-42", f.id)
-    assert.same("127.0.0.1", f.remote_addr)
+    assert.same("203.0.113.7", f.remote_addr) -- behind a --trust-proxy proxy
     assert.same("127.0.0.1", f.peer_addr)
     assert.is_truthy(tonumber(f.remote_port) > 0)
     assert.same("http", f.scheme)
@@ -161,9 +166,11 @@ describe("a rill.sse generator resumed by C", function()
   end)
 
   it("waits for a client that reads late, and delivers everything in order", function()
+    local base = srv:stats()
     local count, size = 300, 16 * 1024
     local s = srv:open(("/burst?count=%d&size=%d"):format(count, size))
-    lean_count(1)
+    assert.same(base.lean + 1, lean_count(base.lean + 1))
+    assert.same(base.blocked + 1, srv:settle(function(st) return st.blocked == base.blocked + 1 end, T).blocked)
     socket.select(nil, nil, 0.2) -- far more than the socket holds is produced meanwhile: it must wait
     local pad = ("x"):rep(size)
     for i = 1, count do
@@ -173,6 +180,52 @@ describe("a rill.sse generator resumed by C", function()
     local _, _, ending = s:rest(T)
     assert.same("end", ending)
     s:close()
+    assert.same(base.blocked, srv:settle(function(st) return st.blocked == base.blocked end, T).blocked)
+  end)
+
+  it("lets a client leave while the generator waits for it to read", function()
+    local base = srv:stats()
+    local s = srv:open("/burst?count=300&size=16384")
+    assert.same(base.blocked + 1, srv:settle(function(st) return st.blocked == base.blocked + 1 end, T).blocked)
+    s:close()
+    local st = srv:settle(function(x) return x.blocked == base.blocked and x.tasks == base.tasks end, T)
+    assert.same({ base.blocked, base.tasks, base.lean }, { st.blocked, st.tasks, st.lean })
+  end)
+
+  it("sends a burst faster than the budget allows in one resume, and serves others meanwhile", function()
+    -- 300,000 events with no effect between them, to a client that keeps up: the lean socket
+    -- takes each at once, so the generator must still give the loop its turns (and a fresh budget)
+    local cmd = ("curl -sS -o /dev/null -w '%%{http_code} %%{size_download}' --max-time %d 'http://127.0.0.1:%d/burst?count=300000&size=1'")
+      :format(T * 3, srv.port)
+    local p = io.popen(cmd .. " 2>&1")
+    local out = p:read("a")
+    local ok = p:close()
+    assert(ok, "curl: " .. out)
+    assert.matches("^200 %d+", out)
+    assert.is_true(tonumber(out:match(" (%d+)")) > 300000 * 10, out)
+    assert.falsy(srv:log():find("instruction budget exceeded", 1, true), srv:log())
+  end)
+
+  it("compresses a lean generator stream, its gzip trailer at the end (curl --compressed)", function()
+    local cmd = ("curl -sS --compressed --max-time %d http://127.0.0.1:%d/gz"):format(T, srv.port)
+    local p = io.popen(cmd .. " 2>&1")
+    local out = p:read("a")
+    assert(p:close(), "curl: " .. out)
+    for i = 1, 3 do
+      assert.truthy(out:find(("data: " .. ("compressible event %d "):format(i):rep(20)), 1, true), out)
+    end
+  end)
+
+  it("answers a HEAD of a generator route with its head alone, keep-alive", function()
+    local sock = srv:connect()
+    sock:settimeout(T)
+    sock:send("HEAD /finite HTTP/1.1\r\nHost: x\r\n\r\nGET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+    local head = assert(test.response(sock, "HEAD", T))
+    assert.same(200, head.status)
+    assert.is_nil(head.headers["connection"])
+    local again = assert(test.response(sock, "GET", T))
+    assert.same("plain body", (again:rest(T)))
+    sock:close()
   end)
 
   it("runs effects from the generator: a fetch, and a subscription's published events", function()
@@ -180,8 +233,9 @@ describe("a rill.sse generator resumed by C", function()
     assert.same("early 200 plain body", assert(s:event(T)).data)
     assert.same("200 plain body", assert(s:event(T)).data)
     s:close()
+    local base = srv:stats().lean
     local h = srv:open("/hub/gen-topic")
-    lean_count(1)
+    assert.same(base + 1, lean_count(base + 1))
     for _, data in ipairs({ "one", "two" }) do
       assert.same(202, srv:request({ method = "POST", path = "/publish/gen-topic", body = data }).status)
       assert.same(data, assert(h:event(T)).data)

@@ -61,6 +61,11 @@ size_t rill_lean_pending(const struct rill_lean *l)
     return l->out ? evbuffer_get_length(l->out) : 0;
 }
 
+int rill_lean_stopped(const struct rill_lean *l)
+{
+    return l->broken || l->ending;
+}
+
 /* Watches for the client's close always, and for room to write while something waits. */
 static void arm(struct rill_lean *l)
 {

@@ -45,6 +45,8 @@ void rill_lean_send(struct rill_lean *l, const char *head, size_t hn, struct evb
                     const char *tail, size_t tn);
 /* Bytes waiting for the client. */
 size_t rill_lean_pending(const struct rill_lean *l);
+/* Whether l takes no more bytes: a write failed (its event reports the client gone) or it ends. */
+int rill_lean_stopped(const struct rill_lean *l);
 /*
  * The stream ends: what is queued goes out, then the socket closes (after
  * the terminating chunk when clean), and closed runs. Never calls back

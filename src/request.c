@@ -497,8 +497,9 @@ int rill_request_stash(struct rill_request *r)
     struct evkeyval *kv;
     if (evcon)
         evhttp_connection_get_peer(evcon, &peer, &port);
-    const char *client = rill_request_client(req, peer ? peer : "", client_buf, sizeof client_buf);
-    size_t n = stash_len(target) + stash_len(path) + stash_len(query) + stash_len(peer) +
+    const char *peer_s = peer ? peer : ""; /* counted as it is copied */
+    const char *client = rill_request_client(req, peer_s, client_buf, sizeof client_buf);
+    size_t n = stash_len(target) + stash_len(path) + stash_len(query) + stash_len(peer_s) +
                stash_len(client);
     unsigned lines = 0;
     TAILQ_FOREACH(kv, in, next)
@@ -515,7 +516,7 @@ int rill_request_stash(struct rill_request *r)
     st->target = stash_put(&at, target);
     st->path = stash_put(&at, path);
     st->query = stash_put(&at, query);
-    st->peer = stash_put(&at, peer ? peer : "");
+    st->peer = stash_put(&at, peer_s);
     st->client = stash_put(&at, client);
     st->headers = at;
     TAILQ_FOREACH(kv, in, next)

@@ -21,6 +21,7 @@
 #include "static.h"
 #include "tls.h"
 #include "server.h"
+#include "worker.h"
 
 #include <event2/bufferevent.h>
 #include <event2/http_struct.h>
@@ -422,6 +423,14 @@ static int out_file(lua_State *L)
     return 0;
 }
 
+/* Whether r's request has a body, whole or streamed: a generator stream keeps it, and evhttp. */
+static int has_body(struct rill_request *r)
+{
+    long long declared;
+    return (r->conn && rill_conn_body_streamed(r->conn, &declared)) ||
+           evbuffer_get_length(evhttp_request_get_input_buffer(r->req)) > 0;
+}
+
 /*
  * out.start(status, headers, compress, source, generator) → whether a body
  * may follow (not for HEAD, 204, 304). A source that is a bare hub
@@ -438,8 +447,9 @@ static int out_start(lua_State *L)
     struct rill_framing f = rill_framing_decide(r->req, status, RILL_BODY_STREAM, 0, 1, w.close);
     /* chunked: HTTP/1.1 and not 204 or 304; body: not HEAD either; keep is HTTP/1.0 alone */
     /* not when a pipelined request waits: it would be lost, and its client said keep-alive */
-    r->lean_ok = !r->tls && f.chunked && f.body && r->conn && rill_conn_may_detach(r->conn) &&
-                 (rill_hub_subscription(L, 4) != NULL || lua_type(L, 5) == LUA_TTHREAD);
+    r->lean_ok =
+        !r->tls && f.chunked && f.body && r->conn && rill_conn_may_detach(r->conn) &&
+        (rill_hub_subscription(L, 4) != NULL || (lua_type(L, 5) == LUA_TTHREAD && !has_body(r)));
     f.close |= r->lean_ok;
     if (w.length < 0 && gz_eligible(L, 3, r, status) && f.body) { /* a HEAD's Vary too */
         r->gz_on = 1; /* its compressor comes with its first chunk, or it shares its topic's */
@@ -1105,7 +1115,13 @@ static int event_bytes(lua_State *L, struct evbuffer *buf)
     }
     lua_pushcfunction(L, rill_sse_encode);
     lua_insert(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+    /* an event's __index is the app's Lua: inside the budget and the memory cap, as in the task */
+    int capped = rill_worker_enforce_memory_cap(1);
+    lua_State *outer = rill_worker_enter(L);
+    int status = lua_pcall(L, 1, 1, 0);
+    rill_worker_leave(L, outer);
+    rill_worker_enforce_memory_cap(capped);
+    if (status != LUA_OK)
         return -1;
     size_t len;
     const char *bytes = lua_tolstring(L, -1, &len);
@@ -1119,13 +1135,38 @@ static int event_bytes(lua_State *L, struct evbuffer *buf)
  * iterator. Sent as one chunk; past the output's high mark the generator
  * waits for the client to read (on_drain, lean_drained).
  */
+static void drive_start_cancel(struct rill_task *t)
+{
+    evtimer_del(t->timer);
+}
+
+/*
+ * The bytes a driven generator sent in the resume going on: a lean socket
+ * takes every chunk at once while the client keeps up, so past RILL_OUT_HIGH
+ * in one resume the generator waits for the next loop turn instead. Other
+ * connections get their turn, and the budget counts per resume, as when
+ * evhttp's output filled. One resume runs at a time.
+ */
+static unsigned long burst_resume;
+static size_t burst_bytes;
+
+static enum rill_step next_turn(struct rill_task *t)
+{
+    rill_timer_add(t->timer, 0); /* on_drive_timer resumes it */
+    t->cancel = drive_start_cancel;
+    return RILL_STEP_WAIT;
+}
+
 static enum rill_step drive_yielded(struct rill_task *t, int nres)
 {
     struct rill_request *r = (struct rill_request *)t;
     lua_State *L = t->w->L, *co = t->co;
     struct evbuffer *buf = t->w->scratch;
     int top = lua_gettop(L);
-    if (!lua_checkstack(L, nres + 4)) {
+    if (nres > 1)
+        lua_pop(co, nres - 1); /* only the first is read */
+    nres = nres > 0;
+    if (!lua_checkstack(L, 5)) {
         lua_pop(co, nres);
         lua_pushliteral(co, "out of memory");
         return RILL_STEP_FAIL;
@@ -1143,22 +1184,25 @@ static enum rill_step drive_yielded(struct rill_task *t, int nres)
         return RILL_STEP_FAIL;
     }
     lua_settop(L, top);
+    if (burst_resume != t->w->resumes) {
+        burst_resume = t->w->resumes;
+        burst_bytes = 0;
+    }
+    burst_bytes += evbuffer_get_length(buf);
     send_chunk(r, buf);
     struct bufferevent *bev = r->lean || !r->req ? NULL : request_bev(r);
     size_t queued = r->lean ? rill_lean_pending(r->lean)
                     : bev   ? evbuffer_get_length(bufferevent_get_output(bev))
                             : 0;
+    if (queued <= RILL_OUT_HIGH && r->lean &&
+        (burst_bytes > RILL_OUT_HIGH || rill_lean_stopped(r->lean)))
+        return next_turn(t); /* a stopped one: its event reports the client gone meanwhile */
     if (queued <= RILL_OUT_HIGH)
         return RILL_STEP_NEXT;
     r->wait_drain = 1;
     t->w->stats.blocked++;
     t->cancel = drain_cancel;
     return RILL_STEP_WAIT;
-}
-
-static void drive_start_cancel(struct rill_task *t)
-{
-    evtimer_del(t->timer);
 }
 
 /*
@@ -1178,17 +1222,15 @@ static void on_drive_timer(evutil_socket_t fd, short what, void *arg)
 int rill_response_drive(struct rill_request *r)
 {
     struct rill_task *t = &r->task;
-    long long declared;
     if (!t->timer && !(t->timer = evtimer_new(t->w->base, on_drive_timer, r)))
         return -1;
     event_assign(t->timer, t->w->base, -1, 0, on_drive_timer, r); /* not pending: it ran */
     r->drive = 0;
     rill_task_adopt(t, r->pump_ref);
+    r->pump_ref = LUA_NOREF; /* t's now */
     t->yielded = drive_yielded;
     /* lean: its head said close; a request with a body keeps it where its view reads it */
-    r->lean_wanted = r->lean_ok && r->req->chunked && r->conn != NULL &&
-                     !rill_conn_body_streamed(r->conn, &declared) &&
-                     evbuffer_get_length(evhttp_request_get_input_buffer(r->req)) == 0;
+    r->lean_wanted = r->lean_ok && r->req->chunked && r->conn != NULL && !has_body(r);
     rill_timer_add(t->timer, 0);
     t->cancel = drive_start_cancel;
     t->effect = "rill.sse";

@@ -268,7 +268,14 @@ static int run(struct rill_task *t, int nargs, int *nres, int *waits)
         if (*waits || status != LUA_YIELD || !t->yielded || t->closing)
             return status;
         switch (t->yielded(t, *nres)) { /* the values are gone from t->co after it */
-        case RILL_STEP_NEXT: nargs = 0; continue;
+        case RILL_STEP_NEXT:
+            if (t->closing) { /* cancelled meanwhile: the caller closes it */
+                *nres = 0;
+                *waits = 1;
+                return LUA_YIELD;
+            }
+            nargs = 0;
+            continue;
         case RILL_STEP_WAIT:
             *nres = 0;
             *waits = 1;
@@ -294,7 +301,7 @@ int rill_task_resume(struct rill_task *t, int nargs)
     w->current = t;
     w->resumed = NULL; /* the chain of this task's own resumes */
     t->running = 1;
-    w->resumes++; /* once for all of a driven coroutine's chunks: they leave in one write */
+    w->resumes++; /* once for all of a driven coroutine's chunks (on evhttp: one write) */
     int status = run(t, nargs, &nres, &waits);
     t->running = 0;
     w->current = outer;
@@ -325,6 +332,21 @@ int rill_task_resume(struct rill_task *t, int nargs)
     }
     t->done(t, status, nres);
     return 0;
+}
+
+void rill_thread_drop(struct rill_worker *w, int ref)
+{
+    lua_State *L = w->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (!co || rill_closethread(co, L) == LUA_OK)
+        return;
+    const char *msg = lua_tostring(co, -1);
+    rill_log_at(RILL_LOG_ERROR, "error while closing a generator: %s",
+                msg ? msg : "(not a string)");
+    lua_settop(co, 0);
 }
 
 void rill_task_adopt(struct rill_task *t, int ref)

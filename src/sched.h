@@ -78,6 +78,8 @@ void rill_task_cancel(struct rill_task *t);
  * old one goes back to the pool; what t opened stays open, as t goes on.
  */
 void rill_task_adopt(struct rill_task *t, int ref);
+/* Closes the coroutine anchored by ref (its <close> variables run) and lets it go. */
+void rill_thread_drop(struct rill_worker *w, int ref);
 /* Gives the coroutine back (to the pool). */
 void rill_task_release(struct rill_task *t);
 

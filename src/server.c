@@ -200,9 +200,9 @@ static void on_task_done(struct rill_task *t, int status, int nres)
     int cut = 0; /* a generator out.drive took could not go on (out of memory) */
     if (r->drive) {
         if (status == LUA_OK && r->req && !r->gone && r->streaming && rill_response_drive(r) == 0)
-            return;   /* the task goes on in the app's generator */
-        r->drive = 0; /* not adopted: the generator goes with its ref */
-        luaL_unref(t->w->L, LUA_REGISTRYINDEX, r->pump_ref);
+            return;                          /* the task goes on in the app's generator */
+        r->drive = 0;                        /* not adopted: the generator goes with its ref */
+        rill_thread_drop(t->w, r->pump_ref); /* its <close> variables run, as the driver's would */
         cut = 1;
     }
     if ((r->req || r->lean) && !r->gone) { /* lean: a driven generator's stream, off evhttp */

@@ -16,7 +16,8 @@ local function view(req)
     lines[#lines + 1] = k .. "=" .. tostring(req[k])
   end
   lines[#lines + 1] = "q=" .. tostring(req.query.q)
-  lines[#lines + 1] = "probe=" .. tostring(req.headers["x-probe"])
+  local probe = req.headers["x-probe"]
+  lines[#lines + 1] = "probe=" .. (type(probe) == "table" and table.concat(probe, "|") or tostring(probe))
   lines[#lines + 1] = "params=" .. tostring(req.params.name)
   lines[#lines + 1] = "tostring=" .. tostring(req)
   return table.concat(lines, "\n")
@@ -149,6 +150,13 @@ return rill.router {
       rill.sleep(0.01)
       send({ event = "y", data = "why" })
     end, { heartbeat = 0 })
+  end,
+  -- gzip'd, each event flushed: its trailer comes at the end, from the lean socket
+  ["GET /gz"] = function()
+    return rill.sse(coroutine.wrap(function()
+      rill.sleep(0.01)
+      for i = 1, 3 do coroutine.yield(("compressible event %d "):format(i):rep(20)) end
+    end), { heartbeat = 0, compress = true })
   end,
   -- heartbeats on a driven stream
   ["GET /beats"] = function()
