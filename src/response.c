@@ -1116,11 +1116,15 @@ static int event_bytes(lua_State *L, struct evbuffer *buf)
     lua_pushcfunction(L, rill_sse_encode);
     lua_insert(L, -2);
     /* an event's __index is the app's Lua: inside the budget and the memory cap, as in the task */
+    lua_Hook hook = lua_gethook(L); /* the app's own (debug.sethook, a coverage tool) stays */
+    int mask = lua_gethookmask(L), count = lua_gethookcount(L);
     int capped = rill_worker_enforce_memory_cap(1);
     lua_State *outer = rill_worker_enter(L);
     int status = lua_pcall(L, 1, 1, 0);
     rill_worker_leave(L, outer);
     rill_worker_enforce_memory_cap(capped);
+    if (hook)
+        lua_sethook(L, hook, mask, count);
     if (status != LUA_OK)
         return -1;
     size_t len;
@@ -1129,12 +1133,6 @@ static int event_bytes(lua_State *L, struct evbuffer *buf)
     return 0;
 }
 
-/*
- * What a driven generator yielded (nres values on its coroutine): the first
- * is its next event, and nil (or none) its end, as a for loop reads an
- * iterator. Sent as one chunk; past the output's high mark the generator
- * waits for the client to read (on_drain, lean_drained).
- */
 static void drive_start_cancel(struct rill_task *t)
 {
     evtimer_del(t->timer);
@@ -1157,6 +1155,12 @@ static enum rill_step next_turn(struct rill_task *t)
     return RILL_STEP_WAIT;
 }
 
+/*
+ * What a driven generator yielded (nres values on its coroutine): the first
+ * is its next event, and nil (or none) its end, as a for loop reads an
+ * iterator. Sent as one chunk; past the output's high mark the generator
+ * waits for the client to read (on_drain, lean_drained).
+ */
 static enum rill_step drive_yielded(struct rill_task *t, int nres)
 {
     struct rill_request *r = (struct rill_request *)t;

@@ -337,16 +337,16 @@ int rill_task_resume(struct rill_task *t, int nargs)
 void rill_thread_drop(struct rill_worker *w, int ref)
 {
     lua_State *L = w->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* anchored while its <close> handlers run */
     lua_State *co = lua_tothread(L, -1);
+    if (co && rill_closethread(co, L) != LUA_OK) {
+        const char *msg = lua_tostring(co, -1);
+        rill_log_at(RILL_LOG_ERROR, "error while closing a generator: %s",
+                    msg ? msg : "(not a string)");
+        lua_settop(co, 0);
+    }
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    if (!co || rill_closethread(co, L) == LUA_OK)
-        return;
-    const char *msg = lua_tostring(co, -1);
-    rill_log_at(RILL_LOG_ERROR, "error while closing a generator: %s",
-                msg ? msg : "(not a string)");
-    lua_settop(co, 0);
 }
 
 void rill_task_adopt(struct rill_task *t, int ref)
